@@ -1,0 +1,50 @@
+"""The ASGI application object that `wrap()` returns."""
+
+from __future__ import annotations
+
+from tornado import httputil
+
+from ._exchange import _ServerOptions, serve_http
+from ._types import Receive, Scope, Send
+
+
+class TornadoASGIApp:
+    """An ASGI 3 app serving a Tornado Application (or Router), made by `wrap()`.
+
+    ``tornado_app`` is the wrapped object, for tests and introspection.
+    """
+
+    def __init__(
+        self, tornado_app: httputil.HTTPServerConnectionDelegate, options: _ServerOptions
+    ) -> None:
+        self.tornado_app = tornado_app
+        self._options = options
+
+    def __repr__(self) -> str:
+        return f"<TornadoASGIApp {self.tornado_app!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await serve_http(self.tornado_app, self._options, scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+        elif kind == "websocket":
+            # WebSocketHandler support is not here yet: refuse the handshake
+            # (the server answers 403).
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1000})
+        else:
+            raise ValueError(f"TornadoASGIApp cannot serve ASGI scope type {kind!r}")
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Tornado applications have no startup or shutdown hooks: just agree."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

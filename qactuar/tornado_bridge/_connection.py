@@ -1,0 +1,221 @@
+"""A Tornado `HTTPConnection` whose output is ASGI ``send`` messages.
+
+Tornado's `RequestHandler` writes its response through
+``request.connection``: `write_headers`, `write` and `finish`, each returning
+a future for flow control.  Under Tornado's HTTPServer that is an
+`HTTP1Connection` writing to an `IOStream`; here every call becomes one ASGI
+message, queued in order and sent by `_ASGIConnection.pump`, which the
+bridge runs in the ASGI call itself.  A write's future resolves once the
+server has taken its message, so ``await self.flush()`` in a handler waits
+for the server's own back-pressure, as it waits for the socket under
+Tornado.
+
+Framing is the ASGI server's job: ``Transfer-Encoding`` is dropped,
+``Content-Length`` kept, and Tornado's own checks that a response does not
+write more or less than its ``Content-Length`` are kept too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+from collections.abc import Callable
+
+from tornado import httputil, iostream
+from tornado.concurrent import future_set_result_unless_cancelled
+from tornado.escape import native_str
+from tornado.log import gen_log
+
+from ._request import _RequestContext
+from ._types import Message, Send
+
+_CR_OR_LF = re.compile("\r|\n")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = loop.create_future()
+    future.set_exception(iostream.StreamClosedError())
+    future.exception()  # Mark as retrieved, as HTTP1Connection does.
+    return future
+
+
+class _ASGIConnection(httputil.HTTPConnection):
+    """One request's connection: Tornado writes, ASGI messages come out."""
+
+    def __init__(
+        self,
+        send: Send,
+        context: _RequestContext,
+        start_line: httputil.RequestStartLine,
+        max_body_size: int,
+        body_timeout: float | None,
+    ) -> None:
+        self.context = context
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self._request_start_line = start_line
+        self._outbox: collections.deque[tuple[Message, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._wakeup = asyncio.Event()
+        self._close_callback: Callable[[], None] | None = None
+        self._expected_content_remaining: int | None = None
+        self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
+        self.response_started = False
+        self.read_finished = False
+        self.write_finished = False
+        # True once the final message went out, or the client is gone.
+        self.done = False
+        self.closed = False
+
+    # -- the interface RequestHandler uses ---------------------------------
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        """Called with the handler's ``on_connection_close`` (as HTTP1Connection)."""
+        self._close_callback = callback
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Per-request body limit, e.g. from a streaming handler's ``prepare``."""
+        self.max_body_size = max_body_size
+
+    def set_body_timeout(self, timeout: float) -> None:
+        """Per-request limit on the wait for each piece of the body."""
+        self.body_timeout = timeout
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> asyncio.Future[None]:
+        assert isinstance(start_line, httputil.ResponseStartLine), start_line
+        if self._request_start_line.method == "HEAD" or start_line.code == 304:
+            self._expected_content_remaining = 0
+        elif "Content-Length" in headers:
+            length = headers["Content-Length"]
+            if _DIGITS.fullmatch(length) is None:
+                raise ValueError(f"Content-Length is not an integer: {length!r}")
+            self._expected_content_remaining = int(length)
+        else:
+            self._expected_content_remaining = None
+        asgi_headers: list[tuple[bytes, bytes]] = []
+        for name, value in headers.get_all():
+            value = native_str(value)
+            if _CR_OR_LF.search(name) or _CR_OR_LF.search(value):
+                raise ValueError(f"Illegal characters (CR or LF) in header: {name}: {value!r}")
+            if name.lower() == "transfer-encoding":
+                continue  # Framing belongs to the ASGI server.
+            asgi_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        self.response_started = True
+        if self.closed:
+            return _closed_future(self._loop)
+        future = self._enqueue(
+            {"type": "http.response.start", "status": start_line.code, "headers": asgi_headers}
+        )
+        if chunk:
+            future = self._enqueue_body(chunk)
+        return future
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        if self.closed:
+            return _closed_future(self._loop)
+        return self._enqueue_body(chunk)
+
+    def finish(self) -> None:
+        remaining = self._expected_content_remaining
+        if remaining is not None and remaining != 0 and not self.closed:
+            self.abort()
+            raise httputil.HTTPOutputError(
+                f"Tried to write {remaining} bytes less than Content-Length"
+            )
+        self.write_finished = True
+        if self.closed:
+            return
+        if self._outbox:
+            last_message = self._outbox[-1][0]
+            if last_message["type"] == "http.response.body":
+                # Still unsent: it becomes the last message, one send fewer.
+                last_message["more_body"] = False
+                return
+        self._enqueue({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- driven by the bridge ----------------------------------------------
+
+    async def pump(self) -> None:
+        """Send queued messages in order until the response is complete or aborted."""
+        while True:
+            while self._outbox:
+                message, future = self._outbox[0]
+                try:
+                    await self._send(message)
+                except Exception as exc:
+                    # Servers raise on send once the client has gone (or the
+                    # server is shutting down): Tornado sees a closed stream.
+                    gen_log.debug("ASGI send failed (%r): treating as closed", exc)
+                    self.client_gone()
+                    return
+                self._outbox.popleft()
+                future_set_result_unless_cancelled(future, None)
+                if message["type"] == "http.response.body" and not message["more_body"]:
+                    self.done = True
+                    return
+            if self.closed:
+                return
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def client_gone(self) -> None:
+        """The client disconnected: fail pending writes, tell the handler once."""
+        if self.done:
+            return
+        self.abort()
+        callback, self._close_callback = self._close_callback, None
+        if callback is not None:
+            callback()
+
+    def abort(self) -> None:
+        """Stop sending: pending and later writes fail with StreamClosedError."""
+        if self.closed:
+            return
+        self.closed = True
+        self.done = True
+        while self._outbox:
+            _, future = self._outbox.popleft()
+            if not future.done():
+                future.set_exception(iostream.StreamClosedError())
+                future.exception()
+        self._wakeup.set()
+
+    def respond_plain(self, status: int) -> None:
+        """A bodiless error response from the bridge itself (no handler ran)."""
+        if self.response_started or self.closed:
+            self.abort()
+            return
+        self.response_started = True
+        self._enqueue(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-length", b"0"), (b"connection", b"close")],
+            }
+        )
+        self._enqueue({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- internals -----------------------------------------------------------
+
+    def _enqueue_body(self, chunk: bytes) -> asyncio.Future[None]:
+        if self._expected_content_remaining is not None:
+            self._expected_content_remaining -= len(chunk)
+            if self._expected_content_remaining < 0:
+                self.abort()
+                raise httputil.HTTPOutputError("Tried to write more data than Content-Length")
+        return self._enqueue({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    def _enqueue(self, message: Message) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._outbox.append((message, future))
+        self._wakeup.set()
+        return future
