@@ -56,9 +56,7 @@ class _ASGIConnection(httputil.HTTPConnection):
         self._send = send
         self._loop = asyncio.get_running_loop()
         self._request_start_line = start_line
-        self._outbox: collections.deque[tuple[Message, asyncio.Future[None]]] = (
-            collections.deque()
-        )
+        self._outbox: collections.deque[tuple[Message, asyncio.Future[None]]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._close_callback: Callable[[], None] | None = None
         self._expected_content_remaining: int | None = None
@@ -109,6 +107,11 @@ class _ASGIConnection(httputil.HTTPConnection):
             if name.lower() == "transfer-encoding":
                 continue  # Framing belongs to the ASGI server.
             asgi_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        if not self.read_finished and "Connection" not in headers:
+            # Answered before the request body was read (e.g. 401 from a
+            # streaming handler's prepare): the rest of the body will not be
+            # read, so the connection cannot be reused, as under Tornado.
+            asgi_headers.append((b"connection", b"close"))
         self.response_started = True
         if self.closed:
             return _closed_future(self._loop)
@@ -151,12 +154,17 @@ class _ASGIConnection(httputil.HTTPConnection):
                 message, future = self._outbox[0]
                 try:
                     await self._send(message)
-                except Exception as exc:
-                    # Servers raise on send once the client has gone (or the
-                    # server is shutting down): Tornado sees a closed stream.
-                    gen_log.debug("ASGI send failed (%r): treating as closed", exc)
+                except OSError as exc:
+                    # Some servers raise once the client has gone: Tornado
+                    # sees a closed stream, as on a socket.
+                    gen_log.debug("ASGI send failed (%r): client gone", exc)
                     self.client_gone()
                     return
+                except BaseException:
+                    # The server refused the message (e.g. a status code it
+                    # cannot write): it is the server's to report.
+                    self.abort()
+                    raise
                 self._outbox.popleft()
                 future_set_result_unless_cancelled(future, None)
                 if message["type"] == "http.response.body" and not message["more_body"]:

@@ -68,9 +68,7 @@ class _BelowMountMatches(routing.PathMatches):
 
     def match(self, request: httputil.HTTPServerRequest) -> dict[str, Any] | None:
         path = request.path
-        prefix: str = getattr(
-            getattr(request.connection, "context", None), "route_prefix", ""
-        )
+        prefix: str = getattr(getattr(request.connection, "context", None), "route_prefix", "")
         if prefix and path.startswith(prefix):
             path = path[len(prefix) :]
         return super().match(cast(httputil.HTTPServerRequest, _PathView(path)))

@@ -129,7 +129,8 @@ def wrap(
     if isinstance(obj, web.Application | httputil.HTTPServerConnectionDelegate):
         if settings or any(value is not None for value in handler_only):
             given = sorted(settings) + [
-                key for key, value in zip(("pattern", "kwargs", "name"), handler_only, strict=True)
+                key
+                for key, value in zip(("pattern", "kwargs", "name"), handler_only, strict=True)
                 if value is not None
             ]
             raise TypeError(

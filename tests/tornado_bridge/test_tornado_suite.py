@@ -1,0 +1,108 @@
+"""Tornado's own web_test, routing_test and auth_test, served through `wrap()`.
+
+Each Tornado test case is one pytest test, run with its application served
+by an ASGI server (see `tornado_suite`).  The cases that cannot hold over
+ASGI are listed in `EXPECTED_FAILURES`, each with its reason; they are
+strict xfails, so one that starts passing must leave the list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from servers import DRIVERS
+from tornado_suite import bridged_http_server, case_ids, run_case
+
+SUITE_MODULES = ("web_test", "routing_test", "auth_test")
+# Servers that run Tornado's suites (the core adds "qactuar").
+SUITE_SERVERS = ("uvicorn",)
+
+
+@dataclass(frozen=True)
+class _Expected:
+    reason: str
+    # The servers it fails under (None: all of them).
+    servers: tuple[str, ...] | None = None
+    # False for cases that would only hang until Tornado's 5 s test timeout.
+    run: bool = True
+
+
+_NO_REASON = "ASGI has no reason phrase: the server writes its own for the status code"
+_NO_SILENT_ABORT = (
+    "ASGI has no way for an app to drop a broken response silently: Tornado closes "
+    "the stream, the ASGI server logs the incomplete response (an unexpected log)"
+)
+
+# Tornado test cases that cannot hold over ASGI, each with its reason.
+EXPECTED_FAILURES: dict[str, _Expected] = {
+    "web_test.StatusReasonTest.test_status": _Expected(
+        _NO_REASON + "; and status 682 is refused (ASGI servers only write 100-599)"
+    ),
+    "web_test.StatusReasonTest.test_header_injection": _Expected(
+        _NO_REASON + " (the test expects Tornado's 'Unknown' in place of a bad one)"
+    ),
+    "web_test.StatusReasonTest.test_reason_xss": _Expected(
+        _NO_REASON + " (the test expects Tornado's 'Unknown' in place of a bad one)"
+    ),
+    "web_test.RaiseWithReasonTest.test_raise_with_reason": _Expected(
+        "status 682 with reason 'Foo': ASGI servers write only 100-599 and no reason"
+    ),
+    "web_test.IncorrectContentLengthTest.test_content_length_too_high": _Expected(_NO_SILENT_ABORT),
+    "web_test.IncorrectContentLengthTest.test_content_length_too_low": _Expected(_NO_SILENT_ABORT),
+    "web_test.ClientCloseTest.test_client_close": _Expected(
+        "the handler closes request.connection.stream, Tornado's IOStream: an ASGI "
+        "app has no socket to close"
+    ),
+    "web_test.PatchMethodTest.test_other": _Expected(
+        "the server's httptools parser refuses the non-standard method OTHER (400)",
+        servers=("uvicorn",),
+    ),
+    "web_test.UnimplementedNonStandardMethodsTest.test_unimplemented_other": _Expected(
+        "the server's httptools parser refuses the non-standard method OTHER (400)",
+        servers=("uvicorn",),
+    ),
+    "web_test.CrossOriginProtectionBeforePrepareTest.test_websocket_upgrade_header_not_checked": (
+        _Expected(
+            "uvicorn takes a GET with Upgrade: websocket as a websocket handshake and "
+            "refuses it (no Sec-WebSocket-Key) with 400 before any app is called",
+            servers=("uvicorn",),
+        )
+    ),
+}
+
+
+def _params() -> list[str]:
+    return [test_id for module in SUITE_MODULES for test_id in case_ids(module)]
+
+
+@pytest.fixture(params=SUITE_SERVERS)
+def suite_server(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> None:
+    """Tornado's cases run on their own loop in this thread: nothing to check."""
+
+
+@pytest.mark.parametrize("test_id", _params())
+def test_tornado_case(test_id: str, suite_server: str) -> None:
+    expected = EXPECTED_FAILURES.get(test_id)
+    if expected is not None and expected.servers is not None:
+        if suite_server not in expected.servers:
+            expected = None
+    if expected is not None and not expected.run:
+        pytest.xfail(expected.reason)
+    with bridged_http_server(DRIVERS[suite_server]):
+        result = run_case(test_id)
+    if result.skipped and not (result.errors or result.failures):
+        pytest.skip(result.skipped[0][1])
+    problems = result.errors + result.failures
+    if expected is not None:
+        if problems:
+            pytest.xfail(expected.reason)
+        pytest.fail(f"{test_id} passes under {suite_server}: remove it from EXPECTED_FAILURES")
+    if problems:
+        pytest.fail("\n".join(text for _, text in problems), pytrace=False)
+    assert result.testsRun == 1
