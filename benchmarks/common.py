@@ -1,0 +1,174 @@
+"""Shared pieces of the benchmarks: free ports, pinned servers, wrk runs, medians.
+
+Benchmarks run by hand (never in the test suite). Each one starts every
+server under test in turn, over several alternating rounds, so that noise
+from a shared machine falls on all of them alike, and reports medians.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SERVER_CPUS = os.environ.get("BENCH_SERVER_CPUS", "0")
+LOAD_CPUS = os.environ.get("BENCH_LOAD_CPUS", "1")
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        print("wrk not found: installing Debian's wrk", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        path = shutil.which("wrk")
+    assert path is not None
+    return path
+
+
+def ensure_python_packages(*names: str) -> None:
+    missing = []
+    for name in names:
+        module = name.replace("-", "_")
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of ``pid`` and its descendants, in KiB."""
+    total = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            with open(f"/proc/{current}/task/{current}/children") as fh:
+                pids.extend(int(p) for p in fh.read().split())
+        except FileNotFoundError:
+            continue
+    return total
+
+
+@dataclass
+class Result:
+    rps: float
+    p99_ms: float
+    rss_kib: int = 0
+
+
+@dataclass
+class Series:
+    name: str
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(r.rps for r in self.results)
+
+    @property
+    def p99(self) -> float:
+        return statistics.median(r.p99_ms for r in self.results)
+
+    @property
+    def rss_mib(self) -> float:
+        return statistics.median(r.rss_kib for r in self.results) / 1024
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(port: int, seconds: int, connections: int, path: str = "/") -> Result:
+    wrk = ensure_wrk()
+    cmd = [
+        "taskset", "-c", LOAD_CPUS, wrk, "--latency", "-t", "1", "-c", str(connections),
+        "-d", f"{seconds}s", f"http://127.0.0.1:{port}{path}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    match = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        print(f"  wrk reported: {errors.group(0)}", file=sys.stderr)
+    return Result(rps, p99)
+
+
+def start_server(cmd: Sequence[str], port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + ROOT)
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CPUS, *cmd],
+        cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, proc)
+    except RuntimeError:
+        stop_server(proc)
+        raise
+    return proc
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def measure(cmd: Sequence[str], port: int, seconds: int, connections: int) -> Result:
+    proc = start_server(cmd, port)
+    try:
+        run_wrk(port, 1, connections)  # warm-up
+        result = run_wrk(port, seconds, connections)
+        result.rss_kib = rss_kib(proc.pid)
+        return result
+    finally:
+        stop_server(proc)
+
+
+def print_table(title: str, series: Sequence[Series], baseline: str, machine: str = "") -> None:
+    base = next(s for s in series if s.name == baseline)
+    print(f"\n{title}  ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs{machine})")
+    print(f"| server | requests/s | p99 ms | RSS MiB | ratio to {baseline} |")
+    print("|---|---:|---:|---:|---:|")
+    for s in series:
+        print(f"| {s.name} | {s.rps:,.0f} | {s.p99:.2f} | {s.rss_mib:.1f} | {s.rps / base.rps:.2f}x |")

@@ -1,0 +1,60 @@
+"""qactuar's async model against uvicorn (httptools + uvloop), one process each.
+
+    python benchmarks/http_async.py [--rounds 5] [--seconds 10] [--connections 100]
+
+Both servers serve ``benchmarks/apps.py:hello`` with access logs off, pinned
+to BENCH_SERVER_CPUS (default core 0) while wrk runs on BENCH_LOAD_CPUS
+(default core 1). Rounds alternate between the servers; medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from common import Series, ensure_python_packages, free_port, measure, print_table
+
+
+def commands(port: int) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "qactuar async": [
+            py, "-m", "qactuar", "apps:hello", "--model", "async", "--port", str(port),
+            "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning",
+        ],
+        "uvicorn": [
+            py, "-m", "uvicorn", "apps:hello", "--port", str(port), "--host", "127.0.0.1",
+            "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level",
+            "warning", "--lifespan", "off",
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=100)
+    args = parser.parse_args()
+    ensure_python_packages("uvicorn", "uvloop", "httptools")
+    series: dict[str, Series] = {}
+    for round_no in range(args.rounds):
+        names = list(commands(0))
+        if round_no % 2:
+            names.reverse()
+        for name in names:
+            port = free_port()
+            result = measure(commands(port)[name], port, args.seconds, args.connections)
+            series.setdefault(name, Series(name)).results.append(result)
+            print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s p99 {result.p99_ms:.2f} ms",
+                  file=sys.stderr)
+    ordered = [series[n] for n in commands(0)]
+    print_table(
+        f"hello world, 1 process, {args.connections} connections, median of {args.rounds}",
+        ordered, "uvicorn",
+    )
+    print(f"\nqactuar async / uvicorn: {ordered[0].rps / ordered[1].rps:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ASGI side of a request: scope, receive, send, lifespan."""

@@ -1,0 +1,240 @@
+"""One HTTP request ⇄ one ASGI application call.
+
+``HTTPCycle`` owns the ASGI side of a request: the scope, ``receive()`` and
+``send()``. It checks message order, turns an application error into a 500
+(or a closed connection once the response has begun), and hands the bytes
+that the HTTP layer frames to its ``Connection``, which is all it knows of
+sockets: the same cycle runs in every process model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from ..http import LocalProtocolError, RequestHead, Response, error_response, informational
+from .types import ASGIApp, Message, Scope
+
+__all__ = ["ClientDisconnected", "Connection", "HTTPCycle"]
+
+access_logger = logging.getLogger("qt_access")
+exception_logger = logging.getLogger("qt_exception")
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class ClientDisconnected(OSError):
+    """``send()`` was called after the client went away (ASGI spec 2.4)."""
+
+
+class Connection(Protocol):
+    """What a cycle needs from the connection it runs on."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def cycle_done(self, cycle: HTTPCycle) -> None: ...
+
+
+class HTTPCycle:
+    __slots__ = (
+        "scope",
+        "head",
+        "response",
+        "conn",
+        "body",
+        "body_size",
+        "body_complete",
+        "disconnected",
+        "started",
+        "done",
+        "_waiter",
+        "_expect_100",
+        "_start_time",
+        "_error_lines",
+    )
+
+    def __init__(
+        self, scope: Scope, head: RequestHead, conn: Connection, date: bytes, server: bytes
+    ) -> None:
+        self.scope = scope
+        self.head = head
+        self.conn = conn
+        self.response = Response(head.method, head.http_version, head.keep_alive, date, server)
+        self._error_lines = (date, server)
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.body_complete = not head.has_body
+        self.disconnected = False
+        self.started = False
+        #: The response is complete (or abandoned): the connection may go on.
+        self.done = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._expect_100 = head.expect_continue
+        self._start_time = time.monotonic()
+
+    # fed by the connection ------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        self.body.append(data)
+        self.body_size += len(data)
+        self._wake()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        self._wake()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # the ASGI side ---------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self._app_failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not self.started:
+                exception_logger.error(
+                    "ASGI app returned without starting a response for %s %s",
+                    self.head.method,
+                    self.head.path,
+                )
+                self._send_error(500, "Internal Server Error")
+            elif not self.response.complete:
+                exception_logger.error(
+                    "ASGI app returned with its response body incomplete for %s %s",
+                    self.head.method,
+                    self.head.path,
+                )
+                self.response.abort()
+                self._finish()
+        finally:
+            if not self.done:
+                self._finish()
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, Exception) and not (
+            isinstance(exc, ClientDisconnected) and self.disconnected
+        ):
+            exception_logger.error(
+                "Exception in ASGI application for %s %s",
+                self.head.method,
+                self.head.path,
+                exc_info=exc,
+            )
+        if self.done:
+            return
+        if not self.started and not self.disconnected:
+            self._send_error(500, "Internal Server Error")
+        else:
+            self.response.abort()
+            self._finish()
+
+    def _send_error(self, status: int, reason: str) -> None:
+        self.started = True
+        self.response.status = status
+        self.response.keep_alive = False
+        self.response.complete = True
+        if not self.disconnected:
+            self.conn.write(error_response(status, reason, *self._error_lines))
+        self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        if access_logger.isEnabledFor(logging.INFO):
+            self._log_access()
+        self.conn.cycle_done(self)
+
+    def _log_access(self) -> None:
+        client = self.scope.get("client")
+        head = self.head
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %d %.1fms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            head.method,
+            head.raw_path.decode("latin-1")
+            + ("?" + head.query_string.decode("latin-1") if head.query_string else ""),
+            head.http_version,
+            self.response.status,
+            self.response.body_bytes,
+            (time.monotonic() - self._start_time) * 1000,
+        )
+
+    async def receive(self) -> Message:
+        if self.disconnected or self.done:
+            return _DISCONNECT
+        if not self.body and not self.body_complete:
+            if self._expect_100:
+                self._expect_100 = False
+                if not self.started:
+                    self.conn.write(informational(100))
+            loop = asyncio.get_running_loop()
+            while not self.body and not self.body_complete and not self.disconnected:
+                self._waiter = loop.create_future()
+                self.conn.resume_reading()
+                await self._waiter
+            if self.disconnected and not self.body:
+                return _DISCONNECT
+        self._expect_100 = False
+        body = self.body
+        if len(body) == 1:
+            data = body[0]
+        else:
+            data = b"".join(body)
+        body.clear()
+        self.body_size = 0
+        self.conn.resume_reading()
+        return {"type": "http.request", "body": data, "more_body": not self.body_complete}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("ASGI sent 'http.response.body' before 'http.response.start'")
+            if self.done:
+                if self.disconnected:
+                    raise ClientDisconnected("Client disconnected")
+                raise RuntimeError("ASGI sent 'http.response.body' after the response completed")
+            if self.disconnected:
+                raise ClientDisconnected("Client disconnected")
+            more = message.get("more_body", False)
+            try:
+                data = self.response.body(message.get("body", b""), more)
+            except LocalProtocolError as exc:
+                raise RuntimeError(str(exc)) from None
+            if data:
+                self.conn.write(data)
+            if not more:
+                self._finish()
+            else:
+                await self.conn.drain()
+        elif kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("ASGI sent 'http.response.start' twice")
+            if self.disconnected:
+                raise ClientDisconnected("Client disconnected")
+            try:
+                self.response.start(message["status"], message.get("headers", ()))
+            except LocalProtocolError as exc:
+                raise RuntimeError(str(exc)) from None
+            self.started = True
+            self._expect_100 = False
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r} in an HTTP cycle")

@@ -1,0 +1,72 @@
+"""The ``qactuar`` command: one option per setting of ``Config``.
+
+Options are generated from the Config fields so that the CLI can never fall
+behind the settings; dictionaries (APPS, LOGS) come only from the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+from .main import serve
+
+__all__ = ["main"]
+
+_CLICK_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "LOOP": ("auto", "asyncio", "uvloop"),
+    "LIFESPAN": ("auto", "on", "off"),
+    "LOG_LEVEL": ("critical", "error", "warning", "info", "debug"),
+}
+
+
+def _options(func: Any) -> Any:
+    from .config import MODELS
+
+    choices = dict(_CHOICES, MODEL=MODELS)
+    for f in reversed(fields(Config)):
+        kind = f.type if isinstance(f.type, str) else str(f.type)
+        if kind.startswith("dict"):
+            continue
+        flag = "--" + f.name.lower().replace("_", "-")
+        doc = f.metadata["doc"]
+        if kind == "bool":
+            option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=doc)
+        elif f.name in choices:
+            option = click.option(
+                flag, f.name, type=click.Choice(choices[f.name]), default=None, help=doc
+            )
+        else:
+            option = click.option(flag, f.name, type=_CLICK_TYPES[kind], default=None, help=doc)
+        func = option(func)
+    return func
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("app", required=False)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="JSON config file (default: $QACTUAR_CONFIG, else ./qactuar_config.json).",
+)
+@_options
+@click.version_option(__version__, prog_name="qactuar")
+def main(app: str | None, config_path: str | None, **settings: Any) -> None:
+    """Serve APP ('module:attribute'), or the config's APPS when no APP is given.
+
+    Settings come from the defaults, then the JSON config file, then these
+    options; every option sets the config key of the same name in upper case.
+    """
+    try:
+        config = load_config(config_path, settings, "command line")
+    except ConfigError as exc:
+        click.echo(f"qactuar: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(serve(config, app))

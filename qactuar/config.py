@@ -1,0 +1,256 @@
+"""The single source of settings.
+
+``Config`` holds every setting under the seed's upper-case names. Values
+come, lowest precedence first, from the defaults, the JSON file named by
+``QACTUAR_CONFIG`` (else ``./qactuar_config.json`` when present), and CLI
+flags or ``qactuar.run()`` keyword arguments. Every value is checked when it
+lands; a bad one raises ``ConfigError`` naming the key, the value and where
+it came from, which the CLI prints as one line before exiting.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .http import Limits
+from .logs import DEFAULT_LOGS
+
+__all__ = ["MODELS", "Config", "ConfigError", "load_config"]
+
+CONFIG_ENV = "QACTUAR_CONFIG"
+DEFAULT_CONFIG_FILE = "qactuar_config.json"
+MODELS = ("async",)
+#: The seed's ASYNCRONOUS_MODEL numbers (1 post-fork, 2 async, 3 pre-fork).
+_MODEL_NUMBERS = {1: "fork", 2: "async", 3: "prefork"}
+_ALIASES = {"ASYNCRONOUS_MODEL": "MODEL"}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names key, value and source."""
+
+    def __init__(self, key: str, value: Any, source: str, reason: str) -> None:
+        super().__init__(f"config {key}={value!r} (from {source}): {reason}")
+        self.key = key
+        self.value = value
+        self.source = source
+
+
+def _choice(*options: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value not in options:
+            return "must be one of " + ", ".join(repr(o) for o in options)
+        return None
+
+    return check
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return f"must be at least {low}" if value < low else None
+
+    return check
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _apps(value: Any) -> str | None:
+    for route, target in value.items():
+        if not isinstance(route, str) or not route.startswith("/"):
+            return f"route {route!r} must be a string starting with '/'"
+        if not isinstance(target, str) or ":" not in target:
+            return f"app for route {route!r} must be a 'module:attribute' string"
+    return None
+
+
+def _setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    if isinstance(default, dict):
+        return field(
+            default_factory=lambda: copy.deepcopy(default),
+            metadata={"doc": doc, "check": check},
+        )
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+@dataclass
+class Config:
+    """Every setting of the server; see the README for what each one does."""
+
+    HOST: str = _setting("localhost", "Address to listen on (IPv4, IPv6 or a name).")
+    PORT: int = _setting(8000, "TCP port to listen on; 0 picks a free one.", _port)
+    UDS: str = _setting("", "Listen on this Unix domain socket path instead of HOST/PORT.")
+    MODEL: str = _setting("async", "Process model: " + ", ".join(MODELS) + ".", _choice(*MODELS))
+    APPS: dict[str, str] = _setting({}, "Route prefix -> 'module:attribute' of the app.", _apps)
+    ROOT_PATH: str = _setting("", "Prefix the server is mounted under behind a proxy.")
+    LOOP: str = _setting(
+        "auto", "Event loop: auto, asyncio or uvloop.", _choice("auto", "asyncio", "uvloop")
+    )
+    LIFESPAN: str = _setting(
+        "auto", "Lifespan protocol: auto, on or off.", _choice("auto", "on", "off")
+    )
+    BACKLOG: int = _setting(2048, "Listen backlog of the server socket.", _at_least(1))
+    GRACEFUL_TIMEOUT: float = _setting(
+        30.0, "Seconds in-flight requests get to finish on stop.", _at_least(0)
+    )
+    KEEP_ALIVE_TIMEOUT: float = _setting(
+        5.0, "Seconds an idle keep-alive connection is kept.", _at_least(0.01)
+    )
+    HEADER_TIMEOUT: float = _setting(
+        10.0, "Seconds a client has to send a whole request head.", _at_least(0.01)
+    )
+    MAX_URL_BYTES: int = _setting(8190, "Longest request target; longer gets 414.", _at_least(16))
+    MAX_HEADER_BYTES: int = _setting(
+        65536, "Largest header section; larger gets 431.", _at_least(256)
+    )
+    MAX_HEADER_COUNT: int = _setting(
+        100, "Most header fields in a request; more gets 431.", _at_least(1)
+    )
+    MAX_BODY_BYTES: int = _setting(
+        0, "Largest request body; larger gets 413 (0 = no limit).", _at_least(0)
+    )
+    DATE_HEADER: bool = _setting(True, "Add a Date header to responses that lack one.")
+    SERVER_HEADER: bool = _setting(True, "Add 'Server: qactuar' to responses that lack one.")
+    ACCESS_LOG: bool = _setting(True, "Write one qt_access line per request.")
+    LOG_LEVEL: str = _setting(
+        "",
+        "Override the level of every qactuar logger (e.g. warning).",
+        _choice("", "critical", "error", "warning", "info", "debug"),
+    )
+    LOGS: dict[str, Any] = _setting(DEFAULT_LOGS, "logging.config.dictConfig dictionary.")
+    SSL_CERT_PATH: str = _setting("", "PEM certificate chain; with SSL_KEY_PATH serves HTTPS.")
+    SSL_KEY_PATH: str = _setting("", "PEM private key for SSL_CERT_PATH.")
+    REQUEST_TIMEOUT: float = _setting(
+        5.0, "fork model: seconds a child may run (0 = off).", _at_least(0)
+    )
+    MAX_PROCESSES: int = _setting(500, "fork model: most children alive at once.", _at_least(1))
+    CHECK_PROCESS_INTERVAL: float = _setting(
+        1.0, "fork model: seconds between sweeps.", _at_least(0.001)
+    )
+    GATHER_PROC_STATS: bool = _setting(False, "fork model: record each child's CPU and memory.")
+    ADMIN_HOST: str = _setting(
+        "localhost", "Admin socket address (the admin socket is not built yet)."
+    )
+    ADMIN_PORT: int = _setting(
+        1986, "Admin socket port (the admin socket is not built yet).", _port
+    )
+    SELECT_SLEEP_TIME: float = _setting(
+        0.025, "Kept for compatibility with qactuar 0.1; unused.", _at_least(0)
+    )
+    RECV_TIMEOUT: float = _setting(
+        0.001, "Kept for compatibility with qactuar 0.1; unused.", _at_least(0)
+    )
+    RECV_BYTES: int = _setting(
+        65536, "Kept for compatibility with qactuar 0.1; unused.", _at_least(1)
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            self._check(f.name, getattr(self, f.name), "Config()")
+
+    def _check(self, key: str, value: Any, source: str) -> Any:
+        f = _FIELDS[key]
+        expected = f.type if isinstance(f.type, str) else str(f.type)
+        if expected == "bool":
+            ok = isinstance(value, bool)
+        elif expected == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif expected == "float":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif expected == "str":
+            ok = isinstance(value, str)
+        else:
+            ok = isinstance(value, dict)
+        if not ok:
+            raise ConfigError(
+                key, value, source, f"expected {_TYPE_NAMES.get(expected, 'a JSON object')}"
+            )
+        check = f.metadata["check"]
+        problem = check(value) if check is not None else None
+        if problem:
+            raise ConfigError(key, value, source, problem)
+        return value
+
+    def update(self, values: Mapping[str, Any], source: str) -> None:
+        """Apply ``values`` from ``source``, checking every key and value."""
+        for key, value in values.items():
+            name = key.upper() if isinstance(key, str) else key
+            if name in _ALIASES:
+                name = _ALIASES[name]
+                if isinstance(value, int) and value in _MODEL_NUMBERS:
+                    value = _MODEL_NUMBERS[value]
+            if name not in _FIELDS:
+                raise ConfigError(str(key), value, source, "unknown setting")
+            setattr(self, name, self._check(name, value, source))
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_url_bytes=self.MAX_URL_BYTES,
+            max_header_bytes=self.MAX_HEADER_BYTES,
+            max_header_count=self.MAX_HEADER_COUNT,
+            max_body_bytes=self.MAX_BODY_BYTES,
+        )
+
+
+_FIELDS = {f.name: f for f in fields(Config)}
+_TYPE_NAMES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def settings_doc() -> list[tuple[str, str, Any]]:
+    """(name, description, default) of every setting, for the CLI and README."""
+    defaults = Config()
+    return [(f.name, f.metadata["doc"], getattr(defaults, f.name)) for f in fields(Config)]
+
+
+def config_file_path(explicit: str | None = None) -> str | None:
+    """The JSON file to read: explicit, else $QACTUAR_CONFIG, else ./qactuar_config.json."""
+    if explicit:
+        return explicit
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return env
+    return DEFAULT_CONFIG_FILE if os.path.isfile(DEFAULT_CONFIG_FILE) else None
+
+
+def load_config(
+    path: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "command line",
+    base: Config | None = None,
+) -> Config:
+    """Defaults (or ``base``) < the JSON file < ``overrides``."""
+    config = copy.deepcopy(base) if base is not None else Config()
+    file_path = config_file_path(path)
+    if file_path is not None:
+        try:
+            with open(file_path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except OSError as exc:
+            raise ConfigError(
+                "QACTUAR_CONFIG",
+                file_path,
+                "environment" if not path else source,
+                f"cannot read the file: {exc.strerror}",
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                "QACTUAR_CONFIG",
+                file_path,
+                file_path,
+                f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(
+                "QACTUAR_CONFIG", file_path, file_path, "the file must hold a JSON object"
+            )
+        config.update(data, os.path.abspath(file_path))
+    if overrides:
+        config.update({k: v for k, v in overrides.items() if v is not None}, source)
+    return config

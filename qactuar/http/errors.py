@@ -1,0 +1,20 @@
+"""Errors of the HTTP layer: each one carries the status a client should get."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """The peer broke HTTP/1.1; answer ``status`` with ``reason`` and close.
+
+    ``reason`` is sent to the client as the body of the error response, so it
+    must say what was wrong without echoing attacker-controlled bytes.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class LocalProtocolError(Exception):
+    """The application asked for a response HTTP/1.1 cannot express."""

@@ -1,0 +1,282 @@
+"""Request side of HTTP/1.1: bytes in, events out (RFC 9112).
+
+``RequestParser.feed(data)`` returns the events that ``data`` completed:
+a ``RequestHead`` once a whole header section is in, then ``bytes`` chunks
+of body, then ``END_OF_MESSAGE``; several requests' events may come from one
+call when a client pipelines. Anything malformed raises ``ProtocolError``
+with the status to answer; the caller answers it and closes the connection,
+because after a framing error the next request cannot be found reliably.
+
+llhttp (through httptools) already refuses most request smuggling in its
+strict mode: Content-Length together with Transfer-Encoding, repeated or
+non-numeric Content-Length, a Transfer-Encoding whose last coding is not
+``chunked``, bad chunk sizes, obs-fold, whitespace before the colon and
+control bytes in fields (RFC 9112 §5.1, §5.2, §6.1, §7.1, §11.2). This
+module adds the rules llhttp leaves to the server: limits, the Host field
+(RFC 9112 §3.2), versions other than 1.x (505), and Transfer-Encoding in an
+HTTP/1.0 request (RFC 9112 §6.1).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from .errors import ProtocolError
+from .limits import Limits
+
+__all__ = ["END_OF_MESSAGE", "Event", "RequestHead", "RequestParser"]
+
+
+class _EndOfMessage:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END_OF_MESSAGE"
+
+
+#: Marks the end of one request's body.
+END_OF_MESSAGE: Final = _EndOfMessage()
+
+
+class RequestHead:
+    """A complete request line and header section."""
+
+    __slots__ = (
+        "method",
+        "raw_path",
+        "path",
+        "query_string",
+        "http_version",
+        "headers",
+        "keep_alive",
+        "expect_continue",
+        "upgrade",
+        "has_body",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        raw_path: bytes,
+        path: str,
+        query_string: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        expect_continue: bool,
+        upgrade: bytes | None,
+        has_body: bool,
+    ) -> None:
+        self.method = method
+        self.raw_path = raw_path
+        self.path = path
+        self.query_string = query_string
+        self.http_version = http_version
+        #: Field names lower-cased, values as sent, in order.
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        #: The ``Upgrade`` field's value (lower-cased) when the client asked
+        #: to switch protocols, else None.
+        self.upgrade = upgrade
+        self.has_body = has_body
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method} {self.raw_path!r} HTTP/{self.http_version}>"
+
+
+Event = RequestHead | bytes | _EndOfMessage
+
+_HEAD, _BODY = 0, 1
+_MESSAGES: Final = {
+    "Invalid method encountered": "Invalid method",
+}
+
+
+def _split_target(url: bytes) -> tuple[bytes, bytes]:
+    """Split a request target into (raw path, query string)."""
+    if url[:1] != b"/" and url != b"*":
+        # absolute-form (RFC 9112 §3.2.2): keep only the path and query
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise ProtocolError(400, "Invalid request target") from None
+        return parsed.path or b"/", parsed.query or b""
+    path, sep, query = url.partition(b"?")
+    return path, query
+
+
+def _decode_path(raw_path: bytes) -> str:
+    if b"%" not in raw_path:
+        return raw_path.decode("latin-1")
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+class RequestParser:
+    """Parses a stream of HTTP/1.x requests from one connection."""
+
+    __slots__ = (
+        "_parser",
+        "_limits",
+        "_events",
+        "_state",
+        "_url",
+        "_headers",
+        "_head_bytes",
+        "_body_bytes",
+        "_in_progress",
+        "_upgraded",
+        "upgrade_tail",
+    )
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._state = _HEAD
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._body_bytes = 0
+        self._in_progress = False
+        self._upgraded = False
+        #: Bytes that followed an Upgrade request's head: the first bytes of
+        #: the new protocol.
+        self.upgrade_tail = b""
+
+    @property
+    def in_head(self) -> bool:
+        """True while some, but not all, of a request head has arrived."""
+        return self._in_progress and self._state == _HEAD
+
+    @property
+    def upgraded(self) -> bool:
+        """True once an Upgrade request has ended the HTTP/1.1 stream."""
+        return self._upgraded
+
+    @property
+    def idle(self) -> bool:
+        """True between requests: no byte of the next one has arrived."""
+        return not self._in_progress
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse ``data``; return the events it completed.
+
+        Raises ``ProtocolError`` on malformed input; the parser is then
+        unusable and the connection must be closed after the error response.
+        """
+        if self._upgraded:
+            # after an Upgrade request the rest of the stream is not HTTP
+            return []
+        events = self._events = []
+        if self._state == _HEAD:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgraded = True
+            self.upgrade_tail = data[exc.args[0] :] if exc.args else b""
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, ProtocolError):
+                raise exc.__context__ from None
+            raise
+        except httptools.HttpParserError as exc:
+            message = str(exc.args[0]) if exc.args else "Malformed request"
+            raise ProtocolError(400, _MESSAGES.get(message, message)) from None
+        if self._in_progress and self._state == _HEAD:
+            if self._head_bytes > self._limits.max_header_bytes:
+                raise ProtocolError(431, "Request header section too large")
+        return events
+
+    # httptools callbacks -------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_progress = True
+        self._state = _HEAD
+        self._url = b""
+        self._headers = []
+        self._body_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_url_bytes:
+            raise ProtocolError(414, "Request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._state != _HEAD:
+            return  # a chunked trailer field: tolerated, not passed on
+        headers = self._headers
+        headers.append((name.lower(), value))
+        if len(headers) > self._limits.max_header_count:
+            raise ProtocolError(431, "Too many header fields")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version[0] != "1":
+            raise ProtocolError(505, "HTTP version not supported")
+        headers = self._headers
+        limits = self._limits
+        if len(self._url) + sum(len(n) + len(v) + 4 for n, v in headers) > limits.max_header_bytes:
+            raise ProtocolError(431, "Request header section too large")
+        hosts = 0
+        expect_continue = False
+        upgrade = None
+        chunked = False
+        content_length = 0
+        for name, value in headers:
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"expect":
+                expect_continue = value.lower() == b"100-continue"
+            elif name == b"upgrade":
+                upgrade = value.lower()
+        if version == "1.1":
+            if hosts != 1:
+                reason = "Repeated Host header" if hosts else "Missing Host header"
+                raise ProtocolError(400, reason)
+        else:
+            expect_continue = False
+            if chunked:
+                raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if limits.max_body_bytes and content_length > limits.max_body_bytes:
+            raise ProtocolError(413, "Request body too large")
+        if upgrade is not None and not parser.should_upgrade():
+            upgrade = None
+        raw_path, query = _split_target(self._url)
+        self._state = _BODY
+        self._events.append(
+            RequestHead(
+                parser.get_method().decode("ascii"),
+                raw_path,
+                _decode_path(raw_path),
+                query,
+                version,
+                headers,
+                parser.should_keep_alive(),
+                expect_continue,
+                upgrade,
+                chunked or content_length > 0,
+            )
+        )
+
+    def on_body(self, body: bytes) -> None:
+        limit = self._limits.max_body_bytes
+        if limit:
+            self._body_bytes += len(body)
+            if self._body_bytes > limit:
+                raise ProtocolError(413, "Request body too large")
+        self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_progress = False
+        self._state = _HEAD
+        self._head_bytes = 0
+        self._events.append(END_OF_MESSAGE)

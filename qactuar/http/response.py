@@ -1,0 +1,209 @@
+"""Response side of HTTP/1.1: a status, fields and body pieces in, bytes out.
+
+Framing follows RFC 9112 §6.3 from the server's side:
+
+- HEAD responses and 1xx/204/304 never carry a body (§6.3 rule 1);
+  whatever body the application sends for them is dropped.
+- The application's own ``Content-Length`` is used when it gives one; a body
+  that overruns it is an application error, one that falls short forces the
+  connection closed so the client cannot take a partial body for a whole one.
+- Without one, a body sent whole in its first piece gets a Content-Length; a
+  streamed body is chunked for HTTP/1.1 clients and close-delimited for
+  HTTP/1.0 ones (§7.1, §6.3 rule 8).
+
+The head is held back until the first body piece so that a small response
+leaves in one write, and so that its length can still be stated.
+"""
+
+from __future__ import annotations
+
+import http
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from .errors import LocalProtocolError
+
+__all__ = ["Response", "error_response", "informational"]
+
+_NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
+
+_STATUS_LINES: Final = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in http.HTTPStatus
+}
+# RFC 9110 §5.1 token for names; values must not contain CR, LF or NUL (§5.5)
+_INVALID_NAME: Final = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9a-zA-Z]")
+_INVALID_VALUE: Final = re.compile(rb"[\x00\r\n]")
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 599:
+            raise LocalProtocolError(f"Invalid status code {status!r}")
+        line = b"HTTP/1.1 %d \r\n" % status
+    return line
+
+
+def informational(status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
+    """Bytes of an interim 1xx response, e.g. ``100 Continue`` (RFC 9110 §15.2)."""
+    parts = [_status_line(status)]
+    for name, value in headers:
+        parts.append(b"%s: %s\r\n" % (name, value))
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class Response:
+    """Frames one response to one request.
+
+    ``keep_alive`` says, once the head is written, whether the connection
+    may carry another request after this response; ``complete`` whether the
+    whole body has been framed.
+    """
+
+    __slots__ = (
+        "status",
+        "keep_alive",
+        "complete",
+        "head_sent",
+        "body_bytes",
+        "_is_head",
+        "_http10",
+        "_fields",
+        "_length",
+        "_mode",
+        "_remaining",
+        "_date",
+        "_server",
+    )
+
+    def __init__(
+        self, method: str, http_version: str, keep_alive: bool, date: bytes, server: bytes
+    ) -> None:
+        self._is_head = method == "HEAD"
+        self._http10 = http_version == "1.0"
+        self.keep_alive = keep_alive
+        #: Pre-encoded ``date: …\r\n`` / ``server: …\r\n`` lines, or b"".
+        self._date = date
+        self._server = server
+        self.status = 0
+        self.complete = False
+        self.head_sent = False
+        self.body_bytes = 0
+        self._fields: list[bytes] = []
+        self._length: int | None = None
+        self._mode = _NONE
+        self._remaining = 0
+
+    def start(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        """Take the status and fields; nothing is written until ``body()``."""
+        if not isinstance(status, int) or not 200 <= status <= 599:
+            raise LocalProtocolError(f"Invalid response status {status!r}")
+        fields = []
+        for name, value in headers:
+            lname = name.lower()
+            if _INVALID_NAME.search(lname) or not lname:
+                raise LocalProtocolError(f"Invalid header name {name!r}")
+            if _INVALID_VALUE.search(value):
+                raise LocalProtocolError(f"Invalid header value {value!r} for {name!r}")
+            if lname == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+                if length < 0 or (self._length is not None and length != self._length):
+                    raise LocalProtocolError(f"Invalid Content-Length {value!r}")
+                self._length = length
+                continue  # written by body() once framing is settled
+            elif lname == b"transfer-encoding":
+                continue  # framing is the server's job
+            elif lname == b"connection":
+                if b"close" in value.lower():
+                    self.keep_alive = False
+                continue
+            elif lname == b"date":
+                self._date = b""
+            elif lname == b"server":
+                self._server = b""
+            fields.append(b"%s: %s\r\n" % (name, value))
+        self.status = status
+        self._fields = fields
+
+    def body(self, data: bytes, more: bool) -> bytes:
+        """Frame one piece of body; the first call also returns the head."""
+        if self.complete:
+            raise LocalProtocolError("Response already complete")
+        self.complete = not more
+        if self.head_sent:
+            return self._frame(data, more)
+        self.head_sent = True
+        status = self.status
+        fields = self._fields
+        if self._is_head or status in (204, 304):
+            self._mode = _NONE
+            if self._length is not None:
+                fields.append(b"content-length: %d\r\n" % self._length)
+        elif self._length is not None:
+            self._mode = _LENGTH
+            self._remaining = self._length
+            fields.append(b"content-length: %d\r\n" % self._length)
+        elif not more:
+            self._mode = _LENGTH
+            self._remaining = len(data)
+            fields.append(b"content-length: %d\r\n" % len(data))
+        elif self._http10:
+            self._mode = _CLOSE
+            self.keep_alive = False
+        else:
+            self._mode = _CHUNKED
+            fields.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive:
+            fields.append(b"connection: close\r\n")
+        elif self._http10:
+            fields.append(b"connection: keep-alive\r\n")
+        head = b"%s%s%s%s\r\n" % (_status_line(status), self._date, self._server, b"".join(fields))
+        return head + self._frame(data, more)
+
+    def _frame(self, data: bytes, more: bool) -> bytes:
+        mode = self._mode
+        if mode == _LENGTH:
+            size = len(data)
+            if size > self._remaining:
+                raise LocalProtocolError(
+                    f"Response body longer than its Content-Length ({self._length})"
+                )
+            self._remaining -= size
+            self.body_bytes += size
+            if not more and self._remaining:
+                self.keep_alive = False  # the client must not wait for the rest
+            return data
+        if mode == _CHUNKED:
+            self.body_bytes += len(data)
+            if data:
+                chunk = b"%x\r\n%s\r\n" % (len(data), data)
+                return chunk + b"0\r\n\r\n" if not more else chunk
+            return b"" if more else b"0\r\n\r\n"
+        if mode == _CLOSE:
+            self.body_bytes += len(data)
+            return data
+        return b""
+
+    def abort(self) -> None:
+        """The application failed mid-response: the connection must close."""
+        self.keep_alive = False
+        self.complete = True
+
+
+def error_response(status: int, reason: str, date: bytes = b"", server: bytes = b"") -> bytes:
+    """A complete plain-text response that closes the connection."""
+    body = reason.encode("utf-8", "replace") + b"\n"
+    fields = b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    return b"%s%s%s%scontent-length: %d\r\n\r\n%s" % (
+        _status_line(status),
+        date,
+        server,
+        fields,
+        len(body),
+        body,
+    )

@@ -1,0 +1,68 @@
+"""``qactuar.run()``: what the CLI and programmatic users call to serve."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from typing import Any
+
+from .asgi.types import ASGIApp
+from .config import Config, ConfigError, load_config
+from .importer import AppImportError, build_app
+from .logs import setup_logging
+from .server import BindError
+
+__all__ = ["run", "serve"]
+
+logger = logging.getLogger("qt_server")
+
+
+def serve(config: Config, app: str | ASGIApp | None = None) -> int:
+    """Serve with a finished ``config``; returns the process exit status."""
+    setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
+    try:
+        asgi_app = build_app(config.APPS, app, config.LIFESPAN)
+    except AppImportError as exc:
+        logger.error("Cannot load app: %s", exc)
+        return 2
+    try:
+        if config.MODEL == "async":
+            from .models.async_ import run_async
+
+            return run_async(asgi_app, config)
+        raise AssertionError(f"unknown MODEL {config.MODEL!r}")  # Config refuses these
+    except BindError as exc:
+        logger.error("%s", exc)
+        return 1
+
+
+def run(
+    app: str | ASGIApp | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    conf: Config | None = None,
+    **settings: Any,
+) -> None:
+    """Serve ``app`` (an ASGI app or ``"module:attr"``) until stopped.
+
+    ``conf`` is a ``qactuar.Config``; without one the config file is read as
+    the CLI reads it. ``host``, ``port`` and any other setting given as a
+    keyword (``workers=4`` or ``WORKERS=4``) override both. Exits the
+    process with a non-zero status if start-up fails.
+    """
+    overrides = {key.upper(): value for key, value in settings.items()}
+    overrides["HOST"] = host
+    overrides["PORT"] = port
+    try:
+        if conf is not None:
+            config = copy.deepcopy(conf)
+            config.update({k: v for k, v in overrides.items() if v is not None}, "run() arguments")
+        else:
+            config = load_config(None, overrides, "run() arguments")
+    except ConfigError as exc:
+        print(f"qactuar: {exc}", file=sys.stderr)
+        sys.exit(2)
+    status = serve(config, app)
+    if status:
+        sys.exit(status)

@@ -1,0 +1,1 @@
+"""Process models: how processes are arranged around the same server core."""

@@ -1,0 +1,295 @@
+"""One asyncio Protocol per HTTP connection.
+
+It feeds received bytes to the sans-I/O parser, turns each request head into
+an ``HTTPCycle`` and runs the cycles one after another (pipelined requests
+wait their turn, so responses leave in order). Flow control runs both ways:
+reading pauses while an application leaves its request body unread or while
+too many pipelined requests wait, and ``drain()`` blocks a sending
+application while the transport's write buffer is over its high-water mark.
+
+Timeouts are not timers: the server's sweep compares each connection's
+``deadline`` with its coarse clock about four times per timeout, which costs
+nothing on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+from ..asgi.cycle import HTTPCycle
+from ..asgi.types import ASGI_VERSION
+from ..http import END_OF_MESSAGE, ProtocolError, RequestHead, RequestParser, error_response
+
+if TYPE_CHECKING:
+    from .server import ServerState
+
+__all__ = ["HTTPProtocol"]
+
+logger = logging.getLogger("qt_server")
+
+#: Unread request body kept per connection before reading pauses.
+READ_HIGH_WATER = 64 * 1024
+#: Pipelined requests queued per connection before reading pauses.
+MAX_PIPELINE = 16
+
+
+def _address(addr: Any) -> tuple[str, int] | None:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return (str(addr[0]), int(addr[1]))
+    return None
+
+
+class HTTPProtocol(asyncio.Protocol):
+    __slots__ = (
+        "state",
+        "transport",
+        "parser",
+        "cycle",
+        "pipeline",
+        "deadline",
+        "client",
+        "server",
+        "scheme",
+        "_parsing",
+        "_reading",
+        "_write_paused",
+        "_drain_waiter",
+        "_error",
+        "_closing",
+        "_upgraded",
+    )
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.parser = RequestParser(state.limits)
+        self.transport: asyncio.Transport | None = None
+        #: The cycle whose response is being produced.
+        self.cycle: HTTPCycle | None = None
+        #: Complete heads waiting for the current cycle to finish.
+        self.pipeline: deque[HTTPCycle] = deque()
+        #: Clock value after which an idle or slow connection is closed; 0: none.
+        self.deadline = 0.0
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.scheme = "http"
+        self._parsing: HTTPCycle | None = None
+        self._reading = True
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._error: ProtocolError | None = None
+        self._closing = False
+        self._upgraded = False
+
+    # asyncio callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.client = _address(transport.get_extra_info("peername"))
+        self.server = _address(transport.get_extra_info("sockname"))
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self.state.connections.add(self)
+        self.deadline = self.state.clock + self.state.header_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self._closing = True
+        if self.cycle is not None:
+            self.cycle.disconnect()
+        for cycle in self.pipeline:
+            cycle.disconnect()
+        self.pipeline.clear()
+        self._wake_drain()
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        was_idle = parser.idle
+        try:
+            events = parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        for event in events:
+            if event.__class__ is bytes:
+                cycle = self._parsing
+                if cycle is not None and not cycle.done:
+                    cycle.feed_body(event)  # type: ignore[arg-type]
+                    if cycle.body_size > READ_HIGH_WATER:
+                        self.pause_reading()
+            elif event is END_OF_MESSAGE:
+                if self._parsing is not None:
+                    self._parsing.end_body()
+                    self._parsing = None
+            else:
+                assert isinstance(event, RequestHead)
+                self._on_head(event)
+        if parser.in_head:
+            if was_idle:
+                self.deadline = self.state.clock + self.state.header_timeout
+        elif self.cycle is not None:
+            self.deadline = 0.0
+        if parser.upgraded and not self._upgraded:
+            self._on_upgrade()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
+
+    # request handling ---------------------------------------------------------
+
+    def _on_head(self, head: RequestHead) -> None:
+        state = self.state
+        root_path = state.root_path
+        scope = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": head.http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": head.method,
+            "root_path": root_path,
+            "path": root_path + head.path if root_path else head.path,
+            "raw_path": head.raw_path,
+            "query_string": head.query_string,
+            "headers": head.headers,
+            "state": state.lifespan_state.copy(),
+        }
+        cycle = HTTPCycle(scope, head, self, state.date_line, state.server_line)
+        if head.has_body:
+            self._parsing = cycle
+        if self.cycle is None:
+            self._start(cycle)
+        else:
+            self.pipeline.append(cycle)
+            if len(self.pipeline) >= MAX_PIPELINE:
+                self.pause_reading()
+
+    def _start(self, cycle: HTTPCycle) -> None:
+        self.cycle = cycle
+        self.deadline = 0.0
+        self.state.run_cycle(cycle)
+
+    def _on_upgrade(self) -> None:
+        # No protocol is switched to: the request is served as plain HTTP and
+        # the connection closes after it, as the rest of the stream is opaque.
+        self._upgraded = True
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None:
+                cycle.response.keep_alive = False
+        self.pause_reading()
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self.pause_reading()
+        self._error = exc
+        broken = self._parsing
+        if broken is not None:
+            self._parsing = None
+            if broken in self.pipeline:
+                self.pipeline.remove(broken)
+            else:
+                broken.disconnect()  # its body is unusable
+        if self.cycle is None:
+            self._send_error()
+
+    def _send_error(self) -> None:
+        exc = self._error
+        assert exc is not None and self.transport is not None
+        logger.info("Bad request from %s: %s", self.client, exc)
+        state = self.state
+        self.transport.write(
+            error_response(exc.status, exc.reason, state.date_line, state.server_line)
+        )
+        self.transport.close()
+        self._closing = True
+
+    def cycle_done(self, cycle: HTTPCycle) -> None:
+        """Called by the cycle once its response is complete or abandoned."""
+        if cycle is not self.cycle:
+            return
+        self.cycle = None
+        transport = self.transport
+        assert transport is not None
+        if self._closing or transport.is_closing():
+            return
+        if self._error is not None:
+            if not self.pipeline:
+                if cycle.started and not cycle.response.complete:
+                    transport.close()
+                else:
+                    self._send_error()
+                return
+        elif not cycle.response.keep_alive or not cycle.body_complete or self.state.shutting_down:
+            self._closing = True
+            transport.close()
+            return
+        if self.pipeline:
+            self._start(self.pipeline.popleft())
+            if len(self.pipeline) < MAX_PIPELINE // 2:
+                self.resume_reading()
+        elif self._error is None:
+            self.deadline = self.state.clock + self.state.keep_alive_timeout
+            self.resume_reading()
+
+    # what the cycle and the server call -------------------------------------
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._write_paused and not self._closing:
+            waiter = self._drain_waiter
+            if waiter is None:
+                waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def pause_reading(self) -> None:
+        if self._reading and self.transport is not None:
+            self._reading = False
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if (
+            not self._reading
+            and self._error is None
+            and not self._upgraded
+            and not self._closing
+            and len(self.pipeline) < MAX_PIPELINE // 2
+            and (self._parsing is None or self._parsing.body_size <= READ_HIGH_WATER)
+        ):
+            self._reading = True
+            assert self.transport is not None
+            self.transport.resume_reading()
+
+    def check_timeout(self, now: float) -> None:
+        """The server's sweep: close the connection if its deadline passed."""
+        if self.deadline and now >= self.deadline and self.cycle is None:
+            self.deadline = 0.0
+            if self.parser.in_head:
+                self._error = ProtocolError(408, "Request header timeout")
+                self._send_error()
+            else:
+                self._closing = True
+                assert self.transport is not None
+                self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the current response."""
+        if self.cycle is None and not self.pipeline:
+            self._closing = True
+            assert self.transport is not None
+            self.transport.close()

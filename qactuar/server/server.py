@@ -1,0 +1,167 @@
+"""The asyncio server core every process model drives.
+
+``Server(app, config)`` binds (or takes) listening sockets, runs lifespan
+startup before the first accept, serves HTTP connections with
+``HTTPProtocol``, and on ``should_exit`` stops accepting, lets in-flight
+requests finish for up to ``GRACEFUL_TIMEOUT`` and closes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import socket
+import ssl
+import time
+from typing import Any
+
+from ..asgi.cycle import HTTPCycle
+from ..asgi.types import ASGIApp
+from ..config import Config
+from ..lifespan import LifespanRunner
+from .protocol import HTTPProtocol
+from .sockets import bind_socket
+
+__all__ = ["Server", "ServerState"]
+
+logger = logging.getLogger("qt_server")
+
+
+class ServerState:
+    """What every connection of one server shares; read on the request path."""
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self.limits = config.limits
+        self.root_path = config.ROOT_PATH.rstrip("/")
+        self.header_timeout = config.HEADER_TIMEOUT
+        self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
+        self.connections: set[HTTPProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.lifespan_state: dict[str, Any] = {}
+        self.shutting_down = False
+        self.server_line = b"server: qactuar\r\n" if config.SERVER_HEADER else b""
+        self._date_enabled = config.DATE_HEADER
+        self.date_line = b""
+        #: Coarse monotonic clock, advanced by the sweep; used for deadlines.
+        self.clock = time.monotonic()
+        self._second = 0
+        self.tick()
+
+    def tick(self) -> None:
+        """Advance the clock and, once a second, the Date line."""
+        self.clock = time.monotonic()
+        now = int(time.time())
+        if now != self._second and self._date_enabled:
+            self._second = now
+            self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
+
+    def run_cycle(self, cycle: HTTPCycle) -> None:
+        task = asyncio.get_running_loop().create_task(cycle.run(self.app))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class Server:
+    """``await Server(app, config).serve()`` runs until ``should_exit`` is set."""
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.state = ServerState(app, config)
+        self.should_exit = False
+        #: Set by a second SIGINT: stop without waiting for requests.
+        self.force_exit = False
+        self.started = asyncio.Event()
+        self.servers: list[asyncio.base_events.Server] = []
+        self.lifespan = LifespanRunner(app, config.LIFESPAN)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [s for server in self.servers for s in server.sockets]  # type: ignore[misc]
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        config = self.config
+        if not config.SSL_CERT_PATH:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(config.SSL_CERT_PATH, config.SSL_KEY_PATH or None)
+        return context
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start up, serve until ``should_exit``, shut down."""
+        self.state.lifespan_state = await self.lifespan.startup()
+        await self.start_serving(sockets)
+        try:
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+            await self.lifespan.shutdown()
+
+    async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if sockets is None:
+            sockets = [bind_socket(self.config)]
+        context = self.ssl_context()
+        state = self.state
+
+        def factory() -> HTTPProtocol:
+            return HTTPProtocol(state)
+
+        for sock in sockets:
+            server = await loop.create_server(
+                factory, sock=sock, backlog=self.config.BACKLOG, ssl=context
+            )
+            self.servers.append(server)
+        for sock in self.sockets:
+            logger.info("Listening on %s", _describe(sock, context is not None))
+        self.started.set()
+
+    async def main_loop(self) -> None:
+        state = self.state
+        interval = min(1.0, state.header_timeout / 4, state.keep_alive_timeout / 4)
+        while not self.should_exit:
+            await asyncio.sleep(interval)
+            state.tick()
+            now = state.clock
+            for conn in list(state.connections):
+                if conn.deadline and now >= conn.deadline:
+                    conn.check_timeout(now)
+
+    async def shutdown(self) -> None:
+        state = self.state
+        state.shutting_down = True
+        for server in self.servers:
+            server.close()
+        for conn in list(state.connections):
+            conn.shutdown()
+        deadline = time.monotonic() + self.config.GRACEFUL_TIMEOUT
+        while (state.connections or state.tasks) and not self.force_exit:
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "Graceful timeout: closing %d connection(s) still busy",
+                    len(state.connections),
+                )
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(state.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        if state.tasks:
+            # the apps saw http.disconnect; give them a moment, then cancel
+            await asyncio.wait(list(state.tasks), timeout=1)
+            for task in list(state.tasks):
+                task.cancel()
+            await asyncio.wait(list(state.tasks), timeout=1)
+        for server in self.servers:
+            await server.wait_closed()
+
+
+def _describe(sock: socket.socket, tls: bool) -> str:
+    addr = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{addr}"
+    scheme = "https" if tls else "http"
+    host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
+    return f"{scheme}://{host}:{addr[1]}"
