@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -86,13 +87,13 @@ class HypercornDriver:
         from hypercorn.config import Config
 
         config = Config()
-        config.bind = [f"fd://{sock.fileno()}"]
+        # Hypercorn takes ownership of the descriptor it is given: give it a copy.
+        config.bind = [f"fd://{os.dup(sock.fileno())}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.graceful_timeout = 0.5
         config.include_server_header = False
         config.include_date_header = False
-        self._sock = sock
         self._shutdown = asyncio.Event()
         started = asyncio.Event()
 
