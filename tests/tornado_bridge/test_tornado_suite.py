@@ -8,9 +8,12 @@ strict xfails, so one that starts passing must leave the list.
 
 from __future__ import annotations
 
+import unittest
 from dataclasses import dataclass
 
 import pytest
+import tornado.testing
+import tornado.web
 from servers import DRIVERS
 from tornado_suite import bridged_http_server, case_ids, run_case
 
@@ -106,3 +109,24 @@ def test_tornado_case(test_id: str, suite_server: str) -> None:
     if problems:
         pytest.fail("\n".join(text for _, text in problems), pytrace=False)
     assert result.testsRun == 1
+
+
+def test_the_suite_is_really_served_through_the_bridge(suite_server: str) -> None:
+    """Guard against a vacuous harness: the handler sees the bridge's connection."""
+
+    class Probe(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write(type(self.request.connection).__module__)
+
+    class ProbeTest(tornado.testing.AsyncHTTPTestCase):
+        def get_app(self) -> tornado.web.Application:
+            return tornado.web.Application([("/", Probe)])
+
+        def runTest(self) -> None:
+            self.assertEqual(self.fetch("/").body, b"qactuar.tornado_bridge._connection")
+
+    result = unittest.TestResult()
+    with bridged_http_server(DRIVERS[suite_server]):
+        ProbeTest().run(result)
+    assert result.testsRun == 1
+    assert not (result.errors or result.failures), result.errors + result.failures
