@@ -88,10 +88,13 @@ async def serve_http(
     try:
         await connection.pump()
     finally:
+        if not connection.done:
+            # The server cancelled this call (its client went away): the
+            # handler hears of it as Tornado's would.
+            connection.client_gone()
         if not reader.done():
             reader.cancel()
         await asyncio.wait([reader])
-    target.on_close(connection)
 
 
 async def _receive_body(connection: _ASGIConnection, receive: Receive) -> tuple[bytes, bool]:
@@ -103,14 +106,18 @@ async def _receive_body(connection: _ASGIConnection, receive: Receive) -> tuple[
             message = await asyncio.wait_for(receive(), connection.body_timeout)
         except TimeoutError:
             gen_log.info("Timeout reading body from %s", connection.context)
-            raise _ClientGone from None
+            raise _BodyTimeout from None
     if message["type"] == "http.disconnect":
         raise _ClientGone
     return message.get("body", b""), message.get("more_body", False)
 
 
 class _ClientGone(Exception):
-    """The client went away (or timed out) before the request body was in."""
+    """The client went away before the request body was in."""
+
+
+class _BodyTimeout(Exception):
+    """The body did not come within ``body_timeout``."""
 
 
 async def _read_request(
@@ -121,24 +128,21 @@ async def _read_request(
     receive: Receive,
     options: _ServerOptions,
 ) -> None:
-    owes_close = False  # The delegate is owed on_connection_close if not finished.
+    owes_close = True  # The delegate is owed on_connection_close until finish().
     try:
-        owes_close = True
         ready = delegate.headers_received(start_line, headers)
         if ready is not None:
             await _wait_for(ready)
         length = headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > connection.max_body_size:
             raise httputil.HTTPInputError("Content-Length too long")
-        if headers.get("Expect") == "100-continue" and connection.write_finished:
-            # The answer is already out (e.g. 413 from prepare): don't make
-            # the server send "100 Continue" by asking for the body.
-            more_body = False
-        else:
-            more_body = True
         received = 0
         chunk_size = options.chunk_size
-        while more_body:
+        more_body = True
+        # Once the app has answered (e.g. 401 from a streaming handler's
+        # prepare) the rest of the body is nobody's business: stop reading,
+        # as Tornado does by closing the connection (the response said so).
+        while more_body and not connection.write_finished:
             body, more_body = await _receive_body(connection, receive)
             received += len(body)
             if received > connection.max_body_size:
@@ -149,8 +153,8 @@ async def _read_request(
                 ret = delegate.data_received(body[start : start + chunk_size])
                 if ret is not None:
                     await _wait_for(ret)
-        connection.read_finished = True
         if not connection.write_finished:
+            connection.read_finished = True
             delegate.finish()
             owes_close = False
         # Wait for the response, watching for the client going away.
@@ -161,6 +165,9 @@ async def _read_request(
                 return
     except _ClientGone:
         connection.abort()
+    except _BodyTimeout:
+        # Tornado just closes the connection; ASGI cannot, so say why.
+        connection.respond_plain(408)
     except httputil.HTTPInputError as exc:
         gen_log.info("Malformed HTTP message from %s: %s", connection.context, exc)
         connection.respond_plain(400)

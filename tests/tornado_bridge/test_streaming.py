@@ -186,3 +186,62 @@ def test_request_body_arrives_whole(serve_uvicorn: Serve, size: int) -> None:
     with serve_uvicorn(wrap([("/", EchoHandler)])) as url:
         response = httpx.post(f"{url}/", content=payload, timeout=WAIT)
     assert response.content == payload
+
+
+def test_body_slower_than_body_timeout_gets_408(serve: Serve) -> None:
+    app = wrap([("/", EchoHandler)], body_timeout=0.2)
+    with serve(app) as url:
+        sock = _raw_request(url, b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
+        received = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+        sock.close()
+    assert received.startswith(b"HTTP/1.1 408")
+
+
+def test_server_cancelling_the_call_tells_the_handler() -> None:
+    """A server may cancel the app's task when its client goes: on_connection_close."""
+    started, closed = threading.Event(), threading.Event()
+    app = wrap([("/", SlowHandler, {"started": started, "closed": closed})])
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[Any] = []
+
+    async def main() -> None:
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> Any:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        call = asyncio.ensure_future(app(scope, receive, send))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        call.cancel()
+        await asyncio.wait([call])
+        # The handler was not cancelled: it ends on its own, having heard.
+        for _ in range(100):
+            if closed.is_set():
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert closed.is_set()
+    assert sent == []
