@@ -54,6 +54,7 @@ class HTTPCycle:
         "started",
         "done",
         "_waiter",
+        "_body_sent",
         "_expect_100",
         "_start_time",
         "_error_lines",
@@ -75,6 +76,8 @@ class HTTPCycle:
         #: The response is complete (or abandoned): the connection may go on.
         self.done = False
         self._waiter: asyncio.Future[None] | None = None
+        #: The last ``http.request`` event (``more_body`` false) was handed out.
+        self._body_sent = False
         self._expect_100 = head.expect_continue
         self._start_time = time.monotonic()
 
@@ -158,6 +161,7 @@ class HTTPCycle:
 
     def _finish(self) -> None:
         self.done = True
+        self._wake()  # a receive() waiting for http.disconnect returns now
         if access_logger.isEnabledFor(logging.INFO):
             self._log_access()
         self.conn.cycle_done(self)
@@ -177,19 +181,31 @@ class HTTPCycle:
             (time.monotonic() - self._start_time) * 1000,
         )
 
+    def _wait(self) -> asyncio.Future[None]:
+        """A future the next _wake() resolves (shared if receive() runs twice at once)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
     async def receive(self) -> Message:
         if self.disconnected or self.done:
+            return _DISCONNECT
+        if self._body_sent:
+            # The whole body was delivered: the next event is http.disconnect,
+            # once the client goes or the response is complete (ASGI spec 2.4).
+            while not self.disconnected and not self.done:
+                await self._wait()
             return _DISCONNECT
         if not self.body and not self.body_complete:
             if self._expect_100:
                 self._expect_100 = False
                 if not self.started:
                     self.conn.write(informational(100))
-            loop = asyncio.get_running_loop()
             while not self.body and not self.body_complete and not self.disconnected:
-                self._waiter = loop.create_future()
+                waiter = self._wait()
                 self.conn.resume_reading()
-                await self._waiter
+                await waiter
             if self.disconnected and not self.body:
                 return _DISCONNECT
         self._expect_100 = False
@@ -201,7 +217,10 @@ class HTTPCycle:
         body.clear()
         self.body_size = 0
         self.conn.resume_reading()
-        return {"type": "http.request", "body": data, "more_body": not self.body_complete}
+        if self.body_complete:
+            self._body_sent = True
+            return {"type": "http.request", "body": data, "more_body": False}
+        return {"type": "http.request", "body": data, "more_body": True}
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
