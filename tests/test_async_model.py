@@ -1,0 +1,99 @@
+"""The async model as a process (issue 3, item 4): signals, graceful stop, loops."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+
+def request_in_thread(url: str, timeout: float = 10) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            response = httpx.get(url, timeout=timeout)
+            result["status"] = response.status_code
+            result["text"] = response.text
+        except httpx.HTTPError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def refuses_connections(port: int, timeout: float = 3) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_lets_in_flight_request_finish(spawn_qactuar):
+    proc = spawn_qactuar("basic:slow")
+    thread, result = request_in_thread(proc.url + "/?seconds=1.5")
+    time.sleep(0.4)  # the request is in flight
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    assert refuses_connections(proc.port), "new connections still accepted after SIGTERM"
+    assert thread.is_alive(), "refused only once the request was over"
+    thread.join(10)
+    assert result.get("status") == 200, result
+    assert result["text"] == "done"
+    assert proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_graceful_timeout_bounds_the_wait(spawn_qactuar):
+    proc = spawn_qactuar("basic:slow", "--graceful-timeout", "0.5")
+    thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
+    time.sleep(0.4)
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    status = proc.wait(10)
+    elapsed = time.monotonic() - started
+    thread.join(5)
+    assert elapsed < 4, f"took {elapsed:.1f}s to stop with GRACEFUL_TIMEOUT 0.5"
+    assert status == 0
+    assert "status" not in result  # the unfinished request was cut, not answered
+    assert isinstance(result.get("error"), httpx.HTTPError)
+
+
+def test_second_sigint_stops_at_once(spawn_qactuar):
+    proc = spawn_qactuar("basic:slow")  # GRACEFUL_TIMEOUT is 30s by default
+    thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
+    time.sleep(0.4)
+    proc.signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert proc.proc.poll() is None  # the first SIGINT waits for the request
+    started = time.monotonic()
+    proc.signal(signal.SIGINT)
+    proc.wait(10)
+    assert time.monotonic() - started < 3
+    thread.join(5)
+    assert "status" not in result
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_loop_option_serves(spawn_qactuar, loop):
+    proc = spawn_qactuar("core:loop_report", "--loop", loop)
+    report = httpx.get(proc.url + "/", timeout=5).json()
+    if loop == "uvloop":
+        assert report["loop"].startswith("uvloop")
+    else:
+        assert report["loop"].startswith("asyncio")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
