@@ -6,7 +6,7 @@ HTTPServer would.  It needs nothing from the rest of qactuar and runs under
 any ASGI server.  `is_tornado_object()` tells a loader which objects to wrap.
 """
 
-from ._app import TornadoASGIApp
-from .wrap import TornadoBridgeWarning, is_tornado_object, wrap
+from ._app import TornadoASGIApp, TornadoBridgeWarning
+from .wrap import is_tornado_object, wrap
 
 __all__ = ["TornadoASGIApp", "TornadoBridgeWarning", "is_tornado_object", "wrap"]

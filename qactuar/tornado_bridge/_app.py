@@ -5,7 +5,12 @@ from __future__ import annotations
 from tornado import httputil
 
 from ._exchange import _ServerOptions, serve_http
+from ._loops import warn_about_stranded_ioloops
 from ._types import Receive, Scope, Send
+
+
+class TornadoBridgeWarning(UserWarning):
+    """A Tornado setting or object that the bridge turned off or cannot honour."""
 
 
 class TornadoASGIApp:
@@ -19,12 +24,16 @@ class TornadoASGIApp:
     ) -> None:
         self.tornado_app = tornado_app
         self._options = options
+        self._checked_loops = False
 
     def __repr__(self) -> str:
         return f"<TornadoASGIApp {self.tornado_app!r}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if not self._checked_loops and kind != "lifespan":
+            self._checked_loops = True
+            warn_about_stranded_ioloops(TornadoBridgeWarning)
         if kind == "http":
             await serve_http(self.tornado_app, self._options, scope, receive, send)
         elif kind == "lifespan":

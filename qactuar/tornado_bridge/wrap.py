@@ -8,13 +8,9 @@ from typing import Any
 
 from tornado import httputil, routing, web
 
-from ._app import TornadoASGIApp
+from ._app import TornadoASGIApp, TornadoBridgeWarning
 from ._exchange import _DEFAULT_CHUNK_SIZE, _DEFAULT_MAX_BODY_SIZE, _ServerOptions
 from ._mount import _BelowMountMatches, link_under_mount
-
-
-class TornadoBridgeWarning(UserWarning):
-    """A Tornado setting that the bridge turned off or cannot honour."""
 
 
 def is_tornado_object(obj: object) -> bool:

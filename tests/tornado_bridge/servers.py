@@ -134,10 +134,14 @@ def bind_free_port() -> tuple[socket.socket, int]:
 
 
 @contextlib.contextmanager
-def serve_in_thread(driver: ServerDriver, app: Any) -> Iterator[str]:
+def serve_in_thread(
+    driver: ServerDriver,
+    app: Any,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+) -> Iterator[str]:
     """Serve ``app`` from a background thread; yields the base URL."""
     sock, port = bind_free_port()
-    loop = asyncio.new_event_loop()
+    loop = loop_factory()
     ready = threading.Event()
     stopping: asyncio.Event | None = None
     errors: list[BaseException] = []

@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
+import tornado.gen
 import tornado.web
 from conftest import Serve
+from servers import DRIVERS, serve_in_thread
 from tornado.ioloop import IOLoop
 
 from qactuar.tornado_bridge import wrap
@@ -230,3 +233,27 @@ def test_flushed_response_without_content_length_is_framed_by_the_server(serve: 
     assert response.text == "first,second"
     assert "content-length" not in response.headers
     assert response.headers["transfer-encoding"] == "chunked"
+
+
+class LegacyLoopHandler(tornado.web.RequestHandler):
+    """Callback-style code of the Tornado 4 era, on whatever loop serves it."""
+
+    async def get(self) -> None:
+        loop = IOLoop.current()
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        loop.add_callback(lambda: loop.call_later(0.01, done.set_result, "called later"))
+        await tornado.gen.sleep(0.001)
+        self.write({"result": await done, "loop": type(loop.asyncio_loop).__module__})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_ioloop_callbacks_work_on_the_servers_loop(loop_kind: str) -> None:
+    factory = asyncio.new_event_loop
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    app = wrap([("/", LegacyLoopHandler)])
+    with serve_in_thread(DRIVERS["uvicorn"](), app, loop_factory=factory) as url:
+        result = httpx.get(f"{url}/").json()
+    assert result["result"] == "called later"
+    assert result["loop"].startswith(loop_kind)

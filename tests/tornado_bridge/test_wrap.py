@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 import tornado.web
 from tornado.routing import PathMatches, Rule, RuleRouter
@@ -144,3 +145,29 @@ def test_request_without_raw_path_or_host_is_served() -> None:
     assert sent[0]["status"] == 200
     body = b"".join(m.get("body", b"") for m in sent[1:])
     assert body.decode() == "caf\u00e9 https://example.test:8443/caf%C3%A9 192.0.2.1"
+
+
+class PingHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write("pong")
+
+
+def test_ioloop_stranded_before_serving_is_reported(serve_uvicorn: Any) -> None:
+    """An IOLoop made before the server's loop (e.g. at import time) is named."""
+    from tornado.ioloop import IOLoop
+
+    stranded = IOLoop(make_current=False)  # bound to a loop the server never runs
+    try:
+        with pytest.warns(TornadoBridgeWarning, match="1 Tornado IOLoop"):
+            with serve_uvicorn(wrap(PingHandler)) as url:
+                assert httpx.get(url).text == "pong"
+    finally:
+        stranded.close(all_fds=True)
+
+
+def test_no_stranded_ioloop_no_warning(
+    serve_uvicorn: Any, recwarn: pytest.WarningsRecorder
+) -> None:
+    with serve_uvicorn(wrap(PingHandler)) as url:
+        assert httpx.get(url).text == "pong"
+    assert not [w for w in recwarn if issubclass(w.category, TornadoBridgeWarning)]
