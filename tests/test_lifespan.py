@@ -1,0 +1,96 @@
+"""Lifespan (issue 3, item 5): startup, state, failures, shutdown, LIFESPAN modes, APPS."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import httpx
+from apps import core  # type: ignore[import-not-found]
+
+
+def test_startup_runs_before_the_first_request(spawn_qactuar):
+    # startup takes 0.5 s; a server that accepted before it finished would
+    # answer this first request with no state
+    proc = spawn_qactuar("core:slow_startup")
+    report = httpx.get(proc.url + "/", timeout=5).json()
+    assert report["state"]["started"] is True
+    assert report["state"]["name"] == "slow-startup"
+
+
+def test_state_reaches_each_request_as_a_copy(serve):
+    with serve(core.tagged_root, KEEP_ALIVE_TIMEOUT=0.8) as srv:
+        first = httpx.get(srv.url + "/", timeout=5).json()
+        second = httpx.get(srv.url + "/", timeout=5).json()
+    assert first["state"] == {"name": "root", "items": ["from-startup"], "started": True}
+    # the first request set state["mutated"] on its own copy only
+    assert second["state"] == first["state"]
+
+
+def test_failed_startup_exits_non_zero_with_the_message(spawn_qactuar):
+    proc = spawn_qactuar("core:startup_fails", wait=False)
+    status = proc.wait(10)
+    assert status != 0
+    assert "database at db.example:5432 unreachable" in proc.output()
+
+
+def test_shutdown_runs_on_exit(spawn_qactuar, tmp_path):
+    marker = tmp_path / "shutdown.txt"
+    proc = spawn_qactuar("core:tagged_root", env={"QT_SHUTDOWN_FILE": str(marker)})
+    assert httpx.get(proc.url + "/", timeout=5).status_code == 200
+    assert not marker.exists()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert marker.read_text() == "shutdown root\n"
+
+
+def test_lifespan_off_skips_it(spawn_qactuar, tmp_path):
+    marker = tmp_path / "shutdown.txt"
+    proc = spawn_qactuar("core:tagged_root", "--lifespan", "off",
+                         env={"QT_SHUTDOWN_FILE": str(marker)})
+    report = httpx.get(proc.url + "/", timeout=5).json()
+    assert not (report["state"] or {}).get("started")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not marker.exists()
+
+
+def test_lifespan_auto_tolerates_an_app_that_raises(spawn_qactuar):
+    proc = spawn_qactuar("core:no_lifespan")  # LIFESPAN defaults to auto
+    response = httpx.get(proc.url + "/", timeout=5)
+    assert response.json() == {"served": True}
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_lifespan_on_refuses_an_app_that_raises(spawn_qactuar):
+    proc = spawn_qactuar("core:no_lifespan", "--lifespan", "on", wait=False)
+    assert proc.wait(10) != 0
+    assert "unsupported scope type lifespan" in proc.output()
+
+
+def test_every_mounted_app_gets_its_own_lifespan_and_state(spawn_qactuar, tmp_path):
+    marker = tmp_path / "shutdown.txt"
+    conf = tmp_path / "apps.json"
+    conf.write_text(json.dumps({"APPS": {
+        "/": "core:tagged_root", "/api": "core:tagged_api", "/other": "core:tagged_other",
+    }}))
+    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf), "QT_SHUTDOWN_FILE": str(marker)})
+    for path, name in (("/", "root"), ("/api/x", "api"), ("/other", "other"), ("/y", "root")):
+        report = httpx.get(proc.url + path, timeout=5).json()
+        assert report["app"] == name
+        assert report["state"]["name"] == name, (path, report)
+        assert "mutated" not in report["state"]
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert sorted(marker.read_text().splitlines()) == [
+        "shutdown api", "shutdown other", "shutdown root"]
+
+
+def test_a_failing_mounted_app_stops_start_up(spawn_qactuar, tmp_path):
+    conf = tmp_path / "apps.json"
+    conf.write_text(json.dumps({"APPS": {"/": "core:tagged_root",
+                                         "/db": "core:startup_fails"}}))
+    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf)}, wait=False)
+    assert proc.wait(10) != 0
+    assert "database at db.example:5432 unreachable" in proc.output()
