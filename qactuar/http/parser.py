@@ -14,12 +14,17 @@ non-numeric Content-Length, a Transfer-Encoding whose last coding is not
 control bytes in fields (RFC 9112 §5.1, §5.2, §6.1, §7.1, §11.2). This
 module adds the rules llhttp leaves to the server: limits, the Host field
 (RFC 9112 §3.2), versions other than 1.x (505), and Transfer-Encoding in an
-HTTP/1.0 request (RFC 9112 §6.1).
+HTTP/1.0 request (RFC 9112 §6.1), optional whitespace after a field value
+(RFC 9112 §5.1), a fragment sent in the target (§3.2), the body of an
+Upgrade request (which llhttp hands over as if it were the new protocol's
+bytes; RFC 9110 §7.8 puts the switch after the body), and bytes that follow a
+request that closes the connection (``Connection: close``, HTTP/1.0 without
+keep-alive): they are ignored, not parsed (RFC 9112 §9.6).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -91,13 +96,18 @@ class RequestHead:
 Event = RequestHead | bytes | _EndOfMessage
 
 _HEAD, _BODY = 0, 1
+#: llhttp's messages that deserve another status or wording: (status, reason).
 _MESSAGES: Final = {
-    "Invalid method encountered": "Invalid method",
+    "Invalid method encountered": (400, "Invalid method"),
+    # a well-formed version llhttp does not speak (HTTP/3.0): RFC 9110 §15.6.6
+    "Invalid HTTP version": (505, "HTTP version not supported"),
 }
 
 
 def _split_target(url: bytes) -> tuple[bytes, bytes]:
     """Split a request target into (raw path, query string)."""
+    if b"#" in url:
+        url = url.partition(b"#")[0]  # a fragment is never part of the target
     if url[:1] != b"/" and url != b"*":
         # absolute-form (RFC 9112 §3.2.2): keep only the path and query
         try:
@@ -129,6 +139,8 @@ class RequestParser:
         "_body_bytes",
         "_in_progress",
         "_upgraded",
+        "_upgrade_body",
+        "_final",
         "upgrade_tail",
     )
 
@@ -142,7 +154,12 @@ class RequestParser:
         self._head_bytes = 0
         self._body_bytes = 0
         self._in_progress = False
+        #: llhttp stopped at an Upgrade request's head.
         self._upgraded = False
+        #: Parses that request's body, which is still HTTP; None if it has none.
+        self._upgrade_body: _UpgradeBody | None = None
+        #: A request that closes the connection is complete: ignore the rest.
+        self._final = False
         #: Bytes that followed an Upgrade request's head: the first bytes of
         #: the new protocol.
         self.upgrade_tail = b""
@@ -154,8 +171,8 @@ class RequestParser:
 
     @property
     def upgraded(self) -> bool:
-        """True once an Upgrade request has ended the HTTP/1.1 stream."""
-        return self._upgraded
+        """True once an Upgrade request (head and body) has ended the HTTP/1.1 stream."""
+        return self._upgraded and self._upgrade_body is None
 
     @property
     def idle(self) -> bool:
@@ -167,9 +184,18 @@ class RequestParser:
 
         Raises ``ProtocolError`` on malformed input; the parser is then
         unusable and the connection must be closed after the error response.
+        Once a request that closes the connection is complete, or an Upgrade
+        request has ended HTTP, further bytes give no events.
         """
         if self._upgraded:
-            # after an Upgrade request the rest of the stream is not HTTP
+            body = self._upgrade_body
+            if body is None:
+                # after an Upgrade request the rest of the stream is not HTTP
+                return []
+            events = self._events = []
+            self._feed_upgrade_body(body, data)
+            return events
+        if self._final:
             return []
         events = self._events = []
         if self._state == _HEAD:
@@ -178,18 +204,37 @@ class RequestParser:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._upgraded = True
-            self.upgrade_tail = data[exc.args[0] :] if exc.args else b""
+            tail = data[exc.args[0] :] if exc.args else b""
+            body = self._upgrade_body
+            if body is None:
+                self.upgrade_tail = tail
+            else:
+                # llhttp ended the message at the head; the body comes first
+                if events and events[-1] is END_OF_MESSAGE:
+                    events.pop()
+                self._in_progress = True
+                self._state = _BODY
+                self._feed_upgrade_body(body, tail)
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, ProtocolError):
                 raise exc.__context__ from None
             raise
         except httptools.HttpParserError as exc:
+            if self._final:
+                return events  # bytes after a final request: ignored
             message = str(exc.args[0]) if exc.args else "Malformed request"
-            raise ProtocolError(400, _MESSAGES.get(message, message)) from None
+            status, reason = _MESSAGES.get(message, (400, message))
+            raise ProtocolError(status, reason) from None
         if self._in_progress and self._state == _HEAD:
             if self._head_bytes > self._limits.max_header_bytes:
                 raise ProtocolError(431, "Request header section too large")
         return events
+
+    def _feed_upgrade_body(self, body: _UpgradeBody, data: bytes) -> None:
+        tail = body.feed(data)
+        if tail is not None:
+            self._upgrade_body = None
+            self.upgrade_tail = tail
 
     # httptools callbacks -------------------------------------------------
 
@@ -209,7 +254,8 @@ class RequestParser:
         if self._state != _HEAD:
             return  # a chunked trailer field: tolerated, not passed on
         headers = self._headers
-        headers.append((name.lower(), value))
+        # llhttp drops the whitespace before a value, not the one after it
+        headers.append((name.lower(), value.rstrip(b" \t")))
         if len(headers) > self._limits.max_header_count:
             raise ProtocolError(431, "Too many header fields")
 
@@ -250,6 +296,8 @@ class RequestParser:
             raise ProtocolError(413, "Request body too large")
         if upgrade is not None and not parser.should_upgrade():
             upgrade = None
+        if upgrade is not None and (chunked or content_length):
+            self._upgrade_body = _UpgradeBody(self, chunked, content_length)
         raw_path, query = _split_target(self._url)
         self._state = _BODY
         self._events.append(
@@ -276,7 +324,67 @@ class RequestParser:
         self._events.append(body)
 
     def on_message_complete(self) -> None:
+        if not self._upgraded and not self._parser.should_keep_alive():
+            self._final = True
         self._in_progress = False
         self._state = _HEAD
         self._head_bytes = 0
         self._events.append(END_OF_MESSAGE)
+
+
+class _UpgradeBody:
+    """The body of an Upgrade request, after llhttp has stopped at its head.
+
+    ``feed`` passes body pieces and then the end of the message to the
+    ``RequestParser``'s callbacks and returns the bytes that follow the body
+    (the new protocol's), or None while the body is incomplete. After a
+    chunked body those bytes cannot be told apart and b"" is returned: no
+    protocol that is switched to after a request body is spoken here.
+    """
+
+    __slots__ = ("_owner", "_remaining", "_chunks", "_done")
+
+    _CHUNKED_HEAD: Final = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+
+    def __init__(self, owner: RequestParser, chunked: bool, content_length: int) -> None:
+        self._owner = owner
+        self._remaining = content_length
+        self._done = False
+        self._chunks: Any = None
+        if chunked:
+            self._chunks = httptools.HttpRequestParser(self)
+            self._chunks.feed_data(self._CHUNKED_HEAD)
+
+    def feed(self, data: bytes) -> bytes | None:
+        chunks = self._chunks
+        if chunks is not None:
+            try:
+                chunks.feed_data(data)
+            except httptools.HttpParserCallbackError as exc:
+                if isinstance(exc.__context__, ProtocolError):
+                    raise exc.__context__ from None
+                raise
+            except httptools.HttpParserError as exc:
+                if not self._done:
+                    message = str(exc.args[0]) if exc.args else "Malformed request"
+                    raise ProtocolError(400, message) from None
+            return b"" if self._done else None
+        take = data[: self._remaining]
+        if take:
+            self._remaining -= len(take)
+            self._owner.on_body(take)
+        if self._remaining:
+            return None
+        self._owner.on_message_complete()
+        return data[len(take) :]
+
+    # callbacks of the chunked sub-parser
+    def on_body(self, body: bytes) -> None:
+        self._owner.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._done = True
+        self._owner.on_message_complete()
