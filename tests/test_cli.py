@@ -1,0 +1,140 @@
+"""The CLI and programmatic entry points (issue 3, item 7)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import fields
+
+import httpx
+import pytest
+from conftest import free_port, wait_for_port
+from test_config import ROOT, TESTS, run_qactuar
+
+from qactuar import Config
+
+
+def test_help_documents_every_option():
+    result = run_qactuar("--help")
+    assert result.returncode == 0
+    text = result.stdout
+    assert "Usage:" in text
+    defaults = Config()
+    for f in fields(Config):
+        if isinstance(getattr(defaults, f.name), dict):
+            continue  # APPS and LOGS come only from the config file
+        flag = "--" + f.name.lower().replace("_", "-")
+        assert flag in text, f"{f.name} has no {flag} in --help"
+        # the option's help text is there too (click may wrap it)
+        first_word = f.metadata["doc"].split()[0]
+        assert first_word in text
+    for flag in ("--config", "--host", "--port", "--model", "--log-level", "--root-path",
+                 "--lifespan", "--loop", "--no-access-log", "--version"):
+        assert flag in text
+
+
+def test_version():
+    result = run_qactuar("--version")
+    assert result.returncode == 0
+    assert "qactuar" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        ("nosuchmodule:app", "nosuchmodule"),
+        ("basic:missing", "missing"),
+        ("basic:not_an_app", "not_an_app"),
+        ("basic", "module:attribute"),
+        ("broken_import:app", "no_such_dependency"),
+    ],
+)
+def test_import_errors_are_one_line(target, words):
+    result = run_qactuar(target, "--port", "0")
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    lines = output.splitlines()
+    assert len(lines) == 1, lines
+    assert target in lines[0]
+    assert words in lines[0]
+
+
+def test_no_app_and_no_apps_is_an_error(tmp_path):
+    result = run_qactuar("--port", "0", cwd=str(tmp_path))
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0
+    assert len(output.splitlines()) == 1
+    assert "APPS" in output
+
+
+def test_no_argument_serves_the_config_apps(spawn_qactuar, tmp_path):
+    (tmp_path / "qactuar_config.json").write_text('{"APPS": {"/": "basic:hello"}}')
+    proc = spawn_qactuar(cwd=str(tmp_path))
+    assert httpx.get(proc.url + "/", timeout=5).text == "Hello, world!"
+
+
+def test_address_in_use_is_one_line(spawn_qactuar):
+    first = spawn_qactuar("basic:hello")
+    result = run_qactuar("basic:hello", "--host", "127.0.0.1", "--port", str(first.port))
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    assert str(first.port) in output
+
+
+def spawn_script(code: str, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
+    env.pop("QACTUAR_CONFIG", None)
+    return subprocess.Popen([sys.executable, "-c", code], env=env,
+                            cwd=os.path.join(TESTS, "apps"), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("app", ["basic.hello", "'basic:hello'"])
+def test_run_serves_programmatically(app):
+    port = free_port()
+    proc = spawn_script(
+        f"import basic, qactuar\nqactuar.run({app}, host='127.0.0.1', port={port})\n", port)
+    try:
+        wait_for_port(port, proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_run_with_a_config_object():
+    port = free_port()
+    proc = spawn_script(
+        "import basic, qactuar\n"
+        f"conf = qactuar.Config(HOST='127.0.0.1', PORT={port}, ROOT_PATH='/conf')\n"
+        "qactuar.run(app=basic.echo, conf=conf)\n", port)
+    try:
+        wait_for_port(port, proc)
+        report = httpx.get(f"http://127.0.0.1:{port}/x", timeout=5).json()
+        assert report["root_path"] == "/conf"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_run_refuses_a_bad_setting():
+    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", "import basic, qactuar\nqactuar.run(basic.hello, port=-3)\n"],
+        env=env, cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "PORT" in lines[0] and "-3" in lines[0] and "run()" in lines[0]
