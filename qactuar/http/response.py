@@ -3,9 +3,13 @@
 Framing follows RFC 9112 §6.3 from the server's side:
 
 - HEAD responses and 1xx/204/304 never carry a body (§6.3 rule 1);
-  whatever body the application sends for them is dropped.
+  whatever body the application sends for them is dropped. A 204 never
+  carries a Content-Length either (RFC 9110 §8.6); HEAD and 304 keep the
+  application's.
 - The application's own ``Content-Length`` is used when it gives one; a body
-  that overruns it is an application error, one that falls short forces the
+  that overruns it is an application error (``LocalProtocolError``, raised
+  before anything is framed, so a response whose head was never handed out
+  can still be replaced by a 500), one that falls short forces the
   connection closed so the client cannot take a partial body for a whole one.
 - Without one, a body sent whole in its first piece gets a Content-Length; a
   streamed body is chunked for HTTP/1.1 clients and close-delimited for
@@ -31,9 +35,10 @@ _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
 _STATUS_LINES: Final = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in http.HTTPStatus
 }
-# RFC 9110 §5.1 token for names; values must not contain CR, LF or NUL (§5.5)
+# RFC 9110 §5.1 token for names; values are visible bytes, SP and HTAB (§5.5):
+# no control byte (CR, LF and NUL above all) but HTAB
 _INVALID_NAME: Final = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9a-zA-Z]")
-_INVALID_VALUE: Final = re.compile(rb"[\x00\r\n]")
+_INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _status_line(status: int) -> bytes:
@@ -134,15 +139,25 @@ class Response:
         """Frame one piece of body; the first call also returns the head."""
         if self.complete:
             raise LocalProtocolError("Response already complete")
-        self.complete = not more
         if self.head_sent:
-            return self._frame(data, more)
-        self.head_sent = True
+            data = self._frame(data, more)
+            self.complete = not more
+            return data
         status = self.status
+        if (
+            self._length is not None
+            and len(data) > self._length
+            and not (self._is_head or status in (204, 304))
+        ):
+            raise LocalProtocolError(
+                f"Response body longer than its Content-Length ({self._length})"
+            )
+        self.head_sent = True
+        self.complete = not more
         fields = self._fields
         if self._is_head or status in (204, 304):
             self._mode = _NONE
-            if self._length is not None:
+            if self._length is not None and status != 204:
                 fields.append(b"content-length: %d\r\n" % self._length)
         elif self._length is not None:
             self._mode = _LENGTH
