@@ -24,7 +24,7 @@ __all__ = ["MODELS", "Config", "ConfigError", "load_config"]
 
 CONFIG_ENV = "QACTUAR_CONFIG"
 DEFAULT_CONFIG_FILE = "qactuar_config.json"
-MODELS = ("async",)
+MODELS = ("fork", "async")
 #: The seed's ASYNCRONOUS_MODEL numbers (1 post-fork, 2 async, 3 pre-fork).
 _MODEL_NUMBERS = {1: "fork", 2: "async", 3: "prefork"}
 _ALIASES = {"ASYNCRONOUS_MODEL": "MODEL"}

@@ -31,6 +31,10 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
             from .models.async_ import run_async
 
             return run_async(asgi_app, config)
+        if config.MODEL == "fork":
+            from .models.fork import run_fork
+
+            return run_fork(asgi_app, config)
         raise AssertionError(f"unknown MODEL {config.MODEL!r}")  # Config refuses these
     except BindError as exc:
         logger.error("%s", exc)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ..asgi.cycle import HTTPCycle
@@ -60,6 +61,7 @@ class HTTPProtocol(asyncio.Protocol):
         "_error",
         "_closing",
         "_upgraded",
+        "on_write",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -82,6 +84,9 @@ class HTTPProtocol(asyncio.Protocol):
         self._error: ProtocolError | None = None
         self._closing = False
         self._upgraded = False
+        #: Called once before the first byte of a response is written (the
+        #: fork model's child records that its response has begun).
+        self.on_write: Callable[[], None] | None = None
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -92,7 +97,9 @@ class HTTPProtocol(asyncio.Protocol):
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self.state.connections.add(self)
-        self.deadline = self.state.clock + self.state.header_timeout
+        self._reading = True
+        if self.cycle is None:
+            self.deadline = self.state.clock + self.state.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -103,6 +110,8 @@ class HTTPProtocol(asyncio.Protocol):
             cycle.disconnect()
         self.pipeline.clear()
         self._wake_drain()
+        if self.state.on_close is not None:
+            self.state.on_close(self)
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -201,7 +210,8 @@ class HTTPProtocol(asyncio.Protocol):
     def _send_error(self) -> None:
         exc = self._error
         assert exc is not None and self.transport is not None
-        logger.info("Bad request from %s: %s", self.client, exc)
+        if exc.status < 500:
+            logger.info("Bad request from %s: %s", self.client, exc)
         state = self.state
         self.transport.write(
             error_response(exc.status, exc.reason, state.date_line, state.server_line)
@@ -234,12 +244,50 @@ class HTTPProtocol(asyncio.Protocol):
             if len(self.pipeline) < MAX_PIPELINE // 2:
                 self.resume_reading()
         elif self._error is None:
+            if self.state.on_idle is not None and self.parser.idle:
+                self.pause_reading()
+                self.state.on_idle(self)
+                return
             self.deadline = self.state.clock + self.state.keep_alive_timeout
             self.resume_reading()
+
+    def reattach(self, keep_alive: bool) -> None:
+        """Take the connection back after another process served its request.
+
+        The other process consumed the rest of the request from the socket
+        and stopped between requests, so parsing starts afresh.
+        """
+        self.cycle = None
+        self.pipeline.clear()
+        self._parsing = None
+        self.parser = RequestParser(self.state.limits)
+        transport = self.transport
+        assert transport is not None
+        if not keep_alive or self.state.shutting_down or self._closing:
+            self._closing = True
+            transport.close()
+            return
+        self.deadline = self.state.clock + self.state.keep_alive_timeout
+        self.resume_reading()
+
+    def fail(self, status: int, reason: str) -> None:
+        """Answer ``status`` (if nothing of a response was sent) and close."""
+        self.cycle = None
+        self.pipeline.clear()
+        self._error = ProtocolError(status, reason)
+        if status:
+            self._send_error()
+        else:
+            assert self.transport is not None
+            self._closing = True
+            self.transport.close()
 
     # what the cycle and the server call -------------------------------------
 
     def write(self, data: bytes) -> None:
+        if self.on_write is not None:
+            self.on_write()
+            self.on_write = None
         assert self.transport is not None
         self.transport.write(data)
 

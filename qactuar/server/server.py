@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..asgi.cycle import HTTPCycle
@@ -41,6 +42,14 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] = {}
         self.shutting_down = False
+        #: When set, called instead of waiting for the next request once a
+        #: connection has nothing left to do (a fork child hands it back).
+        self.on_idle: Callable[[HTTPProtocol], None] | None = None
+        #: When set, called as a connection closes.
+        self.on_close: Callable[[HTTPProtocol], None] | None = None
+        #: Starts the application for a cycle; a task on this loop unless a
+        #: process model puts its own dispatcher here (the fork model forks).
+        self.run_cycle: Callable[[HTTPCycle], None] = self.run_task
         self.server_line = b"server: qactuar\r\n" if config.SERVER_HEADER else b""
         self._date_enabled = config.DATE_HEADER
         self.date_line = b""
@@ -57,7 +66,7 @@ class ServerState:
             self._second = now
             self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
 
-    def run_cycle(self, cycle: HTTPCycle) -> None:
+    def run_task(self, cycle: HTTPCycle) -> None:
         task = asyncio.get_running_loop().create_task(cycle.run(self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

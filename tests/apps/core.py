@@ -88,3 +88,21 @@ async def loop_report(scope: Scope, receive: Any, send: Any) -> None:
     loop = asyncio.get_running_loop()
     await _json(send, {"loop": f"{type(loop).__module__}.{type(loop).__name__}",
                        "uvloop_imported": "uvloop" in sys.modules})
+
+
+async def hangs_on_shutdown(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await asyncio.sleep(3600)  # never answers lifespan.shutdown
+        return
+    await _json(send, {"served": True})
+
+
+async def hangs_on_startup(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.sleep(3600)  # never answers lifespan.startup
+        return
+    await _json(send, {"served": True})
