@@ -84,6 +84,12 @@ class Router:
                 self._runners[id(app)] = runner
                 started.append(runner)
         except LifespanFailure as exc:
+            # the apps that did start are shut down again, newest first
+            for runner in reversed(started):
+                try:
+                    await runner.shutdown()
+                except LifespanFailure:
+                    pass
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         await send({"type": "lifespan.startup.complete"})

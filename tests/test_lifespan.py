@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import httpx
+import pytest
 from apps import core  # type: ignore[import-not-found]
+
+
+def wait_or_kill(proc, timeout: float) -> int:
+    """``proc.wait(timeout)``; a process still running then is killed (and the test fails)."""
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(5)
 
 
 def test_startup_runs_before_the_first_request(spawn_qactuar):
@@ -88,9 +100,38 @@ def test_every_mounted_app_gets_its_own_lifespan_and_state(spawn_qactuar, tmp_pa
 
 
 def test_a_failing_mounted_app_stops_start_up(spawn_qactuar, tmp_path):
+    marker = tmp_path / "shutdown.txt"
     conf = tmp_path / "apps.json"
     conf.write_text(json.dumps({"APPS": {"/": "core:tagged_root",
                                          "/db": "core:startup_fails"}}))
-    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf)}, wait=False)
+    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf), "QT_SHUTDOWN_FILE": str(marker)},
+                         wait=False)
     assert proc.wait(10) != 0
     assert "database at db.example:5432 unreachable" in proc.output()
+    # the app that had started is shut down again, not abandoned
+    assert marker.read_text() == "shutdown root\n"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server/server.py: Server.serve() awaits self.lifespan.shutdown() with no regard for "
+    "force_exit, so an app that never answers lifespan.shutdown keeps the process alive "
+    "after a second SIGINT"))
+def test_second_sigint_stops_a_hanging_lifespan_shutdown(spawn_qactuar):
+    proc = spawn_qactuar("core:hangs_on_shutdown")
+    assert httpx.get(proc.url + "/", timeout=5).status_code == 200
+    proc.signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.signal(signal.SIGINT)
+    wait_or_kill(proc, 2)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server/server.py: Server.serve() awaits self.lifespan.startup() before it looks at "
+    "should_exit, so SIGTERM (or SIGINT twice) cannot stop a process whose app never "
+    "answers lifespan.startup"))
+def test_sigterm_stops_a_hanging_lifespan_startup(spawn_qactuar):
+    proc = spawn_qactuar("core:hangs_on_startup", wait=False)
+    time.sleep(0.8)
+    assert proc.proc.poll() is None
+    proc.signal(signal.SIGTERM)
+    wait_or_kill(proc, 2)
