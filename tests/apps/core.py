@@ -106,3 +106,9 @@ async def hangs_on_startup(scope: Scope, receive: Any, send: Any) -> None:
         await asyncio.sleep(3600)  # never answers lifespan.startup
         return
     await _json(send, {"served": True})
+
+
+async def raises(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    raise KeyError("missing-thing")

@@ -1,0 +1,112 @@
+"""Logging (issue 3, item 9): access lines, LOGS, --no-access-log, --log-level."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+
+import httpx
+
+ACCESS = re.compile(
+    r'ACCESS 127\.0\.0\.1:(\d+) - "(\S+) (\S+) HTTP/(1\.[01])" (\d{3}) (\d+) ([\d.]+)ms$',
+    re.M,
+)
+
+
+def wait_for_output(proc, predicate, timeout: float = 3) -> str:
+    deadline = time.monotonic() + timeout
+    output = proc.output()
+    while not predicate(output) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        output = proc.output()
+    return output
+
+
+def test_one_access_line_per_request(spawn_qactuar):
+    proc = spawn_qactuar("basic:slow")
+    with httpx.Client(base_url=proc.url, timeout=5) as client:
+        for path in ("/a?seconds=0", "/b/c?seconds=0.3", "/d?seconds=0"):
+            client.get(path)
+        port = client.get("/e?seconds=0").extensions["network_stream"].get_extra_info(
+            "client_addr")[1]
+    output = wait_for_output(proc, lambda out: len(ACCESS.findall(out)) >= 4)
+    lines = ACCESS.findall(output)
+    assert [(m, p) for _, m, p, *_ in lines] == [
+        ("GET", "/a?seconds=0"), ("GET", "/b/c?seconds=0.3"), ("GET", "/d?seconds=0"),
+        ("GET", "/e?seconds=0")]
+    for client_port, _, _, version, status, size, _ in lines:
+        assert int(client_port) == port  # one keep-alive connection
+        assert (version, status, size) == ("1.1", "200", "4")  # b"done"
+    durations = [float(d) for *_, d in lines]
+    assert 290 <= durations[1] < 3000
+    assert durations[0] < 250
+
+
+def test_access_line_for_errors_and_http10(spawn_qactuar, tmp_path):
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"APPS": {"/hello": "basic:hello", "/boom": "core:raises"}}))
+    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf)})
+    httpx.get(proc.url + "/nowhere", timeout=5)
+    httpx.get(proc.url + "/boom", timeout=5)
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
+        sock.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
+        while sock.recv(65536):
+            pass
+    output = wait_for_output(proc, lambda out: len(ACCESS.findall(out)) >= 3)
+    lines = [(m, p, v, s, n) for _, m, p, v, s, n, _ in ACCESS.findall(output)]
+    assert ("GET", "/nowhere", "1.1", "404", "10") in lines
+    assert ("GET", "/hello", "1.0", "200", "13") in lines
+    assert any(p == "/boom" and s == "500" for _, p, _, s, _ in lines)
+    # the exception went to qt_exception with its traceback
+    assert "Traceback" in output
+    assert "KeyError: 'missing-thing'" in output
+
+
+def test_logs_replaces_the_whole_dictionary(spawn_qactuar, tmp_path):
+    access_file = tmp_path / "access.log"
+    logs = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"bare": {"format": "custom-access {message}", "style": "{"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(access_file),
+                              "formatter": "bare", "level": "INFO"}},
+        "loggers": {"qt_access": {"handlers": ["file"], "level": "INFO",
+                                  "propagate": False}},
+    }
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"LOGS": logs}))
+    proc = spawn_qactuar("basic:hello", env={"QACTUAR_CONFIG": str(conf)})
+    assert httpx.get(proc.url + "/via-file", timeout=5).status_code == 200
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and "via-file" not in access_file.read_text():
+        time.sleep(0.05)
+    text = access_file.read_text()
+    assert re.search(r'^custom-access 127\.0\.0\.1:\d+ - "GET /via-file HTTP/1\.1" 200 13 ',
+                     text, re.M), text
+    output = proc.output()
+    assert "ACCESS" not in output
+    assert "Listening on" not in output  # qt_server lost the default console handler
+
+
+def test_no_access_log(spawn_qactuar):
+    proc = spawn_qactuar("basic:hello", "--no-access-log")
+    assert httpx.get(proc.url + "/quiet", timeout=5).status_code == 200
+    time.sleep(0.3)
+    output = proc.output()
+    assert "Listening on" in output
+    assert "/quiet" not in output
+
+
+def test_log_level_warning_silences_info(spawn_qactuar, tmp_path):
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"APPS": {"/hello": "basic:hello", "/boom": "core:raises"}}))
+    proc = spawn_qactuar("--log-level", "warning", env={"QACTUAR_CONFIG": str(conf)})
+    assert httpx.get(proc.url + "/hello", timeout=5).status_code == 200
+    assert httpx.get(proc.url + "/boom", timeout=5).status_code == 500
+    output = wait_for_output(proc, lambda out: "missing-thing" in out)
+    assert "Listening on" not in output
+    assert "INFO" not in output
+    assert "ACCESS" not in output
+    assert "KeyError: 'missing-thing'" in output  # errors still reach qt_exception
