@@ -184,20 +184,36 @@ class RequestParser:
 
         Raises ``ProtocolError`` on malformed input; the parser is then
         unusable and the connection must be closed after the error response.
+        The error's ``events`` are those completed before the bad bytes: the
+        caller handles them as if returned, then answers the error.
         Once a request that closes the connection is complete, or an Upgrade
         request has ended HTTP, further bytes give no events.
         """
-        if self._upgraded:
-            body = self._upgrade_body
-            if body is None:
-                # after an Upgrade request the rest of the stream is not HTTP
-                return []
-            events = self._events = []
-            self._feed_upgrade_body(body, data)
-            return events
-        if self._final:
+        if self._final or (self._upgraded and self._upgrade_body is None):
+            # after a final request, or an Upgrade, the rest is not (our) HTTP
             return []
         events = self._events = []
+        try:
+            if self._upgrade_body is not None and self._upgraded:
+                self._feed_upgrade_body(self._upgrade_body, data)
+            else:
+                self._feed(data)
+        except ProtocolError as exc:
+            # keep the requests that came complete before the error; the head
+            # of the one that broke is of no use to anyone
+            for i in range(len(events) - 1, -1, -1):
+                event = events[i]
+                if event is END_OF_MESSAGE:
+                    break
+                if isinstance(event, RequestHead):
+                    del events[i:]
+                    break
+            exc.events = events
+            raise
+        return events
+
+    def _feed(self, data: bytes) -> None:
+        events = self._events
         if self._state == _HEAD:
             self._head_bytes += len(data)
         try:
@@ -221,14 +237,13 @@ class RequestParser:
             raise
         except httptools.HttpParserError as exc:
             if self._final:
-                return events  # bytes after a final request: ignored
+                return  # bytes after a final request: ignored
             message = str(exc.args[0]) if exc.args else "Malformed request"
             status, reason = _MESSAGES.get(message, (400, message))
             raise ProtocolError(status, reason) from None
         if self._in_progress and self._state == _HEAD:
             if self._head_bytes > self._limits.max_header_bytes:
                 raise ProtocolError(431, "Request header section too large")
-        return events
 
     def _feed_upgrade_body(self, body: _UpgradeBody, data: bytes) -> None:
         tail = body.feed(data)

@@ -497,6 +497,45 @@ def test_malformed_request_after_a_good_one_still_yields_the_good_one_first(data
         parser.feed(data)
 
 
+@pytest.mark.parametrize("data", SMUGGLING.values(), ids=SMUGGLING.keys())
+def test_error_carries_the_complete_requests_that_came_before_it(data):
+    # a good request pipelined in the same read as a bad one is not lost
+    parser = RequestParser(Limits())
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(GET + b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok" + data)
+    events = info.value.events
+    assert [e.path if isinstance(e, RequestHead) else e for e in events] == [
+        "/", END_OF_MESSAGE, "/2", b"ok", END_OF_MESSAGE,
+    ]
+
+
+def test_error_in_a_body_drops_the_broken_requests_head_of_the_same_read():
+    parser = RequestParser(Limits())
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(
+            GET + b"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nok\r\nzz\r\n"
+        )
+    assert [type(e) for e in info.value.events] == [RequestHead, type(END_OF_MESSAGE)]
+
+
+def test_error_in_a_body_keeps_the_body_pieces_of_the_same_read():
+    parser = RequestParser(Limits())
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(b"3\r\nabc\r\nzz\r\n")
+    assert info.value.events == [b"abc"]
+
+
+def test_limit_error_carries_the_complete_requests_before_it():
+    parser = RequestParser(Limits(max_header_count=3))
+    many = b"GET /2 HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(GET + many)
+    assert info.value.status == 431
+    assert len(heads(info.value.events)) == 1
+
+
 @pytest.mark.parametrize("version", [b"2.0", b"3.0", b"0.9"])
 def test_http_versions_other_than_1x_get_505(version):
     error = refused(b"GET / HTTP/" + version + b"\r\nHost: a\r\n\r\n")
