@@ -1,0 +1,225 @@
+"""The fork model over real sockets: a fresh child per request, keep-alive held by the parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from rawhttp import RawConnection
+
+FORK = ("forky:app", "--model", "fork")
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_each_keep_alive_request_gets_a_new_child(spawn_qactuar):
+    proc = spawn_qactuar(*FORK)
+    with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+        conn = RawConnection(sock)
+        local = sock.getsockname()
+        pids = []
+        for _ in range(50):
+            response = conn.request("/pid")
+            assert response.status == 200
+            assert response.headers.get("connection") != "close"
+            pids.append(int(response.body))
+        assert sock.getsockname() == local  # the same connection throughout
+    assert len(set(pids)) == 50
+    assert proc.proc.pid not in pids
+
+
+def test_pipelined_requests_are_answered_in_order(spawn_qactuar):
+    proc = spawn_qactuar(*FORK)
+    with socket.create_connection(("127.0.0.1", proc.port)) as sock:
+        conn = RawConnection(sock)
+        sock.sendall(
+            RawConnection.encode("/echo", "POST", b"first")
+            + RawConnection.encode("/echo", "POST", b"second")
+            + RawConnection.encode("/echo", "POST", b"third")
+        )
+        bodies = [conn.read_response().body for _ in range(3)]
+        assert bodies == [b"first", b"second", b"third"]
+        assert conn.request("/pid").status == 200  # and the connection goes on
+
+
+def test_max_processes_caps_live_children(spawn_qactuar):
+    proc = spawn_qactuar(*FORK, "--max-processes", "2")
+    results: list[int] = []
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, len(children_of(proc.proc.pid)))
+            time.sleep(0.005)
+
+    def call() -> None:
+        results.append(httpx.get(proc.url + "/sleep?0.3", timeout=30).status_code)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    callers = [threading.Thread(target=call) for _ in range(10)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(30)
+    stop.set()
+    sampler.join()
+    assert results == [200] * 10
+    assert 1 <= peak <= 2
+
+
+def test_request_timeout_gives_504_and_kills_the_child(spawn_qactuar):
+    proc = spawn_qactuar(*FORK, "--request-timeout", "0.5", "--check-process-interval", "0.1")
+    start = time.monotonic()
+    response = httpx.get(proc.url + "/sleep?30", timeout=10)
+    elapsed = time.monotonic() - start
+    assert response.status_code == 504
+    assert elapsed < 0.5 + 0.1 + 1.0
+    deadline = time.monotonic() + 2
+    while children_of(proc.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert children_of(proc.proc.pid) == []
+    assert httpx.get(proc.url + "/pid").status_code == 200
+    assert "REQUEST_TIMEOUT" in proc.output()
+
+
+@pytest.mark.parametrize(
+    ("path", "words"), [("/exit", "exited with status 3"), ("/segv", "killed by SIGSEGV")]
+)
+def test_a_dying_child_costs_only_its_request(spawn_qactuar, path, words):
+    proc = spawn_qactuar(*FORK)
+    response = httpx.get(proc.url + path, timeout=10)
+    assert response.status_code == 502
+    assert httpx.get(proc.url + "/pid").status_code == 200
+    assert words in proc.output()
+
+
+def test_a_child_dying_mid_response_closes_the_connection(spawn_qactuar):
+    proc = spawn_qactuar(*FORK)
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
+        sock.sendall(RawConnection.encode("/half"))
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    assert not data.endswith(b"0\r\n\r\n")  # never a complete chunked body
+    assert b"502" not in data
+    assert httpx.get(proc.url + "/pid").status_code == 200
+
+
+def test_leaks_in_children_do_not_grow_the_parent(spawn_qactuar):
+    proc = spawn_qactuar(*FORK, "--no-access-log")
+    before = rss_kib(proc.proc.pid)
+    with httpx.Client(base_url=proc.url) as client:
+        for _ in range(500):
+            assert client.get("/leak").text == "1"  # every child starts from the parent
+    after = rss_kib(proc.proc.pid)
+    assert after - before < 4 * 1024, (before, after)
+
+
+def test_module_state_does_not_leak_between_requests(spawn_qactuar):
+    proc = spawn_qactuar(*FORK)
+    with httpx.Client(base_url=proc.url) as client:
+        assert client.get("/set?changed").text == "set"
+        assert client.get("/get").text == "unset"
+
+
+def test_slow_clients_cost_no_child(spawn_qactuar):
+    proc = spawn_qactuar(*FORK, "--header-timeout", "4", "--no-access-log")
+    slow = []
+    try:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+            sock.sendall(b"G")
+            slow.append(sock)
+        for step in range(2):  # one byte every 2 s, as a slowloris client does
+            start = time.monotonic()
+            response = httpx.get(proc.url + "/pid", timeout=5)
+            assert response.status_code == 200
+            assert time.monotonic() - start < 1.0
+            # the normal request's child exits; none is ever made for the slow ones
+            deadline = time.monotonic() + 1
+            while children_of(proc.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert children_of(proc.proc.pid) == []
+            time.sleep(1.0)
+            for sock in slow:
+                sock.sendall(b"ET /"[step : step + 1])
+            time.sleep(1.0)
+        # the header timeout (4 s from the first byte) closes them all
+        deadline = time.monotonic() + 4
+        closed = 0
+        for sock in slow:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = sock.recv(1024)
+            except (TimeoutError, ConnectionResetError):
+                continue
+            if data.startswith(b"HTTP/1.1 408") or data == b"":
+                closed += 1
+        assert closed == 300
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_sigterm_lets_running_children_finish(spawn_qactuar):
+    proc = spawn_qactuar(*FORK)
+    results: list[int] = []
+
+    def call() -> None:
+        results.append(httpx.get(proc.url + "/sleep?1", timeout=10).status_code)
+
+    callers = [threading.Thread(target=call) for _ in range(3)]
+    for t in callers:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(children_of(proc.proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.signal(signal.SIGTERM)
+    for t in callers:
+        t.join(10)
+    assert results == [200, 200, 200]
+    assert proc.wait() == 0
+
+
+def test_proc_stats_are_logged(spawn_qactuar):
+    proc = spawn_qactuar(*FORK, "--gather-proc-stats", "--log-level", "debug")
+    assert httpx.get(proc.url + "/pid").status_code == 200
+    deadline = time.monotonic() + 3
+    while "peak RSS" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "KiB peak RSS" in proc.output()
+
+
+def test_seed_model_number_alias_selects_fork(spawn_qactuar, tmp_path):
+    config = tmp_path / "conf.json"
+    config.write_text('{"ASYNCRONOUS_MODEL": 1, "APPS": {"/": "forky:app"}}')
+    proc = spawn_qactuar("--config", str(config))
+    pids = {int(httpx.get(proc.url + "/pid").text) for _ in range(3)}
+    assert len(pids) == 3 and proc.proc.pid not in pids
+    assert os.path.exists(config)
