@@ -7,6 +7,7 @@ from tornado import httputil
 from ._exchange import _ServerOptions, serve_http
 from ._loops import warn_about_stranded_ioloops
 from ._types import Receive, Scope, Send
+from ._websocket import serve_websocket
 
 
 class TornadoBridgeWarning(UserWarning):
@@ -39,11 +40,7 @@ class TornadoASGIApp:
         elif kind == "lifespan":
             await _lifespan(receive, send)
         elif kind == "websocket":
-            # WebSocketHandler support is not here yet: refuse the handshake
-            # (the server answers 403).
-            message = await receive()
-            if message["type"] == "websocket.connect":
-                await send({"type": "websocket.close", "code": 1000})
+            await serve_websocket(self.tornado_app, self._options, scope, receive, send)
         else:
             raise ValueError(f"TornadoASGIApp cannot serve ASGI scope type {kind!r}")
 

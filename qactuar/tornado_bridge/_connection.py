@@ -167,7 +167,7 @@ class _ASGIConnection(httputil.HTTPConnection):
                     raise
                 self._outbox.popleft()
                 future_set_result_unless_cancelled(future, None)
-                if message["type"] == "http.response.body" and not message["more_body"]:
+                if self._is_final(message):
                     self.done = True
                     return
             if self.closed:
@@ -197,6 +197,11 @@ class _ASGIConnection(httputil.HTTPConnection):
                 future.exception()
         self._wakeup.set()
 
+    def close_after_sending(self) -> None:
+        """Take no more writes; what is queued still goes out, then the pump stops."""
+        self.closed = True
+        self._wakeup.set()
+
     def respond_plain(self, status: int) -> None:
         """A bodiless error response from the bridge itself (no handler ran)."""
         if self.response_started or self.closed:
@@ -213,6 +218,9 @@ class _ASGIConnection(httputil.HTTPConnection):
         self._enqueue({"type": "http.response.body", "body": b"", "more_body": False})
 
     # -- internals -----------------------------------------------------------
+
+    def _is_final(self, message: Message) -> bool:
+        return message["type"] == "http.response.body" and not message["more_body"]
 
     def _enqueue_body(self, chunk: bytes) -> asyncio.Future[None]:
         if self._expected_content_remaining is not None:

@@ -20,9 +20,7 @@ from tornado.ioloop import IOLoop
 def stranded_ioloops() -> list[IOLoop]:
     """IOLoops whose asyncio loop is idle, open, and not the running one."""
     running = asyncio.get_running_loop()
-    registry: dict[asyncio.AbstractEventLoop, IOLoop] = getattr(
-        IOLoop, "_ioloop_for_asyncio", {}
-    )
+    registry: dict[asyncio.AbstractEventLoop, IOLoop] = getattr(IOLoop, "_ioloop_for_asyncio", {})
     return [
         ioloop
         for loop, ioloop in list(registry.items())

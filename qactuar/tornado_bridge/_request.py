@@ -139,5 +139,6 @@ def read_head(scope: Scope, strip_root_path: bool) -> _RequestHead:
             headers["Host"] = f"{server[0]}:{server[1]}"
         elif server:
             headers["Host"] = str(server[0])
-    start_line = httputil.RequestStartLine(scope["method"], target, version)
+    # A websocket scope has no method: its handshake is a GET.
+    start_line = httputil.RequestStartLine(scope.get("method", "GET"), target, version)
     return _RequestHead(start_line, headers, raw_root, route_prefix)

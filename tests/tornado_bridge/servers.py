@@ -46,6 +46,10 @@ class UvicornDriver:
             "server_header": False,
             "date_header": False,
             "proxy_headers": False,
+            # uvicorn's default websockets-sansio protocol logs "returned
+            # without completing handshake" after a complete denial response
+            # (websocket.http.response.*); its wsproto protocol does not.
+            "ws": "wsproto",
         }
         options.update(self._config)
         config = uvicorn.Config(app, **options)

@@ -114,13 +114,18 @@ def test_lifespan_is_acknowledged() -> None:
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
-def test_websocket_handshake_is_refused_until_supported() -> None:
-    sent = _drive(
-        wrap(Handler),
-        {"type": "websocket", "path": "/", "headers": []},
-        [{"type": "websocket.connect"}],
-    )
+def test_malformed_websocket_handshake_is_refused() -> None:
+    """No Host header: Tornado answers 400; without the denial extension, a close."""
+    scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
+    sent = _drive(wrap(Handler), scope, [{"type": "websocket.connect"}])
     assert sent == [{"type": "websocket.close", "code": 1000}]
+    scope["extensions"] = {"websocket.http.response": {}}
+    sent = _drive(wrap(Handler), scope, [{"type": "websocket.connect"}])
+    assert [m["type"] for m in sent] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert sent[0]["status"] == 400
 
 
 def test_request_without_raw_path_or_host_is_served() -> None:

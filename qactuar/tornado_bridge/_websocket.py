@@ -1,0 +1,357 @@
+"""Tornado's `WebSocketHandler` over the ASGI websocket protocol.
+
+Tornado runs a websocket as an HTTP GET whose handler answers 101 and then
+takes the socket over (``detach()``) to speak RFC 6455 frames through a
+`WebSocketProtocol13`.  An ASGI server speaks the frames itself and hands
+the app whole messages, so the bridge gives the handler a message-level
+`WebSocketProtocol` instead (`_ASGIWebSocketProtocol`), and everything
+before it runs as for any request: routing, ``prepare``, ``check_origin``,
+``select_subprotocol``, cookies.
+
+The handshake answer becomes ``websocket.accept`` (with the subprotocol and
+the handler's extra headers, e.g. ``Set-Cookie``; not ``Date``/``Server``,
+which the server writes).  Any other answer (403 from ``check_origin``, 401
+from ``prepare``, a plain page for a non-websocket handler) is sent through
+the ``websocket.http.response`` extension when the server offers it, else
+becomes ``websocket.close``, which servers answer with 403.
+
+What ASGI does not carry: ping and pong frames (the server keeps the
+connection alive: ``ping()`` sends nothing and ``on_pong`` is not called;
+the ``websocket_ping_interval`` setting is the server's to configure) and
+compression (``permessage-deflate`` is negotiated by the server, so
+``get_compression_options`` has no effect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from tornado import httputil, iostream
+from tornado.escape import json_encode, to_unicode
+from tornado.log import gen_log
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
+
+from ._connection import _ASGIConnection, _closed_future
+from ._mount import mount_prefix
+from ._request import _RequestContext, read_head
+from ._types import Message, Receive, Scope, Send
+
+# Handshake headers that are the ASGI server's to write.
+_SERVER_HANDSHAKE_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "content-type",
+        "date",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "server",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# How long to wait for the client's side of a closing handshake (as Tornado).
+_CLOSE_WAIT = 5.0
+# Yield to the loop after this much work (Tornado's numbers).
+_YIELD_THRESHOLD = 256 * 1024
+_MESSAGE_COST = 1024
+# Close codes that say no code was received (RFC 6455 section 7.4.1).
+_NO_CODE = (1005, 1006)
+
+
+class _ASGIWebSocketConnection(_ASGIConnection):
+    """The handshake's connection: the answer becomes accept, or a denial."""
+
+    def __init__(
+        self,
+        send: Send,
+        receive: Receive,
+        context: _RequestContext,
+        start_line: httputil.RequestStartLine,
+        scope: Scope,
+    ) -> None:
+        super().__init__(send, context, start_line, max_body_size=0, body_timeout=None)
+        self.read_finished = True  # A handshake has no body.
+        self.receive = receive
+        self.subprotocols: list[str] = list(scope.get("subprotocols") or ())
+        self._can_deny = "websocket.http.response" in (scope.get("extensions") or {})
+        self._denying = False
+        self.accepted = False
+        self.websocket_over = asyncio.Event()
+
+    def set_close_callback(self, callback: Any) -> None:
+        handler = getattr(callback, "__self__", None)
+        if isinstance(handler, WebSocketHandler):
+            # RequestHandler.__init__ passes its on_connection_close here:
+            # the one moment to give it a protocol that speaks ASGI.
+            def get_websocket_protocol() -> WebSocketProtocol:
+                return _ASGIWebSocketProtocol(handler, self)
+
+            handler.get_websocket_protocol = get_websocket_protocol  # type: ignore[method-assign]
+        super().set_close_callback(callback)
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> asyncio.Future[None]:
+        assert isinstance(start_line, httputil.ResponseStartLine), start_line
+        self.response_started = True
+        if self.closed:
+            return _closed_future(self._loop)
+        if start_line.code == 101:
+            self.accepted = True
+            extra = [
+                (name.lower().encode("latin-1"), str(value).encode("latin-1"))
+                for name, value in headers.get_all()
+                if name.lower() not in _SERVER_HANDSHAKE_HEADERS
+            ]
+            return self._enqueue(
+                {
+                    "type": "websocket.accept",
+                    "subprotocol": headers.get("Sec-WebSocket-Protocol"),
+                    "headers": extra,
+                }
+            )
+        if not self._can_deny:
+            return self._enqueue({"type": "websocket.close", "code": 1000})
+        self._denying = True
+        denial = [
+            (name.lower().encode("latin-1"), str(value).encode("latin-1"))
+            for name, value in headers.get_all()
+            if name.lower() != "transfer-encoding"
+        ]
+        future = self._enqueue(
+            {"type": "websocket.http.response.start", "status": start_line.code, "headers": denial}
+        )
+        if chunk:
+            future = self.write(chunk)
+        return future
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        if self.closed:
+            return _closed_future(self._loop)
+        if not self._denying:
+            done: asyncio.Future[None] = self._loop.create_future()
+            done.set_result(None)
+            return done
+        return self._enqueue(
+            {"type": "websocket.http.response.body", "body": chunk, "more_body": True}
+        )
+
+    def finish(self) -> None:
+        self.write_finished = True
+        if self._denying and not self.closed:
+            self._enqueue({"type": "websocket.http.response.body", "body": b"", "more_body": False})
+
+    def detach(self) -> None:
+        """The handler takes the websocket over (Tornado: the IOStream)."""
+        self._close_callback = None
+
+    def send_message(self, message: Message) -> asyncio.Future[None]:
+        if self.closed:
+            return _closed_future(self._loop)
+        return self._enqueue(message)
+
+    def _is_final(self, message: Message) -> bool:
+        kind = message["type"]
+        if kind == "websocket.close":
+            return True
+        return kind == "websocket.http.response.body" and not message["more_body"]
+
+
+class _ASGIWebSocketProtocol(WebSocketProtocol):
+    """Tornado's websocket protocol object, at ASGI's message level."""
+
+    def __init__(self, handler: WebSocketHandler, connection: _ASGIWebSocketConnection) -> None:
+        super().__init__(handler)
+        self._handler = handler
+        self._connection = connection
+        self._selected_subprotocol: str | None = None
+        self._sent_close_code: int | None = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    @property
+    def selected_subprotocol(self) -> str | None:
+        return self._selected_subprotocol
+
+    async def accept_connection(self, handler: WebSocketHandler) -> None:
+        try:
+            await self._accept_connection(handler)
+        except asyncio.CancelledError:
+            self._abort()
+
+    async def _accept_connection(self, handler: WebSocketHandler) -> None:
+        offered = self._connection.subprotocols
+        self._selected_subprotocol = handler.select_subprotocol(offered)
+        if self._selected_subprotocol:
+            assert self._selected_subprotocol in offered
+            handler.set_header("Sec-WebSocket-Protocol", self._selected_subprotocol)
+        handler.clear_header("Content-Type")
+        handler.set_status(101)
+        handler.finish()
+        handler._detach_stream()
+        try:
+            opened = handler.open(*handler.open_args, **handler.open_kwargs)
+            if opened is not None:
+                await opened
+        except Exception:
+            handler.log_exception(*sys.exc_info())
+            self._abort()
+            self._connection.websocket_over.set()
+            return
+        await self._receive_frame_loop()
+
+    async def _receive_frame_loop(self) -> None:
+        work = 0
+        try:
+            while not self.client_terminated:
+                message = await self._connection.receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    data: str | bytes = text if text is not None else message.get("bytes") or b""
+                    # A flood of ready messages must not hold the loop: yield
+                    # now and then, as Tornado's frame reader does.
+                    work += _MESSAGE_COST + len(data)
+                    if work >= _YIELD_THRESHOLD:
+                        work = 0
+                        await asyncio.sleep(0)
+                    if len(data) > self._handler.max_message_size:
+                        self.close(1009, "message too big")
+                        self._abort()
+                        break
+                    handled = self._run_callback(self._handler.on_message, data)
+                    if handled is not None:
+                        await handled
+                elif kind == "websocket.disconnect":
+                    self.client_terminated = True
+                    self.server_terminated = True
+                    code = message.get("code")
+                    if code in _NO_CODE or code is None:
+                        # No close frame from the client (or the server does
+                        # not say): as Tornado after its own close, the code
+                        # is the one it sent, if any.
+                        code = self._sent_close_code
+                    self.close_code = code
+                    self.close_reason = message.get("reason") or None
+                    self._connection.abort()
+        finally:
+            self._connection.websocket_over.set()
+            self._handler.on_ws_connection_close(self.close_code, self.close_reason)
+
+    def write_message(
+        self, message: str | bytes | dict[str, Any], binary: bool = False
+    ) -> asyncio.Future[None]:
+        if isinstance(message, dict):
+            message = json_encode(message)
+        if binary:
+            payload: Message = {
+                "type": "websocket.send",
+                "bytes": message.encode() if isinstance(message, str) else message,
+            }
+        else:
+            payload = {"type": "websocket.send", "text": to_unicode(message)}
+        if self._connection.closed:
+            raise WebSocketClosedError()
+        sent = self._connection.send_message(payload)
+
+        async def wait_sent() -> None:
+            try:
+                await sent
+            except iostream.StreamClosedError:
+                raise WebSocketClosedError() from None
+
+        return asyncio.ensure_future(wait_sent())
+
+    def write_ping(self, data: bytes) -> None:
+        gen_log.debug("websocket ping not sent: ASGI carries no ping frames")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if not self.server_terminated:
+            if code is None and reason is not None:
+                code = 1000
+            message: Message = {"type": "websocket.close", "code": code or 1000}
+            if reason is not None:
+                message["reason"] = reason
+            self._sent_close_code = code
+            self._connection.send_message(message)
+            self.server_terminated = True
+
+    def is_closing(self) -> bool:
+        return self._connection.closed or self.client_terminated or self.server_terminated
+
+    def _abort(self) -> None:
+        # Tornado closes the socket; what is already queued (the accept, a
+        # close frame) still goes out, then the ASGI call ends and the
+        # server drops the connection.
+        self.client_terminated = True
+        self.server_terminated = True
+        self._connection.close_after_sending()
+
+    def set_nodelay(self, x: bool) -> None:
+        pass  # The server's socket, the server's choice.
+
+    def start_pinging(self) -> None:
+        pass  # ASGI carries no pings: the server's own keep the connection alive.
+
+    def _process_server_headers(self, key: str | bytes, headers: httputil.HTTPHeaders) -> None:
+        raise NotImplementedError("the bridge serves websockets; it is no client")
+
+
+async def serve_websocket(
+    target: httputil.HTTPServerConnectionDelegate,
+    options: Any,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Serve one ``websocket`` scope: the handshake as a GET, then messages."""
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    head = read_head(scope, options.strip_root_path)
+    headers = head.headers
+    # HTTP/2 websockets (extended CONNECT) have no Upgrade headers; Tornado's
+    # handler checks them.
+    headers.setdefault("Upgrade", "websocket")
+    if "upgrade" not in headers.get("Connection", "").lower():
+        headers["Connection"] = "Upgrade"
+    context = _RequestContext(scope, options.protocol, list(options.trusted_downstream))
+    context.raw_root_path = head.raw_root_path
+    context.route_prefix = head.route_prefix
+    if options.xheaders:
+        context.apply_xheaders(headers)
+    connection = _ASGIWebSocketConnection(send, receive, context, head.start_line, scope)
+    token = mount_prefix.set(head.raw_root_path if options.strip_root_path else "")
+    try:
+        delegate = target.start_request(connection, connection)
+        ready = delegate.headers_received(head.start_line, headers)
+        if ready is not None:
+            await ready
+        delegate.finish()
+    except httputil.HTTPInputError as exc:
+        gen_log.info("Malformed HTTP message from %s: %s", context, exc)
+        connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", 400, "Bad Request"),
+            httputil.HTTPHeaders({"Content-Length": "0"}),
+        )
+        connection.finish()
+    finally:
+        mount_prefix.reset(token)
+    try:
+        await connection.pump()
+        if connection.accepted and not connection.websocket_over.is_set():
+            # Closed by the handler: let the client answer, as Tornado does.
+            try:
+                await asyncio.wait_for(connection.websocket_over.wait(), _CLOSE_WAIT)
+            except TimeoutError:
+                pass
+    finally:
+        if not connection.done:
+            connection.client_gone()
