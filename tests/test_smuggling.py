@@ -132,10 +132,6 @@ def test_refused_after_a_good_keep_alive_request(server, data, status, in_body):
     still_served(server.url)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/protocol.py: data_received() ignores ProtocolError.events, so a good "
-    "request that arrived in the same read as a bad one is dropped and the client "
-    "gets only the 400"))
 def test_bad_request_pipelined_behind_a_good_one_gets_the_good_answer_first(server):
     with Client(server.port) as c:
         c.send(b"GET /good HTTP/1.1\r\nHost: x\r\n\r\n"
