@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from tornado import httputil
 
-from ._exchange import _ServerOptions, serve_http
+from ._exchange import serve_http
 from ._loops import warn_about_stranded_ioloops
+from ._options import _ServerOptions
 from ._types import Receive, Scope, Send
 from ._websocket import serve_websocket
 

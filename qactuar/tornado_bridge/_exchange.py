@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
 
 from tornado import httputil
 from tornado.log import app_log, gen_log
@@ -26,26 +25,9 @@ from tornado.log import app_log, gen_log
 from ._connection import _ASGIConnection
 from ._delegates import _GzipRequestDelegate
 from ._mount import mount_prefix
-from ._request import _RequestContext, read_head
+from ._options import _ServerOptions
+from ._request import read_request
 from ._types import Receive, Scope, Send
-
-# Tornado's IOStream default max_buffer_size, the default body limit there.
-_DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
-_DEFAULT_CHUNK_SIZE = 65536
-
-
-@dataclass(frozen=True)
-class _ServerOptions:
-    """What Tornado takes as `HTTPServer` arguments, per wrapped app."""
-
-    strip_root_path: bool = False
-    xheaders: bool = False
-    trusted_downstream: tuple[str, ...] = ()
-    protocol: str | None = None
-    decompress_request: bool = False
-    chunk_size: int = _DEFAULT_CHUNK_SIZE
-    max_body_size: int = _DEFAULT_MAX_BODY_SIZE
-    body_timeout: float | None = None
 
 
 async def _wait_for(awaitable: Awaitable[None]) -> None:
@@ -64,18 +46,13 @@ async def serve_http(
     send: Send,
 ) -> None:
     """Serve one ``http`` scope with ``target`` (an Application or Router)."""
-    head = read_head(scope, options.strip_root_path)
-    context = _RequestContext(scope, options.protocol, list(options.trusted_downstream))
-    context.raw_root_path = head.raw_root_path
-    context.route_prefix = head.route_prefix
-    if options.xheaders:
-        context.apply_xheaders(head.headers)
+    head, context = read_request(scope, options)
     connection = _ASGIConnection(
         send, context, head.start_line, options.max_body_size, options.body_timeout
     )
     # Links made by reverse_url/static_url carry the mount when Tornado
     # sees paths relative to it.
-    token = mount_prefix.set(head.raw_root_path if options.strip_root_path else "")
+    token = mount_prefix.set(head.link_prefix)
     try:
         delegate = target.start_request(connection, connection)
         if options.decompress_request:

@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 
 from tornado import httputil, netutil
 
+from ._options import _ServerOptions
 from ._types import Scope
 
 # Characters left as they are when a decoded path has to be re-encoded
@@ -81,7 +82,10 @@ class _RequestHead:
     start_line: httputil.RequestStartLine
     headers: httputil.HTTPHeaders
     raw_root_path: str
+    # What is left of the mount at the front of the path Tornado sees.
     route_prefix: str
+    # What links made by reverse_url/static_url need in front of them.
+    link_prefix: str
 
 
 def _raw_prefix(raw_path: str, root_path: str) -> str | None:
@@ -141,4 +145,16 @@ def read_head(scope: Scope, strip_root_path: bool) -> _RequestHead:
             headers["Host"] = str(server[0])
     # A websocket scope has no method: its handshake is a GET.
     start_line = httputil.RequestStartLine(scope.get("method", "GET"), target, version)
-    return _RequestHead(start_line, headers, raw_root, route_prefix)
+    link_prefix = raw_root if strip_root_path else ""
+    return _RequestHead(start_line, headers, raw_root, route_prefix, link_prefix)
+
+
+def read_request(scope: Scope, options: _ServerOptions) -> tuple[_RequestHead, _RequestContext]:
+    """The request head and the connection context for one scope."""
+    head = read_head(scope, options.strip_root_path)
+    context = _RequestContext(scope, options.protocol, list(options.trusted_downstream))
+    context.raw_root_path = head.raw_root_path
+    context.route_prefix = head.route_prefix
+    if options.xheaders:
+        context.apply_xheaders(head.headers)
+    return head, context

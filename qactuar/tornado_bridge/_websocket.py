@@ -35,7 +35,8 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketP
 
 from ._connection import _ASGIConnection, _closed_future
 from ._mount import mount_prefix
-from ._request import _RequestContext, read_head
+from ._options import _ServerOptions
+from ._request import _RequestContext, read_request
 from ._types import Message, Receive, Scope, Send
 
 # Handshake headers that are the ASGI server's to write.
@@ -306,7 +307,7 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
 
 async def serve_websocket(
     target: httputil.HTTPServerConnectionDelegate,
-    options: Any,
+    options: _ServerOptions,
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -315,20 +316,15 @@ async def serve_websocket(
     first = await receive()
     if first["type"] != "websocket.connect":
         return
-    head = read_head(scope, options.strip_root_path)
+    head, context = read_request(scope, options)
     headers = head.headers
     # HTTP/2 websockets (extended CONNECT) have no Upgrade headers; Tornado's
     # handler checks them.
     headers.setdefault("Upgrade", "websocket")
     if "upgrade" not in headers.get("Connection", "").lower():
         headers["Connection"] = "Upgrade"
-    context = _RequestContext(scope, options.protocol, list(options.trusted_downstream))
-    context.raw_root_path = head.raw_root_path
-    context.route_prefix = head.route_prefix
-    if options.xheaders:
-        context.apply_xheaders(headers)
     connection = _ASGIWebSocketConnection(send, receive, context, head.start_line, scope)
-    token = mount_prefix.set(head.raw_root_path if options.strip_root_path else "")
+    token = mount_prefix.set(head.link_prefix)
     try:
         delegate = target.start_request(connection, connection)
         ready = delegate.headers_received(head.start_line, headers)

@@ -9,8 +9,8 @@ from typing import Any
 from tornado import httputil, routing, web
 
 from ._app import TornadoASGIApp, TornadoBridgeWarning
-from ._exchange import _DEFAULT_CHUNK_SIZE, _DEFAULT_MAX_BODY_SIZE, _ServerOptions
 from ._mount import _BelowMountMatches, link_under_mount
+from ._options import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BODY_SIZE, _ServerOptions
 
 
 def is_tornado_object(obj: object) -> bool:
@@ -117,8 +117,8 @@ def wrap(
         trusted_downstream=tuple(trusted_downstream),
         protocol=protocol,
         decompress_request=decompress_request,
-        chunk_size=chunk_size or _DEFAULT_CHUNK_SIZE,
-        max_body_size=_DEFAULT_MAX_BODY_SIZE if max_body_size is None else max_body_size,
+        chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+        max_body_size=DEFAULT_MAX_BODY_SIZE if max_body_size is None else max_body_size,
         body_timeout=body_timeout,
     )
     handler_only = (pattern, kwargs, name)
