@@ -1,0 +1,36 @@
+"""The fork ceiling: how many fork + _exit + reap cycles per second this machine does.
+
+A process with the same modules imported as the fork model's parent (qactuar,
+uvloop, the benchmark app) forks, lets the child ``_exit(0)`` at once and
+reaps it, as fast as it can, for ``seconds``. No server can fork a process per
+request faster than this; the fork model's requests/s is compared with it.
+
+    python benchmarks/fork_ceiling.py [seconds]   # prints forks/s
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import apps  # noqa: F401  (the same app as the server imports)
+import uvloop  # noqa: F401
+
+import qactuar  # noqa: F401
+
+
+def ceiling(seconds: float) -> float:
+    count = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        count += 1
+    return count / seconds
+
+
+if __name__ == "__main__":
+    print(f"{ceiling(float(sys.argv[1]) if len(sys.argv) > 1 else 5):.0f}")

@@ -1,0 +1,67 @@
+"""The fork model beside the fork ceiling and the async model, in one run.
+
+    python benchmarks/fork_model.py [--rounds 3] [--seconds 8] [--connections 50]
+
+Each round measures, on ``apps:hello`` with keep-alive connections: the fork
+ceiling (``fork_ceiling.py`` pinned like the server), qactuar's fork model,
+and qactuar's async model. It prints medians and the fork model's share of
+the ceiling (goal: at least 0.6) and of the async model (the price of
+isolation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+
+from common import HERE, SERVER_CPUS, Series, free_port, measure, print_table
+
+
+def qactuar(model: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "qactuar", "apps:hello", "--model", model, "--port", str(port),
+        "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning",
+        "--max-processes", "64",
+    ]
+
+
+def fork_ceiling(seconds: int) -> float:
+    out = subprocess.run(
+        ["taskset", "-c", SERVER_CPUS, sys.executable, "fork_ceiling.py", str(seconds)],
+        cwd=HERE, capture_output=True, text=True, check=True,
+    ).stdout
+    return float(out.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    ceilings: list[float] = []
+    series = {"qactuar fork": Series("qactuar fork"), "qactuar async": Series("qactuar async")}
+    for round_no in range(args.rounds):
+        ceilings.append(fork_ceiling(args.seconds))
+        print(f"round {round_no + 1} fork ceiling: {ceilings[-1]:,.0f} forks/s", file=sys.stderr)
+        for name, model in (("qactuar fork", "fork"), ("qactuar async", "async")):
+            port = free_port()
+            result = measure(qactuar(model, port), port, args.seconds, args.connections)
+            series[name].results.append(result)
+            print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
+    ceiling = statistics.median(ceilings)
+    ordered = list(series.values())
+    print_table(
+        f"hello world, keep-alive, {args.connections} connections, median of {args.rounds}",
+        ordered, "qactuar async",
+    )
+    fork = series["qactuar fork"].rps
+    print(f"\nfork ceiling: {ceiling:,.0f} forks/s")
+    print(f"fork model / fork ceiling: {fork / ceiling:.2f}  (goal >= 0.6)")
+    print(f"fork model / async model: {fork / series['qactuar async'].rps:.3f}")
+
+
+if __name__ == "__main__":
+    main()
