@@ -7,7 +7,6 @@ import signal
 import time
 
 import httpx
-import pytest
 from apps import core  # type: ignore[import-not-found]
 
 
@@ -112,10 +111,6 @@ def test_a_failing_mounted_app_stops_start_up(spawn_qactuar, tmp_path):
     assert marker.read_text() == "shutdown root\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/server.py: Server.serve() awaits self.lifespan.shutdown() with no regard for "
-    "force_exit, so an app that never answers lifespan.shutdown keeps the process alive "
-    "after a second SIGINT"))
 def test_second_sigint_stops_a_hanging_lifespan_shutdown(spawn_qactuar):
     proc = spawn_qactuar("core:hangs_on_shutdown")
     assert httpx.get(proc.url + "/", timeout=5).status_code == 200
@@ -125,10 +120,6 @@ def test_second_sigint_stops_a_hanging_lifespan_shutdown(spawn_qactuar):
     wait_or_kill(proc, 2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/server.py: Server.serve() awaits self.lifespan.startup() before it looks at "
-    "should_exit, so SIGTERM (or SIGINT twice) cannot stop a process whose app never "
-    "answers lifespan.startup"))
 def test_sigterm_stops_a_hanging_lifespan_startup(spawn_qactuar):
     proc = spawn_qactuar("core:hangs_on_startup", wait=False)
     time.sleep(0.8)

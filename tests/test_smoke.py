@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 
 import httpx
-
 from apps import basic  # type: ignore[import-not-found]
 
 

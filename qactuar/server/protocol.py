@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..asgi.cycle import HTTPCycle
 from ..asgi.types import ASGI_VERSION
-from ..http import END_OF_MESSAGE, ProtocolError, RequestHead, RequestParser, error_response
+from ..http import (
+    END_OF_MESSAGE,
+    Event,
+    ProtocolError,
+    RequestHead,
+    RequestParser,
+    error_response,
+)
 
 if TYPE_CHECKING:
     from .server import ServerState
@@ -62,6 +69,7 @@ class HTTPProtocol(asyncio.Protocol):
         "_closing",
         "_upgraded",
         "on_write",
+        "_next_waits_for_drain",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -87,6 +95,7 @@ class HTTPProtocol(asyncio.Protocol):
         #: Called once before the first byte of a response is written (the
         #: fork model's child records that its response has begun).
         self.on_write: Callable[[], None] | None = None
+        self._next_waits_for_drain = False
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -119,8 +128,20 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             events = parser.feed(data)
         except ProtocolError as exc:
+            # serve what came complete before the bad bytes, then answer
+            self._handle_events(exc.events)
             self._protocol_error(exc)
             return
+        self._handle_events(events)
+        if parser.in_head:
+            if was_idle:
+                self.deadline = self.state.clock + self.state.header_timeout
+        elif self.cycle is not None:
+            self.deadline = 0.0
+        if parser.upgraded and not self._upgraded:
+            self._on_upgrade()
+
+    def _handle_events(self, events: list[Event]) -> None:
         for event in events:
             if event.__class__ is bytes:
                 cycle = self._parsing
@@ -135,13 +156,6 @@ class HTTPProtocol(asyncio.Protocol):
             else:
                 assert isinstance(event, RequestHead)
                 self._on_head(event)
-        if parser.in_head:
-            if was_idle:
-                self.deadline = self.state.clock + self.state.header_timeout
-        elif self.cycle is not None:
-            self.deadline = 0.0
-        if parser.upgraded and not self._upgraded:
-            self._on_upgrade()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -149,6 +163,9 @@ class HTTPProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_drain()
+        if self._next_waits_for_drain:
+            self._next_waits_for_drain = False
+            self._next()
 
     # request handling ---------------------------------------------------------
 
@@ -173,7 +190,7 @@ class HTTPProtocol(asyncio.Protocol):
         cycle = HTTPCycle(scope, head, self, state.date_line, state.server_line)
         if head.has_body:
             self._parsing = cycle
-        if self.cycle is None:
+        if self.cycle is None and not self._next_waits_for_drain:
             self._start(cycle)
         else:
             self.pipeline.append(cycle)
@@ -239,11 +256,23 @@ class HTTPProtocol(asyncio.Protocol):
             self._closing = True
             transport.close()
             return
+        self._next()
+
+    def _next(self) -> None:
+        """Start the next pipelined request, or wait for one."""
+        if self.cycle is not None:
+            return
+        if self._write_paused and (self.pipeline or self._error is None):
+            # the client is not reading: serve nothing more until it does
+            self._next_waits_for_drain = True
+            return
         if self.pipeline:
             self._start(self.pipeline.popleft())
             if len(self.pipeline) < MAX_PIPELINE // 2:
                 self.resume_reading()
-        elif self._error is None:
+        elif self._error is not None:
+            self._send_error()
+        else:
             if self.state.on_idle is not None and self.parser.idle:
                 self.pause_reading()
                 self.state.on_idle(self)

@@ -100,13 +100,31 @@ class Server:
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Start up, serve until ``should_exit``, shut down."""
-        self.state.lifespan_state = await self.lifespan.startup()
+        startup = asyncio.ensure_future(self.lifespan.startup())
+        if not await self._until(startup, lambda: self.should_exit):
+            logger.info("Stopped during lifespan startup")
+            return
+        self.state.lifespan_state = startup.result()
         await self.start_serving(sockets)
         try:
             await self.main_loop()
         finally:
             await self.shutdown()
-            await self.lifespan.shutdown()
+            shutdown = asyncio.ensure_future(self.lifespan.shutdown())
+            if not await self._until(shutdown, lambda: self.force_exit):
+                logger.warning("Lifespan shutdown abandoned")
+            else:
+                shutdown.result()
+
+    @staticmethod
+    async def _until(task: asyncio.Future[Any], stop: Callable[[], bool]) -> bool:
+        """Wait for ``task`` unless ``stop()`` turns true first (then cancel it)."""
+        while not task.done():
+            await asyncio.wait([task], timeout=0.05)
+            if stop() and not task.done():
+                task.cancel()
+                return False
+        return True
 
     async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
