@@ -221,6 +221,18 @@ def test_chunked_body_over_the_limit_sent_at_once_gets_413(limited):
                  + body, 413)
 
 
+def test_endless_trailer_gets_431(limited):
+    # trailers are part of the message's fields: they are bounded like the head
+    with Client(limited.port) as c:
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n0\r\nX-Trailer: ")
+        sent = send_until_answered(c.sock, [b"t" * 100] * 500, pause=0.002)
+        assert sent < 4096
+        assert c.response().status == 431
+        assert c.closed_by_server()
+    still_served(limited.url)
+
+
 def test_no_body_limit_by_default_5_mib_echoed_whole(default):
     body = bytes(range(256)) * (5 * 4096)
     assert len(body) == 5 * 1024 * 1024

@@ -141,6 +141,10 @@ class RequestParser:
         "_upgraded",
         "_upgrade_body",
         "_final",
+        "_chunk_pending",
+        "_chunk_events",
+        "_trailer_bytes",
+        "_trailer_count",
         "upgrade_tail",
     )
 
@@ -160,6 +164,14 @@ class RequestParser:
         self._upgrade_body: _UpgradeBody | None = None
         #: A request that closes the connection is complete: ignore the rest.
         self._final = False
+        # Trailers are bounded like the head (httptools holds a field whole
+        # until it ends): a last chunk's header is followed by no body, so
+        # every read that comes after a chunk header without any chunk data
+        # or chunk end is trailer bytes.
+        self._chunk_pending = False
+        self._chunk_events = 0
+        self._trailer_bytes = 0
+        self._trailer_count = 0
         #: Bytes that followed an Upgrade request's head: the first bytes of
         #: the new protocol.
         self.upgrade_tail = b""
@@ -193,11 +205,17 @@ class RequestParser:
             # after a final request, or an Upgrade, the rest is not (our) HTTP
             return []
         events = self._events = []
+        in_trailers = self._chunk_pending and self._state == _BODY
+        chunk_events = self._chunk_events
         try:
             if self._upgrade_body is not None and self._upgraded:
                 self._feed_upgrade_body(self._upgrade_body, data)
             else:
                 self._feed(data)
+            if in_trailers and self._chunk_pending and self._chunk_events == chunk_events:
+                self._trailer_bytes += len(data)
+                if self._trailer_bytes > self._limits.max_header_bytes:
+                    raise ProtocolError(431, "Request trailer section too large")
         except ProtocolError as exc:
             # keep the requests that came complete before the error; the head
             # of the one that broke is of no use to anyone
@@ -259,6 +277,9 @@ class RequestParser:
         self._url = b""
         self._headers = []
         self._body_bytes = 0
+        self._chunk_pending = False
+        self._trailer_bytes = 0
+        self._trailer_count = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -267,7 +288,15 @@ class RequestParser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._state != _HEAD:
-            return  # a chunked trailer field: tolerated, not passed on
+            # a chunked trailer field: tolerated, bounded, not passed on
+            limits = self._limits
+            self._trailer_bytes += len(name) + len(value) + 4
+            self._trailer_count += 1
+            if self._trailer_bytes > limits.max_header_bytes:
+                raise ProtocolError(431, "Request trailer section too large")
+            if self._trailer_count > limits.max_header_count:
+                raise ProtocolError(431, "Too many trailer fields")
+            return
         headers = self._headers
         # llhttp drops the whitespace before a value, not the one after it
         headers.append((name.lower(), value.rstrip(b" \t")))
@@ -330,7 +359,18 @@ class RequestParser:
             )
         )
 
+    def on_chunk_header(self) -> None:
+        self._chunk_pending = True
+        self._chunk_events += 1
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_pending = False
+        self._chunk_events += 1
+
     def on_body(self, body: bytes) -> None:
+        if self._chunk_pending:
+            self._chunk_pending = False
+            self._chunk_events += 1
         limit = self._limits.max_body_bytes
         if limit:
             self._body_bytes += len(body)
@@ -357,7 +397,7 @@ class _UpgradeBody:
     protocol that is switched to after a request body is spoken here.
     """
 
-    __slots__ = ("_owner", "_remaining", "_chunks", "_done")
+    __slots__ = ("_owner", "_remaining", "_chunks", "_started", "_done")
 
     _CHUNKED_HEAD: Final = (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -368,6 +408,8 @@ class _UpgradeBody:
         self._owner = owner
         self._remaining = content_length
         self._done = False
+        #: The synthetic head is parsed: fields from now on are trailers.
+        self._started = False
         self._chunks: Any = None
         if chunked:
             self._chunks = httptools.HttpRequestParser(self)
@@ -397,6 +439,19 @@ class _UpgradeBody:
         return data[len(take) :]
 
     # callbacks of the chunked sub-parser
+    def on_headers_complete(self) -> None:
+        self._started = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._started:
+            self._owner.on_header(name, value)  # a trailer: counted, not kept
+
+    def on_chunk_header(self) -> None:
+        self._owner.on_chunk_header()
+
+    def on_chunk_complete(self) -> None:
+        self._owner.on_chunk_complete()
+
     def on_body(self, body: bytes) -> None:
         self._owner.on_body(body)
 

@@ -342,9 +342,25 @@ def test_upgrade_request_with_chunked_body_gives_the_body():
         b"Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n"
     )
     assert body_of(events) == b"abc" and not parser.upgraded
-    events = parser.feed(b"2\r\nde\r\n0\r\nTrailer: t\r\n\r\n")
-    assert events == [b"de", END_OF_MESSAGE]
+    events_2 = parser.feed(b"2\r\nde\r\n0\r\nTrailer: t\r\n\r\n")
+    assert events_2 == [b"de", END_OF_MESSAGE]
     assert parser.upgraded
+    assert heads(events)[0].headers == [
+        (b"host", b"a"), (b"connection", b"Upgrade"), (b"upgrade", b"h2c"),
+        (b"transfer-encoding", b"chunked"),
+    ]
+
+
+def test_upgrade_request_chunked_body_trailers_are_bounded():
+    parser = RequestParser(Limits(max_header_bytes=512))
+    parser.feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: "
+    )
+    with pytest.raises(ProtocolError) as info:
+        for _ in range(1000):
+            parser.feed(b"t" * 10)
+    assert info.value.status == 431
 
 
 def test_upgrade_request_with_bad_chunked_body_is_refused():
@@ -654,3 +670,39 @@ def test_no_body_limit_by_default():
     size = 5 * 1024 * 1024
     data = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size
     assert len(body_of(parse(data))) == size
+
+
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_endless_trailer_trickling_in_gets_431():
+    # httptools holds a field until it ends: a trailer must be bounded like a header
+    parser = RequestParser(Limits(max_header_bytes=512))
+    parser.feed(CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-Trailer: ")
+    with pytest.raises(ProtocolError) as info:
+        for _ in range(1000):
+            parser.feed(b"v" * 10)
+    assert info.value.status == 431
+
+
+def test_huge_trailer_in_one_piece_gets_431():
+    data = CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-Trailer: " + b"v" * 2000 + b"\r\n\r\n"
+    assert refused(data, Limits(max_header_bytes=512)).status == 431
+
+
+def test_too_many_trailer_fields_get_431():
+    trailers = b"".join(b"T-%d: v\r\n" % i for i in range(20))
+    data = CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n" + trailers + b"\r\n"
+    assert refused(data, Limits(max_header_count=10)).status == 431
+
+
+def test_small_trailers_and_many_small_chunks_pass_tight_limits():
+    limits = Limits(max_header_bytes=256, max_header_count=5)
+    chunks = b"1;e=x\r\nz\r\n" * 2000  # framing bytes far over the header limit
+    data = CHUNKED_HEAD + chunks + b"0\r\nT-1: a\r\nT-2: b\r\n\r\n"
+    for piece in (0, 1, 7, 4096):
+        events = parse(data, limits, piece=piece)
+        assert body_of(events) == b"z" * 2000 and events[-1] is END_OF_MESSAGE
+    # and the allowance is per request
+    events = parse(data * 3, limits, piece=4096)
+    assert len(heads(events)) == 3
