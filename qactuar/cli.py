@@ -26,6 +26,23 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+class _Command(click.Command):
+    """Usage errors (a bad flag value, an unknown option) are one line too."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            click.echo(f"qactuar: {exc.format_message()} (command line; see --help)", err=True)
+            sys.exit(2)
+
+
 def _options(func: Any) -> Any:
     from .config import MODELS
 
@@ -48,7 +65,10 @@ def _options(func: Any) -> Any:
     return func
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(
+    cls=_Command,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.argument("app", required=False)
 @click.option(
     "--config",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from .http import Limits
@@ -34,10 +35,14 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names key, value and source."""
 
     def __init__(self, key: str, value: Any, source: str, reason: str) -> None:
-        super().__init__(f"config {key}={value!r} (from {source}): {reason}")
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        super().__init__(f"config {key}={shown} (from {source}): {reason}")
         self.key = key
         self.value = value
         self.source = source
+        self.reason = reason
 
 
 def _choice(*options: str) -> Callable[[Any], str | None]:
@@ -58,6 +63,18 @@ def _at_least(low: float) -> Callable[[Any], str | None]:
 
 def _port(value: Any) -> str | None:
     return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _root_path(value: Any) -> str | None:
+    if value and not value.startswith("/"):
+        return "must be empty or start with '/'"
+    return None
+
+
+def _logs(value: Any) -> str | None:
+    if value.get("version") != 1:
+        return "a logging.config.dictConfig dictionary needs \"version\": 1"
+    return None
 
 
 def _apps(value: Any) -> str | None:
@@ -87,7 +104,9 @@ class Config:
     UDS: str = _setting("", "Listen on this Unix domain socket path instead of HOST/PORT.")
     MODEL: str = _setting("async", "Process model: " + ", ".join(MODELS) + ".", _choice(*MODELS))
     APPS: dict[str, str] = _setting({}, "Route prefix -> 'module:attribute' of the app.", _apps)
-    ROOT_PATH: str = _setting("", "Prefix the server is mounted under behind a proxy.")
+    ROOT_PATH: str = _setting(
+        "", "Prefix the server is mounted under behind a proxy.", _root_path
+    )
     LOOP: str = _setting(
         "auto", "Event loop: auto, asyncio or uvloop.", _choice("auto", "asyncio", "uvloop")
     )
@@ -122,7 +141,9 @@ class Config:
         "Override the level of every qactuar logger (e.g. warning).",
         _choice("", "critical", "error", "warning", "info", "debug"),
     )
-    LOGS: dict[str, Any] = _setting(DEFAULT_LOGS, "logging.config.dictConfig dictionary.")
+    LOGS: dict[str, Any] = _setting(
+        DEFAULT_LOGS, "logging.config.dictConfig dictionary.", _logs
+    )
     SSL_CERT_PATH: str = _setting("", "PEM certificate chain; with SSL_KEY_PATH serves HTTPS.")
     SSL_KEY_PATH: str = _setting("", "PEM private key for SSL_CERT_PATH.")
     REQUEST_TIMEOUT: float = _setting(
@@ -150,8 +171,17 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        #: Where each setting that is not a default came from, for error messages.
+        self._sources: dict[str, str] = {}
         for f in fields(self):
-            self._check(f.name, getattr(self, f.name), "Config()")
+            value = getattr(self, f.name)
+            self._check(f.name, value, "Config()")
+            if f.default is not MISSING and value != f.default:
+                self._sources[f.name] = "Config()"
+
+    def source_of(self, key: str) -> str:
+        """Where ``key``'s value came from: a file, the command line, ..."""
+        return self._sources.get(key, "defaults")
 
     def _check(self, key: str, value: Any, source: str) -> Any:
         f = _FIELDS[key]
@@ -163,6 +193,8 @@ class Config:
         elif expected == "float":
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             value = float(value) if ok else value
+            if ok and not math.isfinite(value):
+                raise ConfigError(key, value, source, "must be a finite number")
         elif expected == "str":
             ok = isinstance(value, str)
         else:
@@ -182,12 +214,29 @@ class Config:
         for key, value in values.items():
             name = key.upper() if isinstance(key, str) else key
             if name in _ALIASES:
-                name = _ALIASES[name]
-                if isinstance(value, int) and value in _MODEL_NUMBERS:
-                    value = _MODEL_NUMBERS[value]
+                self._set_alias(str(key), _ALIASES[name], value, source)
+                continue
             if name not in _FIELDS:
                 raise ConfigError(str(key), value, source, "unknown setting")
             setattr(self, name, self._check(name, value, source))
+            self._sources[name] = source
+
+    def _set_alias(self, key: str, name: str, value: Any, source: str) -> None:
+        """The seed's ``ASYNCRONOUS_MODEL`` (1, 2, 3 or a model name); errors name ``key``."""
+        if isinstance(value, int) and not isinstance(value, bool) and value in _MODEL_NUMBERS:
+            model = _MODEL_NUMBERS[value]
+        elif isinstance(value, str):
+            model = value
+        else:
+            numbers = ", ".join(f"{n} ({m})" for n, m in _MODEL_NUMBERS.items())
+            raise ConfigError(key, value, source, f"must be one of {numbers}")
+        try:
+            checked = self._check(name, model, source)
+        except ConfigError as exc:
+            reason = exc.reason if model == value else f"means {name} {model!r}: {exc.reason}"
+            raise ConfigError(key, value, source, reason) from None
+        setattr(self, name, checked)
+        self._sources[name] = source
 
     @property
     def limits(self) -> Limits:
@@ -238,6 +287,13 @@ def load_config(
                 file_path,
                 "environment" if not path else source,
                 f"cannot read the file: {exc.strerror}",
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                "QACTUAR_CONFIG",
+                file_path,
+                file_path,
+                f"not UTF-8 text (byte {exc.start}): a config file is JSON",
             ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import ssl
 import sys
 from typing import Any
 
@@ -18,9 +19,48 @@ __all__ = ["run", "serve"]
 logger = logging.getLogger("qt_server")
 
 
+def _check_tls(config: Config) -> None:
+    """Load the certificate now, so that a bad path is one line, not a traceback."""
+    if config.SSL_KEY_PATH and not config.SSL_CERT_PATH:
+        raise ConfigError(
+            "SSL_KEY_PATH",
+            config.SSL_KEY_PATH,
+            config.source_of("SSL_KEY_PATH"),
+            "needs SSL_CERT_PATH as well",
+        )
+    if config.SSL_CERT_PATH:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(config.SSL_CERT_PATH, config.SSL_KEY_PATH or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                "SSL_CERT_PATH",
+                config.SSL_CERT_PATH,
+                config.source_of("SSL_CERT_PATH"),
+                f"cannot load the certificate and key: {exc.strerror or exc}",
+            ) from None
+
+
+def _setup_logging(config: Config) -> None:
+    try:
+        setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        reason = str(exc)
+        if exc.__cause__ is not None:
+            reason += f": {exc.__cause__}"
+        raise ConfigError(
+            "LOGS", config.LOGS, config.source_of("LOGS"), f"logging set-up failed: {reason}"
+        ) from None
+
+
 def serve(config: Config, app: str | ASGIApp | None = None) -> int:
     """Serve with a finished ``config``; returns the process exit status."""
-    setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
+    try:
+        _setup_logging(config)
+        _check_tls(config)
+    except ConfigError as exc:
+        print(f"qactuar: {exc}", file=sys.stderr)
+        return 2
     try:
         asgi_app = build_app(config.APPS, app, config.LIFESPAN)
     except AppImportError as exc:

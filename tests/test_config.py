@@ -104,6 +104,12 @@ def test_cli_flag_beats_the_file_in_a_running_process(spawn_qactuar, tmp_path):
         ("GRACEFUL_TIMEOUT", -1, "at least"),
         ("APPS", {"api": "basic:hello"}, "'/'"),
         ("LOGS", [], "object"),
+        ("LOGS", {"handlers": {}}, "version"),
+        ("GRACEFUL_TIMEOUT", float("nan"), "finite"),
+        ("KEEP_ALIVE_TIMEOUT", float("inf"), "finite"),
+        ("ROOT_PATH", "api", "'/'"),
+        ("ASYNCRONOUS_MODEL", 7, "1 (fork), 2 (async), 3 (prefork)"),
+        ("ASYNCRONOUS_MODEL", "threads", "async"),
     ],
 )
 def test_bad_file_value_stops_start_up_with_one_line(tmp_path, key, value, words):
@@ -117,6 +123,53 @@ def test_bad_file_value_stops_start_up_with_one_line(tmp_path, key, value, words
     assert repr(value) in line or json.dumps(value) in line
     assert conf in line
     assert words in line
+
+
+def test_logs_that_logging_refuses_is_one_line(tmp_path):
+    logs = {"version": 1, "handlers": {"out": {"class": "no_such_pkg.Handler"}}}
+    conf = write_json(tmp_path / "logs.json", {"LOGS": logs})
+    result = run_qactuar("basic:hello", env={"QACTUAR_CONFIG": conf})
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "LOGS" in lines[0] and conf in lines[0] and "no_such_pkg" in lines[0]
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("SSL_CERT_PATH", "/no/such/cert.pem", "No such file"),
+    ("SSL_KEY_PATH", "/no/such/key.pem", "SSL_CERT_PATH"),
+])
+def test_tls_files_are_checked_at_start_up(tmp_path, key, value, words):
+    conf = write_json(tmp_path / "tls.json", {key: value})
+    result = run_qactuar("basic:hello", "--port", "0", env={"QACTUAR_CONFIG": conf})
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert key in lines[0] and value in lines[0] and conf in lines[0] and words in lines[0]
+
+
+def test_config_file_that_is_not_utf8(tmp_path):
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b'{"ROOT_PATH": "/caf\xe9"}')
+    result = run_qactuar("basic:hello", env={"QACTUAR_CONFIG": str(bad)})
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert str(bad) in lines[0] and "UTF-8" in lines[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--loop", "x"), "--loop"),
+    (("--port", "eighty"), "--port"),
+    (("--lifespan", "sometimes"), "sometimes"),
+    (("--no-such-flag",), "--no-such-flag"),
+])
+def test_bad_cli_flag_is_one_line(args, words):
+    result = run_qactuar("basic:hello", *args)
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert words in lines[0] and "command line" in lines[0]
 
 
 def test_bad_cli_value_names_the_command_line():
