@@ -30,8 +30,11 @@ from tornado.log import gen_log
 from ._request import _RequestContext
 from ._types import Message, Send
 
-_CR_OR_LF = re.compile("\r|\n")
 _DIGITS = re.compile(r"[0-9]+")
+
+
+def _has_cr_or_lf(data: bytes) -> bool:
+    return b"\r" in data or b"\n" in data
 
 
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
@@ -101,12 +104,14 @@ class _ASGIConnection(httputil.HTTPConnection):
             self._expected_content_remaining = None
         asgi_headers: list[tuple[bytes, bytes]] = []
         for name, value in headers.get_all():
-            value = native_str(value)
-            if _CR_OR_LF.search(name) or _CR_OR_LF.search(value):
-                raise ValueError(f"Illegal characters (CR or LF) in header: {name}: {value!r}")
-            if name.lower() == "transfer-encoding":
+            lowered = name.lower()
+            if lowered == "transfer-encoding":
                 continue  # Framing belongs to the ASGI server.
-            asgi_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+            encoded_name = lowered.encode("latin-1")
+            encoded_value = native_str(value).encode("latin-1")
+            if _has_cr_or_lf(encoded_name) or _has_cr_or_lf(encoded_value):
+                raise ValueError(f"Illegal characters (CR or LF) in header: {name}: {value!r}")
+            asgi_headers.append((encoded_name, encoded_value))
         if not self.read_finished and "Connection" not in headers:
             # Answered before the request body was read (e.g. 401 from a
             # streaming handler's prepare): the rest of the body will not be

@@ -257,3 +257,18 @@ def test_ioloop_callbacks_work_on_the_servers_loop(loop_kind: str) -> None:
         result = httpx.get(f"{url}/").json()
     assert result["result"] == "called later"
     assert result["loop"].startswith(loop_kind)
+
+
+class InjectingHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        # Tornado checks header values, not names: the connection must.
+        self.add_header("X-Evil\r\nSet-Cookie: stolen=1", "x")
+        self.write("should not be sent")
+
+
+def test_header_name_with_crlf_is_refused(serve: Serve) -> None:
+    with serve(wrap([("/", InjectingHandler)])) as url:
+        response = httpx.get(f"{url}/")
+    assert response.status_code == 500
+    assert "set-cookie" not in response.headers
+    assert "should not be sent" not in response.text

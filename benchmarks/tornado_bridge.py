@@ -1,0 +1,124 @@
+"""The same hello RequestHandler: Tornado's own HTTPServer against wrap() under ASGI servers.
+
+    python benchmarks/tornado_bridge.py [--rounds 3] [--seconds 8] [--connections 100]
+
+Servers, each one process pinned to BENCH_SERVER_CPUS (default core 0), wrk
+on BENCH_LOAD_CPUS (default core 1), rounds alternating, medians printed:
+
+- ``tornado``: ``HelloHandler`` in a Tornado Application on Tornado's HTTPServer;
+- ``uvicorn + wrap()``: the same handler as ``wrap(HelloHandler)`` under
+  uvicorn (httptools, uvloop);
+- ``qactuar async + wrap()``: the same under qactuar's async model (when the
+  qactuar CLI is importable).
+
+This module is also the servers' app module (``tornado_bridge:asgi_app``)
+and, with ``serve-tornado PORT``, Tornado's own server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import tornado.web
+
+from qactuar.tornado_bridge import wrap
+
+
+class HelloHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.write(b"Hello, world!")
+
+
+asgi_app = wrap(HelloHandler)
+
+
+async def _serve_tornado(port: int) -> None:
+    app = tornado.web.Application([(r"/.*", HelloHandler)])
+    app.listen(port, "127.0.0.1")
+    await asyncio.Event().wait()
+
+
+def commands(port: int) -> dict[str, list[str]]:
+    py = sys.executable
+    servers = {
+        "tornado": [py, "tornado_bridge.py", "serve-tornado", str(port)],
+        "uvicorn + wrap()": [
+            py,
+            "-m",
+            "uvicorn",
+            "tornado_bridge:asgi_app",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
+        ],
+    }
+    try:
+        import qactuar.cli  # noqa: F401
+    except ImportError:
+        print("qactuar CLI not importable: qactuar async left out", file=sys.stderr)
+    else:
+        servers["qactuar async + wrap()"] = [
+            py,
+            "-m",
+            "qactuar",
+            "tornado_bridge:asgi_app",
+            "--model",
+            "async",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    return servers
+
+
+def main() -> None:
+    from common import Series, ensure_python_packages, free_port, measure, print_table
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=100)
+    args = parser.parse_args()
+    ensure_python_packages("uvicorn", "uvloop", "httptools")
+    series: dict[str, Series] = {}
+    names = list(commands(0))
+    for round_no in range(args.rounds):
+        order = names if round_no % 2 == 0 else names[::-1]
+        for name in order:
+            port = free_port()
+            result = measure(commands(port)[name], port, args.seconds, args.connections)
+            series.setdefault(name, Series(name)).results.append(result)
+            print(
+                f"round {round_no + 1} {name}: {result.rps:,.0f} req/s p99 {result.p99_ms:.2f} ms",
+                file=sys.stderr,
+            )
+    print_table(
+        f"Tornado hello handler, 1 process, {args.connections} connections, "
+        f"median of {args.rounds}",
+        [series[name] for name in names],
+        "tornado",
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "serve-tornado":
+        asyncio.run(_serve_tornado(int(sys.argv[2])))
+    else:
+        main()
