@@ -78,11 +78,15 @@ def _logs(value: Any) -> str | None:
 
 
 def _apps(value: Any) -> str | None:
+    seen: dict[str, str] = {}
     for route, target in value.items():
         if not isinstance(route, str) or not route.startswith("/"):
             return f"route {route!r} must be a string starting with '/'"
         if not isinstance(target, str) or ":" not in target:
             return f"app for route {route!r} must be a 'module:attribute' string"
+        same = seen.setdefault(route.rstrip("/"), route)
+        if same != route:
+            return f"routes {same!r} and {route!r} are the same route"
     return None
 
 
@@ -143,6 +147,19 @@ class Config:
     )
     LOGS: dict[str, Any] = _setting(
         DEFAULT_LOGS, "logging.config.dictConfig dictionary.", _logs
+    )
+    WS_COMPRESSION: bool = _setting(True, "Offer permessage-deflate to WebSocket clients.")
+    WS_MAX_MESSAGE_BYTES: int = _setting(
+        1048576, "Largest WebSocket message (after inflating); larger closes 1009.", _at_least(1)
+    )
+    WS_MAX_QUEUE: int = _setting(
+        32, "WebSocket messages buffered for an app before reading pauses.", _at_least(1)
+    )
+    WS_PING_INTERVAL: float = _setting(
+        20.0, "Seconds between keep-alive pings on a WebSocket (0 = off).", _at_least(0)
+    )
+    WS_PING_TIMEOUT: float = _setting(
+        20.0, "Seconds a WebSocket client has to answer a ping (0 = wait forever).", _at_least(0)
     )
     SSL_CERT_PATH: str = _setting("", "PEM certificate chain; with SSL_KEY_PATH serves HTTPS.")
     SSL_KEY_PATH: str = _setting("", "PEM private key for SSL_CERT_PATH.")

@@ -171,6 +171,33 @@ def test_disconnect_is_delivered_while_the_app_is_running(serve):
     assert isinstance(send_error[0], OSError)
 
 
+def test_disconnect_during_the_body_upload(serve):
+    received: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            for _ in range(100):
+                message = await asyncio.wait_for(receive(), 10)
+                received.append(message)
+                if message["type"] == "http.disconnect" or not message.get("more_body"):
+                    break
+        finally:
+            done.set()
+
+    with serve(app) as srv:
+        sock = srv.connect()
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100)
+        assert wait_for(lambda: len(received) >= 1)
+        sock.close()
+        assert done.wait(5)
+    assert received[0] == {"type": "http.request", "body": b"a" * 100, "more_body": True}
+    assert received[-1] == {"type": "http.disconnect"}
+    assert sum(len(m.get("body", b"")) for m in received) == 100
+
+
 # -- send() misuse ---------------------------------------------------------------
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import fields
 
 import httpx
 import pytest
+from apps import basic  # type: ignore[import-not-found]
 from conftest import free_port, wait_for_port
 from test_config import ROOT, TESTS, run_qactuar
 
-from qactuar import Config
+from qactuar import Config, Server
 
 
 def test_help_documents_every_option():
@@ -126,6 +129,30 @@ def test_run_with_a_config_object():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_server_embedded_in_a_running_loop_with_its_own_socket():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+
+    async def main() -> tuple[int, str, bool]:
+        server = Server(basic.echo, Config(KEEP_ALIVE_TIMEOUT=0.8))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        await asyncio.wait_for(server.started.wait(), 5)
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(f"http://127.0.0.1:{port}/embedded")
+        server.should_exit = True
+        await asyncio.wait_for(task, 5)
+        return response.status_code, response.json()["path"], task.done()
+
+    try:
+        status, path, finished = asyncio.run(main())
+    finally:
+        sock.close()
+    assert (status, path, finished) == (200, "/embedded", True)
 
 
 def test_run_refuses_a_bad_setting():

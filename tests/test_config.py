@@ -108,6 +108,7 @@ def test_cli_flag_beats_the_file_in_a_running_process(spawn_qactuar, tmp_path):
         ("GRACEFUL_TIMEOUT", float("nan"), "finite"),
         ("KEEP_ALIVE_TIMEOUT", float("inf"), "finite"),
         ("ROOT_PATH", "api", "'/'"),
+        ("APPS", {"/api": "basic:hello", "/api/": "basic:echo"}, "the same route"),
         ("ASYNCRONOUS_MODEL", 7, "1 (fork), 2 (async), 3 (prefork)"),
         ("ASYNCRONOUS_MODEL", "threads", "async"),
     ],
