@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,25 @@ def test_starlette_streaming_response(client):
         pieces = list(response.iter_raw())
     body = b"".join(pieces)
     assert body == b"".join(f"line {i}\n".encode() for i in range(50))
+
+
+def test_starlette_stream_stops_when_the_client_leaves(client):
+    from apps import frameworks  # type: ignore[import-not-found]
+
+    with client.stream("GET", "/star/forever") as response:
+        assert response.status_code == 200
+        for _ in response.iter_raw():
+            if frameworks.forever_produced[0] >= 20:
+                break
+    # the response (and its connection) were closed mid-stream
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        before = frameworks.forever_produced[0]
+        time.sleep(0.3)
+        if frameworks.forever_produced[0] == before:
+            break
+    assert frameworks.forever_produced[0] == before, "the app kept streaming to nobody"
+    assert frameworks.forever_produced[0] < 1000
 
 
 def test_starlette_form_post(client):

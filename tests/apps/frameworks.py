@@ -37,6 +37,20 @@ async def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(numbers(), media_type="text/plain")
 
 
+#: Chunks produced by /forever so far; a test checks it stops when the client leaves.
+forever_produced = [0]
+
+
+async def forever(request: Request) -> StreamingResponse:
+    async def ticks() -> AsyncIterator[bytes]:
+        for i in range(100_000):
+            forever_produced[0] += 1
+            yield f"tick {i}\n".encode()
+            await asyncio.sleep(0.005)
+
+    return StreamingResponse(ticks(), media_type="text/plain")
+
+
 async def form(request: Request) -> JSONResponse:
     async with request.form() as data:
         upload = data.get("upload")
@@ -68,6 +82,7 @@ starlette_app = Starlette(
         Route("/", home, name="home"),
         Route("/items/{item_id:int}", item, name="item"),
         Route("/stream", stream),
+        Route("/forever", forever),
         Route("/form", form, methods=["POST"]),
         Mount("/sub", routes=[Route("/page", sub_page, name="page")], name="sub"),
     ],
