@@ -285,6 +285,15 @@ def config_file_path(explicit: str | None = None) -> str | None:
     return DEFAULT_CONFIG_FILE if os.path.isfile(DEFAULT_CONFIG_FILE) else None
 
 
+def _file_origin(explicit: str | None) -> tuple[str, str]:
+    """(setting, source) that named the config file, for error messages."""
+    if explicit:
+        return "--config", "command line"
+    if os.environ.get(CONFIG_ENV):
+        return CONFIG_ENV, "environment"
+    return "file", "current directory"
+
+
 def load_config(
     path: str | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -295,34 +304,32 @@ def load_config(
     config = copy.deepcopy(base) if base is not None else Config()
     file_path = config_file_path(path)
     if file_path is not None:
+        key, origin = _file_origin(path)
+        if path:
+            origin = source
         try:
             with open(file_path, encoding="utf-8") as fh:
                 data = json.load(fh)
         except OSError as exc:
             raise ConfigError(
-                "QACTUAR_CONFIG",
-                file_path,
-                "environment" if not path else source,
-                f"cannot read the file: {exc.strerror}",
+                key, file_path, origin, f"cannot read the file: {exc.strerror}"
             ) from None
         except UnicodeDecodeError as exc:
             raise ConfigError(
-                "QACTUAR_CONFIG",
+                key,
                 file_path,
-                file_path,
+                origin,
                 f"not UTF-8 text (byte {exc.start}): a config file is JSON",
             ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(
-                "QACTUAR_CONFIG",
+                key,
                 file_path,
-                file_path,
+                origin,
                 f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
             ) from None
         if not isinstance(data, dict):
-            raise ConfigError(
-                "QACTUAR_CONFIG", file_path, file_path, "the file must hold a JSON object"
-            )
+            raise ConfigError(key, file_path, origin, "the file must hold a JSON object")
         config.update(data, os.path.abspath(file_path))
     if overrides:
         config.update({k: v for k, v in overrides.items() if v is not None}, source)

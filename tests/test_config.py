@@ -201,6 +201,25 @@ def test_missing_config_file_is_named(tmp_path):
     assert missing in lines[0]
 
 
+def test_missing_file_named_by_the_config_flag(tmp_path):
+    missing = str(tmp_path / "nope.json")
+    result = run_qactuar("basic:hello", "--config", missing)
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "--config" in lines[0] and missing in lines[0] and "command line" in lines[0]
+
+
+def test_cwd_file_that_is_not_an_object(tmp_path):
+    (tmp_path / "qactuar_config.json").write_text("[1, 2]")
+    result = run_qactuar("basic:hello", cwd=str(tmp_path))
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "qactuar_config.json" in lines[0] and "current directory" in lines[0]
+    assert "JSON object" in lines[0]
+
+
 def test_cwd_file_is_read_by_the_cli(tmp_path):
     write_json(tmp_path / "qactuar_config.json", {"PORT": "eighty"})
     result = run_qactuar("basic:hello", cwd=str(tmp_path))
