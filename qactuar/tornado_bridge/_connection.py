@@ -26,11 +26,16 @@ from tornado import httputil, iostream
 from tornado.concurrent import future_set_result_unless_cancelled
 from tornado.escape import native_str
 from tornado.log import gen_log
+from tornado.websocket import WebSocketHandler
 
 from ._request import _RequestContext
 from ._types import Message, Send
 
 _DIGITS = re.compile(r"[0-9]+")
+
+
+def _no_websocket_protocol() -> None:
+    return None
 
 
 def _has_cr_or_lf(data: bytes) -> bool:
@@ -76,6 +81,12 @@ class _ASGIConnection(httputil.HTTPConnection):
 
     def set_close_callback(self, callback: Callable[[], None] | None) -> None:
         """Called with the handler's ``on_connection_close`` (as HTTP1Connection)."""
+        handler = getattr(callback, "__self__", None)
+        if isinstance(handler, WebSocketHandler):
+            # A websocket handshake that the server sent as a plain HTTP
+            # request (its websockets off): no socket to take over, so
+            # Tornado answers 426 Upgrade Required.
+            handler.get_websocket_protocol = _no_websocket_protocol  # type: ignore[method-assign]
         self._close_callback = callback
 
     def set_max_body_size(self, max_body_size: int) -> None:

@@ -92,7 +92,7 @@ class _ASGIWebSocketConnection(_ASGIConnection):
                 return _ASGIWebSocketProtocol(handler, self)
 
             handler.get_websocket_protocol = get_websocket_protocol  # type: ignore[method-assign]
-        super().set_close_callback(callback)
+        self._close_callback = callback
 
     def write_headers(
         self,

@@ -7,10 +7,13 @@ import socket
 import threading
 from typing import Any
 
+import httpx
 import pytest
 import tornado.web
 import tornado.websocket
 from conftest import Serve
+from mounts import PrefixRouter
+from servers import DRIVERS, serve_in_thread
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -244,3 +247,31 @@ def test_write_after_close_raises_websocket_closed_error(serve_uvicorn: Serve) -
             ws.close()
         assert done.wait(WAIT)
     assert result == {"raised": True}
+
+
+def test_handshake_sent_as_plain_http_gets_426() -> None:
+    """A server with websockets off sends the handshake as HTTP: Tornado's 426."""
+    app, _, _ = _chat()
+    with serve_in_thread(DRIVERS["uvicorn"](ws="none"), app) as url:
+        response = httpx.get(
+            f"{url}/chat/x",
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "MDEyMzQ1Njc4OWFiY2RlZg==",
+            },
+        )
+    assert response.status_code == 426
+    assert response.headers["sec-websocket-version"] == "13"
+
+
+def test_single_websocket_handler_under_a_mount(serve_uvicorn: Serve) -> None:
+    log: list[Any] = []
+    closed = threading.Event()
+    app = wrap(ChatHandler, pattern=r"/(\w+)", kwargs={"log": log, "closed": closed})
+    with serve_uvicorn(PrefixRouter({"/rooms": app})) as url:
+        with connect(_ws(url, "/rooms/kitchen")) as ws:
+            assert ws.recv(WAIT) == '{"joined": "kitchen"}'
+        assert closed.wait(WAIT)
+    assert log[0] == ("open", "kitchen", None)
