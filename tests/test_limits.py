@@ -264,7 +264,7 @@ def test_half_a_head_gets_408_and_a_close_within_the_header_timeout(limited):
         assert response.status == 408
         assert response.header(b"connection") == b"close"
         assert c.closed_by_server(1)
-        assert TIMEOUT * 0.8 <= elapsed <= TIMEOUT + 1
+        assert TIMEOUT / 2 <= elapsed <= TIMEOUT + 1  # the sweep runs 4x per timeout
     still_served(limited.url)
 
 
@@ -287,7 +287,7 @@ def test_a_client_that_sends_nothing_is_closed(limited):
         started = time.monotonic()
         assert c.closed_by_server(TIMEOUT + 2)
         elapsed = time.monotonic() - started
-        assert TIMEOUT * 0.8 <= elapsed <= TIMEOUT + 1
+        assert TIMEOUT / 2 <= elapsed <= TIMEOUT + 1  # the sweep runs 4x per timeout
         assert c.buf == b""  # closed without a response: there was no request
     still_served(limited.url)
 
@@ -299,7 +299,7 @@ def test_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(limit
         started = time.monotonic()
         assert c.closed_by_server(TIMEOUT + 2)
         elapsed = time.monotonic() - started
-        assert TIMEOUT * 0.8 <= elapsed <= TIMEOUT + 1
+        assert TIMEOUT / 2 <= elapsed <= TIMEOUT + 1  # the sweep runs 4x per timeout
         assert c.buf == b""
 
 

@@ -12,18 +12,29 @@ strict mode: Content-Length together with Transfer-Encoding, repeated or
 non-numeric Content-Length, a Transfer-Encoding whose last coding is not
 ``chunked``, bad chunk sizes, obs-fold, whitespace before the colon and
 control bytes in fields (RFC 9112 §5.1, §5.2, §6.1, §7.1, §11.2). This
-module adds the rules llhttp leaves to the server: limits, the Host field
-(RFC 9112 §3.2), versions other than 1.x (505), and Transfer-Encoding in an
-HTTP/1.0 request (RFC 9112 §6.1), optional whitespace after a field value
-(RFC 9112 §5.1), a fragment sent in the target (§3.2), the body of an
-Upgrade request (which llhttp hands over as if it were the new protocol's
-bytes; RFC 9110 §7.8 puts the switch after the body), and bytes that follow a
-request that closes the connection (``Connection: close``, HTTP/1.0 without
-keep-alive): they are ignored, not parsed (RFC 9112 §9.6).
+module adds the rules llhttp leaves to the server:
+
+- limits: URL, header section and count, body, and trailers (bounded like
+  the head, since httptools holds each field whole until it ends);
+- the Host field (RFC 9112 §3.2): exactly one in 1.1, never more than one,
+  and a valid ``host[:port]`` value;
+- the asterisk form for OPTIONS only (§3.2.4); a fragment sent in the target
+  is dropped (§3.2); optional whitespace after a field value is not part of
+  it (§5.1);
+- versions other than 1.x get 505; Transfer-Encoding in an HTTP/1.0 request
+  is refused (§6.1); Upgrade in HTTP/1.0 is ignored (RFC 9110 §7.8);
+- the body of an Upgrade request, which llhttp hands over as if it were the
+  new protocol's bytes, is parsed as HTTP: the switch comes after it (RFC
+  9110 §7.8);
+- bytes that follow a request that closes the connection (``Connection:
+  close``, HTTP/1.0 without keep-alive) are ignored, not parsed (§9.6);
+- a ``ProtocolError`` carries the events completed before it, so requests
+  pipelined ahead of a bad one are still served.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
@@ -101,7 +112,12 @@ _MESSAGES: Final = {
     "Invalid method encountered": (400, "Invalid method"),
     # a well-formed version llhttp does not speak (HTTP/3.0): RFC 9110 §15.6.6
     "Invalid HTTP version": (505, "HTTP version not supported"),
+    # the HTTP/2 connection preface of a client with prior knowledge
+    "Pause on PRI/Upgrade": (505, "HTTP/2 is not supported"),
 }
+#: Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): no path,
+#: userinfo, whitespace or other delimiters.
+_INVALID_HOST: Final = re.compile(rb"[^A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]")
 
 
 def _split_target(url: bytes) -> tuple[bytes, bytes]:
@@ -320,6 +336,8 @@ class RequestParser:
         for name, value in headers:
             if name == b"host":
                 hosts += 1
+                if _INVALID_HOST.search(value):
+                    raise ProtocolError(400, "Invalid Host header")
             elif name == b"content-length":
                 content_length = int(value)
             elif name == b"transfer-encoding":
@@ -328,10 +346,11 @@ class RequestParser:
                 expect_continue = value.lower() == b"100-continue"
             elif name == b"upgrade":
                 upgrade = value.lower()
+        if hosts > 1:
+            raise ProtocolError(400, "Repeated Host header")
         if version == "1.1":
-            if hosts != 1:
-                reason = "Repeated Host header" if hosts else "Missing Host header"
-                raise ProtocolError(400, reason)
+            if not hosts:
+                raise ProtocolError(400, "Missing Host header")
         else:
             expect_continue = False
             if chunked:
@@ -341,8 +360,13 @@ class RequestParser:
         if upgrade is not None and not parser.should_upgrade():
             upgrade = None
         if upgrade is not None and (chunked or content_length):
+            # llhttp stops at this head, even when we ignore the Upgrade
             self._upgrade_body = _UpgradeBody(self, chunked, content_length)
+        if version != "1.1":
+            upgrade = None  # RFC 9110 §7.8: ignored in HTTP/1.0
         raw_path, query = _split_target(self._url)
+        if raw_path == b"*" and parser.get_method() != b"OPTIONS":
+            raise ProtocolError(400, "Asterisk target is for OPTIONS only")
         self._state = _BODY
         self._events.append(
             RequestHead(

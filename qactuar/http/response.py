@@ -210,10 +210,17 @@ class Response:
         self.complete = True
 
 
-def error_response(status: int, reason: str, date: bytes = b"", server: bytes = b"") -> bytes:
+def error_response(
+    status: int,
+    reason: str,
+    date: bytes = b"",
+    server: bytes = b"",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> bytes:
     """A complete plain-text response that closes the connection."""
     body = reason.encode("utf-8", "replace") + b"\n"
     fields = b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    fields += b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
     return b"%s%s%s%scontent-length: %d\r\n\r\n%s" % (
         _status_line(status),
         date,

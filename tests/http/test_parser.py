@@ -141,6 +141,15 @@ def test_http10_request_needs_no_host():
     assert head.path == "/old"
 
 
+@pytest.mark.parametrize(
+    "host", [b"example.com", b"example.com:8080", b"[::1]:8000", b"127.0.0.1", b"xn--caf-dma.fr",
+             b"a-b_c~d.e%41!$&'()*+,;="],
+)
+def test_valid_host_values_are_accepted(host):
+    head = heads(parse(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"))[0]
+    assert head.headers == [(b"host", host)]
+
+
 def test_empty_host_is_accepted():
     # RFC 9112 §3.2: a target without authority is sent with an empty Host
     head = heads(parse(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"))[0]
@@ -313,6 +322,23 @@ def test_upgrade_request_ends_the_http_stream():
     assert parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == []
 
 
+def test_upgrade_in_http10_is_ignored():
+    # RFC 9110 §7.8: a server MUST ignore Upgrade received in an HTTP/1.0 request
+    events = parse(b"GET / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert heads(events)[0].upgrade is None
+    assert events[-1] is END_OF_MESSAGE
+    events = parse(b"POST / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                   b"Content-Length: 4\r\n\r\nbody")
+    assert heads(events)[0].upgrade is None
+    assert body_of(events) == b"body"
+    assert events[-1] is END_OF_MESSAGE
+
+
+def test_http2_prior_knowledge_preface_gets_505():
+    error = refused(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert error.status == 505
+
+
 def test_upgrade_header_without_connection_upgrade_is_ignored():
     parser = RequestParser(Limits())
     events = parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n" + GET)
@@ -482,6 +508,13 @@ SMUGGLING = {
     "missing host": b"GET / HTTP/1.1\r\n\r\n",
     "repeated host": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "repeated host same value": b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+    "repeated host in http/1.0": b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    "host with a path": b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+    "host with userinfo": b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+    "host with a space": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "host with a backslash": b"GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n",
+    "host in http/1.0 with a path": b"GET / HTTP/1.0\r\nHost: a/b\r\n\r\n",
+    "asterisk target for GET": b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
     "transfer-encoding in http/1.0": (
         b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ),
