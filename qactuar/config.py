@@ -25,7 +25,7 @@ __all__ = ["MODELS", "Config", "ConfigError", "load_config"]
 
 CONFIG_ENV = "QACTUAR_CONFIG"
 DEFAULT_CONFIG_FILE = "qactuar_config.json"
-MODELS = ("fork", "async")
+MODELS = ("fork", "async", "prefork")
 #: The seed's ASYNCRONOUS_MODEL numbers (1 post-fork, 2 async, 3 pre-fork).
 _MODEL_NUMBERS = {1: "fork", 2: "async", 3: "prefork"}
 _ALIASES = {"ASYNCRONOUS_MODEL": "MODEL"}
@@ -171,6 +171,26 @@ class Config:
         1.0, "fork model: seconds between sweeps.", _at_least(0.001)
     )
     GATHER_PROC_STATS: bool = _setting(False, "fork model: record each child's CPU and memory.")
+    WORKERS: int = _setting(
+        0, "prefork model: worker processes (0 = one per CPU).", _at_least(0)
+    )
+    MAX_REQUESTS: int = _setting(
+        0, "prefork model: requests a worker serves before it is replaced (0 = no limit).",
+        _at_least(0),
+    )
+    MAX_REQUESTS_JITTER: int = _setting(
+        0, "prefork model: up to this many more requests, at random, per worker.", _at_least(0)
+    )
+    WORKER_TIMEOUT: float = _setting(
+        30.0, "prefork model: seconds a worker's loop may block before it is killed (0 = off).",
+        _at_least(0),
+    )
+    PRELOAD: bool = _setting(
+        True, "prefork model: import the apps once in the master (off: in each worker)."
+    )
+    REUSE_PORT: bool = _setting(
+        False, "prefork model: a SO_REUSEPORT socket per worker instead of a shared one."
+    )
     ADMIN_HOST: str = _setting(
         "localhost", "Admin socket address (the admin socket is not built yet)."
     )
@@ -190,6 +210,8 @@ class Config:
     def __post_init__(self) -> None:
         #: Where each setting that is not a default came from, for error messages.
         self._sources: dict[str, str] = {}
+        #: The JSON file ``load_config`` read, if any (a prefork SIGHUP re-reads it).
+        self.file_path: str | None = None
         for f in fields(self):
             value = getattr(self, f.name)
             self._check(f.name, value, "Config()")
@@ -331,6 +353,7 @@ def load_config(
         if not isinstance(data, dict):
             raise ConfigError(key, file_path, origin, "the file must hold a JSON object")
         config.update(data, os.path.abspath(file_path))
+        config.file_path = os.path.abspath(file_path)
     if overrides:
         config.update({k: v for k, v in overrides.items() if v is not None}, source)
     return config

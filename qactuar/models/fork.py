@@ -34,6 +34,7 @@ from ..asgi.types import ASGIApp
 from ..config import Config
 from ..server import Server
 from ..server.protocol import HTTPProtocol
+from ..websocket import WebSocketSession
 from .async_ import serve_with_signals
 from .loops import loop_factory
 from .stats import ProcStats
@@ -55,6 +56,8 @@ class _Child:
     conn: HTTPProtocol
     started: float
     timed_out: bool = False
+    #: Not subject to REQUEST_TIMEOUT (a WebSocket).
+    exempt: bool = False
 
 
 class ForkServer(Server):
@@ -101,6 +104,8 @@ class ForkServer(Server):
             self._child(cycle, conn, slot)  # never returns
         pidfd = os.pidfd_open(pid)
         child = _Child(pid, pidfd, slot, conn, time.monotonic())
+        # a WebSocket lives in its child for as long as it is open
+        child.exempt = isinstance(cycle, WebSocketSession)
         self.children[pid] = child
         asyncio.get_running_loop().add_reader(pidfd, self._reap, child)
 
@@ -162,7 +167,7 @@ class ForkServer(Server):
                 continue
             now = time.monotonic()
             for child in list(self.children.values()):
-                if not child.timed_out and now - child.started > timeout:
+                if not child.timed_out and not child.exempt and now - child.started > timeout:
                     child.timed_out = True
                     _kill(child.pid)
 
@@ -187,8 +192,11 @@ class ForkServer(Server):
         code = 1
         try:
             signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
-            for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+            # Ctrl-C and a service manager's SIGTERM reach the whole process
+            # group; the parent decides when a child must go (SIGKILL).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            for signum in (signal.SIGCHLD, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
             # The parent's objects (its loop, transports, sockets) must never
             # be freed here: their finalizers would close descriptors this
@@ -257,6 +265,9 @@ class ForkServer(Server):
             # every response byte must leave this process before it exits
             transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
             await conn.drain()
+        if state.tasks:
+            # the app may go on after its response (background tasks)
+            await asyncio.wait(list(state.tasks))
         return keep_alive
 
 

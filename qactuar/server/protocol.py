@@ -30,6 +30,7 @@ from ..http import (
     RequestParser,
     error_response,
 )
+from ..websocket import HandshakeError, WebSocketSession, check_handshake, offered_subprotocols
 
 if TYPE_CHECKING:
     from .server import ServerState
@@ -70,6 +71,7 @@ class HTTPProtocol(asyncio.Protocol):
         "_upgraded",
         "on_write",
         "_next_waits_for_drain",
+        "_ws",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -96,6 +98,7 @@ class HTTPProtocol(asyncio.Protocol):
         #: fork model's child records that its response has begun).
         self.on_write: Callable[[], None] | None = None
         self._next_waits_for_drain = False
+        self._ws: WebSocketSession | None = None
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -113,6 +116,8 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self._closing = True
+        if self._ws is not None:
+            self._ws.connection_lost()
         if self.cycle is not None:
             self.cycle.disconnect()
         for cycle in self.pipeline:
@@ -123,6 +128,9 @@ class HTTPProtocol(asyncio.Protocol):
             self.state.on_close(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._ws is not None:
+            self._ws.feed(data)
+            return
         parser = self.parser
         was_idle = parser.idle
         try:
@@ -139,7 +147,11 @@ class HTTPProtocol(asyncio.Protocol):
         elif self.cycle is not None:
             self.deadline = 0.0
         if parser.upgraded and not self._upgraded:
-            self._on_upgrade()
+            if self._ws is not None:
+                if parser.upgrade_tail:
+                    self._ws.feed(parser.upgrade_tail)
+            else:
+                self._on_upgrade()
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
@@ -170,6 +182,9 @@ class HTTPProtocol(asyncio.Protocol):
     # request handling ---------------------------------------------------------
 
     def _on_head(self, head: RequestHead) -> None:
+        if head.upgrade == b"websocket" and self.cycle is None and not self.pipeline:
+            self._on_websocket(head)
+            return
         state = self.state
         root_path = state.root_path
         scope = {
@@ -196,6 +211,50 @@ class HTTPProtocol(asyncio.Protocol):
             self.pipeline.append(cycle)
             if len(self.pipeline) >= MAX_PIPELINE:
                 self.pause_reading()
+
+    def _on_websocket(self, head: RequestHead) -> None:
+        state = self.state
+        try:
+            check_handshake(head)
+        except HandshakeError as exc:
+            self.pause_reading()
+            self.write(
+                error_response(
+                    exc.status, exc.reason, state.date_line, state.server_line, exc.headers
+                )
+            )
+            self.close()
+            return
+        root_path = state.root_path
+        scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": ASGI_VERSION,
+            "http_version": head.http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": "wss" if self.scheme == "https" else "ws",
+            "root_path": root_path,
+            "path": root_path + head.path if root_path else head.path,
+            "raw_path": head.raw_path,
+            "query_string": head.query_string,
+            "headers": head.headers,
+            "subprotocols": offered_subprotocols(head),
+            "state": state.lifespan_state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }
+        session = WebSocketSession(
+            scope, head, self, state.ws_options, state.date_line, state.server_line
+        )
+        self._ws = session
+        self.cycle = session  # type: ignore[assignment]
+        self.deadline = 0.0
+        state.run_cycle(session)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Close the connection once what was written has been sent."""
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
 
     def _start(self, cycle: HTTPCycle) -> None:
         self.cycle = cycle
@@ -241,6 +300,9 @@ class HTTPProtocol(asyncio.Protocol):
         if cycle is not self.cycle:
             return
         self.cycle = None
+        if self._ws is not None:
+            self.close()  # a WebSocket connection ends with its application
+            return
         transport = self.transport
         assert transport is not None
         if self._closing or transport.is_closing():
@@ -363,6 +425,10 @@ class HTTPProtocol(asyncio.Protocol):
                 self._closing = True
                 assert self.transport is not None
                 self.transport.close()
+
+    def going_away(self) -> bool:
+        """Graceful time is up: close an open WebSocket with 1001. True if one was."""
+        return self._ws is not None and self._ws.going_away()
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the current response."""

@@ -21,6 +21,7 @@ from ..asgi.cycle import HTTPCycle
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..lifespan import LifespanRunner
+from ..websocket import WebSocketOptions
 from .protocol import HTTPProtocol
 from .sockets import bind_socket
 
@@ -35,6 +36,13 @@ class ServerState:
     def __init__(self, app: ASGIApp, config: Config) -> None:
         self.app = app
         self.limits = config.limits
+        self.ws_options = WebSocketOptions(
+            compression=config.WS_COMPRESSION,
+            max_message_bytes=config.WS_MAX_MESSAGE_BYTES,
+            max_queue=config.WS_MAX_QUEUE,
+            ping_interval=config.WS_PING_INTERVAL,
+            ping_timeout=config.WS_PING_TIMEOUT,
+        )
         self.root_path = config.ROOT_PATH.rstrip("/")
         self.header_timeout = config.HEADER_TIMEOUT
         self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
@@ -47,6 +55,11 @@ class ServerState:
         self.on_idle: Callable[[HTTPProtocol], None] | None = None
         #: When set, called as a connection closes.
         self.on_close: Callable[[HTTPProtocol], None] | None = None
+        #: Request cycles run by ``run_task`` that have finished.
+        self.requests_served = 0
+        #: When set, called after each of those (a prefork worker counts to
+        #: MAX_REQUESTS with it).
+        self.on_request_done: Callable[[], None] | None = None
         #: Starts the application for a cycle; a task on this loop unless a
         #: process model puts its own dispatcher here (the fork model forks).
         self.run_cycle: Callable[[HTTPCycle], None] = self.run_task
@@ -69,7 +82,13 @@ class ServerState:
     def run_task(self, cycle: HTTPCycle) -> None:
         task = asyncio.get_running_loop().create_task(cycle.run(self.app))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.requests_served += 1
+        if self.on_request_done is not None:
+            self.on_request_done()
 
 
 class Server:
@@ -172,6 +191,12 @@ class Server:
                 )
                 break
             await asyncio.sleep(0.05)
+        busy = [conn for conn in state.connections if conn.going_away()]
+        if busy and not self.force_exit:
+            # WebSockets got a 1001 close: give their close handshakes a moment
+            deadline = time.monotonic() + 1
+            while state.connections and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
         for conn in list(state.connections):
             if conn.transport is not None:
                 conn.transport.abort()
@@ -180,7 +205,8 @@ class Server:
             await asyncio.wait(list(state.tasks), timeout=1)
             for task in list(state.tasks):
                 task.cancel()
-            await asyncio.wait(list(state.tasks), timeout=1)
+            if state.tasks:
+                await asyncio.wait(list(state.tasks), timeout=1)
         for server in self.servers:
             await server.wait_closed()
 

@@ -1,0 +1,389 @@
+"""One WebSocket connection ⇄ one ASGI ``websocket`` application call.
+
+Framing, masking, close handshakes, permessage-deflate and the message-size
+limit are the ``websockets`` library's sans-I/O ``ServerProtocol``; this
+module turns its frames into ASGI events and back. Why that library and not
+wsproto: it is the faster of the two here (masking and UTF-8 in C), its
+deflate decoder stops inflating at ``max_size`` (so a compression bomb costs
+no memory), and it is the one most Python servers and clients are tested
+against.
+
+The session speaks to its connection only through ``write``, ``drain``,
+``pause_reading``, ``resume_reading`` and ``close``, so every process model
+serves WebSockets the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from ..asgi.cycle import ClientDisconnected
+from ..asgi.types import ASGIApp, Message, Scope
+from ..http import LocalProtocolError, RequestHead, Response, error_response
+
+__all__ = ["WebSocketOptions", "WebSocketSession"]
+
+access_logger = logging.getLogger("qt_access")
+exception_logger = logging.getLogger("qt_exception")
+
+_CONNECTING, _OPEN, _CLOSED = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketOptions:
+    compression: bool = True
+    max_message_bytes: int = 1024 * 1024
+    max_queue: int = 32
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+
+
+class WebSocketConnection(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def cycle_done(self, cycle: Any) -> None: ...
+
+
+class WebSocketSession:
+    """The ASGI side (``receive``/``send``) and the wire side (``feed``) of one WebSocket."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        head: RequestHead,
+        conn: WebSocketConnection,
+        options: WebSocketOptions,
+        date: bytes,
+        server: bytes,
+    ) -> None:
+        self.scope = scope
+        self.head = head
+        self.conn = conn
+        self.options = options
+        self._lines = (date, server)
+        self.state = _CONNECTING
+        self.protocol: ServerProtocol | None = None
+        self.done = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._connect_sent = False
+        self._messages: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._pending = b""
+        self._parts: list[bytes | bytearray | memoryview] = []
+        self._text = False
+        self._denial: Response | None = None
+        self._ping_handle: asyncio.TimerHandle | None = None
+        self._pong_handle: asyncio.TimerHandle | None = None
+        self._ping_payload = b""
+        self._start = time.monotonic()
+
+    # wire side -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        protocol = self.protocol
+        if self.state == _CONNECTING or protocol is None:
+            self._pending += data  # the client must wait for our 101; keep it
+            if len(self._pending) > 65536:
+                self.conn.pause_reading()
+            return
+        protocol.receive_data(data)
+        for frame in protocol.events_received():
+            if isinstance(frame, Frame):
+                self._on_frame(frame)
+        self._flush()
+        if protocol.state is State.CLOSED:
+            self._closed(self._received_code())
+
+    def disconnect(self) -> None:
+        self.connection_lost()
+
+    def connection_lost(self) -> None:
+        if self.protocol is not None and self.state == _OPEN:
+            self.protocol.receive_eof()
+        self._closed(self._received_code() if self.state == _OPEN else 1006)
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            self._text = opcode is Opcode.TEXT
+            self._parts = [frame.data]
+        elif opcode is Opcode.CONT:
+            self._parts.append(frame.data)
+        elif opcode is Opcode.PONG:
+            if self._pong_handle is not None and frame.data == self._ping_payload:
+                self._pong_handle.cancel()
+                self._pong_handle = None
+                self._schedule_ping()
+            return
+        else:
+            return  # PING is answered and CLOSE handled by the protocol
+        if not frame.fin:
+            return
+        data = bytes(self._parts[0]) if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts = []
+        message: Message
+        if self._text:
+            try:
+                message = {"type": "websocket.receive", "text": data.decode("utf-8")}
+            except UnicodeDecodeError:
+                assert self.protocol is not None
+                self.protocol.fail(1007, "invalid UTF-8 in a text message")
+                return
+        else:
+            message = {"type": "websocket.receive", "bytes": data}
+        self._messages.append(message)
+        if len(self._messages) >= self.options.max_queue:
+            self.conn.pause_reading()
+        self._wake()
+
+    def _received_code(self) -> int:
+        protocol = self.protocol
+        if protocol is None:
+            return 1006
+        if protocol.close_rcvd is not None:
+            self.close_reason = protocol.close_rcvd.reason
+            return int(protocol.close_rcvd.code)
+        if protocol.close_sent is not None:
+            return int(protocol.close_sent.code)
+        return 1006
+
+    def _closed(self, code: int) -> None:
+        if self.state == _CLOSED:
+            return
+        self.state = _CLOSED
+        self.close_code = code
+        for handle in (self._ping_handle, self._pong_handle):
+            if handle is not None:
+                handle.cancel()
+        self.conn.close()
+        self._wake()
+
+    def _flush(self) -> None:
+        assert self.protocol is not None
+        for data in self.protocol.data_to_send():
+            if data:
+                self.conn.write(data)
+            else:
+                self.conn.close()  # the close handshake is over: end the stream
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def going_away(self) -> bool:
+        """The server is stopping: start a 1001 close handshake if open."""
+        if self.state == _OPEN and self.protocol is not None:
+            self.protocol.send_close(1001, "server shutting down")
+            self._flush()
+            return True
+        return False
+
+    # keep-alive pings ---------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        if self.options.ping_interval and self.state == _OPEN:
+            loop = asyncio.get_running_loop()
+            self._ping_handle = loop.call_later(self.options.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        if self.state != _OPEN or self.protocol is None:
+            return
+        self._ping_payload = os.urandom(4)
+        self.protocol.send_ping(self._ping_payload)
+        self._flush()
+        if self.options.ping_timeout:
+            loop = asyncio.get_running_loop()
+            self._pong_handle = loop.call_later(self.options.ping_timeout, self._pong_missing)
+
+    def _pong_missing(self) -> None:
+        if self.state == _OPEN and self.protocol is not None:
+            self.protocol.fail(1011, "keepalive ping timeout")
+            self._flush()
+            self._closed(1006)
+
+    # ASGI side -------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not (
+                isinstance(exc, ClientDisconnected) and self.state == _CLOSED
+            ):
+                exception_logger.error(
+                    "Exception in ASGI websocket application for %s", self.head.path, exc_info=exc
+                )
+            self._app_ended(failed=True)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._app_ended(failed=False)
+
+    def _app_ended(self, failed: bool) -> None:
+        if self.state == _CONNECTING and self._denial is None:
+            self._reject(500 if failed else 403, "Internal Server Error" if failed else "Forbidden")
+        elif self._denial is not None and not self._denial.complete:
+            self.conn.close()
+        elif self.state == _OPEN and self.protocol is not None:
+            self.protocol.send_close(1011 if failed else 1000)
+            self._flush()
+        self.done = True
+        self._log()
+        self.conn.cycle_done(self)
+
+    def _log(self) -> None:
+        if not access_logger.isEnabledFor(logging.INFO):
+            return
+        client = self.scope.get("client")
+        access_logger.info(
+            '%s - "WebSocket %s" %s %.1fms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            self.head.raw_path.decode("latin-1"),
+            f"closed {self.close_code}" if self.protocol is not None else "rejected",
+            (time.monotonic() - self._start) * 1000,
+        )
+
+    def _reject(self, status: int, reason: str) -> None:
+        self.state = _CLOSED
+        self.conn.write(error_response(status, reason, *self._lines))
+        self.conn.close()
+
+    async def receive(self) -> Message:
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
+        loop = asyncio.get_running_loop()
+        while not self._messages and self.state != _CLOSED:
+            self._waiter = loop.create_future()
+            await self._waiter
+        if self._messages:
+            message = self._messages.popleft()
+            if len(self._messages) < self.options.max_queue // 2 + 1:
+                self.conn.resume_reading()
+            return message
+        return {
+            "type": "websocket.disconnect",
+            "code": self.close_code or 1006,
+            "reason": self.close_reason,
+        }
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            if self.state != _OPEN or self.protocol is None:
+                if self.state == _CLOSED:
+                    raise ClientDisconnected("WebSocket closed")
+                raise RuntimeError("ASGI sent 'websocket.send' before 'websocket.accept'")
+            text = message.get("text")
+            if text is not None:
+                self.protocol.send_text(text.encode("utf-8"))
+            else:
+                self.protocol.send_binary(message.get("bytes") or b"")
+            self._flush()
+            await self.conn.drain()
+        elif kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.close":
+            if self.state == _CONNECTING:
+                if self._denial is not None:
+                    raise RuntimeError("ASGI sent 'websocket.close' during a denial response")
+                self._reject(403, "Forbidden")
+            elif self.state == _OPEN and self.protocol is not None:
+                self.protocol.send_close(message.get("code", 1000), message.get("reason") or "")
+                self._flush()
+        elif kind in ("websocket.http.response.start", "websocket.http.response.body"):
+            self._deny(message)
+        else:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r} in a websocket cycle")
+
+    def _accept(self, message: Message) -> None:
+        if self.state != _CONNECTING or self._denial is not None:
+            raise RuntimeError("ASGI sent 'websocket.accept' twice or after a close")
+        chosen = message.get("subprotocol")
+        options = self.options
+        protocol = ServerProtocol(
+            extensions=[ServerPerMessageDeflateFactory()] if options.compression else None,
+            select_subprotocol=lambda _, offered: chosen if chosen in offered else None,
+            max_size=options.max_message_bytes,
+        )
+        # The protocol reads the handshake from the stream itself: replay the
+        # head we parsed, then let it negotiate extensions and subprotocol.
+        head = self.head
+        target = head.raw_path + (b"?" + head.query_string if head.query_string else b"")
+        protocol.receive_data(
+            b"GET %s HTTP/1.1\r\n%s\r\n"
+            % (target, b"".join(b"%s: %s\r\n" % field for field in head.headers))
+        )
+        request = next(iter(protocol.events_received()), None)
+        if not isinstance(request, Request):
+            raise RuntimeError("the WebSocket handshake could not be replayed")
+        response = protocol.accept(request)
+        if response.status_code != 101:
+            self.protocol = protocol
+            protocol.send_response(response)
+            self._flush()
+            self._closed(1006)
+            return
+        date, server = self._lines
+        if not server:
+            del response.headers["Server"]
+        elif "Server" in response.headers:
+            response.headers["Server"] = "qactuar"
+        if not date:
+            del response.headers["Date"]
+        for name, value in message.get("headers") or ():
+            response.headers[name.decode("latin-1")] = value.decode("latin-1")
+        protocol.send_response(response)
+        self.protocol = protocol
+        self.state = _OPEN
+        self._flush()
+        self._schedule_ping()
+        pending, self._pending = self._pending, b""
+        self.conn.resume_reading()
+        if pending:
+            self.feed(pending)
+
+    def _deny(self, message: Message) -> None:
+        if self.state != _CONNECTING:
+            raise RuntimeError("A WebSocket denial response must come before 'websocket.accept'")
+        try:
+            if message["type"] == "websocket.http.response.start":
+                if self._denial is not None:
+                    raise RuntimeError("ASGI sent 'websocket.http.response.start' twice")
+                self._denial = Response("GET", "1.1", False, *self._lines)
+                self._denial.start(message["status"], message.get("headers", ()))
+                return
+            if self._denial is None:
+                raise RuntimeError("'websocket.http.response.body' before its start")
+            more = message.get("more_body", False)
+            self.conn.write(self._denial.body(message.get("body", b""), more))
+        except LocalProtocolError as exc:
+            raise RuntimeError(str(exc)) from None
+        if not more:
+            self.state = _CLOSED
+            self.close_code = 1006
+            self.conn.close()
