@@ -42,6 +42,13 @@ def _has_cr_or_lf(data: bytes) -> bool:
     return b"\r" in data or b"\n" in data
 
 
+def _fail(future: asyncio.Future[None]) -> None:
+    """A write that will never happen: StreamClosedError, as on a closed IOStream."""
+    if not future.done():
+        future.set_exception(iostream.StreamClosedError())
+        future.exception()  # Mark as retrieved, as HTTP1Connection does.
+
+
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     future: asyncio.Future[None] = loop.create_future()
     future.set_exception(iostream.StreamClosedError())
@@ -167,24 +174,31 @@ class _ASGIConnection(httputil.HTTPConnection):
         """Send queued messages in order until the response is complete or aborted."""
         while True:
             while self._outbox:
-                message, future = self._outbox[0]
+                # Taken off the queue before the send: while it is in flight,
+                # abort() (the client going away) fails only what follows.
+                message, future = self._outbox.popleft()
+                final = self._is_final(message)
+                if final:
+                    # The app is done with the response: a disconnect
+                    # reported from now on is no news to it.
+                    self.done = True
                 try:
                     await self._send(message)
                 except OSError as exc:
                     # Some servers raise once the client has gone: Tornado
                     # sees a closed stream, as on a socket.
                     gen_log.debug("ASGI send failed (%r): client gone", exc)
+                    _fail(future)
                     self.client_gone()
                     return
                 except BaseException:
                     # The server refused the message (e.g. a status code it
                     # cannot write): it is the server's to report.
+                    _fail(future)
                     self.abort()
                     raise
-                self._outbox.popleft()
                 future_set_result_unless_cancelled(future, None)
-                if self._is_final(message):
-                    self.done = True
+                if final:
                     return
             if self.closed:
                 return
@@ -207,10 +221,7 @@ class _ASGIConnection(httputil.HTTPConnection):
         self.closed = True
         self.done = True
         while self._outbox:
-            _, future = self._outbox.popleft()
-            if not future.done():
-                future.set_exception(iostream.StreamClosedError())
-                future.exception()
+            _fail(self._outbox.popleft()[1])
         self._wakeup.set()
 
     def close_after_sending(self) -> None:

@@ -234,10 +234,10 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
                     self.client_terminated = True
                     self.server_terminated = True
                     code = message.get("code")
-                    if code in _NO_CODE or code is None:
-                        # No close frame from the client (or the server does
-                        # not say): as Tornado after its own close, the code
-                        # is the one it sent, if any.
+                    if self._sent_close_code is not None or code in _NO_CODE:
+                        # After our close the client echoes our code (RFC 6455
+                        # 5.5.1), which is what Tornado reports; servers differ
+                        # in what they say here, so don't ask them.
                         code = self._sent_close_code
                     self.close_code = code
                     self.close_reason = message.get("reason") or None

@@ -94,7 +94,10 @@ class HypercornDriver:
         # Hypercorn takes ownership of the descriptor it is given: give it a copy.
         config.bind = [f"fd://{os.dup(sock.fileno())}"]
         config.accesslog = None
-        config.errorlog = logging.getLogger("hypercorn.error")
+        # Its own logger at WARNING: no "Running on" line; errors still show.
+        errorlog = logging.getLogger("tests.tornado_bridge.hypercorn")
+        errorlog.setLevel(logging.WARNING)
+        config.errorlog = errorlog
         config.graceful_timeout = 0.5
         config.include_server_header = False
         config.include_date_header = False

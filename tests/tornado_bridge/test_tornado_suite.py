@@ -19,7 +19,7 @@ from tornado_suite import bridged_http_server, case_ids, run_case
 
 SUITE_MODULES = ("web_test", "routing_test", "auth_test", "websocket_test")
 # Servers that run Tornado's suites (the core adds "qactuar").
-SUITE_SERVERS = ("uvicorn",)
+SUITE_SERVERS = ("uvicorn", "hypercorn")
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,15 @@ class _Expected:
 _NO_REASON = "ASGI has no reason phrase: the server writes its own for the status code"
 _NO_SILENT_ABORT = (
     "ASGI has no way for an app to drop a broken response silently: Tornado closes "
-    "the stream, the ASGI server logs the incomplete response (an unexpected log)"
+    "the stream; uvicorn logs the incomplete response (an unexpected log)"
 )
 _NO_PING = (
     "ASGI carries no ping or pong frames: the server answers and sends them itself, "
     "so on_ping/on_pong are never called and websocket_ping_interval is the server's"
+)
+_NO_CLIENT_CLOSE_CODE = (
+    "Hypercorn does not pass the client's close code and reason on in "
+    "websocket.disconnect, so on_close cannot see them"
 )
 
 # Tornado test cases that cannot hold over ASGI, each with its reason.
@@ -55,8 +59,12 @@ EXPECTED_FAILURES: dict[str, _Expected] = {
     "web_test.RaiseWithReasonTest.test_raise_with_reason": _Expected(
         "status 682 with reason 'Foo': ASGI servers write only 100-599 and no reason"
     ),
-    "web_test.IncorrectContentLengthTest.test_content_length_too_high": _Expected(_NO_SILENT_ABORT),
-    "web_test.IncorrectContentLengthTest.test_content_length_too_low": _Expected(_NO_SILENT_ABORT),
+    "web_test.IncorrectContentLengthTest.test_content_length_too_high": _Expected(
+        _NO_SILENT_ABORT, servers=("uvicorn",)
+    ),
+    "web_test.IncorrectContentLengthTest.test_content_length_too_low": _Expected(
+        _NO_SILENT_ABORT, servers=("uvicorn",)
+    ),
     "web_test.ClientCloseTest.test_client_close": _Expected(
         "the handler closes request.connection.stream, Tornado's IOStream: an ASGI "
         "app has no socket to close"
@@ -71,9 +79,9 @@ EXPECTED_FAILURES: dict[str, _Expected] = {
     ),
     "web_test.CrossOriginProtectionBeforePrepareTest.test_websocket_upgrade_header_not_checked": (
         _Expected(
-            "uvicorn takes a GET with Upgrade: websocket as a websocket handshake and "
+            "the server takes a GET with Upgrade: websocket as a websocket handshake and "
             "refuses it (no Sec-WebSocket-Key) with 400 before any app is called",
-            servers=("uvicorn",),
+            servers=("uvicorn", "hypercorn"),
         )
     ),
     "websocket_test.ServerPeriodicPingTest.test_server_ping": _Expected(_NO_PING, run=False),
@@ -91,10 +99,21 @@ EXPECTED_FAILURES: dict[str, _Expected] = {
         "(uvicorn: ws_max_size), not by websocket_max_message_size"
     ),
     "websocket_test.FloodTest.test_many_small_messages_yield": _Expected(
-        "uvicorn drops websocket frames sent in the same packet as the handshake "
+        "the server drops websocket frames sent in the same packet as the handshake "
         "(the same frames sent after the 101 arrive: see test_websocket.py)",
-        servers=("uvicorn",),
+        servers=("uvicorn", "hypercorn"),
         run=False,
+    ),
+    "websocket_test.WebSocketTest.test_bad_websocket_version": _Expected(
+        "Hypercorn refuses a handshake with an unknown Sec-WebSocket-Version itself "
+        "(400) before any app is called; Tornado answers 426",
+        servers=("hypercorn",),
+    ),
+    "websocket_test.WebSocketTest.test_client_close_reason": _Expected(
+        _NO_CLIENT_CLOSE_CODE, servers=("hypercorn",)
+    ),
+    "websocket_test.ServerPingTimeoutTest.test_client_ping_timeout": _Expected(
+        _NO_CLIENT_CLOSE_CODE, servers=("hypercorn",)
     ),
 }
 
