@@ -245,3 +245,59 @@ def test_server_cancelling_the_call_tells_the_handler() -> None:
     asyncio.run(main())
     assert closed.is_set()
     assert sent == []
+
+
+class QuickHandler(tornado.web.RequestHandler):
+    def initialize(self, closed: threading.Event) -> None:
+        self.closed = closed
+
+    def get(self) -> None:
+        self.write("done")
+
+    def on_connection_close(self) -> None:
+        self.closed.set()
+
+
+def test_disconnect_reported_while_the_last_message_is_in_flight() -> None:
+    """Hypercorn reports http.disconnect while its send of the last body yields."""
+    closed = threading.Event()
+    app = wrap([("/", QuickHandler, {"closed": closed})])
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[Any] = []
+
+    async def main() -> None:
+        request_done = False
+        gone = asyncio.Event()
+
+        async def receive() -> Any:
+            nonlocal request_done
+            if not request_done:
+                request_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                gone.set()
+                for _ in range(3):
+                    await asyncio.sleep(0)  # the watcher runs meanwhile
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    asyncio.run(main())
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["body"] == b"done"
+    assert not closed.is_set(), "on_connection_close after a complete response"
