@@ -157,6 +157,7 @@ class RequestParser:
         "_upgraded",
         "_upgrade_body",
         "_final",
+        "_close_after",
         "_chunk_pending",
         "_chunk_events",
         "_trailer_bytes",
@@ -180,6 +181,8 @@ class RequestParser:
         self._upgrade_body: _UpgradeBody | None = None
         #: A request that closes the connection is complete: ignore the rest.
         self._final = False
+        #: The request being parsed does not keep the connection alive.
+        self._close_after = False
         # Trailers are bounded like the head (httptools holds a field whole
         # until it ends): a last chunk's header is followed by no body, so
         # every read that comes after a chunk header without any chunk data
@@ -217,42 +220,67 @@ class RequestParser:
         Once a request that closes the connection is complete, or an Upgrade
         request has ended HTTP, further bytes give no events.
         """
-        if self._final or (self._upgraded and self._upgrade_body is None):
-            # after a final request, or an Upgrade, the rest is not (our) HTTP
-            return []
+        if self._final or self._upgraded:
+            # after a final request, or an Upgrade, the rest is not (our)
+            # HTTP, but for the Upgrade request's own body
+            if self._final or self._upgrade_body is None:
+                return []
+            events = self._events = []
+            in_trailers = self._chunk_pending
+            chunk_events = self._chunk_events
+            try:
+                self._feed_upgrade_body(self._upgrade_body, data)
+                if in_trailers:
+                    self._count_trailer_read(chunk_events, len(data))
+            except ProtocolError as exc:
+                self._keep_complete(exc, events)
+                raise
+            return events
         events = self._events = []
-        in_trailers = self._chunk_pending and self._state == _BODY
+        in_head = self._state == _HEAD
+        if in_head:
+            self._head_bytes += len(data)
+            in_trailers = False
+        else:
+            in_trailers = self._chunk_pending
         chunk_events = self._chunk_events
         try:
-            if self._upgrade_body is not None and self._upgraded:
-                self._feed_upgrade_body(self._upgrade_body, data)
-            else:
-                self._feed(data)
-            if in_trailers and self._chunk_pending and self._chunk_events == chunk_events:
-                self._trailer_bytes += len(data)
-                if self._trailer_bytes > self._limits.max_header_bytes:
-                    raise ProtocolError(431, "Request trailer section too large")
+            try:
+                self._parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                self._parser_error(exc, data)
+            if self._in_progress:
+                if self._state == _HEAD:
+                    if self._head_bytes > self._limits.max_header_bytes:
+                        raise ProtocolError(431, "Request header section too large")
+                elif in_trailers:
+                    self._count_trailer_read(chunk_events, len(data))
         except ProtocolError as exc:
-            # keep the requests that came complete before the error; the head
-            # of the one that broke is of no use to anyone
-            for i in range(len(events) - 1, -1, -1):
-                event = events[i]
-                if event is END_OF_MESSAGE:
-                    break
-                if isinstance(event, RequestHead):
-                    del events[i:]
-                    break
-            exc.events = events
+            self._keep_complete(exc, events)
             raise
         return events
 
-    def _feed(self, data: bytes) -> None:
-        events = self._events
-        if self._state == _HEAD:
-            self._head_bytes += len(data)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
+    def _count_trailer_read(self, chunk_events: int, size: int) -> None:
+        """A whole read after the last chunk's header, with no chunk event: trailers."""
+        if self._chunk_pending and self._chunk_events == chunk_events:
+            self._trailer_bytes += size
+            if self._trailer_bytes > self._limits.max_header_bytes:
+                raise ProtocolError(431, "Request trailer section too large")
+
+    @staticmethod
+    def _keep_complete(exc: ProtocolError, events: list[Event]) -> None:
+        """Give ``exc`` the requests completed before it, not the broken one's head."""
+        for i in range(len(events) - 1, -1, -1):
+            event = events[i]
+            if event is END_OF_MESSAGE:
+                break
+            if isinstance(event, RequestHead):
+                del events[i:]
+                break
+        exc.events = events
+
+    def _parser_error(self, exc: Exception, data: bytes) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
             self._upgraded = True
             tail = data[exc.args[0] :] if exc.args else b""
             body = self._upgrade_body
@@ -260,24 +288,22 @@ class RequestParser:
                 self.upgrade_tail = tail
             else:
                 # llhttp ended the message at the head; the body comes first
+                events = self._events
                 if events and events[-1] is END_OF_MESSAGE:
                     events.pop()
                 self._in_progress = True
                 self._state = _BODY
                 self._feed_upgrade_body(body, tail)
-        except httptools.HttpParserCallbackError as exc:
+            return
+        if isinstance(exc, httptools.HttpParserCallbackError):
             if isinstance(exc.__context__, ProtocolError):
                 raise exc.__context__ from None
-            raise
-        except httptools.HttpParserError as exc:
-            if self._final:
-                return  # bytes after a final request: ignored
-            message = str(exc.args[0]) if exc.args else "Malformed request"
-            status, reason = _MESSAGES.get(message, (400, message))
-            raise ProtocolError(status, reason) from None
-        if self._in_progress and self._state == _HEAD:
-            if self._head_bytes > self._limits.max_header_bytes:
-                raise ProtocolError(431, "Request header section too large")
+            raise exc
+        if self._final:
+            return  # bytes after a final request: ignored
+        message = str(exc.args[0]) if exc.args else "Malformed request"
+        status, reason = _MESSAGES.get(message, (400, message))
+        raise ProtocolError(status, reason) from None
 
     def _feed_upgrade_body(self, body: _UpgradeBody, data: bytes) -> None:
         tail = body.feed(data)
@@ -365,18 +391,21 @@ class RequestParser:
         if version != "1.1":
             upgrade = None  # RFC 9110 §7.8: ignored in HTTP/1.0
         raw_path, query = _split_target(self._url)
-        if raw_path == b"*" and parser.get_method() != b"OPTIONS":
+        method = parser.get_method()
+        if raw_path == b"*" and method != b"OPTIONS":
             raise ProtocolError(400, "Asterisk target is for OPTIONS only")
+        keep_alive = parser.should_keep_alive()
+        self._close_after = not keep_alive
         self._state = _BODY
         self._events.append(
             RequestHead(
-                parser.get_method().decode("ascii"),
+                method.decode("ascii"),
                 raw_path,
                 _decode_path(raw_path),
                 query,
                 version,
                 headers,
-                parser.should_keep_alive(),
+                keep_alive,
                 expect_continue,
                 upgrade,
                 chunked or content_length > 0,
@@ -403,7 +432,7 @@ class RequestParser:
         self._events.append(body)
 
     def on_message_complete(self) -> None:
-        if not self._upgraded and not self._parser.should_keep_alive():
+        if self._close_after and self._upgrade_body is None:
             self._final = True
         self._in_progress = False
         self._state = _HEAD

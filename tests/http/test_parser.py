@@ -327,11 +327,13 @@ def test_upgrade_in_http10_is_ignored():
     events = parse(b"GET / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
     assert heads(events)[0].upgrade is None
     assert events[-1] is END_OF_MESSAGE
-    events = parse(b"POST / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
-                   b"Content-Length: 4\r\n\r\nbody")
-    assert heads(events)[0].upgrade is None
-    assert body_of(events) == b"body"
-    assert events[-1] is END_OF_MESSAGE
+    data = (b"POST / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Content-Length: 4\r\n\r\nbody")
+    for piece in (0, 1, 3):
+        events = parse(data, piece=piece)
+        assert heads(events)[0].upgrade is None
+        assert body_of(events) == b"body"
+        assert events[-1] is END_OF_MESSAGE
 
 
 def test_http2_prior_knowledge_preface_gets_505():
