@@ -51,8 +51,7 @@ def _fail(future: asyncio.Future[None]) -> None:
 
 def _closed_future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     future: asyncio.Future[None] = loop.create_future()
-    future.set_exception(iostream.StreamClosedError())
-    future.exception()  # Mark as retrieved, as HTTP1Connection does.
+    _fail(future)
     return future
 
 

@@ -56,9 +56,15 @@ def test_flushed_chunk_reaches_client_before_handler_finishes(serve: Serve) -> N
 
 
 class SlowHandler(tornado.web.RequestHandler):
-    def initialize(self, started: threading.Event, closed: threading.Event) -> None:
+    def initialize(
+        self,
+        started: threading.Event,
+        closed: threading.Event,
+        finished: threading.Event | None = None,
+    ) -> None:
         self.started = started
         self.closed = closed
+        self.finished = finished
 
     async def get(self) -> None:
         self.started.set()
@@ -70,6 +76,10 @@ class SlowHandler(tornado.web.RequestHandler):
 
     def on_connection_close(self) -> None:
         self.closed.set()
+
+    def on_finish(self) -> None:
+        if self.finished is not None:
+            self.finished.set()
 
 
 def _raw_request(url: str, request: bytes) -> socket.socket:
@@ -204,8 +214,9 @@ def test_body_slower_than_body_timeout_gets_408(serve: Serve) -> None:
 
 def test_server_cancelling_the_call_tells_the_handler() -> None:
     """A server may cancel the app's task when its client goes: on_connection_close."""
-    started, closed = threading.Event(), threading.Event()
-    app = wrap([("/", SlowHandler, {"started": started, "closed": closed})])
+    started, closed, finished = threading.Event(), threading.Event(), threading.Event()
+    kwargs = {"started": started, "closed": closed, "finished": finished}
+    app = wrap([("/", SlowHandler, kwargs)])
     scope = {
         "type": "http",
         "http_version": "1.1",
@@ -238,12 +249,13 @@ def test_server_cancelling_the_call_tells_the_handler() -> None:
         await asyncio.wait([call])
         # The handler was not cancelled: it ends on its own, having heard.
         for _ in range(100):
-            if closed.is_set():
+            if finished.is_set():
                 break
             await asyncio.sleep(0.01)
 
     asyncio.run(main())
     assert closed.is_set()
+    assert finished.is_set(), "the handler did not run to its end"
     assert sent == []
 
 
