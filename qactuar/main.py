@@ -61,6 +61,10 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
     except ConfigError as exc:
         print(f"qactuar: {exc}", file=sys.stderr)
         return 2
+    if config.MODEL == "prefork":
+        from .models.prefork import run_prefork
+
+        return run_prefork(config, app)  # imports the apps itself (PRELOAD)
     try:
         asgi_app = build_app(config.APPS, app, config.LIFESPAN)
     except AppImportError as exc:

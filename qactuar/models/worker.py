@@ -1,0 +1,357 @@
+"""One prefork worker: the async model's server core in a child of the master.
+
+The master forks a worker with a ``WorkerSlot``, a page of memory both share:
+the worker writes its heartbeat (a monotonic timestamp, from a task on its
+event loop, so a blocked loop stops it), its request count and its state;
+the master reads them. A byte on the master's wake-up pipe tells it to look
+now rather than at its next tick (the worker is ready, or wants replacing).
+
+A worker that reaches its ``MAX_REQUESTS`` keeps serving but marks itself
+retiring; the master starts its replacement and, once that one serves, sends
+SIGTERM. On SIGTERM a worker stops accepting, answers what it has with
+``Connection: close``, gives idle keep-alive connections a moment in which a
+request may still be on its way, then drains as the async model does.
+SIGQUIT stops it at once. It ignores SIGINT (the master decides) and dies
+with the master (``PR_SET_PDEATHSIG``, with a ``getppid()`` check as backup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib
+import logging
+import mmap
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from ..asgi.cycle import HTTPCycle
+from ..asgi.types import ASGIApp
+from ..config import Config
+from ..importer import AppImportError, build_app
+from ..lifespan import LifespanFailure
+from ..server import Server
+from ..server.protocol import HTTPProtocol
+from .loops import loop_factory
+
+__all__ = ["BOOT_ERROR", "WorkerSlot", "WorkerSpec", "WorkerState", "worker_main"]
+
+logger = logging.getLogger("qt_child")
+
+#: Exit status of a worker that could not start (app import or lifespan
+#: startup failed), as gunicorn's workers use.
+BOOT_ERROR = 3
+#: How long a drained worker waits on an idle keep-alive connection for a
+#: request that may already be on its way before closing it.
+IDLE_GRACE = 0.25
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerState:
+    """The state byte of a slot."""
+
+    BOOTING = 0
+    READY = 1
+    RETIRING = 2
+    STOPPING = 3
+    NAMES = ("booting", "ready", "retiring", "stopping")
+
+
+class _Numbers(ctypes.Structure):
+    _fields_ = [
+        ("heartbeat", ctypes.c_double),
+        ("requests", ctypes.c_uint64),
+        ("state", ctypes.c_uint8),
+        ("reason_length", ctypes.c_uint16),
+    ]
+
+
+class WorkerSlot:
+    """A page of anonymous shared memory between the master and one worker.
+
+    The numbers are aligned native words written and read whole (through
+    ctypes), so the master never sees half of a heartbeat; the reason a
+    worker could not start follows them as UTF-8 text.
+    """
+
+    SIZE = mmap.PAGESIZE
+    _REASON_AT = 64
+
+    def __init__(self) -> None:
+        self.mem = mmap.mmap(-1, self.SIZE)  # MAP_SHARED: one page for both processes
+        self._numbers = _Numbers.from_buffer(self.mem)
+
+    @property
+    def heartbeat(self) -> float:
+        return float(self._numbers.heartbeat)
+
+    @heartbeat.setter
+    def heartbeat(self, value: float) -> None:
+        self._numbers.heartbeat = value
+
+    @property
+    def requests(self) -> int:
+        return int(self._numbers.requests)
+
+    @requests.setter
+    def requests(self, value: int) -> None:
+        self._numbers.requests = value
+
+    @property
+    def state(self) -> int:
+        return int(self._numbers.state)
+
+    @state.setter
+    def state(self, value: int) -> None:
+        self._numbers.state = value
+
+    @property
+    def reason(self) -> str:
+        start = self._REASON_AT
+        return self.mem[start : start + self._numbers.reason_length].decode("utf-8", "replace")
+
+    @reason.setter
+    def reason(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")[: self.SIZE - self._REASON_AT]
+        self.mem[self._REASON_AT : self._REASON_AT + len(data)] = data
+        self._numbers.reason_length = len(data)
+
+    def close(self) -> None:
+        del self._numbers
+        self.mem.close()
+
+
+@dataclass(slots=True)
+class WorkerSpec:
+    """Everything a freshly forked worker needs; built by the master."""
+
+    config: Config
+    #: The app imported by the master (PRELOAD), else None: import ``target``.
+    app: ASGIApp | None
+    target: str | ASGIApp | None
+    #: Returns the listening sockets this worker serves on.
+    listeners: Callable[[], list[socket.socket]]
+    slot: WorkerSlot
+    #: Write end of the master's wake-up pipe (non-blocking).
+    wake_fd: int
+    #: Read end of that pipe, which the worker closes.
+    wake_read_fd: int
+    master_pid: int
+    #: Requests after which to retire (0: never).
+    max_requests: int
+
+
+class WorkerServer(Server):
+    """The server core plus heartbeat, retirement and a careful drain."""
+
+    def __init__(self, app: ASGIApp, spec: WorkerSpec) -> None:
+        super().__init__(app, spec.config)
+        self.spec = spec
+        self.slot = spec.slot
+        self._stop = asyncio.Event()
+        self._retiring = False
+        if spec.max_requests:
+            self.state.on_request_done = self._request_done
+        timeout = spec.config.WORKER_TIMEOUT
+        self.beat_interval = min(1.0, timeout / 4) if timeout else 1.0
+
+    # what the master hears ------------------------------------------------------
+
+    def _wake_master(self) -> None:
+        try:
+            os.write(self.spec.wake_fd, b"w")
+        except (BlockingIOError, BrokenPipeError):
+            pass  # the master is awake already, or gone
+
+    def _request_done(self) -> None:
+        if self.state.requests_served >= self.spec.max_requests and not self._retiring:
+            self._retiring = True
+            self.slot.requests = self.state.requests_served
+            if not self.should_exit:
+                self.slot.state = WorkerState.RETIRING
+                logger.info(
+                    "Worker %d served %d requests (MAX_REQUESTS): asking for a replacement",
+                    os.getpid(),
+                    self.state.requests_served,
+                )
+                self._wake_master()
+
+    async def heartbeat(self) -> None:
+        slot, state = self.slot, self.state
+        master = self.spec.master_pid
+        while True:
+            slot.heartbeat = time.monotonic()
+            slot.requests = state.requests_served
+            if os.getppid() != master and not self.should_exit:
+                logger.warning("Worker %d: the master is gone; stopping", os.getpid())
+                self.stop(graceful=True)
+            await asyncio.sleep(self.beat_interval)
+
+    # stopping ---------------------------------------------------------------------
+
+    def stop(self, graceful: bool) -> None:
+        if not graceful:
+            self.force_exit = True
+        if self.should_exit:
+            return
+        self.should_exit = True
+        self.slot.state = WorkerState.STOPPING
+        state = self.state
+        # Every response from now on tells its client to reconnect elsewhere.
+        state.run_cycle = self._run_last_cycle
+        for conn in state.connections:
+            for cycle in (conn.cycle, *conn.pipeline):
+                if cycle is not None and not cycle.response.head_sent:
+                    cycle.response.keep_alive = False
+        self._stop.set()
+
+    def _run_last_cycle(self, cycle: HTTPCycle) -> None:
+        if not cycle.response.head_sent:
+            cycle.response.keep_alive = False
+        self.state.run_task(cycle)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop, True)
+        loop.add_signal_handler(signal.SIGQUIT, self.stop, False)
+
+    # the server core's steps ------------------------------------------------------
+
+    async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().start_serving(sockets)
+        if not self.should_exit:
+            self.slot.state = WorkerState.READY
+        logger.info("Worker %d serving", os.getpid())
+        self._wake_master()
+
+    async def main_loop(self) -> None:
+        sweep = asyncio.ensure_future(super().main_loop())
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait([sweep, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sweep.cancel()
+            stop.cancel()
+
+    async def shutdown(self) -> None:
+        self.state.shutting_down = True
+        for server in self.servers:
+            server.close()  # stop accepting; the other workers take new clients
+        await self._settle_idle_connections()
+        await super().shutdown()
+
+    async def _settle_idle_connections(self) -> None:
+        """Close idle connections only once quiet for ``IDLE_GRACE``.
+
+        Under load, a keep-alive connection with no request is usually one
+        whose next request is on its way, and a connection just accepted has
+        not been read yet: closing either at once would fail that request.
+        A request that arrives is answered with ``Connection: close``.
+        """
+        state = self.state
+        deadline = time.monotonic() + min(self.config.GRACEFUL_TIMEOUT, 4 * IDLE_GRACE)
+        quiet_since: dict[HTTPProtocol, float] = {}
+        while not self.force_exit:
+            now = time.monotonic()
+            waiting = False
+            for conn in list(state.connections):
+                if conn.cycle is not None or conn.pipeline:
+                    continue  # closes after its response
+                if not conn.parser.idle:
+                    waiting = True  # a request head is arriving
+                elif now - quiet_since.setdefault(conn, now) >= IDLE_GRACE:
+                    conn.shutdown()
+                else:
+                    waiting = True
+            if not waiting or now >= deadline:
+                return
+            await asyncio.sleep(0.02)
+
+    async def run(self, sockets: list[socket.socket]) -> int:
+        self.install_signal_handlers()
+        beat = asyncio.ensure_future(self.heartbeat())
+        try:
+            await self.serve(sockets)
+        except LifespanFailure as exc:
+            self.slot.reason = f"lifespan startup failed: {exc}"
+            logger.error("Worker %d: lifespan startup failed: %s", os.getpid(), exc)
+            return BOOT_ERROR
+        finally:
+            beat.cancel()
+            self.slot.requests = self.state.requests_served
+        return 0
+
+
+class _CoreInfoFilter(logging.Filter):
+    """In a worker the core's info lines (``Listening on``...) repeat the master's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def _die_with_master() -> None:
+    """Ask Linux for SIGTERM when the master dies (SIGKILL included)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the heartbeat's getppid() check notices instead
+
+
+def _reset_signals() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the master decides
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(signum, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _load(spec: WorkerSpec) -> ASGIApp:
+    if spec.app is not None:
+        return spec.app
+    importlib.invalidate_caches()  # modules written since the master started
+    config = spec.config
+    return build_app(config.APPS, spec.target, config.LIFESPAN)
+
+
+def _serve(spec: WorkerSpec) -> int:
+    try:
+        app = _load(spec)
+    except AppImportError as exc:
+        spec.slot.reason = f"Cannot load app: {exc}"
+        logger.error("Worker %d: cannot load app: %s", os.getpid(), exc)
+        return BOOT_ERROR
+    server = WorkerServer(app, spec)
+    sockets = spec.listeners()
+    with asyncio.Runner(loop_factory=loop_factory(spec.config.LOOP)) as runner:
+        return runner.run(server.run(sockets))
+
+
+def worker_main(spec: WorkerSpec) -> NoReturn:
+    """Run in a freshly forked child: serve until stopped, then exit the process."""
+    code = 1
+    try:
+        _reset_signals()
+        os.close(spec.wake_read_fd)
+        _die_with_master()
+        if os.getppid() != spec.master_pid:
+            os._exit(0)  # the master died before the line above
+        spec.slot.heartbeat = time.monotonic()
+        logging.getLogger("qt_server").addFilter(_CoreInfoFilter())
+        code = _serve(spec)
+    except BaseException as exc:
+        spec.slot.reason = f"{type(exc).__name__}: {exc}"
+        logger.exception("Worker %d failed", os.getpid())
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
