@@ -311,6 +311,33 @@ def test_keep_alive_connection_used_before_the_timeout_stays_open(limited):
             time.sleep(TIMEOUT / 3)
 
 
+def test_half_a_second_head_on_a_kept_alive_connection_gets_408(limited):
+    with Client(limited.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.response().status == 200
+        time.sleep(TIMEOUT / 4)
+        c.send(b"GET /second HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        response = c.response(timeout=TIMEOUT + 2)
+        assert response.status == 408
+        assert time.monotonic() - started <= TIMEOUT + 1
+        assert c.closed_by_server(1)
+    still_served(limited.url)
+
+
+def test_busy_keep_alive_client_is_never_cut(limited):
+    # many requests over more than twice the timeouts, each head sent promptly
+    with Client(limited.port) as c:
+        deadline = time.monotonic() + TIMEOUT * 2.5
+        count = 0
+        while time.monotonic() < deadline and count < 500:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.response().status == 200
+            count += 1
+            time.sleep(0.01)
+        assert count > 10
+
+
 def test_a_slow_app_is_not_cut_by_the_header_or_keep_alive_timeout(serve):
     import asyncio
 
