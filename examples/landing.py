@@ -10,7 +10,8 @@ PAGE = b"""<!doctype html>
 <h1>qactuar is serving</h1>
 <p>This page is a plain ASGI app mounted at <code>/</code> by <code>qactuar_config.json</code>.</p>
 <ul>
-<li><a href="/legacy/">/legacy/</a>: a Tornado application, served through <code>qactuar.tornado_bridge</code></li>
+<li><a href="/legacy/">/legacy/</a>: a Tornado application,
+served through <code>qactuar.tornado_bridge</code></li>
 <li><a href="/api/">/api/</a>: a Tonberry JSON API</li>
 </ul>
 </body></html>
@@ -21,9 +22,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
-            kind = message["type"].rsplit(".", 1)[0]
-            await send({"type": kind + ".complete"})
-            if kind == "lifespan.shutdown":
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
                 return
     if scope["type"] != "http":
         return
@@ -32,5 +32,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         ctype = b"text/plain; charset=utf-8"
     else:
         body, status, ctype = PAGE, 200, b"text/html; charset=utf-8"
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype)]})
+    headers = [(b"content-type", ctype)]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
