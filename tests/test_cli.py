@@ -79,6 +79,34 @@ def test_no_argument_serves_the_config_apps(spawn_qactuar, tmp_path):
     assert httpx.get(proc.url + "/", timeout=5).text == "Hello, world!"
 
 
+def test_app_module_in_the_current_directory(tmp_path):
+    # -P: Python itself does not put the cwd on sys.path (as with the console script)
+    (tmp_path / "cwd_app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'from cwd'})\n"
+    )
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("QACTUAR_CONFIG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "qactuar", "cwd_app:app", "--host", "127.0.0.1",
+         "--port", str(port)], cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "from cwd"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def test_address_in_use_is_one_line(spawn_qactuar):
     first = spawn_qactuar("basic:hello")
     result = run_qactuar("basic:hello", "--host", "127.0.0.1", "--port", str(first.port))
@@ -88,11 +116,11 @@ def test_address_in_use_is_one_line(spawn_qactuar):
     assert str(first.port) in output
 
 
-def spawn_script(code: str, port: int) -> subprocess.Popen[bytes]:
+def spawn_script(code: str, port: int, cwd: str | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
     env.pop("QACTUAR_CONFIG", None)
     return subprocess.Popen([sys.executable, "-c", code], env=env,
-                            cwd=os.path.join(TESTS, "apps"), stdin=subprocess.DEVNULL,
+                            cwd=cwd or os.path.join(TESTS, "apps"), stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -108,6 +136,26 @@ def test_run_serves_programmatically(app):
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_run_reads_the_config_file_under_its_arguments(tmp_path):
+    port = free_port()
+    (tmp_path / "qactuar_config.json").write_text(
+        '{"ROOT_PATH": "/file", "PORT": 1, "HOST": "192.0.2.1"}')
+    proc = spawn_script(
+        f"import basic, qactuar\nqactuar.run(basic.echo, host='127.0.0.1', port={port})\n",
+        port, cwd=str(tmp_path))
+    try:
+        wait_for_port(port, proc)
+        report = httpx.get(f"http://127.0.0.1:{port}/x", timeout=5).json()
+        assert report["root_path"] == "/file"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
 
