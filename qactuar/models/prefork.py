@@ -41,7 +41,14 @@ from ..config import Config, ConfigError, load_config
 from ..importer import AppImportError, build_app
 from ..logs import setup_logging
 from ..server import BindError, bind_socket
-from .worker import BOOT_ERROR, WorkerSlot, WorkerSpec, WorkerState, worker_main
+from .worker import (
+    BOOT_ERROR,
+    WorkerSlot,
+    WorkerSpec,
+    WorkerState,
+    beat_interval,
+    worker_main,
+)
 
 __all__ = ["Arbiter", "WorkerRecord", "run_prefork"]
 
@@ -327,6 +334,9 @@ class Arbiter:
             return
         if worker.killed:
             logger.error("Worker %d %s (%s)", worker.pid, how, worker.killed)
+        elif self.stopping:
+            logger.info("Worker %d %s", worker.pid, how)
+            return
         elif worker.ready or worker.stop_sent:
             logger.error("Worker %d died: %s, after %d requests", worker.pid, how, served)
         else:
@@ -356,6 +366,9 @@ class Arbiter:
         """Note ready workers; kill hung ones and those that overrun their stop."""
         now = time.monotonic()
         timeout = self.config.WORKER_TIMEOUT
+        # The last beat may be up to one interval older than the block began:
+        # never kill a loop blocked for less than WORKER_TIMEOUT.
+        silence_limit = timeout + beat_interval(timeout)
         drain_limit = self.config.GRACEFUL_TIMEOUT + STOP_SLACK
         for worker in self.workers.values():
             if worker.killed:
@@ -364,7 +377,7 @@ class Arbiter:
                 worker.ready = True
                 self.boot_failures = 0
             silent = now - worker.slot.heartbeat
-            if timeout and silent > timeout:
+            if timeout and silent > silence_limit:
                 worker.killed = f"its event loop was blocked for more than {timeout:g}s"
                 logger.error(
                     "Worker %d: no heartbeat for %.1fs (WORKER_TIMEOUT %gs); killing it",
@@ -451,7 +464,7 @@ class Arbiter:
         self.install_signal_handlers()
         for sock in self.sockets:
             logger.info("Listening on %s (master pid %d)", _describe(sock), self.pid)
-        tick = min(1.0, self.config.WORKER_TIMEOUT / 4) if self.config.WORKER_TIMEOUT else 1.0
+        tick = beat_interval(self.config.WORKER_TIMEOUT)
         while True:
             stop = self.handle_signals()
             if stop:

@@ -40,7 +40,14 @@ from ..server import Server
 from ..server.protocol import HTTPProtocol
 from .loops import loop_factory
 
-__all__ = ["BOOT_ERROR", "WorkerSlot", "WorkerSpec", "WorkerState", "worker_main"]
+__all__ = [
+    "BOOT_ERROR",
+    "WorkerSlot",
+    "WorkerSpec",
+    "WorkerState",
+    "beat_interval",
+    "worker_main",
+]
 
 logger = logging.getLogger("qt_child")
 
@@ -51,6 +58,11 @@ BOOT_ERROR = 3
 #: request that may already be on its way before closing it.
 IDLE_GRACE = 0.25
 _PR_SET_PDEATHSIG = 1
+
+
+def beat_interval(worker_timeout: float) -> float:
+    """Seconds between a worker's heartbeats."""
+    return min(1.0, worker_timeout / 4) if worker_timeout else 1.0
 
 
 class WorkerState:
@@ -158,8 +170,7 @@ class WorkerServer(Server):
         self._retiring = False
         if spec.max_requests:
             self.state.on_request_done = self._request_done
-        timeout = spec.config.WORKER_TIMEOUT
-        self.beat_interval = min(1.0, timeout / 4) if timeout else 1.0
+        self.beat_interval = beat_interval(spec.config.WORKER_TIMEOUT)
 
     # what the master hears ------------------------------------------------------
 
@@ -279,8 +290,7 @@ class WorkerServer(Server):
         try:
             await self.serve(sockets)
         except LifespanFailure as exc:
-            self.slot.reason = f"lifespan startup failed: {exc}"
-            logger.error("Worker %d: lifespan startup failed: %s", os.getpid(), exc)
+            self.slot.reason = str(exc)  # the master logs it
             return BOOT_ERROR
         finally:
             beat.cancel()
@@ -325,8 +335,7 @@ def _serve(spec: WorkerSpec) -> int:
     try:
         app = _load(spec)
     except AppImportError as exc:
-        spec.slot.reason = f"Cannot load app: {exc}"
-        logger.error("Worker %d: cannot load app: %s", os.getpid(), exc)
+        spec.slot.reason = f"Cannot load app: {exc}"  # the master logs it
         return BOOT_ERROR
     server = WorkerServer(app, spec)
     sockets = spec.listeners()

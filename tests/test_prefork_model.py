@@ -1,0 +1,408 @@
+"""The prefork model as a process (issue 5): real sockets, real signals, real workers.
+
+Most tests run a steady load from client threads during the whole test (some
+on keep-alive connections, one opening a connection per request) and check
+what those clients saw. Every wait is bounded; every process is stopped by
+PID, workers included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Spawned
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+
+APP = "prefork_apps:app"
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_until(check: Callable[[], Any], timeout: float, step: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(step)
+
+
+@dataclass
+class Outcome:
+    at: float
+    status: int | None
+    body: str = ""
+    error: str = ""
+
+
+@dataclass
+class Load:
+    """Client threads requesting ``url`` until stopped (at most ``limit`` seconds)."""
+
+    url: str
+    keep_alive_threads: int = 2
+    fresh_threads: int = 1
+    limit: float = 40.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Load:
+        for i in range(self.keep_alive_threads + self.fresh_threads):
+            thread = threading.Thread(target=self._run, args=(i >= self.keep_alive_threads,),
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        wait_until(lambda: len(self.ok) >= 20, 5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    def _run(self, fresh: bool) -> None:
+        headers = {"connection": "close"} if fresh else {}
+        deadline = time.monotonic() + self.limit
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    response = client.get(self.url, headers=headers)
+                    outcome = Outcome(time.monotonic(), response.status_code, response.text)
+                except httpx.HTTPError as exc:
+                    outcome = Outcome(time.monotonic(), None, error=repr(exc))
+                self.outcomes.append(outcome)
+
+    @property
+    def ok(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == 200 and o.body.isdigit()]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not (o.status == 200 and o.body.isdigit())]
+
+    def pids(self) -> set[int]:
+        return {int(o.body) for o in self.ok}
+
+
+class Master:
+    """A running ``qactuar --model prefork`` and the workers it was seen with."""
+
+    def __init__(self, spawned: Spawned) -> None:
+        self.spawned = spawned
+        self.pid = spawned.proc.pid
+        self.seen: set[int] = set()
+
+    def workers(self) -> list[int]:
+        pids = children(self.pid)
+        self.seen.update(pids)
+        return pids
+
+    def wait_workers(self, count: int, timeout: float = 10,
+                     without: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+        def settled() -> list[int] | None:
+            pids = self.workers()
+            ok = len(pids) == count and not set(pids) & without
+            return pids if ok else None
+
+        pids = wait_until(settled, timeout)
+        assert pids, f"wanted {count} workers (none of {without}), have {self.workers()}\n" \
+            + self.spawned.output()
+        return pids
+
+    def log(self) -> str:
+        return self.spawned.output()
+
+
+@pytest.fixture
+def prefork(spawn_qactuar: Callable[..., Spawned]) -> Iterator[Callable[..., Master]]:
+    masters: list[Master] = []
+
+    def start(*args: str, **kwargs: Any) -> Master:
+        spawned = spawn_qactuar("--model", "prefork", "--no-access-log", *args, **kwargs)
+        master = Master(spawned)
+        masters.append(master)
+        if kwargs.get("wait", True):
+            master.wait_workers(int(_option(args, "--workers", "2")))
+        return master
+
+    yield start
+    for master in masters:
+        master.spawned.stop()
+        for pid in master.seen:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _option(args: tuple[str, ...], name: str, default: str) -> str:
+    return args[args.index(name) + 1] if name in args else default
+
+
+def ready_lines(log: str) -> set[int]:
+    return {int(p) for p in re.findall(r"Worker (\d+) serving", log)}
+
+
+# zero-downtime operations under load -------------------------------------------------
+
+
+def test_recycling_after_max_requests_fails_no_request(prefork):
+    master = prefork(APP, "--workers", "2", "--max-requests", "200")
+    with Load(master.spawned.url + "/") as load:
+        retired = wait_until(
+            lambda: len(re.findall(r"Worker \d+ stopped after", master.log())) >= 4, 30
+        )
+    assert retired, master.log()
+    assert load.failed == [], load.failed[:5]
+    served = [int(n) for n in re.findall(r"Worker \d+ stopped after (\d+) requests", master.log())]
+    assert all(n >= 200 for n in served), served
+    assert len(load.pids()) >= 4  # the replacements served too
+    assert "died" not in master.log()
+
+
+def test_sighup_rereads_config_and_replaces_every_worker_without_failures(prefork, tmp_path):
+    config = tmp_path / "qactuar.json"
+    config.write_text(json.dumps({"WORKERS": 2}))
+    master = prefork(APP, env={"QACTUAR_CONFIG": str(config)})
+    old = set(master.workers())
+    with Load(master.spawned.url + "/") as load:
+        config.write_text(json.dumps({"WORKERS": 3}))
+        master.spawned.signal(signal.SIGHUP)
+        new = master.wait_workers(3, without=old)
+        time.sleep(0.5)
+    assert load.failed == [], load.failed[:5]
+    assert load.pids() & set(new), "the new workers served"
+    assert all(not alive(pid) for pid in old)
+
+
+def test_ttin_then_ttou_add_and_remove_a_worker_without_failures(prefork):
+    master = prefork(APP, "--workers", "2")
+    with Load(master.spawned.url + "/") as load:
+        before = set(master.workers())
+        master.spawned.signal(signal.SIGTTIN)
+        three = master.wait_workers(3)
+        assert before < set(three)
+        time.sleep(0.3)
+        master.spawned.signal(signal.SIGTTOU)
+        two = master.wait_workers(2)
+        time.sleep(0.3)
+    assert load.failed == [], load.failed[:5]
+    assert set(two) < set(three)
+
+
+# supervision ---------------------------------------------------------------------------
+
+
+def test_worker_killed_with_sigkill_is_replaced_within_a_second(prefork):
+    master = prefork(APP, "--workers", "2")
+    with Load(master.spawned.url + "/") as load:
+        victim, other = master.workers()
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        new = wait_until(
+            lambda: (ready_lines(master.log()) - {victim, other}) & set(master.workers()), 1.0
+        )
+        replaced_in = time.monotonic() - killed_at
+        assert new, f"no replacement serving after {replaced_in:.2f}s\n{master.log()}"
+        seen_new = wait_until(lambda: load.pids() & new, 5)
+    assert replaced_in < 1.0
+    assert seen_new, "the replacement answered requests"
+    # only requests in flight on the killed worker may fail: one per client thread
+    assert len(load.failed) <= 3, load.failed
+    assert all(killed_at <= o.at < killed_at + 1 for o in load.failed), load.failed
+    assert f"Worker {victim} died: killed by SIGKILL" in master.log()
+
+
+def test_worker_with_blocked_loop_is_killed_after_worker_timeout(prefork):
+    master = prefork(APP, "--workers", "2", "--worker-timeout", "1.5")
+    blocked: dict[str, Any] = {}
+
+    def block() -> None:
+        started = time.monotonic()
+        try:
+            blocked["status"] = httpx.get(master.spawned.url + "/block", timeout=30).status_code
+        except httpx.HTTPError as exc:
+            blocked["error"] = exc
+        blocked["seconds"] = time.monotonic() - started
+
+    with Load(master.spawned.url + "/", keep_alive_threads=0, fresh_threads=2) as load:
+        thread = threading.Thread(target=block, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        thread.join(10)
+        during = [o for o in load.ok if started + 0.2 < o.at < started + 1.5]
+        killed = re.search(r"Worker (\d+): no heartbeat for [\d.]+s \(WORKER_TIMEOUT 1.5s\)",
+                           master.log())
+        assert killed, master.log()
+        master.wait_workers(2, without={int(killed.group(1))})
+        time.sleep(0.3)
+    assert "status" not in blocked, "the blocked request was cut when its worker was killed"
+    assert 1.5 <= blocked["seconds"] < 4, blocked
+    assert len(during) >= 10, "the other worker served while one was blocked"
+    assert len(load.failed) <= 1, load.failed  # one accepted just before the block, at most
+    assert f"Worker {killed.group(1)} killed by SIGKILL" in master.log()
+
+
+def test_preload_off_sighup_serves_edited_code_without_failures(prefork, tmp_path):
+    module = tmp_path / "reloadable.py"
+    source = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": %r})
+'''
+    module.write_text(source % b"1")
+    master = prefork("reloadable:app", "--no-preload", "--workers", "2", cwd=str(tmp_path))
+    old = set(master.workers())
+    with Load(master.spawned.url + "/") as load:
+        module.write_text(source % b"22")  # a different size: no stale bytecode
+        master.spawned.signal(signal.SIGHUP)
+        master.wait_workers(2, without=old)
+        time.sleep(0.3)
+    assert load.failed == [], load.failed[:5]
+    bodies = [o.body for o in load.ok]
+    assert bodies[0] == "1" and bodies[-1] == "22", (bodies[0], bodies[-1])
+    after = {httpx.get(master.spawned.url + "/", headers={"connection": "close"}).text
+             for _ in range(20)}
+    assert after == {"22"}
+
+
+@pytest.mark.parametrize(
+    ("app", "args", "message"),
+    [
+        ("broken_import:app", (), "No module named 'no_such_dependency'"),
+        ("broken_import:app", ("--no-preload",), "No module named 'no_such_dependency'"),
+        ("prefork_apps:failing_startup", (), "database unreachable"),
+    ],
+    ids=["import-preload", "import-no-preload", "lifespan-startup"],
+)
+def test_app_that_cannot_start_stops_the_master(prefork, app, args, message):
+    master = prefork(app, "--workers", "2", *args, wait=False)
+    started = time.monotonic()
+    status = master.spawned.wait(15)
+    assert time.monotonic() - started < 5
+    assert status != 0
+    log = master.log()
+    assert message in log
+    assert len(re.findall(r"Started worker", log)) <= 2, "no fork loop"
+    if args or "startup" in app:
+        assert "Workers cannot start" in log
+    assert all(not alive(int(pid)) for pid in re.findall(r"Started worker (\d+)", log))
+
+
+# stopping ------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_slow_requests_finish_then_master_and_workers_exit(prefork, tmp_path):
+    lifespan = tmp_path / "lifespan.txt"
+    master = prefork(APP, "--workers", "2", env={"QT_LIFESPAN_FILE": str(lifespan)})
+    workers = master.workers()
+    results: list[Any] = []
+
+    def slow() -> None:
+        try:
+            results.append(httpx.get(master.spawned.url + "/slow?seconds=1.5", timeout=10))
+        except httpx.HTTPError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=slow, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    master.spawned.signal(signal.SIGTERM)
+    refused = wait_until(lambda: _refuses(master.spawned.port), 1.0)
+    status = master.spawned.wait(10)
+    for thread in threads:
+        thread.join(5)
+    assert refused, "new connections are refused once stopping"
+    assert [getattr(r, "status_code", r) for r in results] == [200, 200, 200]
+    assert status == 0
+    assert all(not alive(pid) for pid in workers)
+    notes = lifespan.read_text().split("\n")
+    for pid in workers:
+        assert f"startup {pid}" in notes and f"shutdown {pid}" in notes
+
+
+def test_second_sigint_stops_at_once(prefork):
+    master = prefork(APP, "--workers", "2")
+    workers = master.workers()
+    thread = threading.Thread(
+        target=lambda: _swallow(master.spawned.url + "/slow?seconds=20"), daemon=True
+    )
+    thread.start()
+    time.sleep(0.4)
+    master.spawned.signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert master.spawned.proc.poll() is None, "the first SIGINT waits for the request"
+    started = time.monotonic()
+    master.spawned.signal(signal.SIGINT)
+    assert master.spawned.wait(10) == 0
+    assert time.monotonic() - started < 3
+    assert all(not alive(pid) for pid in workers)
+
+
+def test_workers_exit_when_the_master_is_killed(prefork):
+    master = prefork(APP, "--workers", "2")
+    workers = master.workers()
+    os.kill(master.pid, signal.SIGKILL)
+    master.spawned.wait(5)
+    gone = wait_until(lambda: not any(alive(pid) for pid in workers), 5)
+    assert gone, [pid for pid in workers if alive(pid)]
+    assert _refuses(master.spawned.port)
+
+
+def test_reuse_port_gives_each_worker_its_own_socket(prefork):
+    master = prefork(APP, "--workers", "2", "--reuse-port")
+    workers = set(master.workers())
+    pids: set[int] = set()
+    for _ in range(200):
+        if pids == workers:
+            break
+        pids.add(int(httpx.get(master.spawned.url + "/", headers={"connection": "close"}).text))
+    assert pids == workers, "the kernel spread new connections over both workers"
+    master.spawned.signal(signal.SIGTERM)
+    assert master.spawned.wait(10) == 0
+
+
+def _refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def _swallow(url: str) -> None:
+    try:
+        httpx.get(url, timeout=30)
+    except httpx.HTTPError:
+        pass
