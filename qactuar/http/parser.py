@@ -352,7 +352,11 @@ class RequestParser:
             raise ProtocolError(505, "HTTP version not supported")
         headers = self._headers
         limits = self._limits
-        if len(self._url) + sum(len(n) + len(v) + 4 for n, v in headers) > limits.max_header_bytes:
+        method = parser.get_method()
+        # the head's size as sent canonically ("name: value\r\n"), request line
+        # and blank line included: what the streaming count in feed() sees
+        size = len(method) + len(self._url) + 14 + sum(len(n) + len(v) + 4 for n, v in headers)
+        if size > limits.max_header_bytes:
             raise ProtocolError(431, "Request header section too large")
         hosts = 0
         expect_continue = False
@@ -391,7 +395,6 @@ class RequestParser:
         if version != "1.1":
             upgrade = None  # RFC 9110 §7.8: ignored in HTTP/1.0
         raw_path, query = _split_target(self._url)
-        method = parser.get_method()
         if raw_path == b"*" and method != b"OPTIONS":
             raise ProtocolError(400, "Asterisk target is for OPTIONS only")
         keep_alive = parser.should_keep_alive()

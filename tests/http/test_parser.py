@@ -649,6 +649,22 @@ def test_header_section_too_large_gets_431():
     assert refused(b"GET / HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n", limits).status == 431
 
 
+def canonical_head(size: int) -> bytes:
+    """A head of exactly ``size`` bytes, request line and final CRLF included."""
+    start = b"GET /path HTTP/1.1\r\nHost: a\r\nX-Pad: "
+    end = b"\r\n\r\n"
+    return start + b"p" * (size - len(start) - len(end)) + end
+
+
+@pytest.mark.parametrize("piece", [0, 1, 100])
+def test_header_limit_is_the_same_whole_or_in_pieces(piece):
+    # the limit counts the head as sent; TCP segmentation must not change the answer
+    limits = Limits(max_header_bytes=1024)
+    assert len(canonical_head(1024)) == 1024
+    assert len(heads(parse(canonical_head(1024), limits, piece=piece))) == 1
+    assert refused(canonical_head(1025), limits, piece=piece).status == 431
+
+
 def test_header_section_too_large_is_caught_while_it_trickles_in():
     # a client that never ends its head is stopped at the limit, not at a timeout
     parser = RequestParser(Limits(max_header_bytes=512))
