@@ -13,9 +13,10 @@ from dataclasses import dataclass
 class Limits:
     #: Longest request target (URL) accepted; longer gets 414.
     max_url_bytes: int = 8190
-    #: Largest header section (request line and all fields); larger gets 431.
+    #: Largest header section (request line, fields and blank line, as sent);
+    #: larger gets 431. Also bounds a chunked request's trailer section.
     max_header_bytes: int = 65536
-    #: Most header fields in one request; more gets 431.
+    #: Most header fields in one request (and most trailer fields); more gets 431.
     max_header_count: int = 100
     #: Largest request body; larger gets 413. 0 means no limit.
     max_body_bytes: int = 0
