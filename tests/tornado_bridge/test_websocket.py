@@ -15,11 +15,17 @@ from conftest import Serve
 from mounts import PrefixRouter
 from servers import DRIVERS, serve_in_thread
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as _connect
 
 from qactuar.tornado_bridge import wrap
 
 WAIT = 10.0
+
+
+def connect(uri: str, **options: Any) -> ClientConnection:
+    """websockets' client without its keepalive thread (the server pings)."""
+    return _connect(uri, ping_interval=None, **options)
 
 
 def _ws(url: str, path: str) -> str:
