@@ -172,8 +172,9 @@ def ready_lines(log: str) -> set[int]:
 # zero-downtime operations under load -------------------------------------------------
 
 
-def test_recycling_after_max_requests_fails_no_request(prefork):
-    master = prefork(APP, "--workers", "2", "--max-requests", "200")
+@pytest.mark.parametrize("sockets", [(), ("--reuse-port",)], ids=["shared-socket", "reuse-port"])
+def test_recycling_after_max_requests_fails_no_request(prefork, sockets):
+    master = prefork(APP, "--workers", "2", "--max-requests", "200", *sockets)
     with Load(master.spawned.url + "/") as load:
         retired = wait_until(
             lambda: len(re.findall(r"Worker \d+ stopped after", master.log())) >= 4, 30

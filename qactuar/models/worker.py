@@ -252,10 +252,34 @@ class WorkerServer(Server):
 
     async def shutdown(self) -> None:
         self.state.shutting_down = True
+        # A SO_REUSEPORT socket's own queue dies with it (its clients get a
+        # reset): take what is queued, then close at once.
+        queued = self._accept_queued() if self.config.REUSE_PORT else []
         for server in self.servers:
             server.close()  # stop accepting; the other workers take new clients
+        loop = asyncio.get_running_loop()
+        context = self.ssl_context()
+        for sock in queued:
+            await loop.connect_accepted_socket(
+                lambda: HTTPProtocol(self.state), sock, ssl=context
+            )
         await self._settle_idle_connections()
         await super().shutdown()
+
+    def _accept_queued(self) -> list[socket.socket]:
+        accepted = []
+        for listener in self.sockets:
+            with socket.socket(fileno=os.dup(listener.fileno())) as sock:
+                sock.setblocking(False)
+                while True:
+                    try:
+                        conn, _ = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    accepted.append(conn)
+        return accepted
 
     async def _settle_idle_connections(self) -> None:
         """Close idle connections only once quiet for ``IDLE_GRACE``.
