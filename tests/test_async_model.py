@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from apps import basic  # type: ignore[import-not-found]
 
 
 def request_in_thread(url: str, timeout: float = 10) -> tuple[threading.Thread, dict[str, Any]]:
@@ -97,3 +98,27 @@ def test_loop_option_serves(spawn_qactuar, loop, expected):
     assert report["loop"].split(".")[0] == expected, report
     proc.signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server/server.py: Server.main_loop() looks at should_exit only once per sweep "
+    "(every min(1 s, HEADER_TIMEOUT/4, KEEP_ALIVE_TIMEOUT/4)), so for up to a second after "
+    "SIGTERM (or should_exit = True) the server still accepts and serves new connections"))
+def test_stops_accepting_as_soon_as_told(serve):
+    with serve(basic.hello) as srv:  # default timeouts: one sweep per second
+        state = srv.server.state
+        # set should_exit just after a sweep, the worst case for a sweeping server
+        clock = state.clock
+        deadline = time.monotonic() + 3
+        while state.clock == clock and time.monotonic() < deadline:
+            time.sleep(0.002)
+        srv.server.should_exit = True
+        time.sleep(0.2)
+        try:
+            with srv.connect(timeout=2) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                sock.settimeout(2)
+                data = sock.recv(65536)
+        except OSError:
+            data = b""
+    assert not data.startswith(b"HTTP/1.1 200"), "served a new connection after should_exit"
