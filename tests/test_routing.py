@@ -98,3 +98,17 @@ def test_a_single_root_mount_serves_everything(serve_apps):
     with serve_apps({"/": "core:tagged_root"}) as srv:
         report = httpx.get(srv.url + "/deep/path", timeout=5).json()
     assert (report["app"], report["root_path"], report["path"]) == ("root", "", "/deep/path")
+
+
+def test_tornado_objects_in_apps_are_wrapped(serve_apps):
+    apps = {"/": "core:tagged_root", "/hello": "tornado_apps:Hello",
+            "/legacy": "tornado_apps:application"}
+    with serve_apps(apps) as srv, httpx.Client(base_url=srv.url, timeout=5) as client:
+        assert client.get("/hello").json() == {"handler": "Hello", "path": "/hello"}
+        assert client.get("/legacy/").json()["handler"] == "Hello"
+        assert client.get("/legacy/items/42?x=1").json() == {
+            "handler": "Item", "id": "42", "uri": "/legacy/items/42?x=1"}
+        posted = client.post("/legacy/items/7", content=b"payload").json()
+        assert posted == {"handler": "Item", "id": "7", "body": "payload"}
+        assert client.get("/legacy/nothing").status_code == 404
+        assert client.get("/legacyx").json()["app"] == "root"
