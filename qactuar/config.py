@@ -106,7 +106,7 @@ class Config:
     HOST: str = _setting("localhost", "Address to listen on (IPv4, IPv6 or a name).")
     PORT: int = _setting(8000, "TCP port to listen on; 0 picks a free one.", _port)
     UDS: str = _setting("", "Listen on this Unix domain socket path instead of HOST/PORT.")
-    MODEL: str = _setting("async", "Process model: " + ", ".join(MODELS) + ".", _choice(*MODELS))
+    MODEL: str = _setting("fork", "Process model: " + ", ".join(MODELS) + ".", _choice(*MODELS))
     APPS: dict[str, str] = _setting({}, "Route prefix -> 'module:attribute' of the app.", _apps)
     ROOT_PATH: str = _setting(
         "", "Prefix the server is mounted under behind a proxy.", _root_path

@@ -48,7 +48,7 @@ def test_defaults_without_a_file(clean_env):
     config = load_config()
     assert config.PORT == 8000
     assert config.HOST == "localhost"
-    assert config.MODEL == "async"
+    assert config.MODEL == "fork"  # the seed's model, as DESIGN.md says
 
 
 def test_file_in_cwd_overrides_defaults(clean_env):
