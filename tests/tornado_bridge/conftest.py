@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
-# The tests import the package from the work tree, installed or not.
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from servers import DRIVERS, serve_in_thread  # noqa: E402
-
-Serve = Callable[[Any], AbstractContextManager[str]]
+from .servers import DRIVERS, Serve, serve_in_thread
 
 
 @pytest.fixture(params=sorted(DRIVERS))

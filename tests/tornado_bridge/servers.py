@@ -23,6 +23,9 @@ from typing import Any, Protocol
 import uvicorn
 import uvicorn.server
 
+# ``with serve(asgi_app) as base_url:`` (the ``serve`` fixtures).
+Serve = Callable[[Any], contextlib.AbstractContextManager[str]]
+
 
 class ServerDriver(Protocol):
     async def start(self, app: Any, sock: socket.socket) -> None: ...

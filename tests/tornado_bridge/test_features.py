@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 import tornado.web
-from conftest import Serve
 
 from qactuar.tornado_bridge import wrap
+
+from .servers import Serve
 
 SECRET = "test-secret-not-for-production"
 

@@ -9,11 +9,11 @@ import httpx
 import pytest
 import tornado.gen
 import tornado.web
-from conftest import Serve
-from servers import DRIVERS, serve_in_thread
 from tornado.ioloop import IOLoop
 
 from qactuar.tornado_bridge import wrap
+
+from .servers import DRIVERS, Serve, serve_in_thread
 
 
 class LifecycleHandler(tornado.web.RequestHandler):

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import httpx
 import tornado.web
-from conftest import Serve
-from mounts import PrefixRouter
 from tornado.routing import PathMatches, RuleRouter
 
 from qactuar.tornado_bridge import wrap
+
+from .mounts import PrefixRouter
+from .servers import Serve
 
 
 class LinkHandler(tornado.web.RequestHandler):

@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import tornado.web
-from conftest import Serve
 
 from qactuar.tornado_bridge import wrap
+
+from .servers import Serve
 
 WAIT = 10.0  # Upper bound on any wait in these tests, in seconds.
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import pytest
 import tornado.testing
 import tornado.web
-from servers import DRIVERS
-from tornado_suite import bridged_http_server, case_ids, run_case
+
+from .servers import DRIVERS
+from .tornado_suite import bridged_http_server, case_ids, run_case
 
 SUITE_MODULES = ("web_test", "routing_test", "auth_test", "websocket_test")
 # Servers that run Tornado's suites (the core adds "qactuar").

@@ -11,14 +11,14 @@ import httpx
 import pytest
 import tornado.web
 import tornado.websocket
-from conftest import Serve
-from mounts import PrefixRouter
-from servers import DRIVERS, serve_in_thread
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as _connect
 
 from qactuar.tornado_bridge import wrap
+
+from .mounts import PrefixRouter
+from .servers import DRIVERS, Serve, serve_in_thread
 
 WAIT = 10.0
 

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import tornado.testing
-from servers import ServerDriver
 from tornado.ioloop import IOLoop
 
 from qactuar.tornado_bridge import wrap
+
+from .servers import ServerDriver
 
 # HTTPServer keyword arguments that wrap() takes under the same name.
 _SAME_NAME = (

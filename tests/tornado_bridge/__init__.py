@@ -1,0 +1,1 @@
+"""Tests of qactuar.tornado_bridge: real servers, real sockets, real Tornado."""
