@@ -1,0 +1,34 @@
+"""The README is the user's manual: it must name every setting the server accepts."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from conftest import ROOT
+
+from qactuar.config import settings_doc
+
+
+def readme() -> str:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def test_every_setting_has_a_row_in_the_readme():
+    text = readme()
+    missing = [name for name, _, _ in settings_doc() if f"| `{name}` |" not in text]
+    assert missing == []
+
+
+def test_readme_rows_name_only_real_settings():
+    names = {name for name, _, _ in settings_doc()}
+    rows = set(re.findall(r"^\| `([A-Z_]+)` \|", readme(), re.MULTILINE))
+    assert rows - names == set()
+
+
+def test_readme_opens_with_the_two_commands_ci_runs():
+    text = readme()
+    assert "    make run\n" in text and "    make test\n" in text
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as fh:
+        assert fh.read().strip().endswith("make test")
