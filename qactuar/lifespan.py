@@ -21,7 +21,13 @@ logger = logging.getLogger("qt_server")
 
 
 class LifespanFailure(Exception):
-    """Startup or shutdown failed; the message is the app's own."""
+    """Startup or shutdown failed; ``reason`` is the app's own message."""
+
+    def __init__(self, name: str, phase: str, reason: str) -> None:
+        super().__init__(f"{name}: lifespan {phase} failed: {reason}")
+        self.name = name
+        self.phase = phase
+        self.reason = reason
 
 
 class LifespanRunner:
@@ -62,7 +68,7 @@ class LifespanRunner:
             self._supported = False
             if self.mode == "on":
                 reason = repr(answer) if answer is not None else "the app returned"
-                raise LifespanFailure(f"{self.name}: lifespan startup failed: {reason}")
+                raise LifespanFailure(self.name, "startup", reason)
             if answer is not None:
                 logger.info(
                     "%s does not support lifespan (%r); going on without it", self.name, answer
@@ -70,11 +76,11 @@ class LifespanRunner:
             return self.state
         if answer["type"] == "lifespan.startup.failed":
             self._supported = False
-            raise LifespanFailure(
-                f"{self.name}: lifespan startup failed: {answer.get('message', '')}"
-            )
+            raise LifespanFailure(self.name, "startup", str(answer.get("message", "")))
         if answer["type"] != "lifespan.startup.complete":
-            raise LifespanFailure(f"{self.name}: unexpected lifespan message {answer['type']!r}")
+            raise LifespanFailure(
+                self.name, "startup", f"unexpected lifespan message {answer['type']!r}"
+            )
         return self.state
 
     async def shutdown(self) -> None:
@@ -83,11 +89,9 @@ class LifespanRunner:
         await self._to_app.put({"type": "lifespan.shutdown"})
         answer = await self._answer.get()
         if isinstance(answer, BaseException):
-            raise LifespanFailure(f"{self.name}: lifespan shutdown failed: {answer!r}")
+            raise LifespanFailure(self.name, "shutdown", repr(answer))
         if answer is not None and answer["type"] == "lifespan.shutdown.failed":
-            raise LifespanFailure(
-                f"{self.name}: lifespan shutdown failed: {answer.get('message', '')}"
-            )
+            raise LifespanFailure(self.name, "shutdown", str(answer.get("message", "")))
         try:
             await asyncio.wait_for(self._task, 5)
         except (TimeoutError, Exception):

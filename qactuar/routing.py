@@ -90,7 +90,7 @@ class Router:
                     await runner.shutdown()
                 except LifespanFailure:
                     pass
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            await send({"type": "lifespan.startup.failed", "message": f"{exc.name}: {exc.reason}"})
             return
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
@@ -99,7 +99,7 @@ class Router:
             try:
                 await runner.shutdown()
             except LifespanFailure as exc:
-                errors.append(str(exc))
+                errors.append(f"{exc.name}: {exc.reason}")
         if errors:
             await send({"type": "lifespan.shutdown.failed", "message": "; ".join(errors)})
         else:

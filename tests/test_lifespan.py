@@ -106,7 +106,9 @@ def test_a_failing_mounted_app_stops_start_up(spawn_qactuar, tmp_path):
     proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf), "QT_SHUTDOWN_FILE": str(marker)},
                          wait=False)
     assert proc.wait(10) != 0
-    assert "database at db.example:5432 unreachable" in proc.output()
+    output = proc.output()
+    assert "app at /db: database at db.example:5432 unreachable" in output
+    assert output.count("lifespan startup failed") == 1, output
     # the app that had started is shut down again, not abandoned
     assert marker.read_text() == "shutdown root\n"
 
@@ -126,3 +128,17 @@ def test_sigterm_stops_a_hanging_lifespan_startup(spawn_qactuar):
     assert proc.proc.poll() is None
     proc.signal(signal.SIGTERM)
     wait_or_kill(proc, 2)
+
+
+def test_failed_shutdown_is_reported(spawn_qactuar, tmp_path):
+    conf = tmp_path / "apps.json"
+    conf.write_text(json.dumps({"APPS": {"/": "core:tagged_root", "/q": "core:shutdown_fails",
+                                         "/r": "core:raises_on_shutdown"}}))
+    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf)})
+    assert httpx.get(proc.url + "/q", timeout=5).json() == {"served": True}
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) != 0
+    output = proc.output()
+    assert "app at /q: could not flush the queue" in output
+    assert "app at /r: RuntimeError('exploded during shutdown')" in output
+    assert output.count("lifespan shutdown failed") == 1, output

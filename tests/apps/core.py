@@ -112,3 +112,22 @@ async def raises(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     raise KeyError("missing-thing")
+
+
+async def shutdown_fails(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.failed", "message": "could not flush the queue"})
+        return
+    await _json(send, {"served": True})
+
+
+async def raises_on_shutdown(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        raise RuntimeError("exploded during shutdown")
+    await _json(send, {"served": True})
