@@ -28,6 +28,14 @@ def _check_tls(config: Config) -> None:
             config.source_of("SSL_KEY_PATH"),
             "needs SSL_CERT_PATH as well",
         )
+    if config.SSL_CERT_PATH and config.MODEL == "fork":
+        raise ConfigError(
+            "SSL_CERT_PATH",
+            config.SSL_CERT_PATH,
+            config.source_of("SSL_CERT_PATH"),
+            "the fork model cannot hand a TLS session to its children yet: "
+            "use MODEL async or prefork, or end TLS in a proxy in front",
+        )
     if config.SSL_CERT_PATH:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
