@@ -1,179 +1,41 @@
 """The ``prefork`` model: a master that keeps a pool of async workers.
 
 The master binds the listening socket(s), imports the apps (``PRELOAD``),
-forks ``WORKERS`` workers (``worker.py``) and then only supervises; it never
-serves a request. Its main loop is gunicorn's arbiter: signal handlers only
-queue the signal; the loop wakes on a pipe (signals, and workers saying they
-are ready or want replacing, write to it), handles the queued signals, reaps
-dead workers, kills hung ones and starts or stops workers until the pool is
-what it should be.
+forks ``WORKERS`` workers and then only supervises (``arbiter.py``); it never
+serves a request. Each worker (``worker.py``) runs the async model's server
+core on the inherited socket or, with ``REUSE_PORT``, on a ``SO_REUSEPORT``
+socket of its own, so that the kernel spreads connections over the workers.
 
-The pool rule, applied on every turn, makes recycling, reload, SIGTTIN and
-SIGTTOU one mechanism: a worker that is retiring (it reached
-``MAX_REQUESTS``) or outdated (started before the last SIGHUP) no longer
-counts, so a replacement starts; the old one is sent SIGTERM only once enough
-replacements serve. If a replacement cannot start, the old worker goes on
-serving.
-
-Signals: SIGHUP re-reads the config file and replaces every worker, new ones
-first; SIGTTIN / SIGTTOU add / remove a worker; SIGTERM (or a first SIGINT)
-drains every worker for up to ``GRACEFUL_TIMEOUT`` and exits 0; a second
-SIGINT, or SIGQUIT, stops at once.
+Signals to the master: SIGHUP re-reads the config file and replaces every
+worker, new ones first (with ``PRELOAD`` off the new ones import the apps
+afresh); SIGTTIN / SIGTTOU add / remove a worker; SIGTERM (or a first
+SIGINT) drains every worker for up to ``GRACEFUL_TIMEOUT`` and exits 0; a
+second SIGINT, or SIGQUIT, stops at once.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import os
-import random
-import select
-import signal
 import socket
 import sys
-import time
-from dataclasses import dataclass, fields
-from types import FrameType
-from typing import Any
 
 from ..asgi.types import ASGIApp
-from ..config import Config, ConfigError, load_config
+from ..config import Config, ConfigError
 from ..importer import AppImportError, build_app
-from ..logs import setup_logging
 from ..server import BindError, bind_socket
-from .worker import (
-    BOOT_ERROR,
-    WorkerSlot,
-    WorkerSpec,
-    WorkerState,
-    beat_interval,
-    worker_main,
-)
+from .arbiter import Arbiter
 
-__all__ = ["Arbiter", "WorkerRecord", "run_prefork"]
+__all__ = ["PreforkSockets", "run_prefork"]
 
 logger = logging.getLogger("qt_server")
 
-#: Workers that die in a row before serving, at start-up, before giving up.
-MAX_BOOT_FAILURES = 5
-#: Seconds a stopping worker gets beyond GRACEFUL_TIMEOUT (lifespan shutdown)
-#: before it is killed.
-STOP_SLACK = 5.0
-#: Settings a reload cannot change: the sockets stay those bound at start.
-_FIXED_ON_RELOAD = ("MODEL", "HOST", "PORT", "UDS", "BACKLOG", "REUSE_PORT", "PRELOAD")
-_HANDLED = (
-    signal.SIGHUP,
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGCHLD,
-)
 
+class PreforkSockets:
+    """The master's sockets, and how each worker gets the ones it serves on."""
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-@dataclass(slots=True)
-class WorkerRecord:
-    """What the master knows of one worker; ``figures()`` is for the admin socket."""
-
-    pid: int
-    slot: WorkerSlot
-    generation: int
-    max_requests: int
-    started: float  # monotonic
-    ready: bool = False
-    stop_sent: float = 0.0  # monotonic time of SIGTERM/SIGQUIT, 0: not sent
-    killed: str = ""  # why the master sent SIGKILL
-
-    @property
-    def state(self) -> str:
-        if self.killed:
-            return "killed"
-        if self.stop_sent:
-            return "stopping"
-        return WorkerState.NAMES[self.slot.state]
-
-    def figures(self, now: float) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "age": round(now - self.started, 3),
-            "requests": self.slot.requests,
-            "max_requests": self.max_requests,
-            "state": self.state,
-            "generation": self.generation,
-        }
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        try:
-            name = signal.Signals(os.WTERMSIG(status)).name
-        except ValueError:
-            name = str(os.WTERMSIG(status))
-        return f"killed by {name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
-
-
-def reread_config(config: Config) -> Config:
-    """The config as it would load now: the same file re-read, the same overrides."""
-    fresh = load_config(config.file_path) if config.file_path else Config()
-    by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
-    for f in fields(Config):
-        source = config.source_of(f.name)
-        if source not in ("defaults", config.file_path):
-            by_source[source][f.name] = getattr(config, f.name)
-    for source, values in by_source.items():
-        fresh.update(values, source)
-    return fresh
-
-
-class Arbiter:
-    """The master process: binds, forks, supervises; never serves."""
-
-    def __init__(self, config: Config, target: str | ASGIApp | None, app: ASGIApp | None) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.target = target
-        self.app = app
-        self.workers: dict[int, WorkerRecord] = {}
-        self.num_workers = config.WORKERS or cpu_count()
-        self.generation = 0
-        self.signals: collections.deque[int] = collections.deque()
         self.sockets: list[socket.socket] = []
-        self.pid = os.getpid()
-        self.started = time.monotonic()
-        #: Workers that died in a row before they served.
-        self.boot_failures = 0
-        self.spawn_after = 0.0
-        self.halt_reason = ""
-        #: "", or how the master is stopping: "graceful" or "now".
-        self.stopping = ""
-        #: Replacements started after a worker died, timed out or retired.
-        self.replaced = 0
-        self.reloads = 0
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    # the admin socket's view ------------------------------------------------------
-
-    def figures(self) -> dict[str, Any]:
-        now = time.monotonic()
-        return {
-            "master_pid": self.pid,
-            "uptime": round(now - self.started, 3),
-            "target_workers": self.num_workers,
-            "generation": self.generation,
-            "reloads": self.reloads,
-            "replaced": self.replaced,
-            "workers": [w.figures(now) for w in self.workers.values()],
-        }
-
-    # sockets ------------------------------------------------------------------------
 
     def bind(self) -> None:
         config = self.config
@@ -187,9 +49,12 @@ class Arbiter:
         # Bound, not listening: it holds the port (and learns it when PORT is
         # 0) without taking a share of the connections, which only listening
         # sockets get.
-        infos = socket.getaddrinfo(
-            config.HOST or None, config.PORT, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        try:
+            infos = socket.getaddrinfo(
+                config.HOST or None, config.PORT, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise BindError(0, f"cannot resolve HOST {config.HOST!r}: {exc.strerror}") from None
         infos.sort(key=lambda info: info[0] != socket.AF_INET)
         family, kind, proto, _, address = infos[0]
         sock = _reuse_port_socket(family, kind, proto)
@@ -202,8 +67,8 @@ class Arbiter:
             ) from None
         self.sockets = [sock]
 
-    def listeners(self) -> list[socket.socket]:
-        """In a worker: the sockets to serve on."""
+    def for_worker(self) -> list[socket.socket]:
+        """In a new worker: the sockets to serve on."""
         if not self.config.REUSE_PORT:
             return self.sockets
         held = self.sockets[0]
@@ -214,301 +79,9 @@ class Arbiter:
         held.close()
         return [sock]
 
-    # signals --------------------------------------------------------------------------
-
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        self.signals.append(signum)
-
-    def install_signal_handlers(self) -> None:
-        signal.set_wakeup_fd(self._wake_w)
-        for signum in _HANDLED:
-            signal.signal(signum, self._record)
-
-    def handle_signals(self) -> str:
-        """Act on queued signals; returns "", "graceful" or "now" (stop)."""
-        stop = ""
-        while self.signals:
-            signum = self.signals.popleft()
-            if self.stopping and signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
-                continue
-            if signum == signal.SIGHUP:
-                self.reload()
-            elif signum == signal.SIGTTIN:
-                self.num_workers += 1
-                logger.info("SIGTTIN: %d workers", self.num_workers)
-            elif signum == signal.SIGTTOU:
-                if self.num_workers > 1:
-                    self.num_workers -= 1
-                    logger.info("SIGTTOU: %d workers", self.num_workers)
-                else:
-                    logger.info("SIGTTOU ignored: one worker is the least")
-            elif signum == signal.SIGTERM:
-                logger.info("SIGTERM: stopping gracefully")
-                stop = stop or "graceful"
-            elif signum == signal.SIGINT:
-                if self.stopping or stop:
-                    logger.info("Second SIGINT: stopping now")
-                    stop = "now"
-                else:
-                    logger.info("SIGINT: stopping gracefully (again to stop now)")
-                    stop = "graceful"
-            elif signum == signal.SIGQUIT:
-                logger.info("SIGQUIT: stopping now")
-                stop = "now"
-        return stop
-
-    def sleep(self, timeout: float) -> None:
-        """Wait for a signal, a worker's message or ``timeout``."""
-        if self.signals:
-            return
-        try:
-            ready, _, _ = select.select([self._wake_r], [], [], max(0.0, timeout))
-        except InterruptedError:
-            return
-        if ready:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-
-    # workers ----------------------------------------------------------------------------
-
-    def spawn(self) -> None:
-        config = self.config
-        slot = WorkerSlot()
-        slot.heartbeat = time.monotonic()
-        limit = 0
-        if config.MAX_REQUESTS:
-            limit = config.MAX_REQUESTS + random.randint(0, config.MAX_REQUESTS_JITTER)
-        spec = WorkerSpec(
-            config=config,
-            app=self.app,
-            target=self.target,
-            listeners=self.listeners,
-            slot=slot,
-            wake_fd=self._wake_w,
-            wake_read_fd=self._wake_r,
-            master_pid=self.pid,
-            max_requests=limit,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            worker_main(spec)  # never returns
-        self.workers[pid] = WorkerRecord(pid, slot, self.generation, limit, time.monotonic())
-        logger.info("Started worker %d", pid)
-
-    def kill(self, worker: WorkerRecord, signum: int) -> None:
-        try:
-            os.kill(worker.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def stop_worker(self, worker: WorkerRecord, why: str) -> None:
-        logger.info("Stopping worker %d (%s)", worker.pid, why)
-        worker.stop_sent = time.monotonic()
-        self.kill(worker, signal.SIGTERM)
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            worker = self.workers.pop(pid, None)
-            if worker is not None:
-                self.on_exit(worker, status)
-                worker.slot.close()
-
-    def on_exit(self, worker: WorkerRecord, status: int) -> None:
-        how = _describe_status(status)
-        served = worker.slot.requests
-        if worker.stop_sent and not worker.killed and (
-            status == 0 or os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
-        ):
-            logger.info("Worker %d stopped after %d requests", worker.pid, served)
-            return
-        if worker.killed:
-            logger.error("Worker %d %s (%s)", worker.pid, how, worker.killed)
-        elif self.stopping:
-            logger.info("Worker %d %s", worker.pid, how)
-            return
-        elif worker.ready or worker.stop_sent:
-            logger.error("Worker %d died: %s, after %d requests", worker.pid, how, served)
-        else:
-            self.on_boot_failure(worker, status, how)
-            return
-        if worker.ready and not worker.stop_sent:
-            self.replaced += 1
-
-    def on_boot_failure(self, worker: WorkerRecord, status: int, how: str) -> None:
-        self.boot_failures += 1
-        reason = worker.slot.reason or how
-        serving = any(w.ready and not w.stop_sent for w in self.workers.values())
-        logger.error("Worker %d failed to start (%s): %s", worker.pid, how, reason)
-        if not serving and (
-            os.WIFEXITED(status) and os.WEXITSTATUS(status) == BOOT_ERROR
-            or self.boot_failures >= MAX_BOOT_FAILURES
-        ):
-            self.halt_reason = reason
-            return
-        # Back off: 0.1 s, 0.2 s, ... up to 30 s while the old workers serve.
-        delay = min(30.0, 0.1 * 2 ** (self.boot_failures - 1))
-        self.spawn_after = time.monotonic() + delay
-        if serving:
-            logger.error("Retrying in %.1fs; the workers already serving go on", delay)
-
-    def check_workers(self) -> None:
-        """Note ready workers; kill hung ones and those that overrun their stop."""
-        now = time.monotonic()
-        timeout = self.config.WORKER_TIMEOUT
-        # The last beat may be up to one interval older than the block began:
-        # never kill a loop blocked for less than WORKER_TIMEOUT.
-        silence_limit = timeout + beat_interval(timeout)
-        drain_limit = self.config.GRACEFUL_TIMEOUT + STOP_SLACK
-        for worker in self.workers.values():
-            if worker.killed:
-                continue
-            if not worker.ready and worker.slot.state != WorkerState.BOOTING:
-                worker.ready = True
-                self.boot_failures = 0
-            silent = now - worker.slot.heartbeat
-            if timeout and silent > silence_limit:
-                worker.killed = f"its event loop was blocked for more than {timeout:g}s"
-                logger.error(
-                    "Worker %d: no heartbeat for %.1fs (WORKER_TIMEOUT %gs); killing it",
-                    worker.pid,
-                    silent,
-                    timeout,
-                )
-                self.kill(worker, signal.SIGKILL)
-            elif worker.stop_sent and now - worker.stop_sent > drain_limit:
-                worker.killed = f"still stopping {drain_limit:g}s after SIGTERM"
-                self.kill(worker, signal.SIGKILL)
-
-    def maintain(self) -> None:
-        """Start and stop workers until the pool is what it should be."""
-        workers = list(self.workers.values())
-
-        def leaving(w: WorkerRecord) -> bool:
-            return bool(w.stop_sent) or w.slot.state == WorkerState.RETIRING or bool(w.killed)
-
-        current = [w for w in workers if w.generation == self.generation and not leaving(w)]
-        current_pids = {w.pid for w in current}
-        if time.monotonic() >= self.spawn_after:
-            for _ in range(self.num_workers - len(current)):
-                self.spawn()
-        # SIGTTOU: stop the surplus, those still booting first, then the oldest.
-        surplus = len(current) - self.num_workers
-        if surplus > 0:
-            current.sort(key=lambda w: (w.ready, w.started))
-            for worker in current[:surplus]:
-                self.stop_worker(worker, "fewer workers wanted")
-            current = current[surplus:]
-        # Retiring and outdated workers go once enough of the current ones serve.
-        going = [
-            w for w in workers if not w.stop_sent and not w.killed and w.pid not in current_pids
-        ]
-        for worker in [w for w in going if not w.ready]:
-            self.stop_worker(worker, "outdated before it served")
-        going = sorted((w for w in going if w.ready), key=lambda w: w.started)
-        serving = sum(1 for w in current if w.ready) + len(going)
-        for worker in going[: max(0, serving - self.num_workers)]:
-            retiring = worker.slot.state == WorkerState.RETIRING
-            self.stop_worker(worker, "replaced: MAX_REQUESTS" if retiring else "replaced: reload")
-
-    # reload -------------------------------------------------------------------------------
-
-    def reload(self) -> None:
-        try:
-            config = reread_config(self.config)
-        except ConfigError as exc:
-            logger.error("SIGHUP: %s; keeping the current config and workers", exc)
-            return
-        for key in _FIXED_ON_RELOAD:
-            if getattr(config, key) != getattr(self.config, key):
-                logger.warning(
-                    "SIGHUP: %s changed to %r; it takes effect at the next start",
-                    key,
-                    getattr(config, key),
-                )
-                setattr(config, key, getattr(self.config, key))
-        if self.app is not None and config.APPS != self.config.APPS:
-            logger.warning("SIGHUP: APPS changed; with PRELOAD on, a restart loads them")
-        if (config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG) != (
-            self.config.LOGS,
-            self.config.LOG_LEVEL,
-            self.config.ACCESS_LOG,
-        ):
-            try:
-                setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
-            except (ValueError, TypeError, AttributeError, ImportError) as exc:
-                logger.error("SIGHUP: logging set-up failed (%s); keeping the current config", exc)
-                setup_logging(self.config.LOGS, self.config.LOG_LEVEL, self.config.ACCESS_LOG)
-                return
-        self.config = config
-        self.num_workers = config.WORKERS or cpu_count()
-        self.generation += 1
-        self.reloads += 1
-        self.boot_failures = 0
-        self.spawn_after = 0.0
-        logger.info("SIGHUP: reloading; replacing the workers with %d new ones", self.num_workers)
-
-    # the main loop --------------------------------------------------------------------------
-
-    def run(self) -> int:
-        self.install_signal_handlers()
-        for sock in self.sockets:
-            logger.info("Listening on %s (master pid %d)", _describe(sock), self.pid)
-        tick = beat_interval(self.config.WORKER_TIMEOUT)
-        while True:
-            stop = self.handle_signals()
-            if stop:
-                return self.stop(stop)
-            self.reap()
-            if self.halt_reason:
-                logger.error("Workers cannot start: %s. Stopping.", self.halt_reason)
-                self.stop("now")
-                return BOOT_ERROR
-            self.check_workers()
-            self.maintain()
-            self.sleep(min(tick, max(0.0, self.spawn_after - time.monotonic()) or tick))
-
-    def stop(self, how: str) -> int:
-        """Stop every worker (drain, or at once) and wait for them."""
-        self.stopping = how
-        for sock in self.sockets:
-            sock.close()  # once the workers close theirs, new clients are refused
-        graceful = how == "graceful"
-        limit = self.config.GRACEFUL_TIMEOUT + STOP_SLACK if graceful else 1.0
-        deadline = time.monotonic() + limit
-        for worker in self.workers.values():
-            worker.stop_sent = time.monotonic()
-            self.kill(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
-        while self.workers and time.monotonic() < deadline:
-            if self.handle_signals() == "now" and graceful:
-                graceful = False
-                self.stopping = "now"
-                deadline = min(deadline, time.monotonic() + 1.0)
-                for worker in self.workers.values():
-                    self.kill(worker, signal.SIGQUIT)
-            self.reap()
-            self.sleep(0.1)
-        for worker in list(self.workers.values()):
-            logger.warning("Worker %d still running; killing it", worker.pid)
-            worker.killed = "stop took too long"
-            self.kill(worker, signal.SIGKILL)
-            try:
-                os.waitpid(worker.pid, 0)
-            except ChildProcessError:
-                pass
-            self.workers.pop(worker.pid, None)
-        logger.info("Master %d stopped", self.pid)
-        return 0
+    def describe(self) -> list[str]:
+        tls = bool(self.config.SSL_CERT_PATH)
+        return [_describe(sock, tls) for sock in self.sockets]
 
 
 def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
@@ -518,12 +91,12 @@ def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
     return sock
 
 
-def _describe(sock: socket.socket) -> str:
+def _describe(sock: socket.socket, tls: bool) -> str:
     addr = sock.getsockname()
     if sock.family == socket.AF_UNIX:
         return f"unix:{addr}"
     host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
-    return f"{host}:{addr[1]}"
+    return f"{'https' if tls else 'http'}://{host}:{addr[1]}"
 
 
 def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
@@ -538,13 +111,15 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
     elif not config.APPS and target is None:
         logger.error("Cannot load app: no app to serve: pass 'module:app' or set APPS")
         return 2
-    arbiter = Arbiter(config, target, app)
+    sockets = PreforkSockets(config)
     try:
-        arbiter.bind()
+        sockets.bind()
     except ConfigError as exc:
         print(f"qactuar: {exc}", file=sys.stderr)
         return 2
     except BindError as exc:
         logger.error("%s", exc)
         return 1
-    return arbiter.run()
+    for where in sockets.describe():
+        logger.info("Listening on %s", where)
+    return Arbiter(config, target, app, sockets.sockets, sockets.for_worker).run()

@@ -260,9 +260,7 @@ class WorkerServer(Server):
         loop = asyncio.get_running_loop()
         context = self.ssl_context()
         for sock in queued:
-            await loop.connect_accepted_socket(
-                lambda: HTTPProtocol(self.state), sock, ssl=context
-            )
+            await loop.connect_accepted_socket(lambda: HTTPProtocol(self.state), sock, ssl=context)
         await self._settle_idle_connections()
         await super().shutdown()
 

@@ -1,0 +1,495 @@
+"""The prefork master: gunicorn's arbiter, around qactuar's async workers.
+
+Signal handlers only queue the signal. The main loop wakes on a pipe (the
+signal wake-up fd, and workers saying they are ready or want replacing, write
+to it) or on its tick, then handles the queued signals, reaps dead workers,
+kills hung ones and starts or stops workers until the pool is what it should
+be.
+
+One pool rule, applied on every turn, makes recycling, reload, SIGTTIN and
+SIGTTOU a single mechanism: a worker that is retiring (it reached
+``MAX_REQUESTS``) or outdated (started before the last SIGHUP) no longer
+counts, so a replacement starts; the old one is sent SIGTERM only once
+enough replacements serve. If a replacement cannot start, the old worker
+goes on serving.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from types import FrameType
+from typing import Any
+
+from ..asgi.types import ASGIApp
+from ..config import Config, ConfigError, load_config
+from ..logs import setup_logging
+from .worker import (
+    BOOT_ERROR,
+    WorkerSlot,
+    WorkerSpec,
+    WorkerState,
+    beat_interval,
+    worker_main,
+)
+
+__all__ = ["Arbiter", "WorkerRecord", "cpu_count", "reread_config"]
+
+logger = logging.getLogger("qt_server")
+
+#: Workers that die in a row before serving, at start-up, before giving up.
+MAX_BOOT_FAILURES = 5
+#: Seconds a stopping worker gets beyond GRACEFUL_TIMEOUT (lifespan shutdown)
+#: before it is killed.
+STOP_SLACK = 5.0
+#: Settings a reload cannot change: the sockets stay those bound at start.
+_FIXED_ON_RELOAD = ("MODEL", "HOST", "PORT", "UDS", "BACKLOG", "REUSE_PORT", "PRELOAD")
+_HANDLED = (
+    signal.SIGHUP,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    """What the master knows of one worker; ``figures()`` is for the admin socket."""
+
+    pid: int
+    slot: WorkerSlot
+    generation: int
+    max_requests: int
+    started: float  # monotonic
+    ready: bool = False
+    stop_sent: float = 0.0  # monotonic time of SIGTERM/SIGQUIT, 0: not sent
+    killed: str = ""  # why the master sent SIGKILL
+
+    @property
+    def state(self) -> str:
+        if self.killed:
+            return "killed"
+        if self.stop_sent:
+            return "stopping"
+        return WorkerState.NAMES[self.slot.state]
+
+    def figures(self, now: float) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "age": round(now - self.started, 3),
+            "requests": self.slot.requests,
+            "max_requests": self.max_requests,
+            "state": self.state,
+            "generation": self.generation,
+        }
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = str(os.WTERMSIG(status))
+        return f"killed by {name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def reread_config(config: Config) -> Config:
+    """The config as it would load now: the same file re-read, the same overrides."""
+    fresh = load_config(config.file_path) if config.file_path else Config()
+    by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+    for f in fields(Config):
+        source = config.source_of(f.name)
+        if source not in ("defaults", config.file_path):
+            by_source[source][f.name] = getattr(config, f.name)
+    for source, values in by_source.items():
+        fresh.update(values, source)
+    return fresh
+
+
+class Arbiter:
+    """The master process: forks and supervises workers; never serves.
+
+    ``sockets`` are the master's listening (or, with REUSE_PORT, bound)
+    sockets; ``worker_sockets`` runs in a new worker and returns the ones it
+    serves on. ``app`` is the preloaded app, else None (workers import
+    ``target``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        target: str | ASGIApp | None,
+        app: ASGIApp | None,
+        sockets: list[socket.socket],
+        worker_sockets: Callable[[], list[socket.socket]],
+    ) -> None:
+        self.config = config
+        self.target = target
+        self.app = app
+        self.sockets = sockets
+        self.worker_sockets = worker_sockets
+        self.workers: dict[int, WorkerRecord] = {}
+        self.num_workers = config.WORKERS or cpu_count()
+        self.generation = 0
+        self.signals: collections.deque[int] = collections.deque()
+        self.pid = os.getpid()
+        self.started = time.monotonic()
+        #: Workers that died in a row before they served.
+        self.boot_failures = 0
+        self.spawn_after = 0.0
+        self.halt_reason = ""
+        #: "", or how the master is stopping: "graceful" or "now".
+        self.stopping = ""
+        #: Workers that died or were killed after they served.
+        self.died = 0
+        #: Workers replaced after MAX_REQUESTS.
+        self.recycled = 0
+        self.reloads = 0
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    # the admin socket's view ------------------------------------------------------
+
+    def figures(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "master_pid": self.pid,
+            "uptime": round(now - self.started, 3),
+            "target_workers": self.num_workers,
+            "generation": self.generation,
+            "reloads": self.reloads,
+            "died": self.died,
+            "recycled": self.recycled,
+            "workers": [w.figures(now) for w in self.workers.values()],
+        }
+
+    # signals --------------------------------------------------------------------------
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.signals.append(signum)
+
+    def install_signal_handlers(self) -> None:
+        signal.set_wakeup_fd(self._wake_w)
+        for signum in _HANDLED:
+            signal.signal(signum, self._record)
+
+    def handle_signals(self) -> str:
+        """Act on queued signals; returns "", "graceful" or "now" (stop)."""
+        stop = ""
+        while self.signals:
+            signum = self.signals.popleft()
+            if self.stopping and signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+                continue
+            if signum == signal.SIGHUP:
+                self.reload()
+            elif signum == signal.SIGTTIN:
+                self.num_workers += 1
+                logger.info("SIGTTIN: %d workers", self.num_workers)
+            elif signum == signal.SIGTTOU:
+                if self.num_workers > 1:
+                    self.num_workers -= 1
+                    logger.info("SIGTTOU: %d workers", self.num_workers)
+                else:
+                    logger.info("SIGTTOU ignored: one worker is the least")
+            elif signum == signal.SIGTERM:
+                logger.info("SIGTERM: stopping gracefully")
+                stop = stop or "graceful"
+            elif signum == signal.SIGINT:
+                if self.stopping or stop:
+                    logger.info("Second SIGINT: stopping now")
+                    stop = "now"
+                else:
+                    logger.info("SIGINT: stopping gracefully (again to stop now)")
+                    stop = "graceful"
+            elif signum == signal.SIGQUIT:
+                logger.info("SIGQUIT: stopping now")
+                stop = "now"
+        return stop
+
+    def sleep(self, timeout: float) -> None:
+        """Wait for a signal, a worker's message or ``timeout``."""
+        if self.signals:
+            return
+        try:
+            ready, _, _ = select.select([self._wake_r], [], [], max(0.0, timeout))
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    # workers ----------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        config = self.config
+        slot = WorkerSlot()
+        slot.heartbeat = time.monotonic()
+        limit = 0
+        if config.MAX_REQUESTS:
+            limit = config.MAX_REQUESTS + random.randint(0, config.MAX_REQUESTS_JITTER)
+        spec = WorkerSpec(
+            config=config,
+            app=self.app,
+            target=self.target,
+            listeners=self.worker_sockets,
+            slot=slot,
+            wake_fd=self._wake_w,
+            wake_read_fd=self._wake_r,
+            master_pid=self.pid,
+            max_requests=limit,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            worker_main(spec)  # never returns
+        self.workers[pid] = WorkerRecord(pid, slot, self.generation, limit, time.monotonic())
+        logger.info("Started worker %d", pid)
+
+    def kill(self, worker: WorkerRecord, signum: int) -> None:
+        try:
+            os.kill(worker.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop_worker(self, worker: WorkerRecord, why: str) -> None:
+        logger.info("Stopping worker %d (%s)", worker.pid, why)
+        worker.stop_sent = time.monotonic()
+        self.kill(worker, signal.SIGTERM)
+
+    def reap(self) -> None:
+        # Worker by worker, not waitpid(-1): a preloaded app's own child
+        # processes keep their exit status for the app.
+        for worker in list(self.workers.values()):
+            try:
+                pid, status = os.waitpid(worker.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = worker.pid, 0
+            if pid == 0:
+                continue
+            del self.workers[worker.pid]
+            self.on_exit(worker, status)
+            worker.slot.close()
+
+    def on_exit(self, worker: WorkerRecord, status: int) -> None:
+        how = _describe_status(status)
+        served = worker.slot.requests
+        if (
+            worker.stop_sent
+            and not worker.killed
+            and (status == 0 or os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)
+        ):
+            logger.info("Worker %d stopped after %d requests", worker.pid, served)
+            return
+        if worker.killed:
+            logger.error("Worker %d %s (%s)", worker.pid, how, worker.killed)
+        elif self.stopping:
+            logger.info("Worker %d %s", worker.pid, how)
+            return
+        elif status == 0:
+            logger.warning("Worker %d left on its own after %d requests", worker.pid, served)
+        elif worker.ready or worker.stop_sent:
+            logger.error("Worker %d died: %s, after %d requests", worker.pid, how, served)
+        else:
+            self.on_boot_failure(worker, status, how)
+            return
+        if worker.ready and not worker.stop_sent:
+            self.died += 1
+
+    def on_boot_failure(self, worker: WorkerRecord, status: int, how: str) -> None:
+        self.boot_failures += 1
+        reason = worker.slot.reason
+        if reason:
+            logger.error("Worker %d failed to start (%s): %s", worker.pid, how, reason)
+        else:
+            reason = f"worker {worker.pid} {how} before it served"
+            logger.error("Worker %d failed to start: %s", worker.pid, how)
+        serving = any(w.ready and not w.stop_sent for w in self.workers.values())
+        if not serving and (
+            os.WIFEXITED(status)
+            and os.WEXITSTATUS(status) == BOOT_ERROR
+            or self.boot_failures >= MAX_BOOT_FAILURES
+        ):
+            self.halt_reason = reason
+            return
+        # Back off: 0.1 s, 0.2 s, ... up to 30 s while the old workers serve.
+        delay = min(30.0, 0.1 * 2 ** (self.boot_failures - 1))
+        self.spawn_after = time.monotonic() + delay
+        if serving:
+            logger.error("Retrying in %.1fs; the workers already serving go on", delay)
+
+    def check_workers(self) -> None:
+        """Note ready workers; kill hung ones and those that overrun their stop."""
+        now = time.monotonic()
+        timeout = self.config.WORKER_TIMEOUT
+        # The last beat may be up to one interval older than the block began:
+        # never kill a loop blocked for less than WORKER_TIMEOUT.
+        silence_limit = timeout + beat_interval(timeout)
+        drain_limit = self.config.GRACEFUL_TIMEOUT + STOP_SLACK
+        for worker in self.workers.values():
+            if worker.killed:
+                continue
+            if not worker.ready and worker.slot.state != WorkerState.BOOTING:
+                worker.ready = True
+                self.boot_failures = 0
+            silent = now - worker.slot.heartbeat
+            if timeout and silent > silence_limit:
+                worker.killed = f"its event loop was blocked for more than {timeout:g}s"
+                logger.error(
+                    "Worker %d: no heartbeat for %.1fs (WORKER_TIMEOUT %gs); killing it",
+                    worker.pid,
+                    silent,
+                    timeout,
+                )
+                self.kill(worker, signal.SIGKILL)
+            elif worker.stop_sent and now - worker.stop_sent > drain_limit:
+                worker.killed = f"still stopping {drain_limit:g}s after SIGTERM"
+                self.kill(worker, signal.SIGKILL)
+
+    def maintain(self) -> None:
+        """Start and stop workers until the pool is what it should be."""
+        workers = list(self.workers.values())
+
+        def leaving(w: WorkerRecord) -> bool:
+            state = w.slot.state
+            return bool(w.stop_sent or w.killed) or state in (
+                WorkerState.RETIRING,
+                WorkerState.STOPPING,
+            )
+
+        current = [w for w in workers if w.generation == self.generation and not leaving(w)]
+        current_pids = {w.pid for w in current}
+        if time.monotonic() >= self.spawn_after:
+            for _ in range(self.num_workers - len(current)):
+                self.spawn()
+        # SIGTTOU: stop the surplus, those still booting first, then the oldest.
+        surplus = len(current) - self.num_workers
+        if surplus > 0:
+            current.sort(key=lambda w: (w.ready, w.started))
+            for worker in current[:surplus]:
+                self.stop_worker(worker, "fewer workers wanted")
+            current = current[surplus:]
+        # Retiring and outdated workers go once enough of the current ones serve.
+        going = [
+            w for w in workers if not w.stop_sent and not w.killed and w.pid not in current_pids
+        ]
+        for worker in [w for w in going if not w.ready]:
+            self.stop_worker(worker, "outdated before it served")
+        going = sorted((w for w in going if w.ready), key=lambda w: w.started)
+        serving = sum(1 for w in current if w.ready) + len(going)
+        for worker in going[: max(0, serving - self.num_workers)]:
+            if worker.slot.state == WorkerState.RETIRING:
+                self.recycled += 1
+                self.stop_worker(worker, "replaced: MAX_REQUESTS")
+            else:
+                self.stop_worker(worker, "replaced: reload")
+
+    # reload -------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        try:
+            config = reread_config(self.config)
+        except ConfigError as exc:
+            logger.error("SIGHUP: %s; keeping the current config and workers", exc)
+            return
+        for key in _FIXED_ON_RELOAD:
+            if getattr(config, key) != getattr(self.config, key):
+                logger.warning(
+                    "SIGHUP: %s changed to %r; it takes effect at the next start",
+                    key,
+                    getattr(config, key),
+                )
+                setattr(config, key, getattr(self.config, key))
+        if self.app is not None and config.APPS != self.config.APPS:
+            logger.warning("SIGHUP: APPS changed; with PRELOAD on, a restart loads them")
+        if (config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG) != (
+            self.config.LOGS,
+            self.config.LOG_LEVEL,
+            self.config.ACCESS_LOG,
+        ):
+            try:
+                setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
+            except (ValueError, TypeError, AttributeError, ImportError) as exc:
+                logger.error("SIGHUP: logging set-up failed (%s); keeping the current config", exc)
+                setup_logging(self.config.LOGS, self.config.LOG_LEVEL, self.config.ACCESS_LOG)
+                return
+        self.config = config
+        self.num_workers = config.WORKERS or cpu_count()
+        self.generation += 1
+        self.reloads += 1
+        self.boot_failures = 0
+        self.spawn_after = 0.0
+        logger.info("SIGHUP: reloading; replacing the workers with %d new ones", self.num_workers)
+
+    # the main loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.install_signal_handlers()
+        logger.info("Master %d keeps %d workers", self.pid, self.num_workers)
+        while True:
+            stop = self.handle_signals()
+            if stop:
+                return self.stop(stop)
+            self.reap()
+            if self.halt_reason:
+                logger.error("Workers cannot start: %s. Stopping.", self.halt_reason)
+                self.stop("now")
+                return BOOT_ERROR
+            self.check_workers()
+            self.maintain()
+            tick = beat_interval(self.config.WORKER_TIMEOUT)
+            self.sleep(min(tick, max(0.0, self.spawn_after - time.monotonic()) or tick))
+
+    def stop(self, how: str) -> int:
+        """Stop every worker (drain, or at once) and wait for them."""
+        self.stopping = how
+        for sock in self.sockets:
+            sock.close()  # once the workers close theirs, new clients are refused
+        graceful = how == "graceful"
+        limit = self.config.GRACEFUL_TIMEOUT + STOP_SLACK if graceful else 1.0
+        deadline = time.monotonic() + limit
+        for worker in self.workers.values():
+            worker.stop_sent = time.monotonic()
+            self.kill(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
+        while self.workers and time.monotonic() < deadline:
+            if self.handle_signals() == "now" and graceful:
+                graceful = False
+                self.stopping = "now"
+                deadline = min(deadline, time.monotonic() + 1.0)
+                for worker in self.workers.values():
+                    self.kill(worker, signal.SIGQUIT)
+            self.reap()
+            self.sleep(0.1)
+        for worker in list(self.workers.values()):
+            logger.warning("Worker %d still running; killing it", worker.pid)
+            worker.killed = "stop took too long"
+            self.kill(worker, signal.SIGKILL)
+            try:
+                os.waitpid(worker.pid, 0)
+            except ChildProcessError:
+                pass
+            self.workers.pop(worker.pid, None)
+        logger.info("Master %d stopped", self.pid)
+        return 0
