@@ -272,9 +272,7 @@ class WorkerServer(Server):
                 while True:
                     try:
                         conn, _ = sock.accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
+                    except OSError:  # BlockingIOError: the queue is empty
                         break
                     accepted.append(conn)
         return accepted
