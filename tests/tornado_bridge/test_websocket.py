@@ -18,14 +18,15 @@ from websockets.sync.client import connect as _connect
 from qactuar.tornado_bridge import wrap
 
 from .mounts import PrefixRouter
-from .servers import DRIVERS, Serve, serve_in_thread
+from .servers import Serve, UvicornDriver, serve_in_thread
 
 WAIT = 10.0
 
 
 def connect(uri: str, **options: Any) -> ClientConnection:
     """websockets' client without its keepalive thread (the server pings)."""
-    return _connect(uri, ping_interval=None, **options)
+    connection: ClientConnection = _connect(uri, ping_interval=None, **options)
+    return connection
 
 
 def _ws(url: str, path: str) -> str:
@@ -116,6 +117,7 @@ def test_handshake_carries_handler_headers_but_not_a_second_date_or_server(
 ) -> None:
     app, _, _ = _chat()
     with serve_uvicorn(app) as url, connect(_ws(url, "/chat/x")) as ws:
+        assert ws.response is not None
         headers = ws.response.headers
         assert headers.get_all("Set-Cookie") == ["seen=yes; Path=/"]
         assert len(headers.get_all("Date")) <= 1
@@ -258,7 +260,7 @@ def test_write_after_close_raises_websocket_closed_error(serve_uvicorn: Serve) -
 def test_handshake_sent_as_plain_http_gets_426() -> None:
     """A server with websockets off sends the handshake as HTTP: Tornado's 426."""
     app, _, _ = _chat()
-    with serve_in_thread(DRIVERS["uvicorn"](ws="none"), app) as url:
+    with serve_in_thread(UvicornDriver(ws="none"), app) as url:
         response = httpx.get(
             f"{url}/chat/x",
             headers={

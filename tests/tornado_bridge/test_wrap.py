@@ -116,7 +116,7 @@ def test_lifespan_is_acknowledged() -> None:
 
 def test_malformed_websocket_handshake_is_refused() -> None:
     """No Host header: Tornado answers 400; without the denial extension, a close."""
-    scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
+    scope: dict[str, Any] = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
     sent = _drive(wrap(Handler), scope, [{"type": "websocket.connect"}])
     assert sent == [{"type": "websocket.close", "code": 1000}]
     scope["extensions"] = {"websocket.http.response": {}}

@@ -18,7 +18,7 @@ import tornado.web
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from servers import DRIVERS, bind_free_port  # noqa: E402
+from servers import DRIVERS, bind_free_port  # type: ignore[import-not-found]  # noqa: E402
 
 from qactuar.tornado_bridge import wrap  # noqa: E402
 
