@@ -76,6 +76,10 @@ def wrap(
     HTTPServer drives it (routing on the raw path, ``prepare``, error pages,
     cookies, ``@stream_request_body``, ``on_connection_close``...), on the
     ASGI server's event loop, so ``IOLoop.current()`` works in handlers.
+    Handler tasks are never cancelled by the bridge.  ``WebSocketHandler``s
+    are served over ASGI websockets (``open``, ``on_message``,
+    ``write_message``, ``close``, ``on_close``, ``select_subprotocol``,
+    ``check_origin``).
 
     Mounting: by default Tornado sees the full path (``root_path`` included),
     so URL patterns written for the full URL keep working and links made by
@@ -92,9 +96,13 @@ def wrap(
     ``body_timeout``.
 
     What ASGI cannot carry: the reason phrase (``set_status(code, reason)``
-    sends the code only) and status codes of 600 and above.  The server owns
-    the processes, so ``debug=True``/``autoreload=True`` is turned off with a
-    `TornadoBridgeWarning` (debug's other effects are kept).
+    sends the code only), status codes of 600 and above, and websocket ping
+    and pong frames (the server pings; ``on_ping``/``on_pong`` are not
+    called; compression is the server's too).  The server owns the
+    processes, so ``debug=True``/``autoreload=True`` is turned off with a
+    `TornadoBridgeWarning` (debug's other effects are kept).  Tornado objects
+    bound at import time to an event loop the server does not run are
+    reported with a `TornadoBridgeWarning` on the first request.
 
     Example::
 
