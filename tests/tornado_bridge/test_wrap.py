@@ -176,3 +176,43 @@ def test_no_stranded_ioloop_no_warning(
     with serve_uvicorn(wrap(PingHandler)) as url:
         assert httpx.get(url).text == "pong"
     assert not [w for w in recwarn if issubclass(w.category, TornadoBridgeWarning)]
+
+
+class PathEcho(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write(self.request.uri or "")
+
+
+@pytest.mark.parametrize(
+    ("path", "raw_path", "strip", "seen"),
+    [
+        # Current practice: path is the full path, root_path the mount.
+        ("/a/b c", b"/a/b%20c", False, "/a/b%20c?q=1"),
+        ("/a/b c", b"/a/b%20c", True, "/b%20c?q=1"),
+        # Older routers: path relative to root_path, raw_path full.
+        ("/b c", b"/a/b%20c", False, "/a/b%20c?q=1"),
+        ("/b c", b"/a/b%20c", True, "/b%20c?q=1"),
+        # No raw_path at all: the path is encoded again.
+        ("/a/b c", None, False, "/a/b%20c?q=1"),
+        # A raw_path that disagrees with path (rewritten by a router) loses.
+        ("/a/other", b"/a/b%20c", False, "/a/other?q=1"),
+    ],
+)
+def test_uri_from_scope_conventions(
+    path: str, raw_path: bytes | None, strip: bool, seen: str
+) -> None:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "root_path": "/a",
+        "query_string": b"q=1",
+        "headers": [(b"host", b"test")],
+    }
+    if raw_path is not None:
+        scope["raw_path"] = raw_path
+    app = wrap([(r".*", PathEcho)], strip_root_path=strip)
+    sent = _drive(app, scope, [{"type": "http.request", "body": b""}])
+    assert b"".join(m.get("body", b"") for m in sent[1:]).decode() == seen
