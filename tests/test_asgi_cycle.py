@@ -171,6 +171,42 @@ def test_disconnect_is_delivered_while_the_app_is_running(serve):
     assert isinstance(send_error[0], OSError)
 
 
+def test_a_cancelled_receive_does_not_disturb_another(serve):
+    # Starlette's Request.is_disconnected() calls receive() in a cancelled scope
+    # while another task may be waiting in receive() for http.disconnect.
+    outcome: list[Any] = []
+    waiting = threading.Event()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await receive()  # the whole (empty) body
+
+        async def listen() -> None:
+            try:
+                outcome.append(await asyncio.wait_for(receive(), 10))
+            except BaseException as exc:
+                outcome.append(exc)
+                raise
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.05)
+        peek = asyncio.create_task(receive())
+        await asyncio.sleep(0)
+        peek.cancel()
+        waiting.set()
+        await asyncio.wait([listener], timeout=10)
+
+    with serve(app) as srv:
+        sock = srv.connect()
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert waiting.wait(5)
+        time.sleep(0.1)
+        sock.close()
+        assert wait_for(lambda: bool(outcome))
+    assert outcome == [{"type": "http.disconnect"}]
+
+
 def test_disconnect_during_the_body_upload(serve):
     received: list[dict[str, Any]] = []
     done = threading.Event()

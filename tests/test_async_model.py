@@ -44,7 +44,7 @@ def refuses_connections(port: int, timeout: float = 3) -> bool:
 
 
 def test_sigterm_lets_in_flight_request_finish(spawn_qactuar):
-    proc = spawn_qactuar("basic:slow")
+    proc = spawn_qactuar("--model", "async", "basic:slow")
     thread, result = request_in_thread(proc.url + "/?seconds=1.5")
     time.sleep(0.4)  # the request is in flight
     started = time.monotonic()
@@ -59,7 +59,7 @@ def test_sigterm_lets_in_flight_request_finish(spawn_qactuar):
 
 
 def test_graceful_timeout_bounds_the_wait(spawn_qactuar):
-    proc = spawn_qactuar("basic:slow", "--graceful-timeout", "0.5")
+    proc = spawn_qactuar("--model", "async", "basic:slow", "--graceful-timeout", "0.5")
     thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
     time.sleep(0.4)
     started = time.monotonic()
@@ -74,7 +74,7 @@ def test_graceful_timeout_bounds_the_wait(spawn_qactuar):
 
 
 def test_second_sigint_stops_at_once(spawn_qactuar):
-    proc = spawn_qactuar("basic:slow")  # GRACEFUL_TIMEOUT is 30s by default
+    proc = spawn_qactuar("--model", "async", "basic:slow")  # GRACEFUL_TIMEOUT is 30s by default
     thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
     time.sleep(0.4)
     proc.signal(signal.SIGINT)
@@ -93,7 +93,7 @@ def test_second_sigint_stops_at_once(spawn_qactuar):
 def test_loop_option_serves(spawn_qactuar, loop, expected):
     if expected == "uvloop":
         pytest.importorskip("uvloop")
-    proc = spawn_qactuar("core:loop_report", "--loop", loop)
+    proc = spawn_qactuar("--model", "async", "core:loop_report", "--loop", loop)
     report = httpx.get(proc.url + "/", timeout=5).json()
     assert report["loop"].split(".")[0] == expected, report
     proc.signal(signal.SIGTERM)

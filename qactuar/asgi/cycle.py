@@ -53,7 +53,7 @@ class HTTPCycle:
         "disconnected",
         "started",
         "done",
-        "_waiter",
+        "_waiters",
         "_body_sent",
         "_expect_100",
         "_start_time",
@@ -75,7 +75,8 @@ class HTTPCycle:
         self.started = False
         #: The response is complete (or abandoned): the connection may go on.
         self.done = False
-        self._waiter: asyncio.Future[None] | None = None
+        #: One future per receive() call waiting for body, end or disconnect.
+        self._waiters: list[asyncio.Future[None]] = []
         #: The last ``http.request`` event (``more_body`` false) was handed out.
         self._body_sent = False
         self._expect_100 = head.expect_continue
@@ -97,11 +98,12 @@ class HTTPCycle:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiters = self._waiters
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            waiters.clear()
 
     # the ASGI side ---------------------------------------------------------
 
@@ -181,12 +183,21 @@ class HTTPCycle:
             (time.monotonic() - self._start_time) * 1000,
         )
 
-    def _wait(self) -> asyncio.Future[None]:
-        """A future the next _wake() resolves (shared if receive() runs twice at once)."""
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-        return waiter
+    async def _wait(self) -> None:
+        """Until the next _wake(). Each caller has its own future, so that
+        cancelling one receive() (as Starlette's is_disconnected() does)
+        leaves any other one waiting."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
 
     async def receive(self) -> Message:
         if self.disconnected or self.done:
@@ -203,9 +214,8 @@ class HTTPCycle:
                 if not self.started:
                     self.conn.write(informational(100))
             while not self.body and not self.body_complete and not self.disconnected:
-                waiter = self._wait()
                 self.conn.resume_reading()
-                await waiter
+                await self._wait()
             if self.disconnected and not self.body:
                 return _DISCONNECT
         self._expect_100 = False
