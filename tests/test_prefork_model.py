@@ -202,6 +202,20 @@ def test_sighup_rereads_config_and_replaces_every_worker_without_failures(prefor
     assert all(not alive(pid) for pid in old)
 
 
+def test_sighup_with_a_broken_config_file_keeps_config_and_workers(prefork, tmp_path):
+    config = tmp_path / "qactuar.json"
+    config.write_text(json.dumps({"WORKERS": 2}))
+    master = prefork(APP, env={"QACTUAR_CONFIG": str(config)})
+    workers = set(master.workers())
+    config.write_text('{"WORKERS": 3,')
+    master.spawned.signal(signal.SIGHUP)
+    assert wait_until(lambda: "keeping the current config and workers" in master.log(), 5)
+    assert "invalid JSON" in master.log()
+    time.sleep(0.3)
+    assert set(master.workers()) == workers
+    assert httpx.get(master.spawned.url + "/").status_code == 200
+
+
 def test_ttin_then_ttou_add_and_remove_a_worker_without_failures(prefork):
     master = prefork(APP, "--workers", "2")
     with Load(master.spawned.url + "/") as load:
@@ -422,6 +436,38 @@ def test_reuse_port_gives_each_worker_its_own_socket(prefork):
     assert pids == workers, "the kernel spread new connections over both workers"
     master.spawned.signal(signal.SIGTERM)
     assert master.spawned.wait(10) == 0
+
+
+def test_workers_default_to_one_per_cpu(prefork):
+    master = prefork(APP, wait=False)
+    cpus = len(os.sched_getaffinity(0))
+    assert master.wait_workers(cpus)
+    time.sleep(0.3)
+    assert len(master.workers()) == cpus
+
+
+def test_unix_socket_is_shared_by_the_workers(prefork, tmp_path):
+    path = str(tmp_path / "qactuar.sock")
+    master = prefork(APP, "--workers", "2", "--uds", path, wait=False)
+    workers = set(master.wait_workers(2))
+    assert wait_until(lambda: os.path.exists(path), 5)
+    pids: set[int] = set()
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+        for _ in range(200):
+            if pids == workers:
+                break
+            response = client.get("http://qactuar/", headers={"connection": "close"})
+            pids.add(int(response.text))
+    assert pids <= workers and pids, pids
+    master.spawned.signal(signal.SIGTERM)
+    assert master.spawned.wait(10) == 0
+
+
+def test_reuse_port_with_a_unix_socket_is_refused(prefork, tmp_path):
+    path = str(tmp_path / "qactuar.sock")
+    master = prefork(APP, "--uds", path, "--reuse-port", wait=False)
+    assert master.spawned.wait(10) == 2
+    assert "REUSE_PORT=True" in master.log() and "needs HOST/PORT, not UDS" in master.log()
 
 
 def _refuses(port: int) -> bool:
