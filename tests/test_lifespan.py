@@ -7,7 +7,11 @@ import signal
 import time
 
 import httpx
+import pytest
 from apps import core  # type: ignore[import-not-found]
+
+#: Process-level lifespan behaviour holds for the async model and the default fork model.
+MODELS = pytest.mark.parametrize("model", ["async", "fork"])
 
 
 def wait_or_kill(proc, timeout: float) -> int:
@@ -20,10 +24,11 @@ def wait_or_kill(proc, timeout: float) -> int:
             proc.proc.wait(5)
 
 
-def test_startup_runs_before_the_first_request(spawn_qactuar):
+@MODELS
+def test_startup_runs_before_the_first_request(spawn_qactuar, model):
     # startup takes 0.5 s; a server that accepted before it finished would
     # answer this first request with no state
-    proc = spawn_qactuar("core:slow_startup")
+    proc = spawn_qactuar("--model", model, "core:slow_startup")
     report = httpx.get(proc.url + "/", timeout=5).json()
     assert report["state"]["started"] is True
     assert report["state"]["name"] == "slow-startup"
@@ -38,16 +43,19 @@ def test_state_reaches_each_request_as_a_copy(serve):
     assert second["state"] == first["state"]
 
 
-def test_failed_startup_exits_non_zero_with_the_message(spawn_qactuar):
-    proc = spawn_qactuar("core:startup_fails", wait=False)
+@MODELS
+def test_failed_startup_exits_non_zero_with_the_message(spawn_qactuar, model):
+    proc = spawn_qactuar("--model", model, "core:startup_fails", wait=False)
     status = proc.wait(10)
     assert status != 0
     assert "database at db.example:5432 unreachable" in proc.output()
 
 
-def test_shutdown_runs_on_exit(spawn_qactuar, tmp_path):
+@MODELS
+def test_shutdown_runs_on_exit(spawn_qactuar, model, tmp_path):
     marker = tmp_path / "shutdown.txt"
-    proc = spawn_qactuar("core:tagged_root", env={"QT_SHUTDOWN_FILE": str(marker)})
+    proc = spawn_qactuar("--model", model, "core:tagged_root",
+                         env={"QT_SHUTDOWN_FILE": str(marker)})
     assert httpx.get(proc.url + "/", timeout=5).status_code == 200
     assert not marker.exists()
     proc.signal(signal.SIGTERM)
@@ -80,13 +88,15 @@ def test_lifespan_on_refuses_an_app_that_raises(spawn_qactuar):
     assert "unsupported scope type lifespan" in proc.output()
 
 
-def test_every_mounted_app_gets_its_own_lifespan_and_state(spawn_qactuar, tmp_path):
+@MODELS
+def test_every_mounted_app_gets_its_own_lifespan_and_state(spawn_qactuar, model, tmp_path):
     marker = tmp_path / "shutdown.txt"
     conf = tmp_path / "apps.json"
     conf.write_text(json.dumps({"APPS": {
         "/": "core:tagged_root", "/api": "core:tagged_api", "/other": "core:tagged_other",
     }}))
-    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf), "QT_SHUTDOWN_FILE": str(marker)})
+    proc = spawn_qactuar("--model", model,
+                         env={"QACTUAR_CONFIG": str(conf), "QT_SHUTDOWN_FILE": str(marker)})
     for path, name in (("/", "root"), ("/api/x", "api"), ("/other", "other"), ("/y", "root")):
         report = httpx.get(proc.url + path, timeout=5).json()
         assert report["app"] == name

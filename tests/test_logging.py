@@ -8,6 +8,7 @@ import socket
 import time
 
 import httpx
+import pytest
 
 ACCESS = re.compile(
     r'ACCESS 127\.0\.0\.1:(\d+) - "(\S+) (\S+) HTTP/(1\.[01])" (\d{3}) (\d+) ([\d.]+)ms$',
@@ -24,8 +25,9 @@ def wait_for_output(proc, predicate, timeout: float = 3) -> str:
     return output
 
 
-def test_one_access_line_per_request(spawn_qactuar):
-    proc = spawn_qactuar("basic:slow")
+@pytest.mark.parametrize("model", ["async", "fork"])
+def test_one_access_line_per_request(spawn_qactuar, model):
+    proc = spawn_qactuar("--model", model, "basic:slow")
     with httpx.Client(base_url=proc.url, timeout=5) as client:
         for path in ("/a?seconds=0", "/b/c?seconds=0.3", "/d?seconds=0"):
             client.get(path)
