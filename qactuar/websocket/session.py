@@ -23,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from websockets.exceptions import PayloadTooBig
+from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -39,6 +41,47 @@ access_logger = logging.getLogger("qt_access")
 exception_logger = logging.getLogger("qt_exception")
 
 _CONNECTING, _OPEN, _CLOSED = 0, 1, 2
+
+
+def _wire_slack(limit: int) -> int:
+    """How much bigger than ``limit`` a compressed frame may be on the wire.
+
+    Deflate can expand incompressible data (stored or fixed-Huffman blocks,
+    at worst about 1/8 with small zlib memory settings), so a message of
+    exactly the limit may arrive as a longer compressed frame. The protocol
+    checks frame lengths against ``limit + slack``; the inflated size is held
+    to ``limit`` exactly (``_ExactInflateLimit`` and ``_on_frame``).
+    """
+    return limit // 8 + 1024
+
+
+class _ExactInflateLimit(Extension):
+    """A negotiated extension whose ``decode`` inflates at most the message limit.
+
+    The protocol passes ``max_size`` = the remaining allowance including the
+    wire slack; the inner decoder gets that minus the slack, and stops
+    inflating there (a bomb costs no memory).
+    """
+
+    def __init__(self, inner: Extension, slack: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.slack = slack
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        if max_size is None:
+            return self.inner.decode(frame)
+        allowed = max_size - self.slack
+        if allowed > 0:
+            return self.inner.decode(frame, max_size=allowed)
+        # the message is at the limit already: one more inflated byte is too many
+        decoded = self.inner.decode(frame, max_size=1)
+        if decoded.data:
+            raise PayloadTooBig(None, 0)
+        return decoded
+
+    def encode(self, frame: Frame) -> Frame:
+        return self.inner.encode(frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +134,11 @@ class WebSocketSession:
         self._waiter: asyncio.Future[None] | None = None
         self._pending = b""
         self._parts: list[bytes | bytearray | memoryview] = []
+        self._size = 0
         self._text = False
         self._denial: Response | None = None
+        #: HTTP status of a refused upgrade (denial response, 403, 500), for the log.
+        self._status = 0
         self._ping_handle: asyncio.TimerHandle | None = None
         self._pong_handle: asyncio.TimerHandle | None = None
         self._ping_payload = b""
@@ -128,8 +174,10 @@ class WebSocketSession:
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             self._text = opcode is Opcode.TEXT
             self._parts = [frame.data]
+            self._size = len(frame.data)
         elif opcode is Opcode.CONT:
             self._parts.append(frame.data)
+            self._size += len(frame.data)
         elif opcode is Opcode.PONG:
             if self._pong_handle is not None and frame.data == self._ping_payload:
                 self._pong_handle.cancel()
@@ -138,6 +186,15 @@ class WebSocketSession:
             return
         else:
             return  # PING is answered and CLOSE handled by the protocol
+        protocol = self.protocol
+        assert protocol is not None
+        if protocol.state is not State.OPEN:
+            return  # failed or closing: later frames of this read are void
+        if self._size > self.options.max_message_bytes:
+            # an uncompressed message within the wire slack but over the limit
+            self._parts = []
+            protocol.fail(1009, "message too big")
+            return
         if not frame.fin:
             return
         data = bytes(self._parts[0]) if len(self._parts) == 1 else b"".join(self._parts)
@@ -147,8 +204,7 @@ class WebSocketSession:
             try:
                 message = {"type": "websocket.receive", "text": data.decode("utf-8")}
             except UnicodeDecodeError:
-                assert self.protocol is not None
-                self.protocol.fail(1007, "invalid UTF-8 in a text message")
+                protocol.fail(1007, "invalid UTF-8 in a text message")
                 return
         else:
             message = {"type": "websocket.receive", "bytes": data}
@@ -196,11 +252,17 @@ class WebSocketSession:
 
     def going_away(self) -> bool:
         """The server is stopping: start a 1001 close handshake if open."""
-        if self.state == _OPEN and self.protocol is not None:
+        if self._can_close():
+            assert self.protocol is not None
             self.protocol.send_close(1001, "server shutting down")
             self._flush()
             return True
-        return False
+        return self.state == _OPEN  # closing already: its handshake is under way
+
+    def _can_close(self) -> bool:
+        """Open, and no close frame sent yet (by the app or after an error)."""
+        protocol = self.protocol
+        return self.state == _OPEN and protocol is not None and protocol.state is State.OPEN
 
     # keep-alive pings ---------------------------------------------------------
 
@@ -248,26 +310,48 @@ class WebSocketSession:
             self._reject(500 if failed else 403, "Internal Server Error" if failed else "Forbidden")
         elif self._denial is not None and not self._denial.complete:
             self.conn.close()
-        elif self.state == _OPEN and self.protocol is not None:
+        elif self._can_close():
+            assert self.protocol is not None
             self.protocol.send_close(1011 if failed else 1000)
             self._flush()
         self.done = True
         self._log()
         self.conn.cycle_done(self)
 
+    def _request_line(self) -> str:
+        client = self.scope.get("client")
+        head = self.head
+        target = head.raw_path.decode("latin-1")
+        if head.query_string:
+            target += "?" + head.query_string.decode("latin-1")
+        return f'{client[0]}:{client[1]} - "WebSocket {target}"' if client else (
+            f'- - "WebSocket {target}"'
+        )
+
+    def _log_upgrade(self) -> None:
+        """One line as the connection upgrades (a WebSocket may stay open for hours)."""
+        if access_logger.isEnabledFor(logging.INFO):
+            access_logger.info("%s 101", self._request_line())
+
     def _log(self) -> None:
+        """One line as it ends: close code and duration, or the refusal's status."""
         if not access_logger.isEnabledFor(logging.INFO):
             return
-        client = self.scope.get("client")
+        if self.protocol is not None:
+            # the close handshake may still be under way: the code sent is the code
+            code = self.close_code if self.close_code is not None else self._received_code()
+            outcome = f"closed {code}"
+        else:
+            outcome = str(self._status)
         access_logger.info(
-            '%s - "WebSocket %s" %s %.1fms',
-            f"{client[0]}:{client[1]}" if client else "-",
-            self.head.raw_path.decode("latin-1"),
-            f"closed {self.close_code}" if self.protocol is not None else "rejected",
+            "%s %s %.1fms",
+            self._request_line(),
+            outcome,
             (time.monotonic() - self._start) * 1000,
         )
 
     def _reject(self, status: int, reason: str) -> None:
+        self._status = status
         self.state = _CLOSED
         self.conn.write(error_response(status, reason, *self._lines))
         self.conn.close()
@@ -298,6 +382,9 @@ class WebSocketSession:
                 if self.state == _CLOSED:
                     raise ClientDisconnected("WebSocket closed")
                 raise RuntimeError("ASGI sent 'websocket.send' before 'websocket.accept'")
+            if self.protocol.state is not State.OPEN:
+                # a close frame went out (the app's, or ours after a protocol error)
+                raise ClientDisconnected("WebSocket closing")
             text = message.get("text")
             if text is not None:
                 self.protocol.send_text(text.encode("utf-8"))
@@ -312,7 +399,8 @@ class WebSocketSession:
                 if self._denial is not None:
                     raise RuntimeError("ASGI sent 'websocket.close' during a denial response")
                 self._reject(403, "Forbidden")
-            elif self.state == _OPEN and self.protocol is not None:
+            elif self._can_close():
+                assert self.protocol is not None
                 self.protocol.send_close(message.get("code", 1000), message.get("reason") or "")
                 self._flush()
         elif kind in ("websocket.http.response.start", "websocket.http.response.body"):
@@ -328,7 +416,7 @@ class WebSocketSession:
         protocol = ServerProtocol(
             extensions=[ServerPerMessageDeflateFactory()] if options.compression else None,
             select_subprotocol=lambda _, offered: chosen if chosen in offered else None,
-            max_size=options.max_message_bytes,
+            max_size=options.max_message_bytes + _wire_slack(options.max_message_bytes),
         )
         # The protocol reads the handshake from the stream itself: replay the
         # head we parsed, then let it negotiate extensions and subprotocol.
@@ -342,6 +430,8 @@ class WebSocketSession:
         if not isinstance(request, Request):
             raise RuntimeError("the WebSocket handshake could not be replayed")
         response = protocol.accept(request)
+        slack = _wire_slack(options.max_message_bytes)
+        protocol.extensions = [_ExactInflateLimit(ext, slack) for ext in protocol.extensions]
         if response.status_code != 101:
             self.protocol = protocol
             protocol.send_response(response)
@@ -349,18 +439,22 @@ class WebSocketSession:
             self._closed(1006)
             return
         date, server = self._lines
-        if not server:
-            del response.headers["Server"]
-        elif "Server" in response.headers:
-            response.headers["Server"] = "qactuar"
-        if not date:
-            del response.headers["Date"]
+        # the library's own Server header (if any) gives way to ours, as on
+        # every other qactuar response; Date follows DATE_HEADER
+        for name in ("Server", "Date"):
+            if name in response.headers:
+                del response.headers[name]
+        if date:
+            response.headers["Date"] = date.partition(b":")[2].strip().decode("latin-1")
+        if server:
+            response.headers["Server"] = server.partition(b":")[2].strip().decode("latin-1")
         for name, value in message.get("headers") or ():
             response.headers[name.decode("latin-1")] = value.decode("latin-1")
         protocol.send_response(response)
         self.protocol = protocol
         self.state = _OPEN
         self._flush()
+        self._log_upgrade()
         self._schedule_ping()
         pending, self._pending = self._pending, b""
         self.conn.resume_reading()
@@ -375,6 +469,7 @@ class WebSocketSession:
                 if self._denial is not None:
                     raise RuntimeError("ASGI sent 'websocket.http.response.start' twice")
                 self._denial = Response("GET", "1.1", False, *self._lines)
+                self._status = message["status"]
                 self._denial.start(message["status"], message.get("headers", ()))
                 return
             if self._denial is None:

@@ -1,0 +1,156 @@
+"""WebSocket apps for tests/test_websocket*.py and the browser test (served as 'ws:app').
+
+Routes (websocket scope):
+  /echo             accept (subprotocol "chat.v1" if offered, headers x-ws-app: echo and
+                    x-pid: the serving process),
+                    echo every message as it came (text or bytes)
+  /close4001        accept, then close with 4001 "going, bye"; wait for the disconnect
+  /closereturn      accept, close with 4003 and return at once
+  /deny             denial response: 401 with a body
+  /reject           websocket.close before accept (-> 403)
+  /hold?flag=PATH   accept, read nothing until PATH exists, then count the binary
+                    messages and answer "got N" to the text message "end"
+  /crash            raise before accept (-> 500)
+
+Every websocket app writes its websocket.disconnect message as JSON to
+$QT_WS_REPORT_DIR/<id>.json, where <id> is the query parameter ``id`` (so a
+test in another process learns the close code the app saw). After a
+disconnect the app lingers ``linger`` seconds (query parameter) before it
+returns, which keeps a fork-model child alive for memory readings.
+
+HTTP scope: ``/`` is a page whose script opens a websocket to ``/echo`` and
+writes the echo into the DOM (the browser test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = dict[str, Any]
+
+PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>qactuar websocket</title></head>
+<body>
+<p id="status">loading</p>
+<p id="echo"></p>
+<script>
+const status = document.getElementById("status");
+const sock = new WebSocket(`ws://${location.host}/echo?id=browser`);
+sock.onopen = () => { status.textContent = "open"; sock.send("hello from chromium \\u00e9"); };
+sock.onmessage = (event) => {
+  document.getElementById("echo").textContent = "echo:" + event.data;
+  status.textContent = "echoed";
+  sock.close(1000);
+};
+sock.onerror = () => { status.textContent = "error"; };
+</script>
+</body></html>
+"""
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {k: v[0] for k, v in parse_qs(raw).items()}
+
+
+def _report(scope: Scope, message: dict[str, Any]) -> None:
+    directory = os.environ.get("QT_WS_REPORT_DIR")
+    ident = _query(scope).get("id")
+    if not directory or not ident:
+        return
+    path = os.path.join(directory, f"{ident}.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump({"message": message, "pid": os.getpid()}, fh)
+    os.replace(path + ".tmp", path)
+
+
+async def _until_disconnect(scope: Scope, receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            _report(scope, message)
+            return
+
+
+async def _echo(scope: Scope, receive: Any, send: Any) -> None:
+    chosen = "chat.v1" if "chat.v1" in scope.get("subprotocols", []) else None
+    await send({"type": "websocket.accept", "subprotocol": chosen,
+                "headers": [(b"x-ws-app", b"echo"), (b"x-pid", str(os.getpid()).encode())]})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            _report(scope, message)
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+async def _hold(scope: Scope, receive: Any, send: Any) -> None:
+    await send({"type": "websocket.accept"})
+    flag = _query(scope)["flag"]
+    deadline = time.monotonic() + 30
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    count = 0
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            _report(scope, message)
+            return
+        if message.get("bytes") is not None:
+            count += 1
+        elif message.get("text") == "end":
+            await send({"type": "websocket.send", "text": f"got {count}"})
+
+
+async def websocket(scope: Scope, receive: Any, send: Any) -> None:
+    path = scope["path"]
+    message = await receive()
+    assert message["type"] == "websocket.connect"
+    if path == "/echo":
+        await _echo(scope, receive, send)
+    elif path == "/close4001":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001, "reason": "going, bye"})
+        await _until_disconnect(scope, receive)
+    elif path == "/closereturn":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4003})
+    elif path == "/deny":
+        await send({"type": "websocket.http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"text/plain"),
+                                (b"www-authenticate", b"Bearer")]})
+        await send({"type": "websocket.http.response.body", "body": b"no token, ",
+                    "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"no socket"})
+    elif path == "/reject":
+        await send({"type": "websocket.close"})
+    elif path == "/hold":
+        await _hold(scope, receive, send)
+    elif path == "/crash":
+        raise RuntimeError("the app fails before accepting")
+    else:
+        await send({"type": "websocket.close", "code": 4404})
+    linger = float(_query(scope).get("linger", "0"))
+    if linger:
+        await asyncio.sleep(linger)
+
+
+async def app(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await websocket(scope, receive, send)
+        return
+    if scope["type"] != "http":
+        return  # lifespan: not supported (LIFESPAN auto carries on)
+    body = PAGE if scope["path"] == "/" else b"not found"
+    await send({"type": "http.response.start", "status": 200 if scope["path"] == "/" else 404,
+                "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
