@@ -122,3 +122,27 @@ def test_stops_accepting_as_soon_as_told(serve):
         except OSError:
             data = b""
     assert not data.startswith(b"HTTP/1.1 200"), "served a new connection after should_exit"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server/protocol.py: HTTPProtocol.shutdown() leaves a busy connection's response "
+    "keep-alive, so the response finished during a graceful stop has no 'connection: close' "
+    "although the server closes the connection right after it (RFC 9112 9.6)"))
+def test_response_finished_during_stop_says_connection_close(spawn_qactuar):
+    # --keep-alive-timeout 1: the server sweeps (and sees the signal) every 0.25 s
+    proc = spawn_qactuar("--model", "async", "basic:slow", "--keep-alive-timeout", "1")
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
+        sock.sendall(b"GET /?seconds=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        proc.signal(signal.SIGTERM)
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200")
+    assert data.endswith(b"done")
+    assert b"\r\nconnection: close" in head
