@@ -89,7 +89,7 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
             return run_fork(asgi_app, config)
         raise AssertionError(f"unknown MODEL {config.MODEL!r}")  # Config refuses these
     except BindError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", exc.strerror or exc)  # the message without "[Errno 98]"
         return 1
 
 

@@ -113,7 +113,9 @@ def test_address_in_use_is_one_line(spawn_qactuar):
     output = (result.stdout + result.stderr).strip()
     assert result.returncode != 0
     assert "Traceback" not in output
-    assert str(first.port) in output
+    assert len(output.splitlines()) == 1, output
+    assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in output
+    assert "[Errno" not in output
 
 
 def spawn_script(code: str, port: int, cwd: str | None = None) -> subprocess.Popen[bytes]:
