@@ -64,7 +64,8 @@ def test_scope_has_every_key_the_spec_lists(serve):
     with serve(app) as srv:
         with srv.connect() as sock:
             sock.sendall(b"GET /caf%C3%A9/x?a=1&b=%20 HTTP/1.1\r\nHost: t\r\n"
-                         b"X-Custom-Header: Yes\r\nConnection: close\r\n\r\n")
+                         b"X-Custom-Header: Yes\r\nX-Dup: 1\r\nAccept: */*\r\nX-Dup: 2\r\n"
+                         b"Connection: close\r\n\r\n")
             status, _, _ = split_response(read_until_closed(sock))
             client_port = sock.getsockname()[1]
     assert status == 204
@@ -84,6 +85,8 @@ def test_scope_has_every_key_the_spec_lists(serve):
     assert scope["root_path"] == ""
     assert (b"x-custom-header", b"Yes") in [tuple(h) for h in scope["headers"]]
     assert all(isinstance(n, bytes) and n == n.lower() for n, _ in scope["headers"])
+    # repeated fields are kept, in order, and not merged
+    assert [v for n, v in scope["headers"] if n == b"x-dup"] == [b"1", b"2"]
     assert tuple(scope["client"]) == ("127.0.0.1", client_port)
     assert tuple(scope["server"]) == ("127.0.0.1", srv.port)
     assert isinstance(scope["state"], dict)
