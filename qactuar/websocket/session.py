@@ -16,6 +16,7 @@ serves WebSockets the same way.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import os
 import time
@@ -41,6 +42,7 @@ access_logger = logging.getLogger("qt_access")
 exception_logger = logging.getLogger("qt_exception")
 
 _CONNECTING, _OPEN, _CLOSED = 0, 1, 2
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 def _wire_slack(limit: int) -> int:
@@ -135,6 +137,8 @@ class WebSocketSession:
         self._pending = b""
         self._parts: list[bytes | bytearray | memoryview] = []
         self._size = 0
+        self._text_parts: list[str] = []
+        self._utf8: codecs.IncrementalDecoder | None = None
         self._text = False
         self._denial: Response | None = None
         #: HTTP status of a refused upgrade (denial response, 403, 500), for the log.
@@ -171,43 +175,68 @@ class WebSocketSession:
 
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            self._text = opcode is Opcode.TEXT
-            self._parts = [frame.data]
-            self._size = len(frame.data)
-        elif opcode is Opcode.CONT:
-            self._parts.append(frame.data)
-            self._size += len(frame.data)
-        elif opcode is Opcode.PONG:
+        if opcode is Opcode.PONG:
             if self._pong_handle is not None and frame.data == self._ping_payload:
                 self._pong_handle.cancel()
                 self._pong_handle = None
                 self._schedule_ping()
             return
-        else:
+        if opcode is Opcode.PING or opcode is Opcode.CLOSE:
             return  # PING is answered and CLOSE handled by the protocol
         protocol = self.protocol
         assert protocol is not None
         if protocol.state is not State.OPEN:
             return  # failed or closing: later frames of this read are void
+        data = frame.data
+        if opcode is not Opcode.CONT:
+            self._text = opcode is Opcode.TEXT
+            if frame.fin:  # a whole message in one frame: the common case
+                if len(data) > self.options.max_message_bytes:
+                    protocol.fail(1009, "message too big")
+                    return
+                if self._text:
+                    try:
+                        text = str(data, "utf-8")
+                    except UnicodeDecodeError:
+                        protocol.fail(1007, "invalid UTF-8 in a text message")
+                        return
+                    self._deliver({"type": "websocket.receive", "text": text})
+                else:
+                    self._deliver({"type": "websocket.receive", "bytes": bytes(data)})
+                return
+            self._parts = []
+            self._text_parts = []
+            self._size = 0
+            self._utf8 = _utf8_decoder() if self._text else None
+        self._size += len(data)
         if self._size > self.options.max_message_bytes:
             # an uncompressed message within the wire slack but over the limit
             self._parts = []
+            self._text_parts = []
             protocol.fail(1009, "message too big")
             return
-        if not frame.fin:
-            return
-        data = bytes(self._parts[0]) if len(self._parts) == 1 else b"".join(self._parts)
-        self._parts = []
-        message: Message
-        if self._text:
+        if self._utf8 is not None:
+            # fragments are checked as they come: bad UTF-8 fails fast (§8.1)
             try:
-                message = {"type": "websocket.receive", "text": data.decode("utf-8")}
+                self._text_parts.append(self._utf8.decode(data, frame.fin))
             except UnicodeDecodeError:
+                self._text_parts = []
                 protocol.fail(1007, "invalid UTF-8 in a text message")
                 return
         else:
-            message = {"type": "websocket.receive", "bytes": data}
+            self._parts.append(data)
+        if not frame.fin:
+            return
+        if self._utf8 is not None:
+            self._utf8 = None
+            message: Message = {"type": "websocket.receive", "text": "".join(self._text_parts)}
+            self._text_parts = []
+        else:
+            message = {"type": "websocket.receive", "bytes": b"".join(self._parts)}
+            self._parts = []
+        self._deliver(message)
+
+    def _deliver(self, message: Message) -> None:
         self._messages.append(message)
         if len(self._messages) >= self.options.max_queue:
             self.conn.pause_reading()
