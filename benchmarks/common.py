@@ -116,8 +116,18 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def run_wrk(port: int, seconds: int, connections: int, path: str = "/") -> Result:
     wrk = ensure_wrk()
     cmd = [
-        "taskset", "-c", LOAD_CPUS, wrk, "--latency", "-t", "1", "-c", str(connections),
-        "-d", f"{seconds}s", f"http://127.0.0.1:{port}{path}",
+        "taskset",
+        "-c",
+        LOAD_CPUS,
+        wrk,
+        "--latency",
+        "-t",
+        "1",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        f"http://127.0.0.1:{port}{path}",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -133,7 +143,10 @@ def start_server(cmd: Sequence[str], port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + ROOT)
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CPUS, *cmd],
-        cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
@@ -171,4 +184,6 @@ def print_table(title: str, series: Sequence[Series], baseline: str, machine: st
     print(f"| server | requests/s | p99 ms | RSS MiB | ratio to {baseline} |")
     print("|---|---:|---:|---:|---:|")
     for s in series:
-        print(f"| {s.name} | {s.rps:,.0f} | {s.p99:.2f} | {s.rss_mib:.1f} | {s.rps / base.rps:.2f}x |")
+        print(
+            f"| {s.name} | {s.rps:,.0f} | {s.p99:.2f} | {s.rss_mib:.1f} | {s.rps / base.rps:.2f}x |"
+        )

@@ -14,10 +14,10 @@ import os
 import sys
 import time
 
-import apps  # noqa: F401  (the same app as the server imports)
-import uvloop  # noqa: F401
+import qactuar.models.fork  # noqa: F401  (what the fork model's parent imports)
+from qactuar.importer import load_app
 
-import qactuar  # noqa: F401
+APP = load_app("apps:hello")  # the same app, loaded the same way as the server does
 
 
 def ceiling(seconds: float) -> float:

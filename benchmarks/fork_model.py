@@ -21,16 +21,31 @@ from common import HERE, SERVER_CPUS, Series, free_port, measure, print_table
 
 def qactuar(model: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "qactuar", "apps:hello", "--model", model, "--port", str(port),
-        "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning",
-        "--max-processes", "64",
+        sys.executable,
+        "-m",
+        "qactuar",
+        "apps:hello",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--max-processes",
+        "64",
     ]
 
 
 def fork_ceiling(seconds: int) -> float:
     out = subprocess.run(
         ["taskset", "-c", SERVER_CPUS, sys.executable, "fork_ceiling.py", str(seconds)],
-        cwd=HERE, capture_output=True, text=True, check=True,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(out.strip())
 
@@ -55,7 +70,8 @@ def main() -> None:
     ordered = list(series.values())
     print_table(
         f"hello world, keep-alive, {args.connections} connections, median of {args.rounds}",
-        ordered, "qactuar async",
+        ordered,
+        "qactuar async",
     )
     fork = series["qactuar fork"].rps
     print(f"\nfork ceiling: {ceiling:,.0f} forks/s")

@@ -19,13 +19,38 @@ def commands(port: int) -> dict[str, list[str]]:
     py = sys.executable
     return {
         "qactuar async": [
-            py, "-m", "qactuar", "apps:hello", "--model", "async", "--port", str(port),
-            "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning",
+            py,
+            "-m",
+            "qactuar",
+            "apps:hello",
+            "--model",
+            "async",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
         ],
         "uvicorn": [
-            py, "-m", "uvicorn", "apps:hello", "--port", str(port), "--host", "127.0.0.1",
-            "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level",
-            "warning", "--lifespan", "off",
+            py,
+            "-m",
+            "uvicorn",
+            "apps:hello",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
         ],
     }
 
@@ -46,12 +71,15 @@ def main() -> None:
             port = free_port()
             result = measure(commands(port)[name], port, args.seconds, args.connections)
             series.setdefault(name, Series(name)).results.append(result)
-            print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s p99 {result.p99_ms:.2f} ms",
-                  file=sys.stderr)
+            print(
+                f"round {round_no + 1} {name}: {result.rps:,.0f} req/s p99 {result.p99_ms:.2f} ms",
+                file=sys.stderr,
+            )
     ordered = [series[n] for n in commands(0)]
     print_table(
         f"hello world, 1 process, {args.connections} connections, median of {args.rounds}",
-        ordered, "uvicorn",
+        ordered,
+        "uvicorn",
     )
     print(f"\nqactuar async / uvicorn: {ordered[0].rps / ordered[1].rps:.2f}x")
 

@@ -115,7 +115,9 @@ class HTTPCycle:
             if not isinstance(exc, Exception):
                 raise
         else:
-            if not self.started:
+            if not self.started and self.disconnected:
+                self._finish()  # the client left; the app had no one to answer
+            elif not self.started:
                 exception_logger.error(
                     "ASGI app returned without starting a response for %s %s",
                     self.head.method,

@@ -47,12 +47,15 @@ def check_handshake(head: RequestHead) -> None:
             versions.append(value.strip())
     if b"upgrade" not in connection:
         raise HandshakeError(400, "Connection header lacks 'upgrade'", [])
-    if versions != [b"13"]:
-        raise HandshakeError(
-            426, "Unsupported Sec-WebSocket-Version", [(b"sec-websocket-version", b"13")]
-        )
+    unsupported = HandshakeError(
+        426, "Unsupported Sec-WebSocket-Version", [(b"sec-websocket-version", b"13")]
+    )
+    if versions and versions != [b"13"]:
+        raise unsupported  # a client speaking another version learns which we speak
     if len(keys) != 1:
         raise HandshakeError(400, "Missing or repeated Sec-WebSocket-Key", [])
+    if not versions:
+        raise unsupported
     try:
         raw = base64.b64decode(keys[0], validate=True)
     except binascii.Error:

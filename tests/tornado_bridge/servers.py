@@ -129,14 +129,7 @@ class HypercornDriver:
 
 
 class QactuarDriver:
-    """qactuar's server core on the current loop (not in DRIVERS yet: see below).
-
-    Tornado's suites under it (2026-12-01) fail only on two core issues, listed
-    in qactuar/tornado_bridge/NOTES_FOR_README.md: an error logged when an app
-    returns without a response after its client went away, and websocket
-    sessions leaving "Task exception was never retrieved" (InvalidState). Add
-    ``"qactuar": QactuarDriver`` to DRIVERS (and to SUITE_SERVERS) once fixed.
-    """
+    """qactuar's server core (the async model's) on the current loop."""
 
     def __init__(self) -> None:
         self._server: Any = None
@@ -161,6 +154,7 @@ class QactuarDriver:
 
 
 DRIVERS: dict[str, Callable[[], ServerDriver]] = {
+    "qactuar": QactuarDriver,
     "uvicorn": UvicornDriver,
     "hypercorn": HypercornDriver,
 }

@@ -20,7 +20,7 @@ from .tornado_suite import bridged_http_server, case_ids, run_case
 
 SUITE_MODULES = ("web_test", "routing_test", "auth_test", "websocket_test")
 # Servers that run Tornado's suites (the core adds "qactuar").
-SUITE_SERVERS = ("uvicorn", "hypercorn")
+SUITE_SERVERS = ("qactuar", "uvicorn", "hypercorn")
 
 
 @dataclass(frozen=True)
