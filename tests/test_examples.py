@@ -16,14 +16,16 @@ import websockets
 from browser import dump_dom
 from conftest import ROOT
 
-MODELS = ["async", "fork"]
+MODELS = ["async", "fork", "prefork"]
 
 
 @pytest.fixture(params=MODELS)
 def example(request, spawn_qactuar):
     # exactly the README's run command (`qactuar` in the repository root),
-    # on a free port and with the model under test
-    return spawn_qactuar("--model", request.param, cwd=ROOT)
+    # on a free port and with the model under test (one prefork worker, so
+    # that a chat room's members share a process)
+    extra = ("--workers", "1") if request.param == "prefork" else ()
+    return spawn_qactuar("--model", request.param, *extra, cwd=ROOT)
 
 
 def test_landing_page_links_both_apps(example):
