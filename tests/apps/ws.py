@@ -18,8 +18,10 @@ test in another process learns the close code the app saw). After a
 disconnect the app lingers ``linger`` seconds (query parameter) before it
 returns, which keeps a fork-model child alive for memory readings.
 
-HTTP scope: ``/`` is a page whose script opens a websocket to ``/echo`` and
-writes the echo into the DOM (the browser test).
+HTTP scope: ``/?<tag>`` is a page whose script opens a websocket to
+``/echo?id=browser-<tag>`` (offering "chat.v1"), sends a short and a 260 kB
+text, writes the echoes, extensions, subprotocol and close code into the DOM
+and closes with 4000 "page done" (tests/test_browser.py).
 """
 
 from __future__ import annotations
@@ -38,14 +40,35 @@ PAGE = b"""<!doctype html>
 <body>
 <p id="status">loading</p>
 <p id="echo"></p>
+<p id="extensions"></p>
+<p id="big"></p>
+<p id="closed"></p>
 <script>
 const status = document.getElementById("status");
-const sock = new WebSocket(`ws://${location.host}/echo?id=browser`);
-sock.onopen = () => { status.textContent = "open"; sock.send("hello from chromium \\u00e9"); };
+const big = "compressible ".repeat(20000);
+const sock = new WebSocket(`ws://${location.host}/echo?id=browser-${location.search.slice(1)}`,
+                           ["chat.v1"]);
+let replies = 0;
+sock.onopen = () => {
+  status.textContent = "open";
+  document.getElementById("extensions").textContent =
+    "extensions:" + sock.extensions + " protocol:" + sock.protocol;
+  sock.send("hello from chromium \u00e9");
+  sock.send(big);
+};
 sock.onmessage = (event) => {
-  document.getElementById("echo").textContent = "echo:" + event.data;
-  status.textContent = "echoed";
-  sock.close(1000);
+  replies += 1;
+  if (replies === 1) {
+    document.getElementById("echo").textContent = "echo:" + event.data;
+  } else {
+    document.getElementById("big").textContent =
+      "big:" + (event.data === big ? "same" : "different") + ":" + event.data.length;
+    status.textContent = "echoed";
+    sock.close(4000, "page done");
+  }
+};
+sock.onclose = (event) => {
+  document.getElementById("closed").textContent = "closed:" + event.code;
 };
 sock.onerror = () => { status.textContent = "error"; };
 </script>
