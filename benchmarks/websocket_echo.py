@@ -1,0 +1,219 @@
+"""WebSocket echo: messages/s over many connections, qactuar async against uvicorn.
+
+    python benchmarks/websocket_echo.py [--rounds 3] [--seconds 5] [--connections 100]
+                                        [--size 32] [--no-compression]
+
+Both servers serve ``echo`` below (one process each, access logs off) pinned
+to BENCH_SERVER_CPUS (default core 0): qactuar's async model, and uvicorn
+with ``--ws websockets`` (httptools, uvloop). The load generator is this
+file with ``--client``: one Python process on BENCH_LOAD_CPUS (default core
+1), the ``websockets`` asyncio client on uvloop, ``--connections``
+connections each sending a ``--size``-byte text and waiting for its echo,
+over and over for ``--seconds`` (after a 1 s warm-up). The client offers
+permessage-deflate as browsers do, unless ``--no-compression``. Rounds
+alternate the servers; medians are printed, with each server's CPU share
+during the run and its CPU time per echoed message (the steadier figure on
+a shared machine, where neither side may get a whole core).
+
+This module is also the servers' app module (``websocket_echo:echo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from common import LOAD_CPUS, Result, Series, free_port, rss_kib, start_server, stop_server
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "websocket":
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"]
+                await send({"type": kind + ".complete"})
+                if kind == "lifespan.shutdown":
+                    return
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+# load generator ----------------------------------------------------------------------
+
+
+async def _client(port: int, seconds: float, connections: int, size: int,
+                  compression: bool) -> dict[str, float]:
+    import websockets
+
+    payload = "x" * size
+    url = f"ws://127.0.0.1:{port}/"
+    socks = await asyncio.gather(*(
+        websockets.connect(url, compression="deflate" if compression else None,
+                           open_timeout=30, ping_interval=None, max_queue=None)
+        for _ in range(connections)))
+    counting = False
+    count = 0
+    latencies: list[float] = []
+
+    async def loop(ws: Any, until: float) -> None:
+        nonlocal count
+        while True:
+            began = time.perf_counter()
+            if began >= until:
+                return
+            await ws.send(payload)
+            reply = await ws.recv()
+            assert reply == payload
+            if counting:
+                count += 1
+                if count % 16 == 0:
+                    latencies.append(time.perf_counter() - began)
+
+    warm_until = time.perf_counter() + 1
+    await asyncio.gather(*(loop(ws, warm_until) for ws in socks))
+    counting = True
+    began = time.perf_counter()
+    cpu = time.process_time()
+    until = began + seconds
+    await asyncio.gather(*(loop(ws, until) for ws in socks))
+    elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu
+    await asyncio.gather(*(ws.close() for ws in socks))
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan")
+    return {"rate": count / elapsed, "p99_ms": p99, "messages": count,
+            "client_cpu": cpu / elapsed, "elapsed": elapsed}
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_client(port: int, seconds: float, connections: int, size: int,
+               compression: bool, server_pid: int) -> tuple[Result, float, float]:
+    """The load run's result, the client's CPU share and the server's (during the run)."""
+    cmd = ["taskset", "-c", LOAD_CPUS, sys.executable, os.path.abspath(__file__), "--client",
+           "--port", str(port), "--seconds", str(seconds), "--connections", str(connections),
+           "--size", str(size)]
+    if not compression:
+        cmd.append("--no-compression")
+    server_cpu = cpu_seconds(server_pid)
+    began = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         timeout=seconds + 120).stdout
+    server_share = (cpu_seconds(server_pid) - server_cpu) / (time.monotonic() - began)
+    data = json.loads(out.strip().splitlines()[-1])
+    return Result(data["rate"], data["p99_ms"]), data["client_cpu"], server_share
+
+
+# servers ----------------------------------------------------------------------------------
+
+
+def _server_pid(pid: int) -> int:
+    """The server process itself (``start_server`` runs it under taskset, which execs)."""
+    return pid
+
+
+def commands(port: int) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "qactuar async": [
+            py, "-m", "qactuar", "websocket_echo:echo", "--model", "async", "--port", str(port),
+            "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning",
+            "--lifespan", "off",
+        ],
+        "uvicorn": [
+            py, "-m", "uvicorn", "websocket_echo:echo", "--port", str(port), "--host",
+            "127.0.0.1", "--ws", "websockets", "--http", "httptools", "--loop", "uvloop",
+            "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--no-compression", action="store_true")
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    compression = not args.no_compression
+    if args.client:
+        try:
+            import uvloop
+
+            run = uvloop.run
+        except ImportError:
+            run = asyncio.run
+        result = run(_client(args.port, args.seconds, args.connections, args.size,
+                             compression))
+        print(json.dumps(result))
+        return
+    series: dict[str, Series] = {}
+    shares: dict[str, list[tuple[float, float]]] = {}
+    for round_no in range(args.rounds):
+        names = list(commands(0))
+        if round_no % 2:
+            names.reverse()
+        for name in names:
+            port = free_port()
+            proc = start_server(commands(port)[name], port)
+            try:
+                result, client_cpu, server_cpu = run_client(
+                    port, args.seconds, args.connections, args.size, compression,
+                    _server_pid(proc.pid))
+                result.rss_kib = rss_kib(proc.pid)
+                shares.setdefault(name, []).append((server_cpu, client_cpu))
+            finally:
+                stop_server(proc)
+            series.setdefault(name, Series(name)).results.append(result)
+            print(f"round {round_no + 1} {name}: {result.rps:,.0f} messages/s "
+                  f"p99 {result.p99_ms:.2f} ms, CPU server {server_cpu:.0%} "
+                  f"client {client_cpu:.0%}", file=sys.stderr)
+    ordered = [series[n] for n in commands(0)]
+    base = ordered[1]
+    deflate = "permessage-deflate" if compression else "no compression"
+    print(f"\nwebsocket echo, {args.size}-byte texts, {args.connections} connections, "
+          f"{deflate}, median of {args.rounds} x {args.seconds:g} s  "
+          f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs)")
+    print("| server | messages/s | p99 ms | RSS MiB | server CPU | server CPU µs/message | "
+          "client CPU | ratio to uvicorn |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for s in ordered:
+        server_cpu = statistics.median(a for a, _ in shares[s.name])
+        client_cpu = statistics.median(b for _, b in shares[s.name])
+        per_message = statistics.median(
+            share / r.rps * 1e6 for (share, _), r in zip(shares[s.name], s.results, strict=True))
+        print(f"| {s.name} | {s.rps:,.0f} | {s.p99:.2f} | {s.rss_mib:.1f} | {server_cpu:.0%} | "
+              f"{per_message:.1f} | {client_cpu:.0%} | {s.rps / base.rps:.2f}x |")
+    rounds = [f"{a.rps / b.rps:.2f}" for a, b in zip(ordered[0].results, base.results,
+                                                          strict=True)]
+    print(f"\nqactuar async / uvicorn: {ordered[0].rps / base.rps:.2f}x "
+          f"(per round: {', '.join(rounds)})")
+
+
+if __name__ == "__main__":
+    main()
