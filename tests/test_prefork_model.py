@@ -21,7 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from apps import prefork_apps  # type: ignore[import-not-found]
 from conftest import Spawned
+
+from qactuar import Config
+from qactuar.models.arbiter import Arbiter
+from qactuar.models.prefork import PreforkSockets
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 
@@ -479,6 +484,37 @@ def test_reuse_port_with_a_unix_socket_is_refused(prefork, tmp_path):
     master = prefork(APP, "--uds", path, "--reuse-port", wait=False)
     assert master.spawned.wait(10) == 2
     assert "REUSE_PORT=True" in master.log() and "needs HOST/PORT, not UDS" in master.log()
+
+
+# the admin socket's figures -----------------------------------------------------------
+
+
+def test_figures_report_every_worker_and_its_requests():
+    config = Config()
+    config.update({"HOST": "127.0.0.1", "PORT": 0, "MODEL": "prefork", "WORKERS": 2,
+                   "WORKER_TIMEOUT": 0.4, "ACCESS_LOG": False}, "test")
+    sockets = PreforkSockets(config)
+    sockets.bind()
+    arbiter = Arbiter(config, None, prefork_apps.app, sockets.sockets, sockets.for_worker)
+    port = sockets.sockets[0].getsockname()[1]
+
+    def turn() -> list[dict[str, Any]]:
+        arbiter.reap()
+        arbiter.check_workers()
+        arbiter.maintain()
+        return arbiter.figures()["workers"]  # type: ignore[no-any-return]
+
+    try:
+        assert wait_until(lambda: [w["state"] for w in turn()] == ["ready", "ready"], 10)
+        pids = {int(httpx.get(f"http://127.0.0.1:{port}/").text) for _ in range(10)}
+        assert wait_until(lambda: sum(w["requests"] for w in turn()) == 10, 5)
+        figures = arbiter.figures()
+        assert {w["pid"] for w in figures["workers"]} == set(arbiter.workers) >= pids
+        assert figures["target_workers"] == 2 and figures["master_pid"] == os.getpid()
+        assert all(w["age"] > 0 and w["generation"] == 0 for w in figures["workers"])
+    finally:
+        arbiter.stop("graceful")
+    assert arbiter.workers == {}
 
 
 def _refuses(port: int) -> bool:
