@@ -182,9 +182,15 @@ def ready_lines(log: str) -> set[int]:
 # zero-downtime operations under load -------------------------------------------------
 
 
-@pytest.mark.parametrize("sockets", [(), ("--reuse-port",)], ids=["shared-socket", "reuse-port"])
-def test_recycling_after_max_requests_fails_no_request(prefork, sockets):
-    master = prefork(APP, "--workers", "2", "--max-requests", "200", *sockets)
+@pytest.mark.parametrize(
+    ("sockets", "workers"),
+    [((), "2"), (("--reuse-port",), "2"), (("--reuse-port",), "1")],
+    # one worker on its own socket: any gap between it and its replacement
+    # would refuse connections
+    ids=["shared-socket", "reuse-port", "one-worker-reuse-port"],
+)
+def test_recycling_after_max_requests_fails_no_request(prefork, sockets, workers):
+    master = prefork(APP, "--workers", workers, "--max-requests", "200", *sockets)
     with Load(master.spawned.url + "/") as load:
         retired = wait_until(
             lambda: len(re.findall(r"Worker \d+ stopped after", master.log())) >= 4, 30
