@@ -55,6 +55,12 @@ DEFAULT_LOGS: dict[str, Any] = {
 def setup_logging(logs: dict[str, Any], level: str = "", access_log: bool = True) -> None:
     """Apply ``logs`` with dictConfig; ``level`` overrides the qt_* loggers' levels."""
     logging.config.dictConfig(logs)
+    # dictConfig disables every existing logger the dictionary does not name
+    # (unless "disable_existing_loggers" is false). qactuar's loggers exist
+    # before LOGS is applied only because qactuar is imported first: left
+    # unnamed, they propagate to the root handlers instead of going silent.
+    for name in LOGGER_NAMES:
+        logging.getLogger(name).disabled = False
     if level:
         for name in LOGGER_NAMES:
             if name != "qt_exception" or logging.getLevelName(level.upper()) > logging.ERROR:

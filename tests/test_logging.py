@@ -92,6 +92,27 @@ def test_logs_replaces_the_whole_dictionary(spawn_qactuar, tmp_path):
     assert "Listening on" not in output  # qt_server lost the default console handler
 
 
+def test_logs_with_only_a_root_handler_gets_qactuars_lines(spawn_qactuar, tmp_path):
+    # dictConfig disables loggers that exist and are not named, unless told not to;
+    # qactuar's own loggers exist before LOGS is applied and must not be lost that way
+    log_file = tmp_path / "all.log"
+    logs = {
+        "version": 1,
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log_file)}},
+        "root": {"handlers": ["file"], "level": "INFO"},
+    }
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"LOGS": logs}))
+    proc = spawn_qactuar("basic:hello", env={"QACTUAR_CONFIG": str(conf)})
+    assert httpx.get(proc.url + "/via-root", timeout=5).status_code == 200
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and "via-root" not in log_file.read_text():
+        time.sleep(0.05)
+    text = log_file.read_text()
+    assert "Listening on" in text
+    assert '"GET /via-root HTTP/1.1" 200 13' in text
+
+
 def test_no_access_log(spawn_qactuar):
     proc = spawn_qactuar("basic:hello", "--no-access-log")
     assert httpx.get(proc.url + "/quiet", timeout=5).status_code == 200
