@@ -26,7 +26,7 @@ def import_from_string(target: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise AppImportError(f"{target!r}: no module named {exc.name!r}") from None
         raise AppImportError(f"{target!r}: importing {module_name!r} failed: {exc!r}") from exc
     except Exception as exc:

@@ -52,6 +52,8 @@ def test_version():
         ("basic:not_an_app", "not_an_app"),
         ("basic", "module:attribute"),
         ("broken_import:app", "no_such_dependency"),
+        ("missingdep_app:app", "importing 'missingdep_app' failed"),
+        ("apps_pkg_missing.sub:app", "no module named 'apps_pkg_missing'"),
     ],
 )
 def test_import_errors_are_one_line(target, words):
