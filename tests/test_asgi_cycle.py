@@ -371,6 +371,25 @@ def test_exception_after_start_with_content_length_is_cut_short(serve):
             httpx.get(srv.url + "/", timeout=5)
 
 
+def test_app_returning_mid_body_closes_the_connection(serve, qt_exception_records):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+
+    with serve(app) as srv:
+        started = time.monotonic()
+        data = srv.raw(b"GET /half HTTP/1.1\r\nHost: t\r\n\r\n", timeout=5)
+        elapsed = time.monotonic() - started
+    status, headers, body = split_response(data)
+    assert status == 200
+    assert headers.get("transfer-encoding") == "chunked"
+    assert b"half" in body and not body.endswith(b"0\r\n\r\n")
+    assert elapsed < 4
+    assert any("/half" in r.getMessage() for r in qt_exception_records)
+
+
 def test_app_returning_without_response_gives_500(serve):
     async def app(scope, receive, send):
         return None
