@@ -17,6 +17,7 @@ goes on serving.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import os
 import random
@@ -262,6 +263,10 @@ class Arbiter:
         )
         sys.stdout.flush()
         sys.stderr.flush()
+        # What the master holds (the preloaded apps above all) goes to the
+        # permanent generation: the workers' collections never write to
+        # those pages, so they stay shared.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             worker_main(spec)  # never returns

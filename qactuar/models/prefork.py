@@ -24,6 +24,7 @@ from ..config import Config, ConfigError
 from ..importer import AppImportError, build_app
 from ..server import BindError, bind_socket
 from .arbiter import Arbiter
+from .loops import loop_factory
 
 __all__ = ["PreforkSockets", "run_prefork"]
 
@@ -110,6 +111,11 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
             return 2
     elif not config.APPS and target is None:
         logger.error("Cannot load app: no app to serve: pass 'module:app' or set APPS")
+        return 2
+    try:
+        loop_factory(config.LOOP)  # imports uvloop once, for every worker
+    except RuntimeError as exc:
+        print(f"qactuar: config LOOP={config.LOOP!r}: {exc}", file=sys.stderr)
         return 2
     sockets = PreforkSockets(config)
     try:

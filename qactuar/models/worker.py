@@ -339,8 +339,14 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the master decides
     for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(signum, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
+    for signum in (signal.SIGTERM, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, _quit_now)  # SIG_DFL would dump core
+
+
+def _quit_now(signum: int, frame: object) -> None:
+    """SIGQUIT before the event loop runs: the master wants this worker gone now."""
+    os._exit(1)
 
 
 def _load(spec: WorkerSpec) -> ASGIApp:
