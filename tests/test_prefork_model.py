@@ -419,6 +419,24 @@ def test_sigterm_lets_slow_requests_finish_then_master_and_workers_exit(prefork,
         assert f"startup {pid}" in notes and f"shutdown {pid}" in notes
 
 
+def test_graceful_timeout_bounds_the_drain(prefork):
+    master = prefork(APP, "--workers", "2", "--graceful-timeout", "0.5")
+    workers = master.workers()
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(_get(master.spawned.url
+                                                                + "/slow?seconds=20")))
+    thread.start()
+    time.sleep(0.4)
+    started = time.monotonic()
+    master.spawned.signal(signal.SIGTERM)
+    assert master.spawned.wait(10) == 0
+    elapsed = time.monotonic() - started
+    thread.join(5)
+    assert elapsed < 3, f"took {elapsed:.1f}s to stop with GRACEFUL_TIMEOUT 0.5"
+    assert isinstance(result[0], httpx.HTTPError), "the unfinished request was cut"
+    assert all(not alive(pid) for pid in workers)
+
+
 def test_second_sigint_stops_at_once(prefork):
     master = prefork(APP, "--workers", "2")
     workers = master.workers()
@@ -531,6 +549,13 @@ def _refuses(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def _get(url: str) -> httpx.Response | httpx.HTTPError:
+    try:
+        return httpx.get(url, timeout=30)
+    except httpx.HTTPError as exc:
+        return exc
 
 
 def _swallow(url: str) -> None:
