@@ -62,6 +62,17 @@ def test_starlette_stream_stops_when_the_client_leaves(client):
     assert frameworks.forever_produced[0] < 1000
 
 
+def test_starlette_sees_is_disconnected(client):
+    from apps import frameworks
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.get("/star/long-poll", timeout=0.3)
+    deadline = time.monotonic() + 3
+    while not frameworks.long_poll_seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert frameworks.long_poll_seen == ["disconnected"]
+
+
 def test_starlette_form_post(client):
     fields = {"name": "qactuar", "tag": ["a", "b"]}
     assert client.post("/star/form", data=fields).json() == {

@@ -51,6 +51,21 @@ async def forever(request: Request) -> StreamingResponse:
     return StreamingResponse(ticks(), media_type="text/plain")
 
 
+#: What /long-poll saw: "disconnected" once its client went away.
+long_poll_seen: list[str] = []
+
+
+async def long_poll(request: Request) -> PlainTextResponse:
+    for _ in range(500):
+        if await request.is_disconnected():
+            long_poll_seen.append("disconnected")
+            break
+        await asyncio.sleep(0.01)
+    else:
+        long_poll_seen.append("gave up")
+    return PlainTextResponse("late")
+
+
 async def form(request: Request) -> JSONResponse:
     async with request.form() as data:
         upload = data.get("upload")
@@ -83,6 +98,7 @@ starlette_app = Starlette(
         Route("/items/{item_id:int}", item, name="item"),
         Route("/stream", stream),
         Route("/forever", forever),
+        Route("/long-poll", long_poll),
         Route("/form", form, methods=["POST"]),
         Mount("/sub", routes=[Route("/page", sub_page, name="page")], name="sub"),
     ],
