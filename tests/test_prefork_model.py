@@ -25,6 +25,7 @@ from apps import prefork_apps  # type: ignore[import-not-found]
 from conftest import Spawned
 
 from qactuar import Config
+from qactuar.config import ConfigError
 from qactuar.models.arbiter import Arbiter
 from qactuar.models.prefork import PreforkSockets
 
@@ -508,6 +509,34 @@ def test_reuse_port_with_a_unix_socket_is_refused(prefork, tmp_path):
     master = prefork(APP, "--uds", path, "--reuse-port", wait=False)
     assert master.spawned.wait(10) == 2
     assert "REUSE_PORT=True" in master.log() and "needs HOST/PORT, not UDS" in master.log()
+
+
+# settings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("WORKERS", -1, "must be at least 0"),
+        ("MAX_REQUESTS", -5, "must be at least 0"),
+        ("MAX_REQUESTS_JITTER", 1.5, "expected an integer"),
+        ("WORKER_TIMEOUT", -1.0, "must be at least 0"),
+        ("PRELOAD", "yes", "expected true or false"),
+        ("REUSE_PORT", 1, "expected true or false"),
+    ],
+)
+def test_prefork_settings_are_checked(key, value, reason):
+    with pytest.raises(ConfigError) as caught:
+        Config().update({key: value}, "qactuar.json")
+    assert str(caught.value) == f"config {key}={value!r} (from qactuar.json): {reason}"
+
+
+def test_prefork_settings_from_the_command_line(spawn_qactuar):
+    proc = spawn_qactuar(APP, "--model", "prefork", "--workers", "-2", wait=False)
+    assert proc.wait(10) == 2
+    assert proc.output().strip() == (
+        "qactuar: config WORKERS=-2 (from command line): must be at least 0"
+    )
 
 
 # the admin socket's figures -----------------------------------------------------------
