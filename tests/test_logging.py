@@ -42,8 +42,8 @@ def test_one_access_line_per_request(spawn_qactuar, model):
         assert int(client_port) == port  # one keep-alive connection
         assert (version, status, size) == ("1.1", "200", "4")  # b"done"
     durations = [float(d) for *_, d in lines]
-    assert 290 <= durations[1] < 3000
-    assert durations[0] < 250
+    assert 290 <= durations[1] < 3000  # the request slept 0.3 s
+    assert durations[0] < durations[1]
 
 
 def test_access_line_for_errors_and_http10(spawn_qactuar, tmp_path):
