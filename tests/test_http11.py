@@ -694,3 +694,26 @@ def test_expect_100_continue_is_ignored_for_http10(serve):
         response = c.response()
         assert response.interim == []
         assert response.body == b"read:ok"
+
+
+def test_answer_before_the_body_is_read_says_connection_close(serve):
+    # An app that answers without reading a large body: the connection cannot
+    # carry another request, and the client must be told so in the response,
+    # not find out by a reset on its next request.
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 413, "headers": []})
+        await send({"type": "http.response.body", "body": b"too big"})
+
+    with serve(app, LIFESPAN="off") as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+            sock.sendall(head + b"z" * 1000)
+            data = b""
+            while b"too big" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head = data.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 413")
+        assert b"connection: close" in head

@@ -246,6 +246,10 @@ class HTTPCycle:
             if self.disconnected:
                 raise ClientDisconnected("Client disconnected")
             more = message.get("more_body", False)
+            if not self.body_complete and not self.response.head_sent:
+                # Answering before the request body is in: the connection
+                # cannot carry another request, so the client is told.
+                self.response.keep_alive = False
             try:
                 data = self.response.body(message.get("body", b""), more)
             except LocalProtocolError as exc:
