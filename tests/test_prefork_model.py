@@ -420,6 +420,21 @@ def test_sigterm_lets_slow_requests_finish_then_master_and_workers_exit(prefork,
         assert f"startup {pid}" in notes and f"shutdown {pid}" in notes
 
 
+def test_sigterm_with_an_open_websocket_stops_cleanly(prefork):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    master = prefork(APP, "--workers", "2", "--graceful-timeout", "1")
+    with connect(f"ws://127.0.0.1:{master.spawned.port}/") as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        master.spawned.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=8)
+    assert master.spawned.wait(10) == 0
+    assert "Traceback" not in master.log(), master.log()
+
+
 def test_graceful_timeout_bounds_the_drain(prefork):
     master = prefork(APP, "--workers", "2", "--graceful-timeout", "0.5")
     workers = master.workers()

@@ -34,6 +34,7 @@ from typing import NoReturn
 from ..asgi.cycle import HTTPCycle
 from ..asgi.types import ASGIApp
 from ..config import Config
+from ..http import Response
 from ..importer import AppImportError, build_app
 from ..lifespan import LifespanFailure
 from ..server import Server
@@ -218,13 +219,11 @@ class WorkerServer(Server):
         state.run_cycle = self._run_last_cycle
         for conn in state.connections:
             for cycle in (conn.cycle, *conn.pipeline):
-                if cycle is not None and not cycle.response.head_sent:
-                    cycle.response.keep_alive = False
+                _close_after(cycle)
         self._stop.set()
 
     def _run_last_cycle(self, cycle: HTTPCycle) -> None:
-        if not cycle.response.head_sent:
-            cycle.response.keep_alive = False
+        _close_after(cycle)
         self.state.run_task(cycle)
 
     def install_signal_handlers(self) -> None:
@@ -316,6 +315,16 @@ class WorkerServer(Server):
             beat.cancel()
             self.slot.requests = self.state.requests_served
         return 0
+
+
+def _close_after(cycle: object) -> None:
+    """Make a response not yet begun say ``Connection: close``.
+
+    A WebSocket session stands where an HTTP cycle would: it has no response.
+    """
+    response = getattr(cycle, "response", None)
+    if isinstance(response, Response) and not response.head_sent:
+        response.keep_alive = False
 
 
 class _CoreInfoFilter(logging.Filter):

@@ -2,6 +2,7 @@
 
 ``app`` answers with the pid of the worker that served it; ``/slow?seconds=N``
 sleeps on the loop first, ``/block`` blocks the worker's loop for a minute.
+On a websocket it echoes text messages until the client leaves.
 Its lifespan appends ``startup <pid>`` / ``shutdown <pid>`` to
 $QT_LIFESPAN_FILE when that is set.
 """
@@ -30,6 +31,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": message["type"] + ".complete"})
             if kind == "shutdown":
                 return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        return
     if scope["type"] != "http":
         return
     if scope["path"] == "/slow":
