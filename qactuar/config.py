@@ -215,7 +215,8 @@ class Config:
         for f in fields(self):
             value = getattr(self, f.name)
             self._check(f.name, value, "Config()")
-            if f.default is not MISSING and value != f.default:
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if value != default:
                 self._sources[f.name] = "Config()"
 
     def source_of(self, key: str) -> str:

@@ -217,3 +217,17 @@ def test_run_refuses_a_bad_setting():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert "PORT" in lines[0] and "-3" in lines[0] and "run()" in lines[0]
+
+
+def test_run_names_a_config_object_as_the_source():
+    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
+    env.pop("QACTUAR_CONFIG", None)
+    code = ("import basic, qactuar\n"
+            "logs = {'version': 1, 'handlers': {'h': {'class': 'no_such_mod.Handler'}}}\n"
+            "qactuar.run(basic.hello, conf=qactuar.Config(LOGS=logs))\n")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=20, cwd=os.path.join(TESTS, "apps"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "LOGS" in lines[0] and "(from Config())" in lines[0] and "no_such_mod" in lines[0]
