@@ -268,6 +268,26 @@ def test_the_101_response_carries_qactuar_headers(served: Served, start: Any) ->
         assert ws.read_message().payload == b"works"
 
 
+def test_a_big_cookie_does_not_break_the_upgrade(served: Served) -> None:
+    """A 12 kB Cookie header is within MAX_HEADER_BYTES: the upgrade goes through."""
+    cookie = "; ".join(f"c{n}={'v' * 100}" for n in range(120))
+    with connect(served.url("/echo"), open_timeout=5,
+                 additional_headers={"Cookie": cookie}) as ws:
+        ws.send("with cookies")
+        assert ws.recv(timeout=5) == "with cookies"
+
+
+def test_client_gone_before_accept(served: Served) -> None:
+    """The app's accept raises an OSError (ASGI: send on a closed connection), no 500 noise."""
+    name = ident()
+    ws = RawWebSocket.open_unanswered(served.port, f"/slowaccept?id={name}")
+    ws.close()
+    report = served.report(name)
+    assert report["oserror"] is True, report
+    time.sleep(0.1)
+    assert "Exception in ASGI websocket application for /slowaccept" not in served.output()
+
+
 def test_denial_response_is_read_as_http(served: Served) -> None:
     with pytest.raises(InvalidStatus) as denied:
         connect(served.url("/deny"), open_timeout=5)

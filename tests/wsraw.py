@@ -117,6 +117,14 @@ class RawWebSocket:
             raise ConnectionError(f"handshake refused: {head!r}")
         return cls(sock, head, rest)
 
+    @classmethod
+    def open_unanswered(cls, port: int, path: str, timeout: float = 5) -> RawWebSocket:
+        """Send a handshake and return at once, without waiting for the answer."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(handshake_request(path, port, key=key))
+        return cls(sock, b"", b"")
+
     def header(self, name: str) -> str | None:
         for line in self.response.decode("latin-1").split("\r\n")[1:]:
             key, _, value = line.partition(":")

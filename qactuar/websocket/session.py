@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -370,8 +371,10 @@ class WebSocketSession:
             # the close handshake may still be under way: the code sent is the code
             code = self.close_code if self.close_code is not None else self._received_code()
             outcome = f"closed {code}"
-        else:
+        elif self._status:
             outcome = str(self._status)
+        else:
+            outcome = f"closed {self.close_code or 1006}"  # the client left before accept
         access_logger.info(
             "%s %s %.1fms",
             self._request_line(),
@@ -438,6 +441,9 @@ class WebSocketSession:
             raise RuntimeError(f"Unexpected ASGI message {kind!r} in a websocket cycle")
 
     def _accept(self, message: Message) -> None:
+        if self.state == _CLOSED and self.protocol is None and self._denial is None:
+            # the client left before the app decided (ASGI: an OSError on send)
+            raise ClientDisconnected("the client left before the WebSocket was accepted")
         if self.state != _CONNECTING or self._denial is not None:
             raise RuntimeError("ASGI sent 'websocket.accept' twice or after a close")
         chosen = message.get("subprotocol")
@@ -447,18 +453,19 @@ class WebSocketSession:
             select_subprotocol=lambda _, offered: chosen if chosen in offered else None,
             max_size=options.max_message_bytes + _wire_slack(options.max_message_bytes),
         )
-        # The protocol reads the handshake from the stream itself: replay the
-        # head we parsed, then let it negotiate extensions and subprotocol.
+        # The protocol expects to read the handshake from the stream. Our
+        # parser has read it already (within MAX_HEADER_BYTES, which may be
+        # more than the library's 8 kB line limit: a big Cookie): a bare
+        # request line moves the protocol past it, and the real headers go
+        # to accept() as a Request, which negotiates extensions and subprotocol.
+        protocol.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+        protocol.events_received()
         head = self.head
+        headers = Headers()
+        for field, content in head.headers:
+            headers[field.decode("latin-1")] = content.decode("latin-1")
         target = head.raw_path + (b"?" + head.query_string if head.query_string else b"")
-        protocol.receive_data(
-            b"GET %s HTTP/1.1\r\n%s\r\n"
-            % (target, b"".join(b"%s: %s\r\n" % field for field in head.headers))
-        )
-        request = next(iter(protocol.events_received()), None)
-        if not isinstance(request, Request):
-            raise RuntimeError("the WebSocket handshake could not be replayed")
-        response = protocol.accept(request)
+        response = protocol.accept(Request(target.decode("latin-1"), headers))
         slack = _wire_slack(options.max_message_bytes)
         protocol.extensions = [_ExactInflateLimit(ext, slack) for ext in protocol.extensions]
         if response.status_code != 101:
@@ -470,9 +477,9 @@ class WebSocketSession:
         date, server = self._lines
         # the library's own Server header (if any) gives way to ours, as on
         # every other qactuar response; Date follows DATE_HEADER
-        for name in ("Server", "Date"):
-            if name in response.headers:
-                del response.headers[name]
+        for line in ("Server", "Date"):
+            if line in response.headers:
+                del response.headers[line]
         if date:
             response.headers["Date"] = date.partition(b":")[2].strip().decode("latin-1")
         if server:
@@ -491,6 +498,8 @@ class WebSocketSession:
             self.feed(pending)
 
     def _deny(self, message: Message) -> None:
+        if self.state == _CLOSED and self.protocol is None and self._denial is None:
+            raise ClientDisconnected("the client left before the denial response")
         if self.state != _CONNECTING:
             raise RuntimeError("A WebSocket denial response must come before 'websocket.accept'")
         try:

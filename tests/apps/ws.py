@@ -11,6 +11,8 @@ Routes (websocket scope):
   /hold?flag=PATH   accept, read nothing until PATH exists, then count the binary
                     messages and answer "got N" to the text message "end"
   /crash            raise before accept (-> 500)
+  /slowaccept       wait 0.5 s, then accept; reports {"accept": "ok"} or the exception's
+                    class and whether it is an OSError, then the disconnect
 
 Every websocket app writes its websocket.disconnect message as JSON to
 $QT_WS_REPORT_DIR/<id>.json, where <id> is the query parameter ``id`` (so a
@@ -53,7 +55,7 @@ sock.onopen = () => {
   status.textContent = "open";
   document.getElementById("extensions").textContent =
     "extensions:" + sock.extensions + " protocol:" + sock.protocol;
-  sock.send("hello from chromium \u00e9");
+  sock.send("hello from chromium \\u00e9");
   sock.send(big);
 };
 sock.onmessage = (event) => {
@@ -157,6 +159,14 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "websocket.close"})
     elif path == "/hold":
         await _hold(scope, receive, send)
+    elif path == "/slowaccept":
+        await asyncio.sleep(0.5)
+        try:
+            await send({"type": "websocket.accept"})
+        except Exception as exc:  # the client left while the app was deciding
+            _report(scope, {"accept": type(exc).__name__, "oserror": isinstance(exc, OSError)})
+            return
+        await _until_disconnect(scope, receive)
     elif path == "/crash":
         raise RuntimeError("the app fails before accepting")
     else:
