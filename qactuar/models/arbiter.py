@@ -166,7 +166,9 @@ class Arbiter:
         #: Workers replaced after MAX_REQUESTS.
         self.recycled = 0
         self.reloads = 0
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_r, self._wake_w = os.pipe()  # close-on-exec already
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
 
     # the admin socket's view ------------------------------------------------------
 
