@@ -5,8 +5,9 @@ tested with byte strings and every process model shares it.
 """
 
 from .errors import LocalProtocolError, ProtocolError
+from .events import END_OF_MESSAGE, Event, RequestHead
 from .limits import Limits
-from .parser import END_OF_MESSAGE, Event, RequestHead, RequestParser
+from .parser import RequestParser
 from .response import Response, error_response, informational
 
 __all__ = [

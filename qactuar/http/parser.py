@@ -35,76 +35,18 @@ module adds the rules llhttp leaves to the server:
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
 import httptools
 
 from .errors import ProtocolError
+from .events import END_OF_MESSAGE, Event, RequestHead
 from .limits import Limits
+from .upgrade_body import UpgradeBody
 
-__all__ = ["END_OF_MESSAGE", "Event", "RequestHead", "RequestParser"]
+__all__ = ["RequestParser"]
 
-
-class _EndOfMessage:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "END_OF_MESSAGE"
-
-
-#: Marks the end of one request's body.
-END_OF_MESSAGE: Final = _EndOfMessage()
-
-
-class RequestHead:
-    """A complete request line and header section."""
-
-    __slots__ = (
-        "method",
-        "raw_path",
-        "path",
-        "query_string",
-        "http_version",
-        "headers",
-        "keep_alive",
-        "expect_continue",
-        "upgrade",
-        "has_body",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        raw_path: bytes,
-        path: str,
-        query_string: bytes,
-        http_version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        expect_continue: bool,
-        upgrade: bytes | None,
-        has_body: bool,
-    ) -> None:
-        self.method = method
-        self.raw_path = raw_path
-        self.path = path
-        self.query_string = query_string
-        self.http_version = http_version
-        #: Field names lower-cased, values as sent, in order.
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
-        #: The ``Upgrade`` field's value (lower-cased) when the client asked
-        #: to switch protocols, else None.
-        self.upgrade = upgrade
-        self.has_body = has_body
-
-    def __repr__(self) -> str:
-        return f"<RequestHead {self.method} {self.raw_path!r} HTTP/{self.http_version}>"
-
-
-Event = RequestHead | bytes | _EndOfMessage
 
 _HEAD, _BODY = 0, 1
 #: llhttp's messages that deserve another status or wording: (status, reason).
@@ -178,7 +120,7 @@ class RequestParser:
         #: llhttp stopped at an Upgrade request's head.
         self._upgraded = False
         #: Parses that request's body, which is still HTTP; None if it has none.
-        self._upgrade_body: _UpgradeBody | None = None
+        self._upgrade_body: UpgradeBody | None = None
         #: A request that closes the connection is complete: ignore the rest.
         self._final = False
         #: The request being parsed does not keep the connection alive.
@@ -305,7 +247,7 @@ class RequestParser:
         status, reason = _MESSAGES.get(message, (400, message))
         raise ProtocolError(status, reason) from None
 
-    def _feed_upgrade_body(self, body: _UpgradeBody, data: bytes) -> None:
+    def _feed_upgrade_body(self, body: UpgradeBody, data: bytes) -> None:
         tail = body.feed(data)
         if tail is not None:
             self._upgrade_body = None
@@ -391,7 +333,7 @@ class RequestParser:
             upgrade = None
         if upgrade is not None and (chunked or content_length):
             # llhttp stops at this head, even when we ignore the Upgrade
-            self._upgrade_body = _UpgradeBody(self, chunked, content_length)
+            self._upgrade_body = UpgradeBody(self, chunked, content_length)
         if version != "1.1":
             upgrade = None  # RFC 9110 §7.8: ignored in HTTP/1.0
         raw_path, query = _split_target(self._url)
@@ -441,76 +383,3 @@ class RequestParser:
         self._state = _HEAD
         self._head_bytes = 0
         self._events.append(END_OF_MESSAGE)
-
-
-class _UpgradeBody:
-    """The body of an Upgrade request, after llhttp has stopped at its head.
-
-    ``feed`` passes body pieces and then the end of the message to the
-    ``RequestParser``'s callbacks and returns the bytes that follow the body
-    (the new protocol's), or None while the body is incomplete. After a
-    chunked body those bytes cannot be told apart and b"" is returned: no
-    protocol that is switched to after a request body is spoken here.
-    """
-
-    __slots__ = ("_owner", "_remaining", "_chunks", "_started", "_done")
-
-    _CHUNKED_HEAD: Final = (
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        b"Connection: close\r\n\r\n"
-    )
-
-    def __init__(self, owner: RequestParser, chunked: bool, content_length: int) -> None:
-        self._owner = owner
-        self._remaining = content_length
-        self._done = False
-        #: The synthetic head is parsed: fields from now on are trailers.
-        self._started = False
-        self._chunks: Any = None
-        if chunked:
-            self._chunks = httptools.HttpRequestParser(self)
-            self._chunks.feed_data(self._CHUNKED_HEAD)
-
-    def feed(self, data: bytes) -> bytes | None:
-        chunks = self._chunks
-        if chunks is not None:
-            try:
-                chunks.feed_data(data)
-            except httptools.HttpParserCallbackError as exc:
-                if isinstance(exc.__context__, ProtocolError):
-                    raise exc.__context__ from None
-                raise
-            except httptools.HttpParserError as exc:
-                if not self._done:
-                    message = str(exc.args[0]) if exc.args else "Malformed request"
-                    raise ProtocolError(400, message) from None
-            return b"" if self._done else None
-        take = data[: self._remaining]
-        if take:
-            self._remaining -= len(take)
-            self._owner.on_body(take)
-        if self._remaining:
-            return None
-        self._owner.on_message_complete()
-        return data[len(take) :]
-
-    # callbacks of the chunked sub-parser
-    def on_headers_complete(self) -> None:
-        self._started = True
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._started:
-            self._owner.on_header(name, value)  # a trailer: counted, not kept
-
-    def on_chunk_header(self) -> None:
-        self._owner.on_chunk_header()
-
-    def on_chunk_complete(self) -> None:
-        self._owner.on_chunk_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self._owner.on_body(body)
-
-    def on_message_complete(self) -> None:
-        self._done = True
-        self._owner.on_message_complete()
