@@ -382,6 +382,23 @@ def test_rfc7692_compressed_messages_with_context_takeover(server: Server) -> No
             assert (opcode, echoed) == (TEXT, text.encode())
 
 
+def test_rfc7692_short_replies_go_uncompressed_and_context_survives(server: Server) -> None:
+    """The server deflates what is worth it: a 2-byte echo has RSV1 clear, a long one set,
+    and the client's inflater (context takeover) follows across both kinds."""
+    inflater = Inflater()
+    with server.open(extra=DEFLATE) as ws:
+        for n in range(3):
+            ws.send_frame(TEXT, b"hi")
+            short = ws.read_message()
+            assert (short.rsv, short.payload) == (0, b"hi")
+            long = (b"long and repetitive %d " % n) * 100
+            ws.send_frame(TEXT, deflate(long), rsv=4)
+            frame = ws.read_message()
+            assert frame.rsv == 4 and len(frame.payload) < len(long) // 10
+            data = inflater.decoder.decompress(frame.payload + b"\x00\x00\xff\xff")
+            assert data == long
+
+
 def test_rfc7692_fragmented_compressed_message(server: Server) -> None:
     text = ("fragmented and compressed, " * 200).encode()
     data = deflate(text)

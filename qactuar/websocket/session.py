@@ -44,6 +44,8 @@ exception_logger = logging.getLogger("qt_exception")
 
 _CONNECTING, _OPEN, _CLOSED = 0, 1, 2
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+#: Outgoing messages shorter than this are sent uncompressed on a deflate connection.
+_COMPRESS_MIN = 64
 
 
 def _wire_slack(limit: int) -> int:
@@ -84,6 +86,10 @@ class _ExactInflateLimit(Extension):
         return decoded
 
     def encode(self, frame: Frame) -> Frame:
+        if frame.fin and frame.opcode is not Opcode.CONT and len(frame.data) < _COMPRESS_MIN:
+            # RFC 7692 lets any message go uncompressed (RSV1 clear): deflating
+            # a few bytes costs CPU and saves nothing on the wire
+            return frame
         return self.inner.encode(frame)
 
 
