@@ -305,6 +305,9 @@ def test_worker_with_blocked_loop_is_killed_after_worker_timeout(prefork):
     assert len(load.failed) <= 3, load.failed
     assert all(started <= o.at < started + 3 for o in load.failed), load.failed
     assert f"Worker {killed.group(1)} killed by SIGKILL" in master.log()
+    # the stack it was stuck in, for whoever reads the log
+    stack = master.log().split("Where it was stuck:", 1)[1]
+    assert re.search(r'File ".*prefork_apps\.py", line \d+ in app', stack), stack[:2000]
 
 
 def test_preload_off_sighup_serves_edited_code_without_failures(prefork, tmp_path):

@@ -36,6 +36,7 @@ from ..config import Config, ConfigError, load_config
 from ..logs import setup_logging
 from .worker import (
     BOOT_ERROR,
+    STACK_SIGNAL,
     WorkerSlot,
     WorkerSpec,
     WorkerState,
@@ -52,6 +53,8 @@ MAX_BOOT_FAILURES = 5
 #: Seconds a stopping worker gets beyond GRACEFUL_TIMEOUT (lifespan shutdown)
 #: before it is killed.
 STOP_SLACK = 5.0
+#: Seconds a hung worker gets to print its stacks before SIGKILL.
+STACK_WAIT = 0.1
 #: Settings a reload cannot change: the sockets stay those bound at start.
 _FIXED_ON_RELOAD = ("MODEL", "HOST", "PORT", "UDS", "BACKLOG", "REUSE_PORT", "PRELOAD")
 _HANDLED = (
@@ -365,15 +368,23 @@ class Arbiter:
             if timeout and silent > silence_limit:
                 worker.killed = f"its event loop was blocked for more than {timeout:g}s"
                 logger.error(
-                    "Worker %d: no heartbeat for %.1fs (WORKER_TIMEOUT %gs); killing it",
+                    "Worker %d: no heartbeat for %.1fs (WORKER_TIMEOUT %gs); killing it. "
+                    "Where it was stuck:",
                     worker.pid,
                     silent,
                     timeout,
                 )
-                self.kill(worker, signal.SIGKILL)
+                self.kill_with_stack(worker)
             elif worker.stop_sent and now - worker.stop_sent > drain_limit:
                 worker.killed = f"still stopping {drain_limit:g}s after SIGTERM"
-                self.kill(worker, signal.SIGKILL)
+                logger.error("Worker %d: %s; killing it", worker.pid, worker.killed)
+                self.kill_with_stack(worker)
+
+    def kill_with_stack(self, worker: WorkerRecord) -> None:
+        """SIGKILL, once the worker has printed its threads' stacks (faulthandler)."""
+        self.kill(worker, STACK_SIGNAL)
+        time.sleep(STACK_WAIT)
+        self.kill(worker, signal.SIGKILL)
 
     def maintain(self) -> None:
         """Start and stop workers until the pool is what it should be."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import faulthandler
 import importlib
 import logging
 import mmap
@@ -43,6 +44,7 @@ from .loops import loop_factory
 
 __all__ = [
     "BOOT_ERROR",
+    "STACK_SIGNAL",
     "WorkerSlot",
     "WorkerSpec",
     "WorkerState",
@@ -59,6 +61,9 @@ BOOT_ERROR = 3
 #: request that may already be on its way before closing it.
 IDLE_GRACE = 0.25
 _PR_SET_PDEATHSIG = 1
+#: The master sends it before SIGKILL: the worker writes every thread's stack
+#: to stderr (from C, so a blocked event loop does not stop it).
+STACK_SIGNAL = signal.SIGUSR1
 
 
 def beat_interval(worker_timeout: float) -> float:
@@ -353,6 +358,13 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGQUIT, _quit_now)  # SIG_DFL would dump core
 
 
+def _print_stacks_on_request() -> None:
+    try:
+        faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError):
+        pass  # no real stderr to write to
+
+
 def _quit_now(signum: int, frame: object) -> None:
     """SIGQUIT before the event loop runs: the master wants this worker gone now."""
     os._exit(1)
@@ -388,6 +400,7 @@ def worker_main(spec: WorkerSpec) -> NoReturn:
         if os.getppid() != spec.master_pid:
             os._exit(0)  # the master died before the line above
         spec.slot.heartbeat = time.monotonic()
+        _print_stacks_on_request()
         logging.getLogger("qt_server").addFilter(_CoreInfoFilter())
         code = _serve(spec)
     except BaseException as exc:
