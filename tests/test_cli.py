@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import fields
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,18 @@ from conftest import free_port, wait_for_port
 from test_config import ROOT, TESTS, run_qactuar
 
 from qactuar import Config, Server
+
+
+@pytest.fixture
+def spawn_qactuar(spawn_qactuar):
+    """The shared fixture with KEEP_ALIVE_TIMEOUT 1 s: the server then sweeps (and so
+    notices a stop signal) every 0.25 s instead of every second, and these tests,
+    which do not time keep-alive, stop their processes sooner."""
+
+    def spawn(*args: str, **kwargs: Any) -> Any:
+        return spawn_qactuar("--keep-alive-timeout", "1", *args, **kwargs)
+
+    return spawn
 
 
 def test_help_documents_every_option():

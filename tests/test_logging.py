@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,18 @@ ACCESS = re.compile(
     r'ACCESS 127\.0\.0\.1:(\d+) - "(\S+) (\S+) HTTP/(1\.[01])" (\d{3}) (\d+) ([\d.]+)ms$',
     re.M,
 )
+
+
+@pytest.fixture
+def spawn_qactuar(spawn_qactuar):
+    """The shared fixture with KEEP_ALIVE_TIMEOUT 1 s: the server then sweeps (and so
+    notices a stop signal) every 0.25 s instead of every second, and these tests,
+    which do not time keep-alive, stop their processes sooner."""
+
+    def spawn(*args: str, **kwargs: Any) -> Any:
+        return spawn_qactuar("--keep-alive-timeout", "1", *args, **kwargs)
+
+    return spawn
 
 
 def wait_for_output(proc, predicate, timeout: float = 3) -> str:

@@ -35,6 +35,18 @@ EXPECTED = [
 
 
 @pytest.fixture
+def spawn_qactuar(spawn_qactuar):
+    """The shared fixture with KEEP_ALIVE_TIMEOUT 1 s: the server then sweeps (and so
+    notices a stop signal) every 0.25 s instead of every second, and these tests,
+    which do not time keep-alive, stop their processes sooner."""
+
+    def spawn(*args: str, **kwargs: Any) -> Any:
+        return spawn_qactuar("--keep-alive-timeout", "1", *args, **kwargs)
+
+    return spawn
+
+
+@pytest.fixture
 def serve_apps(serve):
     def start(apps: dict[str, str], **settings: Any) -> Any:
         settings.setdefault("KEEP_ALIVE_TIMEOUT", 0.8)
