@@ -27,7 +27,9 @@ from conftest import Spawned
 from qactuar import Config
 from qactuar.config import ConfigError
 from qactuar.models.arbiter import Arbiter
+from qactuar.models.pool import Plan, WorkerRecord, plan
 from qactuar.models.prefork import PreforkSockets
+from qactuar.models.worker import WorkerSlot, WorkerState
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 
@@ -555,6 +557,52 @@ def test_prefork_settings_from_the_command_line(spawn_qactuar):
     assert proc.output().strip() == (
         "qactuar: config WORKERS=-2 (from command line): must be at least 0"
     )
+
+
+# the pool rule (no processes) ------------------------------------------------------------
+
+
+def record(pid: int, state: int = WorkerState.READY, generation: int = 0,
+           started: float = 0.0, **flags: Any) -> WorkerRecord:
+    slot = WorkerSlot()
+    slot.state = state
+    return WorkerRecord(pid, slot, generation, 0, started or float(pid),
+                        ready=state != WorkerState.BOOTING, **flags)
+
+
+def stops(todo: Plan) -> list[tuple[int, str]]:
+    return [(w.pid, why) for w, why in todo.stop]
+
+
+def test_plan_starts_a_replacement_before_a_retiring_worker_stops():
+    retiring = record(1, WorkerState.RETIRING)
+    other = record(2)
+    assert plan([retiring, other], 0, 2) == Plan(start=1)
+    new = record(3, WorkerState.BOOTING)
+    assert stops(plan([retiring, other, new], 0, 2)) == []
+    new.slot.state, new.ready = WorkerState.READY, True
+    todo = plan([retiring, other, new], 0, 2)
+    assert (todo.start, stops(todo)) == (0, [(1, "replaced: MAX_REQUESTS")])
+
+
+def test_plan_reload_replaces_old_workers_one_new_one_at_a_time():
+    old = [record(1), record(2)]
+    assert plan(old, 1, 2).start == 2
+    new = [record(3, generation=1), record(4, WorkerState.BOOTING, generation=1)]
+    assert stops(plan(old + new, 1, 2)) == [(1, "replaced: reload")]  # the oldest first
+    old_booting = record(5, WorkerState.BOOTING)
+    assert stops(plan([old_booting, *new], 1, 2)) == [(5, "outdated before it served")]
+
+
+def test_plan_fewer_workers_stops_a_booting_one_first_then_the_oldest():
+    workers = [record(1), record(2), record(3, WorkerState.BOOTING)]
+    assert stops(plan(workers, 0, 2)) == [(3, "fewer workers wanted")]
+    assert stops(plan(workers[:2], 0, 1)) == [(1, "fewer workers wanted")]
+
+
+def test_plan_replaces_dead_and_killed_workers_and_leaves_stopping_ones_alone():
+    workers = [record(1, killed="timeout"), record(2, stop_sent=1.0), record(3)]
+    assert plan(workers, 0, 3) == Plan(start=2)
 
 
 # the admin socket's figures -----------------------------------------------------------

@@ -3,15 +3,8 @@
 Signal handlers only queue the signal. The main loop wakes on a pipe (the
 signal wake-up fd, and workers saying they are ready or want replacing, write
 to it) or on its tick, then handles the queued signals, reaps dead workers,
-kills hung ones and starts or stops workers until the pool is what it should
-be.
-
-One pool rule, applied on every turn, makes recycling, reload, SIGTTIN and
-SIGTTOU a single mechanism: a worker that is retiring (it reached
-``MAX_REQUESTS``) or outdated (started before the last SIGHUP) no longer
-counts, so a replacement starts; the old one is sent SIGTERM only once
-enough replacements serve. If a replacement cannot start, the old worker
-goes on serving.
+kills hung ones and starts or stops workers as ``pool.plan()`` says, which
+makes recycling, reload, SIGTTIN and SIGTTOU one mechanism.
 """
 
 from __future__ import annotations
@@ -27,13 +20,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from types import FrameType
 from typing import Any
 
 from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError, load_config
 from ..logs import setup_logging
+from .pool import MAX_REQUESTS_REASON, WorkerRecord, plan
 from .worker import (
     BOOT_ERROR,
     STACK_SIGNAL,
@@ -44,7 +38,7 @@ from .worker import (
     worker_main,
 )
 
-__all__ = ["Arbiter", "WorkerRecord", "cpu_count", "reread_config"]
+__all__ = ["Arbiter", "cpu_count", "reread_config"]
 
 logger = logging.getLogger("qt_server")
 
@@ -73,38 +67,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-@dataclass(slots=True)
-class WorkerRecord:
-    """What the master knows of one worker; ``figures()`` is for the admin socket."""
-
-    pid: int
-    slot: WorkerSlot
-    generation: int
-    max_requests: int
-    started: float  # monotonic
-    ready: bool = False
-    stop_sent: float = 0.0  # monotonic time of SIGTERM/SIGQUIT, 0: not sent
-    killed: str = ""  # why the master sent SIGKILL
-
-    @property
-    def state(self) -> str:
-        if self.killed:
-            return "killed"
-        if self.stop_sent:
-            return "stopping"
-        return WorkerState.NAMES[self.slot.state]
-
-    def figures(self, now: float) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "age": round(now - self.started, 3),
-            "requests": self.slot.requests,
-            "max_requests": self.max_requests,
-            "state": self.state,
-            "generation": self.generation,
-        }
 
 
 def _describe_status(status: int) -> str:
@@ -388,41 +350,14 @@ class Arbiter:
 
     def maintain(self) -> None:
         """Start and stop workers until the pool is what it should be."""
-        workers = list(self.workers.values())
-
-        def leaving(w: WorkerRecord) -> bool:
-            state = w.slot.state
-            return bool(w.stop_sent or w.killed) or state in (
-                WorkerState.RETIRING,
-                WorkerState.STOPPING,
-            )
-
-        current = [w for w in workers if w.generation == self.generation and not leaving(w)]
-        current_pids = {w.pid for w in current}
+        todo = plan(list(self.workers.values()), self.generation, self.num_workers)
         if time.monotonic() >= self.spawn_after:
-            for _ in range(self.num_workers - len(current)):
+            for _ in range(todo.start):
                 self.spawn()
-        # SIGTTOU: stop the surplus, those still booting first, then the oldest.
-        surplus = len(current) - self.num_workers
-        if surplus > 0:
-            current.sort(key=lambda w: (w.ready, w.started))
-            for worker in current[:surplus]:
-                self.stop_worker(worker, "fewer workers wanted")
-            current = current[surplus:]
-        # Retiring and outdated workers go once enough of the current ones serve.
-        going = [
-            w for w in workers if not w.stop_sent and not w.killed and w.pid not in current_pids
-        ]
-        for worker in [w for w in going if not w.ready]:
-            self.stop_worker(worker, "outdated before it served")
-        going = sorted((w for w in going if w.ready), key=lambda w: w.started)
-        serving = sum(1 for w in current if w.ready) + len(going)
-        for worker in going[: max(0, serving - self.num_workers)]:
-            if worker.slot.state == WorkerState.RETIRING:
+        for worker, why in todo.stop:
+            if why == MAX_REQUESTS_REASON:
                 self.recycled += 1
-                self.stop_worker(worker, "replaced: MAX_REQUESTS")
-            else:
-                self.stop_worker(worker, "replaced: reload")
+            self.stop_worker(worker, why)
 
     # reload -------------------------------------------------------------------------------
 

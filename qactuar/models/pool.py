@@ -1,0 +1,90 @@
+"""The prefork pool's bookkeeping: what the master knows of each worker, and
+the rule that decides which workers to start and which to stop.
+
+``plan()`` is the whole policy, with no processes in it. A worker that is
+retiring (it reached ``MAX_REQUESTS``), stopping on its own, or outdated
+(started before the last SIGHUP) no longer counts, so a replacement starts;
+it is sent SIGTERM only once enough of the current workers serve, so the pool
+never has fewer serving workers than it should while replacements start. A
+replacement that cannot start therefore leaves the old worker serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .worker import WorkerSlot, WorkerState
+
+__all__ = ["Plan", "WorkerRecord", "plan"]
+
+MAX_REQUESTS_REASON = "replaced: MAX_REQUESTS"
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    """What the master knows of one worker; ``figures()`` is for the admin socket."""
+
+    pid: int
+    slot: WorkerSlot
+    generation: int
+    max_requests: int
+    started: float  # monotonic
+    ready: bool = False
+    stop_sent: float = 0.0  # monotonic time of SIGTERM/SIGQUIT, 0: not sent
+    killed: str = ""  # why the master sent SIGKILL
+
+    @property
+    def state(self) -> str:
+        if self.killed:
+            return "killed"
+        if self.stop_sent:
+            return "stopping"
+        return WorkerState.NAMES[self.slot.state]
+
+    @property
+    def leaving(self) -> bool:
+        """Told to stop, killed, or on its way out by itself."""
+        if self.stop_sent or self.killed:
+            return True
+        return self.slot.state in (WorkerState.RETIRING, WorkerState.STOPPING)
+
+    def figures(self, now: float) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "age": round(now - self.started, 3),
+            "requests": self.slot.requests,
+            "max_requests": self.max_requests,
+            "state": self.state,
+            "generation": self.generation,
+        }
+
+
+@dataclass(slots=True)
+class Plan:
+    """Workers to start, and workers to send SIGTERM with the reason to log."""
+
+    start: int = 0
+    stop: list[tuple[WorkerRecord, str]] = field(default_factory=list)
+
+
+def plan(workers: list[WorkerRecord], generation: int, target: int) -> Plan:
+    """What to do for ``target`` workers of ``generation`` to serve."""
+    current = [w for w in workers if w.generation == generation and not w.leaving]
+    result = Plan(start=max(0, target - len(current)))
+    current_pids = {w.pid for w in current}
+    # SIGTTOU: stop the surplus, those still booting first, then the oldest.
+    surplus = len(current) - target
+    if surplus > 0:
+        current.sort(key=lambda w: (w.ready, w.started))
+        result.stop += [(w, "fewer workers wanted") for w in current[:surplus]]
+        current = current[surplus:]
+    # Retiring and outdated workers go once enough of the current ones serve.
+    going = [w for w in workers if not (w.stop_sent or w.killed) and w.pid not in current_pids]
+    result.stop += [(w, "outdated before it served") for w in going if not w.ready]
+    going = sorted((w for w in going if w.ready), key=lambda w: w.started)
+    serving = sum(1 for w in current if w.ready) + len(going)
+    for worker in going[: max(0, serving - target)]:
+        retiring = worker.slot.state == WorkerState.RETIRING
+        result.stop.append((worker, MAX_REQUESTS_REASON if retiring else "replaced: reload"))
+    return result
