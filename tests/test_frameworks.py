@@ -119,6 +119,17 @@ def test_fastapi_json_body_dependency_and_path_parameter(client):
     assert client.get("/fast/users/abc").status_code == 422
 
 
+def test_fastapi_middleware_with_bodies_and_streams(client):
+    for _ in range(3):  # keep-alive: the middleware's receive wrapper must not hang
+        response = client.post("/fast/orders", headers={"X-Token": "secret"},
+                               json={"item": "m", "quantity": 1, "price": 4})
+        assert response.headers["x-middleware"] == "seen"
+        assert response.json()["total"] == 4
+    streamed = client.get("/fast/count?n=40")
+    assert streamed.headers["x-middleware"] == "seen"
+    assert streamed.text == "".join(f"{i}\n" for i in range(40))
+
+
 def test_fastapi_openapi_knows_its_mount(client):
     schema = client.get("/fast/openapi.json").json()
     assert "/orders" in schema["paths"]

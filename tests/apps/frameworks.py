@@ -123,6 +123,24 @@ async def current_user(x_token: Annotated[str | None, Header()] = None) -> str:
     return "alice"
 
 
+@fastapi_app.middleware("http")
+async def add_timing_header(request: Request, call_next: Any) -> Any:
+    # a BaseHTTPMiddleware: it wraps receive() and send() of every request
+    response = await call_next(request)
+    response.headers["x-middleware"] = "seen"
+    return response
+
+
+@fastapi_app.get("/count")
+async def count(n: int = 3) -> StreamingResponse:
+    async def numbers() -> AsyncIterator[bytes]:
+        for i in range(n):
+            yield f"{i}\n".encode()
+            await asyncio.sleep(0.005)
+
+    return StreamingResponse(numbers(), media_type="text/plain")
+
+
 @fastapi_app.post("/orders")
 async def create_order(order: Order, user: Annotated[str, Depends(current_user)]) -> dict[str, Any]:
     return {"user": user, "item": order.item, "total": order.quantity * order.price}
