@@ -220,6 +220,27 @@ def test_subprotocol_negotiation_and_accept_headers(served: Served) -> None:
         assert "Sec-WebSocket-Protocol" not in ws.response.headers
 
 
+def test_websocket_scope(served: Served) -> None:
+    with connect(served.url("/scope?a=1&b=%20"), open_timeout=5,
+                 subprotocols=["one", "two"],  # type: ignore[list-item]
+                 additional_headers={"X-Custom": "yes"}) as ws:
+        scope = json.loads(ws.recv(timeout=5))
+        local = ws.socket.getsockname()
+    assert scope["type"] == "websocket"
+    assert scope["asgi"]["version"] == "3.0"
+    assert scope["http_version"] == "1.1"
+    assert scope["scheme"] == "ws"
+    assert (scope["path"], scope["raw_path"], scope["root_path"]) == ("/scope", "/scope", "")
+    assert scope["query_string"] == "a=1&b=%20"
+    assert scope["subprotocols"] == ["one", "two"]
+    assert ["x-custom", "yes"] in scope["headers"]
+    assert ["upgrade", "websocket"] in scope["headers"]
+    assert scope["client"] == [local[0], local[1]]
+    assert scope["server"] == ["127.0.0.1", served.port]
+    assert isinstance(scope["state"], dict)
+    assert "websocket.http.response" in scope["extensions"]
+
+
 # close codes ---------------------------------------------------------------------------
 
 
@@ -295,12 +316,14 @@ def test_denial_response_is_read_as_http(served: Served) -> None:
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.body == b"no token, no socket"
+    served.wait_output(r'"WebSocket /deny" 401 [\d.]+ms')
 
 
 def test_close_before_accept_is_403(served: Served) -> None:
     with pytest.raises(InvalidStatus) as denied:
         connect(served.url("/reject"), open_timeout=5)
     assert denied.value.response.status_code == 403
+    served.wait_output(r'"WebSocket /reject" 403 [\d.]+ms')
 
 
 def test_app_error_before_accept_is_500(served: Served) -> None:

@@ -11,6 +11,7 @@ Routes (websocket scope):
   /hold?flag=PATH   accept, read nothing until PATH exists, then count the binary
                     messages and answer "got N" to the text message "end"
   /crash            raise before accept (-> 500)
+  /scope            accept, send the scope (JSON-able parts) as text
   /slowaccept       wait 0.5 s, then accept; reports {"accept": "ok"} or the exception's
                     class and whether it is an OSError, then the disconnect
 
@@ -166,6 +167,14 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
         except Exception as exc:  # the client left while the app was deciding
             _report(scope, {"accept": type(exc).__name__, "oserror": isinstance(exc, OSError)})
             return
+        await _until_disconnect(scope, receive)
+    elif path == "/scope":
+        await send({"type": "websocket.accept"})
+        shown = {key: value.decode("latin-1") if isinstance(value, bytes) else value
+                 for key, value in scope.items() if key != "headers"}
+        shown["headers"] = [[k.decode("latin-1"), v.decode("latin-1")]
+                            for k, v in scope["headers"]]
+        await send({"type": "websocket.send", "text": json.dumps(shown)})
         await _until_disconnect(scope, receive)
     elif path == "/crash":
         raise RuntimeError("the app fails before accepting")
