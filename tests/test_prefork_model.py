@@ -29,7 +29,7 @@ from qactuar.config import ConfigError
 from qactuar.models.arbiter import Arbiter
 from qactuar.models.pool import Plan, WorkerRecord, plan
 from qactuar.models.prefork import PreforkSockets
-from qactuar.models.worker import WorkerSlot, WorkerState
+from qactuar.models.slot import WorkerSlot, WorkerState
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 

@@ -28,15 +28,8 @@ from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError, load_config
 from ..logs import setup_logging
 from .pool import MAX_REQUESTS_REASON, WorkerRecord, plan
-from .worker import (
-    BOOT_ERROR,
-    STACK_SIGNAL,
-    WorkerSlot,
-    WorkerSpec,
-    WorkerState,
-    beat_interval,
-    worker_main,
-)
+from .slot import BOOT_ERROR, STACK_SIGNAL, WorkerSlot, WorkerState, beat_interval
+from .worker import WorkerSpec, worker_main
 
 __all__ = ["Arbiter", "cpu_count", "reread_config"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .worker import WorkerSlot, WorkerState
+from .slot import WorkerSlot, WorkerState
 
 __all__ = ["Plan", "WorkerRecord", "plan"]
 
