@@ -462,6 +462,21 @@ def test_back_pressure_when_the_app_does_not_read(served: Served, tmp_path: Any)
     assert reply.payload == f"got {sent_frames}".encode()
 
 
+def test_a_client_that_does_not_read_holds_the_app_back(served: Served) -> None:
+    """The app's sends wait while the client reads nothing (100 MiB offered): memory stays flat."""
+    name = ident()
+    with RawWebSocket.open(served.port, f"/flood?n=1600&id={name}") as ws:
+        pid = int(ws.header("x-pid") or 0)
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        before = memory_kib(pid, "VmRSS")
+        time.sleep(1.0)
+        grown = memory_kib(pid, "VmRSS") - before
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    report = served.report(name)
+    assert grown < 20 * 1024, f"the server buffered {grown // 1024} MiB for a stalled client"
+    assert report["error"] and report["sent"] < 400, report  # far from all 1600 sent
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_ping_keepalive_closes_a_client_that_does_not_answer(start: Any, model: str) -> None:
     server = start(model, "--ws-ping-interval", "0.4", "--ws-ping-timeout", "0.4")

@@ -12,6 +12,8 @@ Routes (websocket scope):
                     messages and answer "got N" to the text message "end"
   /crash            raise before accept (-> 500)
   /scope            accept, send the scope (JSON-able parts) as text
+  /flood?n=N        accept (header x-pid), send N binary messages of 64 KiB, then "done";
+                    reports {"sent": count, "error": exception class} if a send fails
   /slowaccept       wait 0.5 s, then accept; reports {"accept": "ok"} or the exception's
                     class and whether it is an OSError, then the disconnect
 
@@ -175,6 +177,19 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
         shown["headers"] = [[k.decode("latin-1"), v.decode("latin-1")]
                             for k, v in scope["headers"]]
         await send({"type": "websocket.send", "text": json.dumps(shown)})
+        await _until_disconnect(scope, receive)
+    elif path == "/flood":
+        await send({"type": "websocket.accept", "headers": [(b"x-pid", str(os.getpid()).encode())]})
+        chunk = os.urandom(65536)
+        sent = 0
+        try:
+            for _ in range(int(_query(scope)["n"])):
+                await send({"type": "websocket.send", "bytes": chunk})
+                sent += 1
+            await send({"type": "websocket.send", "text": "done"})
+        except OSError as exc:
+            _report(scope, {"sent": sent, "error": type(exc).__name__})
+            return
         await _until_disconnect(scope, receive)
     elif path == "/crash":
         raise RuntimeError("the app fails before accepting")
