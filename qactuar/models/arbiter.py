@@ -392,8 +392,20 @@ class Arbiter:
     # the main loop --------------------------------------------------------------------------
 
     def run(self) -> int:
+        """Supervise until stopped; returns the exit status."""
         self.install_signal_handlers()
         logger.info("Master %d keeps %d workers", self.pid, self.num_workers)
+        try:
+            return self._loop()
+        except Exception:
+            if self.pid != os.getpid():
+                raise  # a worker's failure is the worker's to report
+            logger.exception("The master failed; stopping the workers")
+            if not self.stopping:
+                self.stop("now")
+            return 1
+
+    def _loop(self) -> int:
         while True:
             stop = self.handle_signals()
             if stop:

@@ -110,7 +110,10 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
             logger.error("Cannot load app: %s", exc)
             return 2
     elif not config.APPS and target is None:
-        logger.error("Cannot load app: no app to serve: pass 'module:app' or set APPS")
+        logger.error(
+            "Cannot load app: no app to serve: pass 'module:app' on the command line "
+            "or set APPS in the config"
+        )
         return 2
     try:
         loop_factory(config.LOOP)  # imports uvloop once, for every worker
