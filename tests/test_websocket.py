@@ -45,6 +45,7 @@ from wsraw import (
 from qactuar.config import MODELS
 
 MIB = 1024 * 1024
+DEFLATE = [("Sec-WebSocket-Extensions", "permessage-deflate")]
 
 
 class Served:
@@ -360,7 +361,7 @@ def test_compression_bomb_closes_with_1009_and_memory_stays_flat(served: Served)
     assert len(payload) < 100 * 1024  # a small message on the wire
     name = ident()
     with RawWebSocket.open(served.port, f"/echo?id={name}&linger=2",
-                           extra=[("Sec-WebSocket-Extensions", "permessage-deflate")]) as ws:
+                           extra=DEFLATE) as ws:
         assert (ws.header("sec-websocket-extensions") or "").startswith("permessage-deflate")
         pid = int(ws.header("x-pid") or 0)
         assert pid != served.proc.pid or served.model == "async"
@@ -475,6 +476,21 @@ def test_a_client_that_does_not_read_holds_the_app_back(served: Served) -> None:
     report = served.report(name)
     assert grown < 20 * 1024, f"the server buffered {grown // 1024} MiB for a stalled client"
     assert report["error"] and report["sent"] < 400, report  # far from all 1600 sent
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_settings_reach_every_model(start: Any, model: str) -> None:
+    """--ws-max-message-bytes 1000 and --no-ws-compression, in whichever process serves."""
+    server = start(model, "--ws-max-message-bytes", "1000", "--no-ws-compression")
+    with RawWebSocket.open(server.port, "/echo", extra=DEFLATE) as ws:
+        assert ws.header("sec-websocket-extensions") is None
+        ws.send_frame(BINARY, b"x" * 1000)
+        assert ws.read_message().payload == b"x" * 1000
+        ws.send_frame(BINARY, b"x" * 1001)
+        assert ws.read_close().close_code == 1009
+    with RawWebSocket.open(server.port, "/echo", extra=DEFLATE) as ws:
+        ws.send_frame(TEXT, _deflated(b"compressed anyway"), rsv=4)
+        assert ws.read_close().close_code == 1002  # RSV1 without the extension
 
 
 @pytest.mark.parametrize("model", MODELS)
