@@ -573,6 +573,31 @@ def test_graceful_shutdown_closes_websockets_with_1001(start: Any, model: str) -
     assert server.proc.wait(15) == 0
 
 
+@pytest.mark.skipif("prefork" not in MODELS, reason="no prefork model")
+def test_prefork_reload_drains_websockets_with_1001(start: Any) -> None:
+    """SIGHUP: the old worker's websocket gets 1001 after GRACEFUL_TIMEOUT; new ones connect."""
+    server = start("prefork", "--workers", "1", "--graceful-timeout", "1")
+    with connect(server.url("/echo"), open_timeout=5, close_timeout=5) as old:
+        old.send("before")
+        assert old.recv(timeout=5) == "before"
+        old_pid = old.response.headers["x-pid"]
+        began = time.monotonic()
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_output(r"Stopping worker")
+        with connect(server.url("/echo"), open_timeout=5) as new:
+            assert new.response.headers["x-pid"] != old_pid
+            new.send("new worker")
+            assert new.recv(timeout=5) == "new worker"
+            old.send("still served")
+            assert old.recv(timeout=5) == "still served"
+            with pytest.raises(ConnectionClosed) as closed:
+                old.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert 0.8 < time.monotonic() - began < 5
+            new.send("unaffected")
+            assert new.recv(timeout=5) == "unaffected"
+
+
 def test_access_log_records_the_upgrade_and_the_close(served: Served) -> None:
     with connect(served.url("/echo?id=logged"), open_timeout=5, close_timeout=5) as ws:
         port = ws.socket.getsockname()[1]
