@@ -512,6 +512,26 @@ def test_ping_keepalive_closes_a_client_that_does_not_answer(start: Any, model: 
         assert answering.recv(timeout=5) == "still here"
 
 
+def test_pings_go_on_with_no_ping_timeout(start: Any) -> None:
+    """WS_PING_TIMEOUT 0 waits forever for pongs, but keeps pinging every interval."""
+    server = start("async", "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0")
+    with RawWebSocket.open(server.port, "/echo") as ws:
+        pings = []
+        deadline = time.monotonic() + 1.3
+        while time.monotonic() < deadline:
+            try:
+                frame = ws.read_frame(timeout=max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            assert frame.opcode == 0x9
+            pings.append(frame.payload)
+            if len(pings) % 2:
+                ws.send_frame(0xA, frame.payload)  # answer every other one
+        assert len(pings) >= 4, pings
+        ws.send_frame(TEXT, b"open")
+        assert ws.read_message().payload == b"open"
+
+
 # many connections ------------------------------------------------------------------------
 
 

@@ -316,6 +316,8 @@ class WebSocketSession:
         if self.options.ping_timeout:
             loop = asyncio.get_running_loop()
             self._pong_handle = loop.call_later(self.options.ping_timeout, self._pong_missing)
+        else:
+            self._schedule_ping()  # no pong awaited: the next ping is due all the same
 
     def _pong_missing(self) -> None:
         if self.state == _OPEN and self.protocol is not None:
