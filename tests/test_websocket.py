@@ -276,6 +276,15 @@ def test_app_that_closes_and_returns_at_once(served: Served) -> None:
     assert "Exception" not in served.output()
 
 
+def test_an_over_long_close_reason_from_the_app_is_cut(served: Served) -> None:
+    """A close frame holds 123 bytes of reason: the app's 200 are cut at a character."""
+    with connect(served.url("/closelong"), open_timeout=5) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "é" * 61)
+
+
 def test_the_101_response_carries_qactuar_headers(served: Served, start: Any) -> None:
     with RawWebSocket.open(served.port, "/echo") as ws:
         assert ws.header("server") == "qactuar"

@@ -93,6 +93,26 @@ class _ExactInflateLimit(Extension):
         return self.inner.encode(frame)
 
 
+def _close_frame(message: Message) -> tuple[int, str]:
+    """The code and reason of an app's ``websocket.close``, as a close frame can carry them.
+
+    A reason longer than a control frame allows (123 bytes of UTF-8) is cut at
+    a character boundary; a code no endpoint may send (RFC 6455 §7.4) is the
+    app's error, reported as such.
+    """
+    code = message.get("code")
+    code = 1000 if code is None else code
+    if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+            or 3000 <= code <= 4999):
+        raise RuntimeError(f"ASGI 'websocket.close' with code {code!r}, which no endpoint "
+                           "may send (RFC 6455 §7.4)")
+    reason = message.get("reason") or ""
+    encoded = reason.encode("utf-8")
+    if len(encoded) > 123:
+        reason = encoded[:123].decode("utf-8", errors="ignore")
+    return code, reason
+
+
 @dataclass(frozen=True, slots=True)
 class WebSocketOptions:
     compression: bool = True
@@ -441,7 +461,8 @@ class WebSocketSession:
                 self._reject(403, "Forbidden")
             elif self._can_close():
                 assert self.protocol is not None
-                self.protocol.send_close(message.get("code", 1000), message.get("reason") or "")
+                code, reason = _close_frame(message)
+                self.protocol.send_close(code, reason)
                 self._flush()
         elif kind in ("websocket.http.response.start", "websocket.http.response.body"):
             self._deny(message)

@@ -6,6 +6,7 @@ Routes (websocket scope):
                     echo every message as it came (text or bytes)
   /close4001        accept, then close with 4001 "going, bye"; wait for the disconnect
   /closereturn      accept, close with 4003 and return at once
+  /closelong        accept, close with 4000 and a 200-byte reason ("é" x 100)
   /deny             denial response: 401 with a body
   /reject           websocket.close before accept (-> 403)
   /hold?flag=PATH   accept, read nothing until PATH exists, then count the binary
@@ -151,6 +152,10 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
     elif path == "/closereturn":
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": 4003})
+    elif path == "/closelong":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4000, "reason": "é" * 100})
+        await _until_disconnect(scope, receive)
     elif path == "/deny":
         await send({"type": "websocket.http.response.start", "status": 401,
                     "headers": [(b"content-type", b"text/plain"),
