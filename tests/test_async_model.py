@@ -100,10 +100,6 @@ def test_loop_option_serves(spawn_qactuar, loop, expected):
     assert proc.wait(10) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/server.py: Server.main_loop() looks at should_exit only once per sweep "
-    "(every min(1 s, HEADER_TIMEOUT/4, KEEP_ALIVE_TIMEOUT/4)), so for up to a second after "
-    "SIGTERM (or should_exit = True) the server still accepts and serves new connections"))
 def test_stops_accepting_as_soon_as_told(serve):
     with serve(basic.hello) as srv:  # default timeouts: one sweep per second
         state = srv.server.state
@@ -124,10 +120,6 @@ def test_stops_accepting_as_soon_as_told(serve):
     assert not data.startswith(b"HTTP/1.1 200"), "served a new connection after should_exit"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/protocol.py: HTTPProtocol.shutdown() leaves a busy connection's response "
-    "keep-alive, so the response finished during a graceful stop has no 'connection: close' "
-    "although the server closes the connection right after it (RFC 9112 9.6)"))
 def test_response_finished_during_stop_says_connection_close(spawn_qactuar):
     # --keep-alive-timeout 1: the server sweeps (and sees the signal) every 0.25 s
     proc = spawn_qactuar("--model", "async", "basic:slow", "--keep-alive-timeout", "1")

@@ -432,6 +432,9 @@ class HTTPProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the current response."""
+        for cycle in (self.cycle, *self.pipeline):
+            if isinstance(cycle, HTTPCycle):
+                cycle.response.keep_alive = False  # says "connection: close"
         if self.cycle is None and not self.pipeline:
             self._closing = True
             assert self.transport is not None

@@ -98,12 +98,29 @@ class Server:
         self.app = app
         self.config = config
         self.state = ServerState(app, config)
-        self.should_exit = False
+        self._should_exit = False
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Set by a second SIGINT: stop without waiting for requests.
         self.force_exit = False
         self.started = asyncio.Event()
         self.servers: list[asyncio.base_events.Server] = []
         self.lifespan = LifespanRunner(app, config.LIFESPAN)
+
+    @property
+    def should_exit(self) -> bool:
+        """Set it (from any thread or a signal handler) to stop gracefully."""
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        loop, wake = self._loop, self._wake
+        if value and loop is not None and wake is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(wake.set)  # the main loop stops at once
+            except RuntimeError:
+                pass  # the loop closed meanwhile
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -167,8 +184,13 @@ class Server:
     async def main_loop(self) -> None:
         state = self.state
         interval = min(1.0, state.header_timeout / 4, state.keep_alive_timeout / 4)
+        self._loop = asyncio.get_running_loop()
+        wake = self._wake = asyncio.Event()
         while not self.should_exit:
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(wake.wait(), interval)
+            except TimeoutError:
+                pass
             state.tick()
             now = state.clock
             for conn in list(state.connections):
