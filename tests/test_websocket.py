@@ -135,18 +135,6 @@ def start(tmp_path: Any) -> Iterator[Any]:
         server.stop()
 
 
-FORK_FIN_DELAYED = (
-    "qactuar/models/fork.py: the parent keeps its copy of a websocket connection's socket "
-    "(paused) until the child exits, so the child's transport.close() sends no FIN: after "
-    "the close handshake the client sees the end of the stream only when the app returns "
-    "(a client's close() blocks for the app's cleanup time)"
-)
-FORK_NO_1001 = (
-    "qactuar/models/fork.py: on SIGTERM, Server.shutdown's going_away() runs in the parent, "
-    "whose HTTPProtocol never accepted the websocket (its session lives in the child), so no "
-    "1001 is sent; after GRACEFUL_TIMEOUT ForkServer.shutdown SIGKILLs the child: the client "
-    "gets no close frame (1006) and the app no websocket.disconnect"
-)
 
 
 def ident() -> str:
@@ -396,8 +384,6 @@ def test_close_handshake_ends_the_stream_while_the_app_lingers(
         served: Served, request: pytest.FixtureRequest) -> None:
     """After the close handshake the server ends TCP at once (RFC 6455 §7.1.1), even
     if the app still runs after its websocket.disconnect (here 3 s)."""
-    if served.model == "fork":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=FORK_FIN_DELAYED))
     with RawWebSocket.open(served.port, "/echo?linger=3") as ws:
         ws.send_frame(CLOSE, close_payload(1000))
         began = time.monotonic()
@@ -580,9 +566,7 @@ def test_request_timeout_does_not_kill_a_fork_websocket(start: Any) -> None:
     assert "REQUEST_TIMEOUT" not in server.output()
 
 
-@pytest.mark.parametrize("model", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=FORK_NO_1001)) if m == "fork"
-    else m for m in MODELS])
+@pytest.mark.parametrize("model", MODELS)
 def test_graceful_shutdown_closes_websockets_with_1001(start: Any, model: str) -> None:
     server = start(model, "--graceful-timeout", "1")
     name = ident()

@@ -44,6 +44,10 @@ __all__ = ["ForkServer", "run_fork"]
 logger = logging.getLogger("qt_server")
 child_logger = logging.getLogger("qt_child")
 
+#: Sent by the parent when graceful time is up: a child closes its WebSocket
+#: with 1001 (the parent cannot: the session lives in the child).
+GOING_AWAY = signal.SIGUSR1
+
 # slot values: what the child did with its connection
 _UNTOUCHED, _RESPONDING, _REUSE, _CLOSE = 0, 1, 2, 3
 
@@ -178,6 +182,18 @@ class ForkServer(Server):
         finally:
             sweep.cancel()
 
+    def going_away(self) -> int:
+        """WebSockets live in children: ask each child to close its own with 1001."""
+        told = 0
+        for child in list(self.children.values()):
+            if child.exempt:
+                try:
+                    os.kill(child.pid, GOING_AWAY)
+                    told += 1
+                except ProcessLookupError:
+                    pass
+        return told + super().going_away()
+
     async def shutdown(self) -> None:
         await super().shutdown()
         for child in list(self.children.values()):
@@ -251,13 +267,24 @@ class ForkServer(Server):
         def mark_responding() -> None:
             self.slots[slot] = _RESPONDING
 
+        # The parent holds this socket too, so closing ours sends no FIN:
+        # shut it down instead, so the client sees the end at once even while
+        # the app goes on (after a WebSocket close handshake, say).
+        shut = socket.socket(fileno=os.dup(sock.fileno()))
+        self._inherited = (self._inherited, shut)
+
         def closed(_: HTTPProtocol) -> None:
+            try:
+                shut.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             if not finished.done():
                 finished.set_result(False)
 
         state.on_idle = idle
         state.on_close = closed
         conn.on_write = mark_responding
+        loop.add_signal_handler(GOING_AWAY, lambda: conn.going_away())
         transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
         state.run_cycle(cycle)
         keep_alive = await finished

@@ -152,6 +152,10 @@ class Server:
             else:
                 shutdown.result()
 
+    def going_away(self) -> int:
+        """Graceful time is up: close open WebSockets with 1001; how many were."""
+        return sum(1 for conn in list(self.state.connections) if conn.going_away())
+
     @staticmethod
     async def _until(task: asyncio.Future[Any], stop: Callable[[], bool]) -> bool:
         """Wait for ``task`` unless ``stop()`` turns true first (then cancel it)."""
@@ -213,8 +217,7 @@ class Server:
                 )
                 break
             await asyncio.sleep(0.05)
-        busy = [conn for conn in state.connections if conn.going_away()]
-        if busy and not self.force_exit:
+        if self.going_away() and not self.force_exit:
             # WebSockets got a 1001 close: give their close handshakes a moment
             deadline = time.monotonic() + 1
             while state.connections and time.monotonic() < deadline:
