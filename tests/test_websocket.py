@@ -380,8 +380,7 @@ def _deflated(data: bytes) -> bytes:
     return (comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
-def test_close_handshake_ends_the_stream_while_the_app_lingers(
-        served: Served, request: pytest.FixtureRequest) -> None:
+def test_close_handshake_ends_the_stream_while_the_app_lingers(served: Served) -> None:
     """After the close handshake the server ends TCP at once (RFC 6455 §7.1.1), even
     if the app still runs after its websocket.disconnect (here 3 s)."""
     with RawWebSocket.open(served.port, "/echo?linger=3") as ws:
