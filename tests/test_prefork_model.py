@@ -611,7 +611,8 @@ def test_plan_replaces_dead_and_killed_workers_and_leaves_stopping_ones_alone():
 def test_figures_report_every_worker_and_its_requests():
     config = Config()
     config.update({"HOST": "127.0.0.1", "PORT": 0, "MODEL": "prefork", "WORKERS": 2,
-                   "WORKER_TIMEOUT": 0.4, "ACCESS_LOG": False}, "test")
+                   "WORKER_TIMEOUT": 0.4, "MAX_REQUESTS": 100, "MAX_REQUESTS_JITTER": 50,
+                   "ACCESS_LOG": False}, "test")
     sockets = PreforkSockets(config)
     sockets.bind()
     arbiter = Arbiter(config, None, prefork_apps.app, sockets.sockets, sockets.for_worker)
@@ -631,6 +632,7 @@ def test_figures_report_every_worker_and_its_requests():
         assert {w["pid"] for w in figures["workers"]} == set(arbiter.workers) >= pids
         assert figures["target_workers"] == 2 and figures["master_pid"] == os.getpid()
         assert all(w["age"] > 0 and w["generation"] == 0 for w in figures["workers"])
+        assert all(100 <= w["max_requests"] <= 150 for w in figures["workers"])
     finally:
         arbiter.stop("graceful")
     assert arbiter.workers == {}
