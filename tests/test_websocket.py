@@ -195,6 +195,21 @@ def test_unmasked_client_frame_closes_with_1002(served: Served) -> None:
         assert ws.read_close().close_code == 1002
 
 
+def test_frames_in_the_same_packet_as_the_handshake(served: Served) -> None:
+    """A client may send frames right behind its handshake, before the 101 (RFC 6455 §4.1)."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(handshake_request("/echo", served.port)
+                     + encode_frame(TEXT, b"eager") + encode_frame(BINARY, b"\x00eager"))
+        ws = RawWebSocket(sock, b"", b"")
+        deadline = time.monotonic() + 5
+        while b"\r\n\r\n" not in ws.buffer and time.monotonic() < deadline:
+            ws.buffer += sock.recv(65536)
+        head, _, ws.buffer = ws.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        assert [(f.opcode, f.payload) for f in (ws.read_message(), ws.read_message())] == [
+            (TEXT, b"eager"), (BINARY, b"\x00eager")]
+
+
 def test_subprotocol_negotiation_and_accept_headers(served: Served) -> None:
     with connect(served.url("/echo"), subprotocols=["chat.v2", "chat.v1"],  # type: ignore[list-item]
                  open_timeout=5) as ws:
