@@ -399,6 +399,26 @@ def test_rfc7692_short_replies_go_uncompressed_and_context_survives(server: Serv
             assert data == long
 
 
+def test_rfc7692_7_1_negotiated_parameters_are_honoured(server: Server) -> None:
+    """server_no_context_takeover: each server message inflates alone;
+    client_max_window_bits=10: the server inflates a 1 KiB-window stream."""
+    offer = ("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+             "client_max_window_bits=10")
+    with server.open(extra=[("Sec-WebSocket-Extensions", offer)]) as ws:
+        answer = ws.header("sec-websocket-extensions") or ""
+        assert answer.startswith("permessage-deflate")
+        assert "server_no_context_takeover" in answer
+        for n in range(3):
+            text = (b"same words again and again %d " % n) * 40
+            comp = zlib.compressobj(wbits=-10)
+            data = comp.compress(text) + comp.flush(zlib.Z_SYNC_FLUSH)
+            ws.send_frame(TEXT, data[:-4], rsv=4)
+            frame = ws.read_message()
+            assert frame.rsv == 4
+            fresh = zlib.decompressobj(wbits=-15)  # no context from earlier messages
+            assert fresh.decompress(frame.payload + b"\x00\x00\xff\xff") == text
+
+
 def test_rfc7692_fragmented_compressed_message(server: Server) -> None:
     text = ("fragmented and compressed, " * 200).encode()
     data = deflate(text)
