@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -187,3 +187,32 @@ def print_table(title: str, series: Sequence[Series], baseline: str, machine: st
         print(
             f"| {s.name} | {s.rps:,.0f} | {s.p99:.2f} | {s.rss_mib:.1f} | {s.rps / base.rps:.2f}x |"
         )
+
+
+def run_rounds(
+    commands: Callable[[int], dict[str, list[str]]],
+    rounds: int,
+    seconds: int,
+    connections: int,
+    measure_one: Callable[[list[str], int, int, int], Result] | None = None,
+) -> dict[str, Series]:
+    """Measure every server of ``commands(port)`` once per round, rotating the order.
+
+    Each round starts with a different server, so that drift in a shared
+    machine's load falls on all of them alike; medians come from ``Series``.
+    """
+    run = measure_one or measure
+    names = list(commands(0))
+    series = {name: Series(name) for name in names}
+    for round_no in range(rounds):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            port = free_port()
+            result = run(commands(port)[name], port, seconds, connections)
+            series[name].results.append(result)
+            print(
+                f"round {round_no + 1} {name}: {result.rps:,.0f}/s, p99 {result.p99_ms:.2f} ms, "
+                f"RSS {result.rss_kib / 1024:.1f} MiB",
+                file=sys.stderr,
+            )
+    return series

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import Series, ensure_python_packages, free_port, measure, print_table
+from common import ensure_python_packages, print_table, run_rounds
 
 
 def commands(port: int) -> dict[str, list[str]]:
@@ -62,19 +62,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100)
     args = parser.parse_args()
     ensure_python_packages("uvicorn", "uvloop", "httptools")
-    series: dict[str, Series] = {}
-    for round_no in range(args.rounds):
-        names = list(commands(0))
-        if round_no % 2:
-            names.reverse()
-        for name in names:
-            port = free_port()
-            result = measure(commands(port)[name], port, args.seconds, args.connections)
-            series.setdefault(name, Series(name)).results.append(result)
-            print(
-                f"round {round_no + 1} {name}: {result.rps:,.0f} req/s p99 {result.p99_ms:.2f} ms",
-                file=sys.stderr,
-            )
+    series = run_rounds(commands, args.rounds, args.seconds, args.connections)
     ordered = [series[n] for n in commands(0)]
     print_table(
         f"hello world, 1 process, {args.connections} connections, median of {args.rounds}",

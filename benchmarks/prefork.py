@@ -31,10 +31,9 @@ os.environ.setdefault("BENCH_LOAD_CPUS", os.environ["BENCH_SERVER_CPUS"])
 
 from common import (  # noqa: E402  (the CPU sets above are read when common is imported)
     Result,
-    Series,
     ensure_python_packages,
-    free_port,
     print_table,
+    run_rounds,
     run_wrk,
     start_server,
     stop_server,
@@ -48,22 +47,73 @@ def commands(port: int) -> dict[str, list[str]]:
     host, workers, py = "127.0.0.1", str(WORKERS), sys.executable
     return {
         "qactuar prefork": [
-            py, "-m", "qactuar", APP, "--model", "prefork", "--workers", workers,
-            "--host", host, "--port", str(port), "--no-access-log", "--log-level", "warning",
+            py,
+            "-m",
+            "qactuar",
+            APP,
+            "--model",
+            "prefork",
+            "--workers",
+            workers,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
         ],
         "uvicorn": [
-            py, "-m", "uvicorn", APP, "--workers", workers, "--http", "httptools",
-            "--loop", "uvloop", "--host", host, "--port", str(port), "--no-access-log",
-            "--log-level", "warning",
+            py,
+            "-m",
+            "uvicorn",
+            APP,
+            "--workers",
+            workers,
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
         ],
         "gunicorn + UvicornWorker": [
-            py, "-m", "gunicorn", APP, "-k", "uvicorn_worker.UvicornWorker", "-w", workers,
-            "-b", f"{host}:{port}", "--log-level", "warning",
+            py,
+            "-m",
+            "gunicorn",
+            APP,
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "-w",
+            workers,
+            "-b",
+            f"{host}:{port}",
+            "--log-level",
+            "warning",
         ],
         "granian": [
-            py, "-m", "granian", APP, "--interface", "asgi", "--workers", workers,
-            "--http", "1", "--no-ws", "--host", host, "--port", str(port),
-            "--log-level", "warning",
+            py,
+            "-m",
+            "granian",
+            APP,
+            "--interface",
+            "asgi",
+            "--workers",
+            workers,
+            "--http",
+            "1",
+            "--no-ws",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
         ],
     }
 
@@ -110,21 +160,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
-    ensure_python_packages("uvicorn", "httptools", "uvloop", "gunicorn", "uvicorn-worker",
-                           "granian")
-    names = list(commands(0))
-    series = {name: Series(name) for name in names}
-    for round_no in range(args.rounds):
-        order = names[round_no % len(names):] + names[: round_no % len(names)]
-        for name in order:
-            port = free_port()
-            result = measure(commands(port)[name], port, args.seconds, args.connections)
-            series[name].results.append(result)
-            print(
-                f"round {round_no + 1} {name}: {result.rps:,.0f} req/s, "
-                f"p99 {result.p99_ms:.2f} ms, {result.rss_kib / 1024:.1f} MiB/worker",
-                file=sys.stderr,
-            )
+    ensure_python_packages(
+        "uvicorn", "httptools", "uvloop", "gunicorn", "uvicorn-worker", "granian"
+    )
+    series = run_rounds(commands, args.rounds, args.seconds, args.connections, measure)
+    names = list(series)
     print_table(
         f"hello world, {WORKERS} workers each, keep-alive, {args.connections} connections, "
         f"median of {args.rounds} rounds x {args.seconds}s (RSS MiB: per worker)",

@@ -89,7 +89,7 @@ def commands(port: int) -> dict[str, list[str]]:
 
 
 def main() -> None:
-    from common import Series, ensure_python_packages, free_port, measure, print_table
+    from common import ensure_python_packages, print_table, run_rounds
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -97,18 +97,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100)
     args = parser.parse_args()
     ensure_python_packages("uvicorn", "uvloop", "httptools")
-    series: dict[str, Series] = {}
-    names = list(commands(0))
-    for round_no in range(args.rounds):
-        order = names if round_no % 2 == 0 else names[::-1]
-        for name in order:
-            port = free_port()
-            result = measure(commands(port)[name], port, args.seconds, args.connections)
-            series.setdefault(name, Series(name)).results.append(result)
-            print(
-                f"round {round_no + 1} {name}: {result.rps:,.0f} req/s p99 {result.p99_ms:.2f} ms",
-                file=sys.stderr,
-            )
+    series = run_rounds(commands, args.rounds, args.seconds, args.connections)
+    names = list(series)
     print_table(
         f"Tornado hello handler, 1 process, {args.connections} connections, "
         f"median of {args.rounds}",
