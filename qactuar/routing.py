@@ -58,12 +58,15 @@ class Router:
         await app(child, receive, send)
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        prefix = "http."
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
-            return
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                await send({"type": "websocket.close", "code": 1000})  # 403, all we can
+                return
+            prefix = "websocket.http."  # the denial-response extension: a real 404
         await send(
             {
-                "type": "http.response.start",
+                "type": prefix + "response.start",
                 "status": 404,
                 "headers": [
                     (b"content-type", b"text/plain; charset=utf-8"),
@@ -71,7 +74,7 @@ class Router:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": _NOT_FOUND})
+        await send({"type": prefix + "response.body", "body": _NOT_FOUND})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -124,3 +124,22 @@ def test_tornado_objects_in_apps_are_wrapped(serve_apps):
         assert posted == {"handler": "Item", "id": "7", "body": "payload"}
         assert client.get("/legacy/nothing").status_code == 404
         assert client.get("/legacyx").json()["app"] == "root"
+
+
+def test_websocket_to_an_unrouted_path_gets_a_404(serve_apps):
+    import asyncio
+
+    import websockets
+
+    async def attempt(url):
+        try:
+            async with websockets.connect(url):
+                return None
+        except websockets.exceptions.InvalidStatus as exc:
+            return exc.response.status_code, exc.response.body
+
+    with serve_apps({"/api": "core:tagged_api"}) as srv:
+        url = srv.url.replace("http", "ws") + "/nowhere"
+        status, body = asyncio.run(attempt(url))
+    assert status == 404
+    assert body.strip() == b"Not Found"
