@@ -46,6 +46,7 @@ def install_signal_handlers(server: Server) -> None:
 
 async def serve_with_signals(server: Server, sockets: list[socket.socket] | None) -> int:
     install_signal_handlers(server)
+    server.freeze_gc = True  # this process is the server's own
     try:
         await server.serve(sockets)
     except LifespanFailure as exc:

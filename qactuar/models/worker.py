@@ -217,6 +217,7 @@ class WorkerServer(Server):
 
     async def run(self, sockets: list[socket.socket]) -> int:
         self.install_signal_handlers()
+        self.freeze_gc = True  # the worker process is the server's own
         beat = asyncio.ensure_future(self.heartbeat())
         try:
             await self.serve(sockets)
