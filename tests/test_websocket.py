@@ -544,11 +544,14 @@ def test_pings_go_on_with_no_ping_timeout(start: Any) -> None:
 # many connections ------------------------------------------------------------------------
 
 
-def test_500_concurrent_websockets_each_exchanging_10_messages(start: Any) -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_500_concurrent_websockets_each_exchanging_10_messages(start: Any, model: str) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2000:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
-    server = start("async", "--no-access-log")
+    # in the fork model each open websocket is a live child
+    extra = ("--max-processes", "600") if model == "fork" else ()
+    server = start(model, "--no-access-log", *extra)
 
     async def one(n: int) -> int:
         async with websockets.connect(server.url("/echo"), open_timeout=20,
