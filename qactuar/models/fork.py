@@ -234,21 +234,20 @@ class ForkServer(Server):
 
     def _close_inherited(self, conn: HTTPProtocol) -> socket.socket:
         """Close the parent's sockets except this connection's; return it."""
-        for listener in self.sockets:
-            os.close(listener.fileno())
-        fds = [child.pidfd for child in self.children.values()]
+        assert conn.transport is not None
+        own = conn.transport.get_extra_info("socket").fileno()
+        fds = [listener.fileno() for listener in self.sockets]
+        fds.extend(child.pidfd for child in self.children.values())
         for other in self.state.connections:
             if other is not conn and other.transport is not None:
                 fds.append(other.transport.get_extra_info("socket").fileno())
         for fd in fds:
-            if fd >= 0:
+            if fd >= 0 and fd != own:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        assert conn.transport is not None
-        fd = conn.transport.get_extra_info("socket").fileno()
-        return socket.socket(fileno=fd)
+        return socket.socket(fileno=own)
 
     async def _child_serve(
         self, cycle: HTTPCycle, conn: HTTPProtocol, sock: socket.socket, slot: int
