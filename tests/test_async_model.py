@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
+from rawhttp import RawConnection
 
 
 def request_in_thread(url: str, timeout: float = 10) -> tuple[threading.Thread, dict[str, Any]]:
@@ -138,3 +139,21 @@ def test_response_finished_during_stop_says_connection_close(spawn_qactuar):
     assert head.startswith(b"http/1.1 200")
     assert data.endswith(b"done")
     assert b"\r\nconnection: close" in head
+
+
+@pytest.mark.parametrize("model", ["async", "fork"])
+def test_request_arriving_just_after_sigterm_on_an_idle_connection_is_answered(
+        spawn_qactuar, model):
+    # Under load a quiet keep-alive connection usually has its next request on
+    # the way: a graceful stop answers it (saying connection: close) instead
+    # of closing the connection under it.
+    proc = spawn_qactuar("basic:hello", "--model", model)
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
+        conn = RawConnection(sock)
+        assert conn.request("/").status == 200
+        proc.signal(signal.SIGTERM)
+        time.sleep(0.05)
+        response = conn.request("/")
+        assert response.status == 200
+        assert response.headers.get("connection") == "close"
+    assert proc.wait() == 0

@@ -48,7 +48,6 @@ logger = logging.getLogger("qt_child")
 
 #: How long a drained worker waits on an idle keep-alive connection for a
 #: request that may already be on its way before closing it.
-IDLE_GRACE = 0.25
 _PR_SET_PDEATHSIG = 1
 
 
@@ -172,7 +171,6 @@ class WorkerServer(Server):
         context = self.ssl_context()
         for sock in queued:
             await loop.connect_accepted_socket(lambda: HTTPProtocol(self.state), sock, ssl=context)
-        await self._settle_idle_connections()
         await super().shutdown()
 
     def _accept_queued(self) -> list[socket.socket]:
@@ -187,33 +185,6 @@ class WorkerServer(Server):
                         break
                     accepted.append(conn)
         return accepted
-
-    async def _settle_idle_connections(self) -> None:
-        """Close idle connections only once quiet for ``IDLE_GRACE``.
-
-        Under load, a keep-alive connection with no request is usually one
-        whose next request is on its way, and a connection just accepted has
-        not been read yet: closing either at once would fail that request.
-        A request that arrives is answered with ``Connection: close``.
-        """
-        state = self.state
-        deadline = time.monotonic() + min(self.config.GRACEFUL_TIMEOUT, 4 * IDLE_GRACE)
-        quiet_since: dict[HTTPProtocol, float] = {}
-        while not self.force_exit:
-            now = time.monotonic()
-            waiting = False
-            for conn in list(state.connections):
-                if conn.cycle is not None or conn.pipeline:
-                    continue  # closes after its response
-                if not conn.parser.idle:
-                    waiting = True  # a request head is arriving
-                elif now - quiet_since.setdefault(conn, now) >= IDLE_GRACE:
-                    conn.shutdown()
-                else:
-                    waiting = True
-            if not waiting or now >= deadline:
-                return
-            await asyncio.sleep(0.02)
 
     async def run(self, sockets: list[socket.socket]) -> int:
         self.install_signal_handlers()

@@ -39,6 +39,9 @@ __all__ = ["HTTPProtocol"]
 
 logger = logging.getLogger("qt_server")
 
+#: On a graceful stop, an idle keep-alive connection is closed only once it
+#: has been quiet this long: under load its next request is usually on its way.
+IDLE_GRACE = 0.25
 #: Unread request body kept per connection before reading pauses.
 READ_HIGH_WATER = 64 * 1024
 #: Pipelined requests queued per connection before reading pauses.
@@ -203,6 +206,8 @@ class HTTPProtocol(asyncio.Protocol):
             "state": state.lifespan_state.copy(),
         }
         cycle = HTTPCycle(scope, head, self, state.date_line, state.server_line)
+        if state.shutting_down:
+            cycle.response.keep_alive = False  # the last one on this connection
         if head.has_body:
             self._parsing = cycle
         if self.cycle is None and not self._next_waits_for_drain:
@@ -354,12 +359,21 @@ class HTTPProtocol(asyncio.Protocol):
         self.parser = RequestParser(self.state.limits)
         transport = self.transport
         assert transport is not None
-        if not keep_alive or self.state.shutting_down or self._closing:
+        if not keep_alive or self._closing:
             self._closing = True
             transport.close()
             return
-        self.deadline = self.state.clock + self.state.keep_alive_timeout
         self.resume_reading()
+        if self.state.shutting_down:
+            # as the graceful stop treats idle connections: a request already
+            # on its way is answered (connection: close), silence is closed
+            asyncio.get_running_loop().call_later(IDLE_GRACE, self.close_if_idle)
+        else:
+            self.deadline = self.state.clock + self.state.keep_alive_timeout
+
+    def close_if_idle(self) -> None:
+        if self.cycle is None and not self.pipeline and self.parser.idle:
+            self.close()
 
     def fail(self, status: int, reason: str) -> None:
         """Answer ``status`` (if nothing of a response was sent) and close."""

@@ -23,7 +23,7 @@ from ..asgi.types import ASGIApp
 from ..config import Config
 from ..lifespan import LifespanRunner
 from ..websocket import WebSocketOptions
-from .protocol import HTTPProtocol
+from .protocol import IDLE_GRACE, HTTPProtocol
 from .sockets import bind_socket
 
 __all__ = ["Server", "ServerState"]
@@ -163,6 +163,33 @@ class Server:
             else:
                 shutdown.result()
 
+    async def _settle_idle_connections(self) -> None:
+        """Close idle connections only once quiet for ``IDLE_GRACE``.
+
+        Under load, a keep-alive connection with no request is usually one
+        whose next request is on its way, and a connection just accepted has
+        not been read yet: closing either at once would fail that request.
+        A request that arrives is answered with ``Connection: close``.
+        """
+        state = self.state
+        deadline = time.monotonic() + min(self.config.GRACEFUL_TIMEOUT, 4 * IDLE_GRACE)
+        quiet_since: dict[HTTPProtocol, float] = {}
+        while not self.force_exit:
+            now = time.monotonic()
+            waiting = False
+            for conn in list(state.connections):
+                if conn.cycle is not None or conn.pipeline:
+                    continue  # closes after its response
+                if not conn.parser.idle:
+                    waiting = True  # a request head is arriving
+                elif now - quiet_since.setdefault(conn, now) >= IDLE_GRACE:
+                    conn.shutdown()
+                else:
+                    waiting = True
+            if not waiting or now >= deadline:
+                return
+            await asyncio.sleep(0.02)
+
     def going_away(self) -> int:
         """Graceful time is up: close open WebSockets with 1001; how many were."""
         return sum(1 for conn in list(self.state.connections) if conn.going_away())
@@ -217,6 +244,7 @@ class Server:
         state.shutting_down = True
         for server in self.servers:
             server.close()
+        await self._settle_idle_connections()
         for conn in list(state.connections):
             conn.shutdown()
         deadline = time.monotonic() + self.config.GRACEFUL_TIMEOUT
