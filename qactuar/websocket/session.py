@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from websockets.datastructures import Headers
-from websockets.exceptions import PayloadTooBig
-from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -36,6 +34,7 @@ from websockets.server import ServerProtocol
 from ..asgi.cycle import ClientDisconnected
 from ..asgi.types import ASGIApp, Message, Scope
 from ..http import LocalProtocolError, RequestHead, Response, error_response
+from .deflate import ExactInflateLimit, wire_slack
 
 __all__ = ["WebSocketOptions", "WebSocketSession"]
 
@@ -44,53 +43,6 @@ exception_logger = logging.getLogger("qt_exception")
 
 _CONNECTING, _OPEN, _CLOSED = 0, 1, 2
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
-#: Outgoing messages shorter than this are sent uncompressed on a deflate connection.
-_COMPRESS_MIN = 64
-
-
-def _wire_slack(limit: int) -> int:
-    """How much bigger than ``limit`` a compressed frame may be on the wire.
-
-    Deflate can expand incompressible data (stored or fixed-Huffman blocks,
-    at worst about 1/8 with small zlib memory settings), so a message of
-    exactly the limit may arrive as a longer compressed frame. The protocol
-    checks frame lengths against ``limit + slack``; the inflated size is held
-    to ``limit`` exactly (``_ExactInflateLimit`` and ``_on_frame``).
-    """
-    return limit // 8 + 1024
-
-
-class _ExactInflateLimit(Extension):
-    """A negotiated extension whose ``decode`` inflates at most the message limit.
-
-    The protocol passes ``max_size`` = the remaining allowance including the
-    wire slack; the inner decoder gets that minus the slack, and stops
-    inflating there (a bomb costs no memory).
-    """
-
-    def __init__(self, inner: Extension, slack: int) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.slack = slack
-
-    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
-        if max_size is None:
-            return self.inner.decode(frame)
-        allowed = max_size - self.slack
-        if allowed > 0:
-            return self.inner.decode(frame, max_size=allowed)
-        # the message is at the limit already: one more inflated byte is too many
-        decoded = self.inner.decode(frame, max_size=1)
-        if decoded.data:
-            raise PayloadTooBig(None, 0)
-        return decoded
-
-    def encode(self, frame: Frame) -> Frame:
-        if frame.fin and frame.opcode is not Opcode.CONT and len(frame.data) < _COMPRESS_MIN:
-            # RFC 7692 lets any message go uncompressed (RSV1 clear): deflating
-            # a few bytes costs CPU and saves nothing on the wire
-            return frame
-        return self.inner.encode(frame)
 
 
 def _close_frame(message: Message) -> tuple[int, str]:
@@ -102,10 +54,13 @@ def _close_frame(message: Message) -> tuple[int, str]:
     """
     code = message.get("code")
     code = 1000 if code is None else code
-    if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
-            or 3000 <= code <= 4999):
-        raise RuntimeError(f"ASGI 'websocket.close' with code {code!r}, which no endpoint "
-                           "may send (RFC 6455 §7.4)")
+    if not (
+        code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+        or 3000 <= code <= 4999
+    ):
+        raise RuntimeError(
+            f"ASGI 'websocket.close' with code {code!r}, which no endpoint may send (RFC 6455 §7.4)"
+        )
     reason = message.get("reason") or ""
     encoded = reason.encode("utf-8")
     if len(encoded) > 123:
@@ -382,8 +337,10 @@ class WebSocketSession:
         target = head.raw_path.decode("latin-1")
         if head.query_string:
             target += "?" + head.query_string.decode("latin-1")
-        return f'{client[0]}:{client[1]} - "WebSocket {target}"' if client else (
-            f'- - "WebSocket {target}"'
+        return (
+            f'{client[0]}:{client[1]} - "WebSocket {target}"'
+            if client
+            else (f'- - "WebSocket {target}"')
         )
 
     def _log_upgrade(self) -> None:
@@ -480,7 +437,7 @@ class WebSocketSession:
         protocol = ServerProtocol(
             extensions=[ServerPerMessageDeflateFactory()] if options.compression else None,
             select_subprotocol=lambda _, offered: chosen if chosen in offered else None,
-            max_size=options.max_message_bytes + _wire_slack(options.max_message_bytes),
+            max_size=options.max_message_bytes + wire_slack(options.max_message_bytes),
         )
         # The protocol expects to read the handshake from the stream. Our
         # parser has read it already (within MAX_HEADER_BYTES, which may be
@@ -495,8 +452,8 @@ class WebSocketSession:
             headers[field.decode("latin-1")] = content.decode("latin-1")
         target = head.raw_path + (b"?" + head.query_string if head.query_string else b"")
         response = protocol.accept(Request(target.decode("latin-1"), headers))
-        slack = _wire_slack(options.max_message_bytes)
-        protocol.extensions = [_ExactInflateLimit(ext, slack) for ext in protocol.extensions]
+        slack = wire_slack(options.max_message_bytes)
+        protocol.extensions = [ExactInflateLimit(ext, slack) for ext in protocol.extensions]
         if response.status_code != 101:
             self.protocol = protocol
             protocol.send_response(response)
