@@ -71,6 +71,7 @@ class HTTPCycle:
         self.body: list[bytes] = []
         self.body_size = 0
         self.body_complete = not head.has_body
+        self.response.request_complete = self.body_complete
         self.disconnected = False
         self.started = False
         #: The response is complete (or abandoned): the connection may go on.
@@ -91,6 +92,7 @@ class HTTPCycle:
 
     def end_body(self) -> None:
         self.body_complete = True
+        self.response.request_complete = True
         self._wake()
 
     def disconnect(self) -> None:
@@ -246,10 +248,6 @@ class HTTPCycle:
             if self.disconnected:
                 raise ClientDisconnected("Client disconnected")
             more = message.get("more_body", False)
-            if not self.body_complete and not self.response.head_sent:
-                # Answering before the request body is in: the connection
-                # cannot carry another request, so the client is told.
-                self.response.keep_alive = False
             try:
                 data = self.response.body(message.get("body", b""), more)
             except LocalProtocolError as exc:

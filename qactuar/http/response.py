@@ -81,6 +81,7 @@ class Response:
         "_remaining",
         "_date",
         "_server",
+        "request_complete",
     )
 
     def __init__(
@@ -92,6 +93,10 @@ class Response:
         #: Pre-encoded ``date: …\r\n`` / ``server: …\r\n`` lines, or b"".
         self._date = date
         self._server = server
+        #: Whether the whole request body has been received. A response framed
+        #: before it has leaves the rest of the body unread on the connection,
+        #: which then cannot carry another request: it says so.
+        self.request_complete = True
         self.status = 0
         self.complete = False
         self.head_sent = False
@@ -173,6 +178,8 @@ class Response:
         else:
             self._mode = _CHUNKED
             fields.append(b"transfer-encoding: chunked\r\n")
+        if not self.request_complete:
+            self.keep_alive = False
         if not self.keep_alive:
             fields.append(b"connection: close\r\n")
         elif self._http10:

@@ -421,3 +421,12 @@ def test_informational_100_continue():
 def test_informational_with_headers():
     data = informational(103, [(b"link", b"</style.css>; rel=preload")])
     assert data == b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+
+
+def test_response_before_the_request_body_is_in_closes_the_connection():
+    response = Response("POST", "1.1", True, b"", b"")
+    response.request_complete = False
+    response.start(413, [(b"content-length", b"3")])
+    head = response.body(b"big", False).split(b"\r\n\r\n")[0].lower()
+    assert b"connection: close" in head
+    assert response.keep_alive is False
