@@ -103,7 +103,13 @@ class ForkServer(Server):
         self.slots[slot] = _UNTOUCHED
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN or ENOMEM: out of processes or memory
+            self.free_slots.append(slot)
+            logger.error("cannot fork for %s: %s", conn.client, exc)
+            conn.fail(503, "Service Unavailable")
+            return
         if pid == 0:
             self._child(cycle, conn, slot)  # never returns
         pidfd = os.pidfd_open(pid)
