@@ -216,3 +216,20 @@ def run_rounds(
                 file=sys.stderr,
             )
     return series
+
+
+def qactuar_command(app: str, port: int, model: str, *extra: str) -> list[str]:
+    """qactuar serving ``app`` on 127.0.0.1:``port``, access log off."""
+    return [
+        sys.executable, "-m", "qactuar", app, "--model", model, "--host", "127.0.0.1",
+        "--port", str(port), "--no-access-log", "--log-level", "warning", *extra,
+    ]  # fmt: skip
+
+
+def uvicorn_command(app: str, port: int, *extra: str) -> list[str]:
+    """uvicorn at its fastest (httptools, uvloop) on 127.0.0.1:``port``, access log off."""
+    return [
+        sys.executable, "-m", "uvicorn", app, "--http", "httptools", "--loop", "uvloop",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level",
+        "warning", *extra,
+    ]  # fmt: skip

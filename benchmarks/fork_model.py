@@ -19,27 +19,11 @@ import statistics
 import subprocess
 import sys
 
-from common import HERE, SERVER_CPUS, Series, free_port, measure, print_table
+from common import HERE, SERVER_CPUS, Series, free_port, measure, print_table, qactuar_command
 
 
 def qactuar(model: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "qactuar",
-        "apps:hello",
-        "--model",
-        model,
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--max-processes",
-        "4",
-    ]
+    return qactuar_command("apps:hello", port, model, "--max-processes", "4")
 
 
 def fork_ceiling(seconds: int) -> float:

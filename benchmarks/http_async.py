@@ -10,48 +10,20 @@ to BENCH_SERVER_CPUS (default core 0) while wrk runs on BENCH_LOAD_CPUS
 from __future__ import annotations
 
 import argparse
-import sys
 
-from common import ensure_python_packages, print_table, run_rounds
+from common import (
+    ensure_python_packages,
+    print_table,
+    qactuar_command,
+    run_rounds,
+    uvicorn_command,
+)
 
 
 def commands(port: int) -> dict[str, list[str]]:
-    py = sys.executable
     return {
-        "qactuar async": [
-            py,
-            "-m",
-            "qactuar",
-            "apps:hello",
-            "--model",
-            "async",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        "uvicorn": [
-            py,
-            "-m",
-            "uvicorn",
-            "apps:hello",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--lifespan",
-            "off",
-        ],
+        "qactuar async": qactuar_command("apps:hello", port, "async"),
+        "uvicorn": uvicorn_command("apps:hello", port, "--lifespan", "off"),
     }
 
 

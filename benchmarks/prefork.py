@@ -33,10 +33,12 @@ from common import (  # noqa: E402  (the CPU sets above are read when common is 
     Result,
     ensure_python_packages,
     print_table,
+    qactuar_command,
     run_rounds,
     run_wrk,
     start_server,
     stop_server,
+    uvicorn_command,
 )
 
 WORKERS = 2
@@ -46,42 +48,8 @@ APP = "apps:hello"
 def commands(port: int) -> dict[str, list[str]]:
     host, workers, py = "127.0.0.1", str(WORKERS), sys.executable
     return {
-        "qactuar prefork": [
-            py,
-            "-m",
-            "qactuar",
-            APP,
-            "--model",
-            "prefork",
-            "--workers",
-            workers,
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        "uvicorn": [
-            py,
-            "-m",
-            "uvicorn",
-            APP,
-            "--workers",
-            workers,
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        "qactuar prefork": qactuar_command(APP, port, "prefork", "--workers", workers),
+        "uvicorn": uvicorn_command(APP, port, "--workers", workers),
         "gunicorn + UvicornWorker": [
             py,
             "-m",

@@ -22,6 +22,7 @@ import asyncio
 import sys
 
 import tornado.web
+from common import qactuar_command, uvicorn_command
 
 from qactuar.tornado_bridge import wrap
 
@@ -45,46 +46,16 @@ def commands(port: int) -> dict[str, list[str]]:
     py = sys.executable
     servers = {
         "tornado": [py, "tornado_bridge.py", "serve-tornado", str(port)],
-        "uvicorn + wrap()": [
-            py,
-            "-m",
-            "uvicorn",
-            "tornado_bridge:asgi_app",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--lifespan",
-            "off",
-        ],
+        "uvicorn + wrap()": uvicorn_command("tornado_bridge:asgi_app", port, "--lifespan", "off"),
     }
     try:
         import qactuar.cli  # noqa: F401
     except ImportError:
         print("qactuar CLI not importable: qactuar async left out", file=sys.stderr)
     else:
-        servers["qactuar async + wrap()"] = [
-            py,
-            "-m",
-            "qactuar",
-            "tornado_bridge:asgi_app",
-            "--model",
-            "async",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        servers["qactuar async + wrap()"] = qactuar_command(
+            "tornado_bridge:asgi_app", port, "async"
+        )
     return servers
 
 

@@ -58,16 +58,25 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 # load generator ----------------------------------------------------------------------
 
 
-async def _client(port: int, seconds: float, connections: int, size: int,
-                  compression: bool) -> dict[str, float]:
+async def _client(
+    port: int, seconds: float, connections: int, size: int, compression: bool
+) -> dict[str, float]:
     import websockets
 
     payload = "x" * size
     url = f"ws://127.0.0.1:{port}/"
-    socks = await asyncio.gather(*(
-        websockets.connect(url, compression="deflate" if compression else None,
-                           open_timeout=30, ping_interval=None, max_queue=None)
-        for _ in range(connections)))
+    socks = await asyncio.gather(
+        *(
+            websockets.connect(
+                url,
+                compression="deflate" if compression else None,
+                open_timeout=30,
+                ping_interval=None,
+                max_queue=None,
+            )
+            for _ in range(connections)
+        )
+    )
     counting = False
     count = 0
     latencies: list[float] = []
@@ -98,8 +107,13 @@ async def _client(port: int, seconds: float, connections: int, size: int,
     await asyncio.gather(*(ws.close() for ws in socks))
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan")
-    return {"rate": count / elapsed, "p99_ms": p99, "messages": count,
-            "client_cpu": cpu / elapsed, "elapsed": elapsed}
+    return {
+        "rate": count / elapsed,
+        "p99_ms": p99,
+        "messages": count,
+        "client_cpu": cpu / elapsed,
+        "elapsed": elapsed,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -108,18 +122,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_client(port: int, seconds: float, connections: int, size: int,
-               compression: bool, server_pid: int) -> tuple[Result, float, float]:
+def run_client(
+    port: int, seconds: float, connections: int, size: int, compression: bool, server_pid: int
+) -> tuple[Result, float, float]:
     """The load run's result, the client's CPU share and the server's (during the run)."""
-    cmd = ["taskset", "-c", LOAD_CPUS, sys.executable, os.path.abspath(__file__), "--client",
-           "--port", str(port), "--seconds", str(seconds), "--connections", str(connections),
-           "--size", str(size)]
+    cmd = [
+        "taskset",
+        "-c",
+        LOAD_CPUS,
+        sys.executable,
+        os.path.abspath(__file__),
+        "--client",
+        "--port",
+        str(port),
+        "--seconds",
+        str(seconds),
+        "--connections",
+        str(connections),
+        "--size",
+        str(size),
+    ]
     if not compression:
         cmd.append("--no-compression")
     server_cpu = cpu_seconds(server_pid)
     began = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         timeout=seconds + 120).stdout
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, timeout=seconds + 120
+    ).stdout
     server_share = (cpu_seconds(server_pid) - server_cpu) / (time.monotonic() - began)
     data = json.loads(out.strip().splitlines()[-1])
     return Result(data["rate"], data["p99_ms"]), data["client_cpu"], server_share
@@ -137,21 +166,50 @@ def commands(port: int) -> dict[str, list[str]]:
     py = sys.executable
     return {
         "qactuar async": [
-            py, "-m", "qactuar", "websocket_echo:echo", "--model", "async", "--port", str(port),
-            "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning",
-            "--lifespan", "off",
+            py,
+            "-m",
+            "qactuar",
+            "websocket_echo:echo",
+            "--model",
+            "async",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
         ],
         "uvicorn": [
-            py, "-m", "uvicorn", "websocket_echo:echo", "--port", str(port), "--host",
-            "127.0.0.1", "--ws", "websockets", "--http", "httptools", "--loop", "uvloop",
-            "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+            py,
+            "-m",
+            "uvicorn",
+            "websocket_echo:echo",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--ws",
+            "websockets",
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
         ],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=100)
@@ -168,8 +226,7 @@ def main() -> None:
             run = uvloop.run
         except ImportError:
             run = asyncio.run
-        result = run(_client(args.port, args.seconds, args.connections, args.size,
-                             compression))
+        result = run(_client(args.port, args.seconds, args.connections, args.size, compression))
         print(json.dumps(result))
         return
     series: dict[str, Series] = {}
@@ -183,36 +240,52 @@ def main() -> None:
             proc = start_server(commands(port)[name], port)
             try:
                 result, client_cpu, server_cpu = run_client(
-                    port, args.seconds, args.connections, args.size, compression,
-                    _server_pid(proc.pid))
+                    port,
+                    args.seconds,
+                    args.connections,
+                    args.size,
+                    compression,
+                    _server_pid(proc.pid),
+                )
                 result.rss_kib = rss_kib(proc.pid)
                 shares.setdefault(name, []).append((server_cpu, client_cpu))
             finally:
                 stop_server(proc)
             series.setdefault(name, Series(name)).results.append(result)
-            print(f"round {round_no + 1} {name}: {result.rps:,.0f} messages/s "
-                  f"p99 {result.p99_ms:.2f} ms, CPU server {server_cpu:.0%} "
-                  f"client {client_cpu:.0%}", file=sys.stderr)
+            print(
+                f"round {round_no + 1} {name}: {result.rps:,.0f} messages/s "
+                f"p99 {result.p99_ms:.2f} ms, CPU server {server_cpu:.0%} "
+                f"client {client_cpu:.0%}",
+                file=sys.stderr,
+            )
     ordered = [series[n] for n in commands(0)]
     base = ordered[1]
     deflate = "permessage-deflate" if compression else "no compression"
-    print(f"\nwebsocket echo, {args.size}-byte texts, {args.connections} connections, "
-          f"{deflate}, median of {args.rounds} x {args.seconds:g} s  "
-          f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs)")
-    print("| server | messages/s | p99 ms | RSS MiB | server CPU | server CPU µs/message | "
-          "client CPU | ratio to uvicorn |")
+    print(
+        f"\nwebsocket echo, {args.size}-byte texts, {args.connections} connections, "
+        f"{deflate}, median of {args.rounds} x {args.seconds:g} s  "
+        f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs)"
+    )
+    print(
+        "| server | messages/s | p99 ms | RSS MiB | server CPU | server CPU µs/message | "
+        "client CPU | ratio to uvicorn |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for s in ordered:
         server_cpu = statistics.median(a for a, _ in shares[s.name])
         client_cpu = statistics.median(b for _, b in shares[s.name])
         per_message = statistics.median(
-            share / r.rps * 1e6 for (share, _), r in zip(shares[s.name], s.results, strict=True))
-        print(f"| {s.name} | {s.rps:,.0f} | {s.p99:.2f} | {s.rss_mib:.1f} | {server_cpu:.0%} | "
-              f"{per_message:.1f} | {client_cpu:.0%} | {s.rps / base.rps:.2f}x |")
-    rounds = [f"{a.rps / b.rps:.2f}" for a, b in zip(ordered[0].results, base.results,
-                                                          strict=True)]
-    print(f"\nqactuar async / uvicorn: {ordered[0].rps / base.rps:.2f}x "
-          f"(per round: {', '.join(rounds)})")
+            share / r.rps * 1e6 for (share, _), r in zip(shares[s.name], s.results, strict=True)
+        )
+        print(
+            f"| {s.name} | {s.rps:,.0f} | {s.p99:.2f} | {s.rss_mib:.1f} | {server_cpu:.0%} | "
+            f"{per_message:.1f} | {client_cpu:.0%} | {s.rps / base.rps:.2f}x |"
+        )
+    rounds = [f"{a.rps / b.rps:.2f}" for a, b in zip(ordered[0].results, base.results, strict=True)]
+    print(
+        f"\nqactuar async / uvicorn: {ordered[0].rps / base.rps:.2f}x "
+        f"(per round: {', '.join(rounds)})"
+    )
 
 
 if __name__ == "__main__":
