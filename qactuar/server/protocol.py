@@ -10,6 +10,12 @@ application while the transport's write buffer is over its high-water mark.
 Timeouts are not timers: the server's sweep compares each connection's
 ``deadline`` with its coarse clock about four times per timeout, which costs
 nothing on the request path.
+
+A valid WebSocket upgrade hands the connection to a ``WebSocketSession``,
+which gets every later byte. The process models hook in through the shared
+``ServerState`` (``run_cycle``, ``on_idle``, ``on_close``) and ``reattach``/
+``fail`` here: the fork model runs a cycle in a child and takes the
+connection back afterwards, with no request handling of its own.
 """
 
 from __future__ import annotations
