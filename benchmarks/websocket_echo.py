@@ -15,7 +15,7 @@ alternate the servers; medians are printed, with each server's CPU share
 during the run and its CPU time per echoed message (the steadier figure on
 a shared machine, where neither side may get a whole core).
 
-This module is also the servers' app module (``websocket_echo:echo``).
+The servers serve ``apps:echo`` (benchmarks/apps.py).
 """
 
 from __future__ import annotations
@@ -31,29 +31,6 @@ import time
 from typing import Any
 
 from common import LOAD_CPUS, Result, Series, free_port, rss_kib, start_server, stop_server
-
-
-async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "websocket":
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"]
-                await send({"type": kind + ".complete"})
-                if kind == "lifespan.shutdown":
-                    return
-        return
-    await receive()  # websocket.connect
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"]})
-        else:
-            await send({"type": "websocket.send", "bytes": message["bytes"]})
-
 
 # load generator ----------------------------------------------------------------------
 
@@ -169,7 +146,7 @@ def commands(port: int) -> dict[str, list[str]]:
             py,
             "-m",
             "qactuar",
-            "websocket_echo:echo",
+            "apps:echo",
             "--model",
             "async",
             "--port",
@@ -186,7 +163,7 @@ def commands(port: int) -> dict[str, list[str]]:
             py,
             "-m",
             "uvicorn",
-            "websocket_echo:echo",
+            "apps:echo",
             "--port",
             str(port),
             "--host",
