@@ -3,11 +3,14 @@
     python benchmarks/fork_model.py [--rounds 3] [--seconds 8] [--connections 50]
 
 Each round measures, on ``apps:hello`` with keep-alive connections: the fork
-ceiling (``fork_ceiling.py`` pinned like the server), qactuar's fork model,
-and qactuar's async model. It prints medians and the fork model's share of
-the ceiling (goal: at least 0.6) and of the async model (the price of
-isolation). The fork model runs with ``MAX_PROCESSES=4``: the children are
-CPU-bound on one pinned core, and more of them at once only stretch the
+ceiling (``fork_ceiling.py`` pinned like the server), the event-loop floor
+(``fork_ceiling.py --loop``: each child also creates an event loop, wraps a
+socket in a transport and runs the app once, the least any asyncio server
+does in a new child), qactuar's fork model, and qactuar's async model. It
+prints medians and the fork model's share of the ceiling (goal: at least 0.6),
+of the floor, and of the async model (the price of isolation). The fork
+model runs with ``MAX_PROCESSES=4``: the children are CPU-bound on one pinned
+core, and more of them at once only stretch the
 latency tail (p99 1.3 s with 50 children, 0.26 s with 2-4) at the same
 throughput.
 """
@@ -26,9 +29,9 @@ def qactuar(model: str, port: int) -> list[str]:
     return qactuar_command("apps:hello", port, model, "--max-processes", "4")
 
 
-def fork_ceiling(seconds: int) -> float:
+def fork_ceiling(seconds: int, *extra: str) -> float:
     out = subprocess.run(
-        ["taskset", "-c", SERVER_CPUS, sys.executable, "fork_ceiling.py", str(seconds)],
+        ["taskset", "-c", SERVER_CPUS, sys.executable, "fork_ceiling.py", str(seconds), *extra],
         cwd=HERE,
         capture_output=True,
         text=True,
@@ -44,16 +47,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     args = parser.parse_args()
     ceilings: list[float] = []
+    floors: list[float] = []
     series = {"qactuar fork": Series("qactuar fork"), "qactuar async": Series("qactuar async")}
     for round_no in range(args.rounds):
         ceilings.append(fork_ceiling(args.seconds))
         print(f"round {round_no + 1} fork ceiling: {ceilings[-1]:,.0f} forks/s", file=sys.stderr)
+        floors.append(fork_ceiling(args.seconds, "--loop"))
+        print(f"round {round_no + 1} event-loop floor: {floors[-1]:,.0f} forks/s", file=sys.stderr)
         for name, model in (("qactuar fork", "fork"), ("qactuar async", "async")):
             port = free_port()
             result = measure(qactuar(model, port), port, args.seconds, args.connections)
             series[name].results.append(result)
             print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
     ceiling = statistics.median(ceilings)
+    floor = statistics.median(floors)
     ordered = list(series.values())
     print_table(
         f"hello world, keep-alive, {args.connections} connections, median of {args.rounds}",
@@ -62,7 +69,9 @@ def main() -> None:
     )
     fork = series["qactuar fork"].rps
     print(f"\nfork ceiling: {ceiling:,.0f} forks/s")
+    print(f"event-loop floor: {floor:,.0f} forks/s ({floor / ceiling:.2f} of the ceiling)")
     print(f"fork model / fork ceiling: {fork / ceiling:.2f}  (goal >= 0.6)")
+    print(f"fork model / event-loop floor: {fork / floor:.2f}")
     print(f"fork model / async model: {fork / series['qactuar async'].rps:.3f}")
 
 

@@ -207,6 +207,52 @@ def test_sigterm_lets_running_children_finish(spawn_qactuar):
     assert proc.wait() == 0
 
 
+def _slow_request_in_a_child(proc, seconds: float) -> threading.Thread:
+    """Start GET /sleep in a thread; return once its child is running."""
+    caller = threading.Thread(
+        target=lambda: httpx.get(proc.url + f"/sleep?{seconds}", timeout=seconds + 10)
+    )
+    caller.start()
+    deadline = time.monotonic() + 5
+    while not children_of(proc.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert children_of(proc.proc.pid)
+    return caller
+
+
+def test_a_running_child_does_not_hold_other_clients_open(spawn_qactuar):
+    # The child inherits every socket of the parent; it must close them, or a
+    # client the parent closes sees no FIN until that child exits.
+    proc = spawn_qactuar(*FORK, "--keep-alive-timeout", "0.5")
+    with socket.create_connection(("127.0.0.1", proc.port)) as idle:
+        assert RawConnection(idle).request("/pid").status == 200
+        answered = time.monotonic()
+        caller = _slow_request_in_a_child(proc, 4)
+        idle.settimeout(3)
+        assert idle.recv(100) == b""  # the parent's keep-alive timeout closed it
+        assert time.monotonic() - answered < 2.0
+        assert caller.is_alive()  # and the child holding a copy is still running
+    caller.join(10)
+
+
+def test_a_running_child_does_not_keep_the_port_open_after_sigterm(spawn_qactuar):
+    proc = spawn_qactuar(*FORK, "--graceful-timeout", "10")
+    caller = _slow_request_in_a_child(proc, 3)
+    proc.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 2
+    refused = False
+    while not refused and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", proc.port), timeout=1).close()
+            time.sleep(0.05)
+        except ConnectionRefusedError:
+            refused = True
+    assert refused, "the listening socket stayed open in the running child"
+    assert caller.is_alive()
+    caller.join(10)
+    assert proc.wait() == 0
+
+
 def test_proc_stats_are_logged(spawn_qactuar):
     proc = spawn_qactuar(*FORK, "--gather-proc-stats", "--log-level", "debug")
     assert httpx.get(proc.url + "/pid").status_code == 200

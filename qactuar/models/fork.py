@@ -17,6 +17,7 @@ crash then gets 502, a timeout 504), mid-response (close), or finished
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # (no stubs)
 import asyncio
 import gc
 import logging
@@ -26,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass
 
@@ -47,6 +49,11 @@ child_logger = logging.getLogger("qt_child")
 #: Sent by the parent when graceful time is up: a child closes its WebSocket
 #: with 1001 (the parent cannot: the session lives in the child).
 GOING_AWAY = signal.SIGUSR1
+
+#: A child that lives this long closes the sockets it inherited from the
+#: parent, so that a client the parent closes, or a listener it stops, is
+#: not held open by a slow request or a WebSocket in another process.
+CLOSE_INHERITED_AFTER = 0.05
 
 # slot values: what the child did with its connection
 _UNTOUCHED, _RESPONDING, _REUSE, _CLOSE = 0, 1, 2, 3
@@ -75,10 +82,32 @@ class ForkServer(Server):
         self.free_slots = list(range(config.MAX_PROCESSES - 1, -1, -1))
         self.stats = ProcStats() if config.GATHER_PROC_STATS else None
         self.state.run_cycle = self.dispatch
+        self.state.on_open = self._opened
+        self.state.on_close = self._closed
+        #: Descriptors a child closes at once: the listeners, every client's
+        #: socket, the pidfds. Kept up to date here so that a child reads one
+        #: compact array instead of walking (and so copying) the parent's
+        #: connection objects. A number may appear twice while a closed
+        #: socket's number is reused before its ``connection_lost``.
+        self.child_closes = array("i")
+        self._client_fds: dict[HTTPProtocol, int] = {}
         self._loop_factory = loop_factory(config.LOOP)
         self._inherited: object = None
 
     # parent side -------------------------------------------------------------
+
+    async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().start_serving(sockets)
+        self.child_closes.extend(listener.fileno() for listener in self.sockets)
+
+    def _opened(self, conn: HTTPProtocol) -> None:
+        fd = self._client_fds[conn] = _fileno(conn)
+        self.child_closes.append(fd)
+
+    def _closed(self, conn: HTTPProtocol) -> None:
+        fd = self._client_fds.pop(conn, None)
+        if fd is not None:
+            self.child_closes.remove(fd)
 
     def dispatch(self, cycle: HTTPCycle) -> None:
         conn = cycle.conn
@@ -113,6 +142,7 @@ class ForkServer(Server):
         if pid == 0:
             self._child(cycle, conn, slot)  # never returns
         pidfd = os.pidfd_open(pid)
+        self.child_closes.append(pidfd)
         child = _Child(pid, pidfd, slot, conn, time.monotonic())
         # a WebSocket lives in its child for as long as it is open
         child.exempt = isinstance(cycle, WebSocketSession)
@@ -129,6 +159,7 @@ class ForkServer(Server):
                 return  # not exited yet (spurious wake-up)
         asyncio.get_running_loop().remove_reader(child.pidfd)
         os.close(child.pidfd)
+        self.child_closes.remove(child.pidfd)
         del self.children[child.pid]
         outcome = self.slots[child.slot]
         self.free_slots.append(child.slot)
@@ -213,20 +244,23 @@ class ForkServer(Server):
     def _child(self, cycle: HTTPCycle, conn: HTTPProtocol, slot: int) -> None:
         code = 1
         try:
-            signal.set_wakeup_fd(-1)
+            # A child touches as little of the parent's memory as it can:
+            # every page it writes is copied. Hence ``_signal`` (the
+            # ``signal`` module's wrappers convert to and from enums).
+            _signal.set_wakeup_fd(-1)
             # Ctrl-C and a service manager's SIGTERM reach the whole process
             # group; the parent decides when a child must go (SIGKILL).
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            for signum in (signal.SIGCHLD, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
+            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+            _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+            _signal.signal(_signal.SIGHUP, _signal.SIG_DFL)
             # The parent's objects (its loop, transports, sockets) must never
             # be freed here: their finalizers would close descriptors this
             # child still uses or unregister the parent's fds from the epoll
             # instance both processes share. Keep them all, forever.
             gc.freeze()
             self._inherited = (conn.transport, self.state.connections, self.state.tasks)
-            sock = self._close_inherited(conn)
+            sock = socket.socket(fileno=self._client_fds[conn])
             asyncio.events._set_running_loop(None)
             loop = self._loop_factory()
             asyncio.set_event_loop(loop)
@@ -238,22 +272,14 @@ class ForkServer(Server):
         finally:
             os._exit(code)
 
-    def _close_inherited(self, conn: HTTPProtocol) -> socket.socket:
-        """Close the parent's sockets except this connection's; return it."""
-        assert conn.transport is not None
-        own = conn.transport.get_extra_info("socket").fileno()
-        fds = [listener.fileno() for listener in self.sockets]
-        fds.extend(child.pidfd for child in self.children.values())
-        for other in self.state.connections:
-            if other is not conn and other.transport is not None:
-                fds.append(other.transport.get_extra_info("socket").fileno())
-        for fd in fds:
-            if fd >= 0 and fd != own:
+    def _close_inherited(self, own: int) -> None:
+        """Close the parent's sockets (except ``own``): listeners, clients, pidfds."""
+        for fd in self.child_closes:
+            if fd != own:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        return socket.socket(fileno=own)
 
     async def _child_serve(
         self, cycle: HTTPCycle, conn: HTTPProtocol, sock: socket.socket, slot: int
@@ -262,7 +288,6 @@ class ForkServer(Server):
         state = self.state
         state.connections = set()
         state.tasks = set()
-        state.run_cycle = state.run_task
         finished: asyncio.Future[bool] = loop.create_future()
 
         def idle(_: HTTPProtocol) -> None:
@@ -275,10 +300,11 @@ class ForkServer(Server):
         # The parent holds this socket too, so closing ours sends no FIN:
         # shut it down instead, so the client sees the end at once even while
         # the app goes on (after a WebSocket close handshake, say).
-        shut = socket.socket(fileno=os.dup(sock.fileno()))
-        self._inherited = (self._inherited, shut)
+        shut_fd = os.dup(sock.fileno())
 
         def closed(_: HTTPProtocol) -> None:
+            shut = socket.socket(fileno=shut_fd)
+            self._inherited = (self._inherited, shut)
             try:
                 shut.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -286,12 +312,23 @@ class ForkServer(Server):
             if not finished.done():
                 finished.set_result(False)
 
+        def run_cycle(cycle: HTTPCycle) -> None:
+            if isinstance(cycle, WebSocketSession) and not loop.is_closed():
+                # the parent asks a child to close its WebSocket with 1001
+                loop.add_signal_handler(GOING_AWAY, conn.going_away)
+            state.run_task(cycle)
+
+        state.on_open = None
         state.on_idle = idle
         state.on_close = closed
+        state.run_cycle = run_cycle
         conn.on_write = mark_responding
-        loop.add_signal_handler(GOING_AWAY, lambda: conn.going_away())
+        # Most children are gone sooner than this: only one that lives on
+        # pays for closing what it inherited (a few thousand descriptors
+        # when thousands of clients idle on the parent).
+        loop.call_later(CLOSE_INHERITED_AFTER, self._close_inherited, sock.fileno())
         transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
-        state.run_cycle(cycle)
+        run_cycle(cycle)
         keep_alive = await finished
         if keep_alive:
             # every response byte must leave this process before it exits
@@ -301,6 +338,11 @@ class ForkServer(Server):
             # the app may go on after its response (background tasks)
             await asyncio.wait(list(state.tasks))
         return keep_alive
+
+
+def _fileno(conn: HTTPProtocol) -> int:
+    assert conn.transport is not None
+    return int(conn.transport.get_extra_info("socket").fileno())
 
 
 def _kill(pid: int) -> None:

@@ -13,7 +13,7 @@ nothing on the request path.
 
 A valid WebSocket upgrade hands the connection to a ``WebSocketSession``,
 which gets every later byte. The process models hook in through the shared
-``ServerState`` (``run_cycle``, ``on_idle``, ``on_close``) and ``reattach``/
+``ServerState`` (``run_cycle``, ``on_idle``, ``on_open``, ``on_close``) and ``reattach``/
 ``fail`` here: the fork model runs a cycle in a child and takes the
 connection back afterwards, with no request handling of its own.
 """
@@ -121,6 +121,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._reading = True
         if self.cycle is None:
             self.deadline = self.state.clock + self.state.header_timeout
+        if self.state.on_open is not None:
+            self.state.on_open(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)

@@ -54,6 +54,8 @@ class ServerState:
         #: When set, called instead of waiting for the next request once a
         #: connection has nothing left to do (a fork child hands it back).
         self.on_idle: Callable[[HTTPProtocol], None] | None = None
+        #: When set, called as a connection opens (after it joins ``connections``).
+        self.on_open: Callable[[HTTPProtocol], None] | None = None
         #: When set, called as a connection closes.
         self.on_close: Callable[[HTTPProtocol], None] | None = None
         #: Request cycles run by ``run_task`` that have finished.
