@@ -13,20 +13,60 @@ model runs with ``MAX_PROCESSES=4``: the children are CPU-bound on one pinned
 core, and more of them at once only stretch the
 latency tail (p99 1.3 s with 50 children, 0.26 s with 2-4) at the same
 throughput.
+
+``--idle N`` first opens N keep-alive connections that then sit idle on the
+server during the measurement: what a fork costs when the parent holds many
+clients (each child inherits all their sockets).
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import subprocess
 import sys
 
-from common import HERE, SERVER_CPUS, Series, free_port, measure, print_table, qactuar_command
+from common import (
+    HERE,
+    SERVER_CPUS,
+    Result,
+    Series,
+    free_port,
+    print_table,
+    qactuar_command,
+    rss_kib,
+    run_wrk,
+    start_server,
+    stop_server,
+)
 
 
 def qactuar(model: str, port: int) -> list[str]:
-    return qactuar_command("apps:hello", port, model, "--max-processes", "4")
+    return qactuar_command(
+        "apps:hello", port, model, "--max-processes", "4", "--keep-alive-timeout", "600"
+    )
+
+
+def measure(cmd: list[str], port: int, seconds: int, connections: int, idle: int) -> Result:
+    """``common.measure`` with ``idle`` keep-alive connections held open throughout."""
+    proc = start_server(cmd, port)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(idle):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(sock)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
+                raise RuntimeError("an idle connection's first request failed")
+        run_wrk(port, 1, connections)  # warm-up
+        result = run_wrk(port, seconds, connections)
+        result.rss_kib = rss_kib(proc.pid)
+        return result
+    finally:
+        stop_server(proc)
+        for sock in held:
+            sock.close()
 
 
 def fork_ceiling(seconds: int, *extra: str) -> float:
@@ -45,6 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--idle", type=int, default=0)
     args = parser.parse_args()
     ceilings: list[float] = []
     floors: list[float] = []
@@ -56,14 +97,16 @@ def main() -> None:
         print(f"round {round_no + 1} event-loop floor: {floors[-1]:,.0f} forks/s", file=sys.stderr)
         for name, model in (("qactuar fork", "fork"), ("qactuar async", "async")):
             port = free_port()
-            result = measure(qactuar(model, port), port, args.seconds, args.connections)
+            result = measure(qactuar(model, port), port, args.seconds, args.connections, args.idle)
             series[name].results.append(result)
             print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
     ceiling = statistics.median(ceilings)
     floor = statistics.median(floors)
     ordered = list(series.values())
     print_table(
-        f"hello world, keep-alive, {args.connections} connections, median of {args.rounds}",
+        f"hello world, keep-alive, {args.connections} connections"
+        + (f" (+{args.idle} idle)" if args.idle else "")
+        + f", median of {args.rounds}",
         ordered,
         "qactuar async",
     )
