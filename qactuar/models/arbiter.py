@@ -10,19 +10,18 @@ makes recycling, reload, SIGTTIN and SIGTTOU one mechanism.
 from __future__ import annotations
 
 import collections
+import functools
 import gc
 import logging
 import os
 import random
 import select
 import signal
-import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import fields
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError, load_config
@@ -30,6 +29,9 @@ from ..logs import setup_logging
 from .pool import MAX_REQUESTS_REASON, WorkerRecord, plan
 from .slot import BOOT_ERROR, STACK_SIGNAL, WorkerSlot, WorkerState, beat_interval
 from .worker import WorkerSpec, worker_main
+
+if TYPE_CHECKING:
+    from .prefork import PreforkSockets
 
 __all__ = ["Arbiter", "cpu_count", "reread_config"]
 
@@ -88,10 +90,10 @@ def reread_config(config: Config) -> Config:
 class Arbiter:
     """The master process: forks and supervises workers; never serves.
 
-    ``sockets`` are the master's listening (or, with REUSE_PORT, bound)
-    sockets; ``worker_sockets`` runs in a new worker and returns the ones it
-    serves on. ``app`` is the preloaded app, else None (workers import
-    ``target``).
+    ``listen`` holds the master's sockets (the shared listening socket, or
+    with REUSE_PORT the workers' lanes) and, in a new worker, returns the
+    ones it serves on. ``app`` is the preloaded app, else None (workers
+    import ``target``).
     """
 
     def __init__(
@@ -99,14 +101,12 @@ class Arbiter:
         config: Config,
         target: str | ASGIApp | None,
         app: ASGIApp | None,
-        sockets: list[socket.socket],
-        worker_sockets: Callable[[], list[socket.socket]],
+        listen: PreforkSockets,
     ) -> None:
         self.config = config
         self.target = target
         self.app = app
-        self.sockets = sockets
-        self.worker_sockets = worker_sockets
+        self.listen = listen
         self.workers: dict[int, WorkerRecord] = {}
         self.num_workers = config.WORKERS or cpu_count()
         self.generation = 0
@@ -210,11 +210,15 @@ class Arbiter:
         limit = 0
         if config.MAX_REQUESTS:
             limit = config.MAX_REQUESTS + random.randint(0, config.MAX_REQUESTS_JITTER)
+        # a replacement takes over the lane of the worker it replaces
+        current = self.generation
+        taken = {w.lane for w in self.workers.values() if w.generation == current and not w.leaving}
+        lane = self.listen.lane_for(taken)
         spec = WorkerSpec(
             config=config,
             app=self.app,
             target=self.target,
-            listeners=self.worker_sockets,
+            listeners=functools.partial(self.listen.for_worker, lane),
             slot=slot,
             wake_fd=self._wake_w,
             wake_read_fd=self._wake_r,
@@ -230,7 +234,9 @@ class Arbiter:
         pid = os.fork()
         if pid == 0:
             worker_main(spec)  # never returns
-        self.workers[pid] = WorkerRecord(pid, slot, self.generation, limit, time.monotonic())
+        self.workers[pid] = WorkerRecord(
+            pid, slot, self.generation, limit, time.monotonic(), lane=lane
+        )
         logger.info("Started worker %d", pid)
 
     def kill(self, worker: WorkerRecord, signum: int) -> None:
@@ -351,6 +357,7 @@ class Arbiter:
             if why == MAX_REQUESTS_REASON:
                 self.recycled += 1
             self.stop_worker(worker, why)
+        self.listen.prune({w.lane for w in self.workers.values() if not w.leaving})
 
     # reload -------------------------------------------------------------------------------
 
@@ -423,7 +430,7 @@ class Arbiter:
     def stop(self, how: str) -> int:
         """Stop every worker (drain, or at once) and wait for them."""
         self.stopping = how
-        for sock in self.sockets:
+        for sock in self.listen.sockets:
             sock.close()  # once the workers close theirs, new clients are refused
         graceful = how == "graceful"
         limit = self.config.GRACEFUL_TIMEOUT + STOP_SLACK if graceful else 1.0

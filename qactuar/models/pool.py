@@ -11,6 +11,7 @@ replacement that cannot start therefore leaves the old worker serving.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ class WorkerRecord:
     ready: bool = False
     stop_sent: float = 0.0  # monotonic time of SIGTERM/SIGQUIT, 0: not sent
     killed: str = ""  # why the master sent SIGKILL
+    #: REUSE_PORT: the socket it serves on, held by the master as well.
+    lane: socket.socket | None = None
 
     @property
     def state(self) -> str:

@@ -4,7 +4,10 @@ The master binds the listening socket(s), imports the apps (``PRELOAD``),
 forks ``WORKERS`` workers and then only supervises (``arbiter.py``); it never
 serves a request. Each worker (``worker.py``) runs the async model's server
 core on the inherited socket or, with ``REUSE_PORT``, on a ``SO_REUSEPORT``
-socket of its own, so that the kernel spreads connections over the workers.
+socket of its own (its *lane*), so that the kernel spreads connections over
+the workers. The master holds every lane too, and a replacement (after
+MAX_REQUESTS, a crash, a reload) takes over its predecessor's lane: a lane's
+queue of connections not yet accepted never dies with a worker.
 
 Signals to the master: SIGHUP re-reads the config file and replaces every
 worker, new ones first (with ``PRELOAD`` off the new ones import the apps
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from typing import Any
 
 from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError
@@ -32,11 +36,20 @@ logger = logging.getLogger("qt_server")
 
 
 class PreforkSockets:
-    """The master's sockets, and how each worker gets the ones it serves on."""
+    """The master's sockets, and how each worker gets the ones it serves on.
+
+    Without REUSE_PORT, ``sockets`` is the one listening socket every worker
+    shares. With it, ``sockets`` are the lanes: SO_REUSEPORT sockets bound to
+    the address, one per serving worker. The master creates a lane bound but
+    not listening (it takes no connections until its first worker calls
+    ``listen()`` when it is ready to serve) and closes it once no current
+    worker has it.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.sockets: list[socket.socket] = []
+        self._lane_address: Any = None
 
     def bind(self) -> None:
         config = self.config
@@ -66,19 +79,48 @@ class PreforkSockets:
             raise BindError(
                 exc.errno, f"cannot listen on {config.HOST}:{config.PORT}: {exc.strerror}"
             ) from None
+        self._lane_address = sock.getsockname()  # the port the kernel chose for PORT 0
         self.sockets = [sock]
 
-    def for_worker(self) -> list[socket.socket]:
-        """In a new worker: the sockets to serve on."""
+    def lane_for(self, taken: set[socket.socket | None]) -> socket.socket | None:
+        """REUSE_PORT: a lane for a new worker, one no other current worker has."""
         if not self.config.REUSE_PORT:
-            return self.sockets
+            return None
+        for lane in self.sockets:
+            if lane not in taken:
+                return lane
         held = self.sockets[0]
-        sock = _reuse_port_socket(held.family, held.type, held.proto)
-        sock.bind(held.getsockname())
-        sock.listen(self.config.BACKLOG)
-        sock.setblocking(False)
-        held.close()
-        return [sock]
+        lane = _reuse_port_socket(held.family, held.type, held.proto)
+        try:
+            lane.bind(self._lane_address)
+        except OSError:
+            lane.close()
+            raise
+        self.sockets.append(lane)
+        return lane
+
+    def prune(self, kept: set[socket.socket | None]) -> None:
+        """Close the lanes no current worker has (a lane of the pool's last is kept).
+
+        A worker still stopping on a closed lane holds its own descriptor:
+        it accepts what is queued and closes it, which takes the lane out of
+        the kernel's group.
+        """
+        for lane in list(self.sockets):
+            if lane not in kept and len(self.sockets) > 1:
+                self.sockets.remove(lane)
+                lane.close()
+
+    def for_worker(self, lane: socket.socket | None) -> list[socket.socket]:
+        """In a new worker: the sockets to serve on."""
+        if lane is None:
+            return self.sockets
+        for other in self.sockets:
+            if other is not lane:
+                other.close()  # the master's: they must not outlive it here
+        lane.listen(self.config.BACKLOG)  # a replacement's lane listens already
+        lane.setblocking(False)
+        return [lane]
 
     def describe(self) -> list[str]:
         tls = bool(self.config.SSL_CERT_PATH)
@@ -131,4 +173,4 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
         return 1
     for where in sockets.describe():
         logger.info("Listening on %s", where)
-    return Arbiter(config, target, app, sockets.sockets, sockets.for_worker).run()
+    return Arbiter(config, target, app, sockets).run()
