@@ -19,21 +19,21 @@ import select
 import signal
 import sys
 import time
-from dataclasses import fields
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.types import ASGIApp
-from ..config import Config, ConfigError, load_config
-from ..logs import setup_logging
+from ..config import Config
+from .exits import describe_exit
 from .pool import MAX_REQUESTS_REASON, WorkerRecord, plan
+from .reload import config_for_reload
 from .slot import BOOT_ERROR, STACK_SIGNAL, WorkerSlot, WorkerState, beat_interval
 from .worker import WorkerSpec, worker_main
 
 if TYPE_CHECKING:
     from .prefork import PreforkSockets
 
-__all__ = ["Arbiter", "cpu_count", "reread_config"]
+__all__ = ["Arbiter", "cpu_count"]
 
 logger = logging.getLogger("qt_server")
 
@@ -44,8 +44,6 @@ MAX_BOOT_FAILURES = 5
 STOP_SLACK = 5.0
 #: Seconds a hung worker gets to print its stacks before SIGKILL.
 STACK_WAIT = 0.1
-#: Settings a reload cannot change: the sockets stay those bound at start.
-_FIXED_ON_RELOAD = ("MODEL", "HOST", "PORT", "UDS", "BACKLOG", "REUSE_PORT", "PRELOAD")
 _HANDLED = (
     signal.SIGHUP,
     signal.SIGTERM,
@@ -62,29 +60,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        try:
-            name = signal.Signals(os.WTERMSIG(status)).name
-        except ValueError:
-            name = str(os.WTERMSIG(status))
-        return f"killed by {name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
-
-
-def reread_config(config: Config) -> Config:
-    """The config as it would load now: the same file re-read, the same overrides."""
-    fresh = load_config(config.file_path) if config.file_path else Config()
-    by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
-    for f in fields(Config):
-        source = config.source_of(f.name)
-        if source not in ("defaults", config.file_path):
-            by_source[source][f.name] = getattr(config, f.name)
-    for source, values in by_source.items():
-        fresh.update(values, source)
-    return fresh
 
 
 class Arbiter:
@@ -265,7 +240,7 @@ class Arbiter:
             worker.slot.close()
 
     def on_exit(self, worker: WorkerRecord, status: int) -> None:
-        how = _describe_status(status)
+        how = describe_exit(status)
         served = worker.slot.requests
         if (
             worker.stop_sent
@@ -362,32 +337,9 @@ class Arbiter:
     # reload -------------------------------------------------------------------------------
 
     def reload(self) -> None:
-        try:
-            config = reread_config(self.config)
-        except ConfigError as exc:
-            logger.error("SIGHUP: %s; keeping the current config and workers", exc)
+        config = config_for_reload(self.config, preloaded=self.app is not None)
+        if config is None:
             return
-        for key in _FIXED_ON_RELOAD:
-            if getattr(config, key) != getattr(self.config, key):
-                logger.warning(
-                    "SIGHUP: %s changed to %r; it takes effect at the next start",
-                    key,
-                    getattr(config, key),
-                )
-                setattr(config, key, getattr(self.config, key))
-        if self.app is not None and config.APPS != self.config.APPS:
-            logger.warning("SIGHUP: APPS changed; with PRELOAD on, a restart loads them")
-        if (config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG) != (
-            self.config.LOGS,
-            self.config.LOG_LEVEL,
-            self.config.ACCESS_LOG,
-        ):
-            try:
-                setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
-            except (ValueError, TypeError, AttributeError, ImportError) as exc:
-                logger.error("SIGHUP: logging set-up failed (%s); keeping the current config", exc)
-                setup_logging(self.config.LOGS, self.config.LOG_LEVEL, self.config.ACCESS_LOG)
-                return
         self.config = config
         self.num_workers = config.WORKERS or cpu_count()
         self.generation += 1

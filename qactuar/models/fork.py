@@ -38,6 +38,7 @@ from ..server import Server
 from ..server.protocol import HTTPProtocol
 from ..websocket import WebSocketSession
 from .async_ import serve_with_signals
+from .exits import describe_exit
 from .loops import loop_factory
 from .stats import ProcStats
 
@@ -192,11 +193,7 @@ class ForkServer(Server):
             )
             conn.fail(504 if outcome == _UNTOUCHED else 0, "Gateway Timeout")
             return
-        if os.WIFSIGNALED(status):
-            how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-        else:
-            how = f"exited with status {os.WEXITSTATUS(status)}"
-        logger.error("child %d %s while serving %s", child.pid, how, conn.client)
+        logger.error("child %d %s while serving %s", child.pid, describe_exit(status), conn.client)
         conn.fail(502 if outcome == _UNTOUCHED else 0, "Bad Gateway")
 
     async def check_children(self) -> None:
