@@ -105,7 +105,12 @@ def test_request_timeout_gives_504_and_kills_the_child(spawn_qactuar):
 
 
 @pytest.mark.parametrize(
-    ("path", "words"), [("/exit", "exited with status 3"), ("/segv", "killed by SIGSEGV")]
+    ("path", "words"),
+    [
+        ("/exit", "exited with status 3"),
+        ("/segv", "killed by SIGSEGV"),
+        ("/rtsig", f"killed by {signal.SIGRTMIN + 2}"),
+    ],
 )
 def test_a_dying_child_costs_only_its_request(spawn_qactuar, path, words):
     proc = spawn_qactuar(*FORK)

@@ -33,6 +33,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         os._exit(3)
     elif path == "/segv":
         os.kill(os.getpid(), signal.SIGSEGV)
+    elif path == "/rtsig":  # a real-time signal: no name in signal.Signals
+        os.kill(os.getpid(), signal.SIGRTMIN + 2)
     elif path == "/half":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
