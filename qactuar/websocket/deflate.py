@@ -25,7 +25,7 @@ def wire_slack(limit: int) -> int:
     at worst about 1/8 with small zlib memory settings), so a message of
     exactly the limit may arrive as a longer compressed frame. The protocol
     checks frame lengths against ``limit + slack``; the inflated size is held
-    to ``limit`` exactly (``ExactInflateLimit`` and ``_on_frame``).
+    to ``limit`` exactly (``ExactInflateLimit`` and ``MessageAssembler``).
     """
     return limit // 8 + 1024
 

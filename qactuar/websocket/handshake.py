@@ -1,18 +1,31 @@
-"""Checking a WebSocket opening handshake before any application sees it (RFC 6455 §4.2.1).
+"""The WebSocket opening handshake: checked before any app sees it, answered once one accepts.
 
 A request that asks to upgrade to ``websocket`` but breaks the handshake rules
-is answered by the server: 400 with the reason, or 426 with
+(RFC 6455 §4.2.1) is answered by the server: 400 with the reason, or 426 with
 ``Sec-WebSocket-Version: 13`` for a version it does not speak (§4.4).
+
+When the application accepts, ``accept_handshake`` builds the ``websockets``
+library's ``ServerProtocol`` for the connection and its 101 response
+(§4.2.2): subprotocol and permessage-deflate negotiated, qactuar's Date and
+Server lines and the application's headers added.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
+
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from ..http import RequestHead
+from .deflate import ExactInflateLimit, wire_slack
 
-__all__ = ["HandshakeError", "check_handshake", "offered_subprotocols"]
+__all__ = ["HandshakeError", "accept_handshake", "check_handshake", "offered_subprotocols"]
 
 
 class HandshakeError(Exception):
@@ -70,3 +83,56 @@ def offered_subprotocols(head: RequestHead) -> list[str]:
         if name == b"sec-websocket-protocol":
             offered.extend(t.strip() for t in value.decode("latin-1").split(",") if t.strip())
     return offered
+
+
+def accept_handshake(
+    head: RequestHead,
+    subprotocol: Subprotocol | None,
+    app_headers: Iterable[tuple[bytes, bytes]],
+    *,
+    compression: bool,
+    max_message_bytes: int,
+    date: bytes,
+    server: bytes,
+) -> tuple[ServerProtocol, Response]:
+    """A protocol past the handshake of ``head``, and the response it is to send.
+
+    ``subprotocol`` is the application's choice (used only if the client
+    offered it); ``date`` and ``server`` are the server's own header lines,
+    empty when disabled. The response is not sent yet: a status other than
+    101 means the library refused the handshake, and it then carries none of
+    qactuar's or the application's headers.
+    """
+    protocol = ServerProtocol(
+        extensions=[ServerPerMessageDeflateFactory()] if compression else None,
+        select_subprotocol=lambda _, offered: subprotocol if subprotocol in offered else None,
+        max_size=max_message_bytes + wire_slack(max_message_bytes),
+    )
+    # The protocol expects to read the handshake from the stream. Our
+    # parser has read it already (within MAX_HEADER_BYTES, which may be
+    # more than the library's 8 kB line limit: a big Cookie): a bare
+    # request line moves the protocol past it, and the real headers go
+    # to accept() as a Request, which negotiates extensions and subprotocol.
+    protocol.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+    protocol.events_received()
+    headers = Headers()
+    for field, content in head.headers:
+        headers[field.decode("latin-1")] = content.decode("latin-1")
+    target = head.raw_path + (b"?" + head.query_string if head.query_string else b"")
+    response = protocol.accept(Request(target.decode("latin-1"), headers))
+    slack = wire_slack(max_message_bytes)
+    protocol.extensions = [ExactInflateLimit(ext, slack) for ext in protocol.extensions]
+    if response.status_code != 101:
+        return protocol, response
+    # the library's own Server header (if any) gives way to ours, as on
+    # every other qactuar response; Date follows DATE_HEADER
+    for line in ("Server", "Date"):
+        if line in response.headers:
+            del response.headers[line]
+    if date:
+        response.headers["Date"] = date.partition(b":")[2].strip().decode("latin-1")
+    if server:
+        response.headers["Server"] = server.partition(b":")[2].strip().decode("latin-1")
+    for name, value in app_headers:
+        response.headers[name.decode("latin-1")] = value.decode("latin-1")
+    return protocol, response

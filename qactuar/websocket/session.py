@@ -2,11 +2,12 @@
 
 Framing, masking, close handshakes, permessage-deflate and the message-size
 limit are the ``websockets`` library's sans-I/O ``ServerProtocol``; this
-module turns its frames into ASGI events and back. Why that library and not
-wsproto: it is the faster of the two here (masking and UTF-8 in C), its
-deflate decoder stops inflating at ``max_size`` (so a compression bomb costs
-no memory), and it is the one most Python servers and clients are tested
-against.
+module turns its frames into ASGI events and back (the rules of a message are
+in ``messages.py``, the 101 response in ``handshake.py``). Why that library
+and not wsproto: it is the faster of the two here (masking and UTF-8 in C),
+its deflate decoder stops inflating at ``max_size`` (so a compression bomb
+costs no memory), and it is the one most Python servers and clients are
+tested against.
 
 The session speaks to its connection only through ``write``, ``drain``,
 ``pause_reading``, ``resume_reading`` and ``close``, so every process model
@@ -16,7 +17,6 @@ serves WebSockets the same way.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import os
 import time
@@ -24,17 +24,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from websockets.datastructures import Headers
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..asgi.cycle import ClientDisconnected
 from ..asgi.types import ASGIApp, Message, Scope
 from ..http import LocalProtocolError, RequestHead, Response, error_response
-from .deflate import ExactInflateLimit, wire_slack
+from .handshake import accept_handshake
+from .messages import MessageAssembler, MessageRefused, close_frame
 
 __all__ = ["WebSocketOptions", "WebSocketSession"]
 
@@ -42,30 +40,6 @@ access_logger = logging.getLogger("qt_access")
 exception_logger = logging.getLogger("qt_exception")
 
 _CONNECTING, _OPEN, _CLOSED = 0, 1, 2
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
-
-
-def _close_frame(message: Message) -> tuple[int, str]:
-    """The code and reason of an app's ``websocket.close``, as a close frame can carry them.
-
-    A reason longer than a control frame allows (123 bytes of UTF-8) is cut at
-    a character boundary; a code no endpoint may send (RFC 6455 §7.4) is the
-    app's error, reported as such.
-    """
-    code = message.get("code")
-    code = 1000 if code is None else code
-    if not (
-        code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
-        or 3000 <= code <= 4999
-    ):
-        raise RuntimeError(
-            f"ASGI 'websocket.close' with code {code!r}, which no endpoint may send (RFC 6455 §7.4)"
-        )
-    reason = message.get("reason") or ""
-    encoded = reason.encode("utf-8")
-    if len(encoded) > 123:
-        reason = encoded[:123].decode("utf-8", errors="ignore")
-    return code, reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +91,7 @@ class WebSocketSession:
         self._messages: deque[Message] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._pending = b""
-        self._parts: list[bytes | bytearray | memoryview] = []
-        self._size = 0
-        self._text_parts: list[str] = []
-        self._utf8: codecs.IncrementalDecoder | None = None
-        self._text = False
+        self._assembler = MessageAssembler(options.max_message_bytes)
         self._denial: Response | None = None
         #: HTTP status of a refused upgrade (denial response, 403, 500), for the log.
         self._status = 0
@@ -169,54 +139,13 @@ class WebSocketSession:
         assert protocol is not None
         if protocol.state is not State.OPEN:
             return  # failed or closing: later frames of this read are void
-        data = frame.data
-        if opcode is not Opcode.CONT:
-            self._text = opcode is Opcode.TEXT
-            if frame.fin:  # a whole message in one frame: the common case
-                if len(data) > self.options.max_message_bytes:
-                    protocol.fail(1009, "message too big")
-                    return
-                if self._text:
-                    try:
-                        text = str(data, "utf-8")
-                    except UnicodeDecodeError:
-                        protocol.fail(1007, "invalid UTF-8 in a text message")
-                        return
-                    self._deliver({"type": "websocket.receive", "text": text})
-                else:
-                    self._deliver({"type": "websocket.receive", "bytes": bytes(data)})
-                return
-            self._parts = []
-            self._text_parts = []
-            self._size = 0
-            self._utf8 = _utf8_decoder() if self._text else None
-        self._size += len(data)
-        if self._size > self.options.max_message_bytes:
-            # an uncompressed message within the wire slack but over the limit
-            self._parts = []
-            self._text_parts = []
-            protocol.fail(1009, "message too big")
+        try:
+            message = self._assembler.add(frame)
+        except MessageRefused as exc:
+            protocol.fail(exc.code, exc.reason)
             return
-        if self._utf8 is not None:
-            # fragments are checked as they come: bad UTF-8 fails fast (§8.1)
-            try:
-                self._text_parts.append(self._utf8.decode(data, frame.fin))
-            except UnicodeDecodeError:
-                self._text_parts = []
-                protocol.fail(1007, "invalid UTF-8 in a text message")
-                return
-        else:
-            self._parts.append(data)
-        if not frame.fin:
-            return
-        if self._utf8 is not None:
-            self._utf8 = None
-            message: Message = {"type": "websocket.receive", "text": "".join(self._text_parts)}
-            self._text_parts = []
-        else:
-            message = {"type": "websocket.receive", "bytes": b"".join(self._parts)}
-            self._parts = []
-        self._deliver(message)
+        if message is not None:
+            self._deliver(message)
 
     def _deliver(self, message: Message) -> None:
         self._messages.append(message)
@@ -418,7 +347,7 @@ class WebSocketSession:
                 self._reject(403, "Forbidden")
             elif self._can_close():
                 assert self.protocol is not None
-                code, reason = _close_frame(message)
+                code, reason = close_frame(message)
                 self.protocol.send_close(code, reason)
                 self._flush()
         elif kind in ("websocket.http.response.start", "websocket.http.response.body"):
@@ -432,46 +361,22 @@ class WebSocketSession:
             raise ClientDisconnected("the client left before the WebSocket was accepted")
         if self.state != _CONNECTING or self._denial is not None:
             raise RuntimeError("ASGI sent 'websocket.accept' twice or after a close")
-        chosen = message.get("subprotocol")
-        options = self.options
-        protocol = ServerProtocol(
-            extensions=[ServerPerMessageDeflateFactory()] if options.compression else None,
-            select_subprotocol=lambda _, offered: chosen if chosen in offered else None,
-            max_size=options.max_message_bytes + wire_slack(options.max_message_bytes),
+        date, server = self._lines
+        protocol, response = accept_handshake(
+            self.head,
+            message.get("subprotocol"),
+            message.get("headers") or (),
+            compression=self.options.compression,
+            max_message_bytes=self.options.max_message_bytes,
+            date=date,
+            server=server,
         )
-        # The protocol expects to read the handshake from the stream. Our
-        # parser has read it already (within MAX_HEADER_BYTES, which may be
-        # more than the library's 8 kB line limit: a big Cookie): a bare
-        # request line moves the protocol past it, and the real headers go
-        # to accept() as a Request, which negotiates extensions and subprotocol.
-        protocol.receive_data(b"GET / HTTP/1.1\r\n\r\n")
-        protocol.events_received()
-        head = self.head
-        headers = Headers()
-        for field, content in head.headers:
-            headers[field.decode("latin-1")] = content.decode("latin-1")
-        target = head.raw_path + (b"?" + head.query_string if head.query_string else b"")
-        response = protocol.accept(Request(target.decode("latin-1"), headers))
-        slack = wire_slack(options.max_message_bytes)
-        protocol.extensions = [ExactInflateLimit(ext, slack) for ext in protocol.extensions]
         if response.status_code != 101:
             self.protocol = protocol
             protocol.send_response(response)
             self._flush()
             self._closed(1006)
             return
-        date, server = self._lines
-        # the library's own Server header (if any) gives way to ours, as on
-        # every other qactuar response; Date follows DATE_HEADER
-        for line in ("Server", "Date"):
-            if line in response.headers:
-                del response.headers[line]
-        if date:
-            response.headers["Date"] = date.partition(b":")[2].strip().decode("latin-1")
-        if server:
-            response.headers["Server"] = server.partition(b":")[2].strip().decode("latin-1")
-        for name, value in message.get("headers") or ():
-            response.headers[name.decode("latin-1")] = value.decode("latin-1")
         protocol.send_response(response)
         self.protocol = protocol
         self.state = _OPEN

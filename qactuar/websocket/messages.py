@@ -1,0 +1,117 @@
+"""WebSocket frames ⇄ ASGI messages, with no connection, loop or timer.
+
+``MessageAssembler`` turns the data frames the ``websockets`` library hands
+over into ASGI ``websocket.receive`` messages, holding each message to
+``WS_MAX_MESSAGE_BYTES`` and a text message to valid UTF-8 (RFC 6455 §8.1);
+``close_frame`` turns an app's ``websocket.close`` into what a close frame can
+carry (§5.5.1, §7.4). They live apart from ``session.py`` so that the rules of
+a message can be read, and tested, with frames alone, while the session keeps
+what needs the connection: state, flow control, pings and the log.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from websockets.frames import Frame, Opcode
+
+from ..asgi.types import Message
+
+__all__ = ["MessageAssembler", "MessageRefused", "close_frame"]
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class MessageRefused(Exception):
+    """A received message the connection must fail over, with the close code to send."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class MessageAssembler:
+    """Data frames (TEXT, BINARY, CONT) in, whole ``websocket.receive`` messages out.
+
+    Control frames are the protocol's business and never reach ``add``.
+    """
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._parts: list[bytes | bytearray | memoryview] = []
+        self._size = 0
+        self._text_parts: list[str] = []
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    def add(self, frame: Frame) -> Message | None:
+        """The message ``frame`` completes, or None while more fragments are due.
+
+        Raises ``MessageRefused`` with 1009 for a message over the limit and
+        1007 for invalid UTF-8 in a text message.
+        """
+        opcode = frame.opcode
+        data = frame.data
+        if opcode is not Opcode.CONT:
+            text = opcode is Opcode.TEXT
+            if frame.fin:  # a whole message in one frame: the common case
+                if len(data) > self.max_message_bytes:
+                    raise MessageRefused(1009, "message too big")
+                if text:
+                    try:
+                        return {"type": "websocket.receive", "text": str(data, "utf-8")}
+                    except UnicodeDecodeError:
+                        raise MessageRefused(1007, "invalid UTF-8 in a text message") from None
+                return {"type": "websocket.receive", "bytes": bytes(data)}
+            self._parts = []
+            self._text_parts = []
+            self._size = 0
+            self._utf8 = _utf8_decoder() if text else None
+        self._size += len(data)
+        if self._size > self.max_message_bytes:
+            # an uncompressed message within the wire slack but over the limit
+            self._parts = []
+            self._text_parts = []
+            raise MessageRefused(1009, "message too big")
+        if self._utf8 is not None:
+            # fragments are checked as they come: bad UTF-8 fails fast (§8.1)
+            try:
+                self._text_parts.append(self._utf8.decode(data, frame.fin))
+            except UnicodeDecodeError:
+                self._text_parts = []
+                raise MessageRefused(1007, "invalid UTF-8 in a text message") from None
+        else:
+            self._parts.append(data)
+        if not frame.fin:
+            return None
+        if self._utf8 is not None:
+            self._utf8 = None
+            message: Message = {"type": "websocket.receive", "text": "".join(self._text_parts)}
+            self._text_parts = []
+        else:
+            message = {"type": "websocket.receive", "bytes": b"".join(self._parts)}
+            self._parts = []
+        return message
+
+
+def close_frame(message: Message) -> tuple[int, str]:
+    """The code and reason of an app's ``websocket.close``, as a close frame can carry them.
+
+    A reason longer than a control frame allows (123 bytes of UTF-8) is cut at
+    a character boundary; a code no endpoint may send (RFC 6455 §7.4) is the
+    app's error, reported as such.
+    """
+    code = message.get("code")
+    code = 1000 if code is None else code
+    if not (
+        code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+        or 3000 <= code <= 4999
+    ):
+        raise RuntimeError(
+            f"ASGI 'websocket.close' with code {code!r}, which no endpoint may send (RFC 6455 §7.4)"
+        )
+    reason = message.get("reason") or ""
+    encoded = reason.encode("utf-8")
+    if len(encoded) > 123:
+        reason = encoded[:123].decode("utf-8", errors="ignore")
+    return code, reason
