@@ -175,7 +175,12 @@ class ForkServer(Server):
                 usage.ru_stime * 1000,
                 usage.ru_maxrss,
             )
-        self._settle(child, status, outcome)
+        try:
+            self._settle(child, status, outcome)
+        except Exception:
+            # a bug here must cost one connection, not stall every waiting one
+            logger.exception("taking back the connection of child %d failed", child.pid)
+            child.conn.close()
         self._fork_waiting()
 
     def _settle(self, child: _Child, status: int, outcome: int) -> None:
