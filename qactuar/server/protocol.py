@@ -1,8 +1,9 @@
 """One asyncio Protocol per HTTP connection.
 
-It feeds received bytes to the sans-I/O parser, turns each request head into
+It feeds received bytes to the sans-I/O parser, hands each request head to
 an ``HTTPCycle`` and runs the cycles one after another (pipelined requests
-wait their turn, so responses leave in order). Flow control runs both ways:
+wait their turn, so responses leave in order). What the application is given,
+the scope and the cycle, is built in ``handoff``. Flow control runs both ways:
 reading pauses while an application leaves its request body unread or while
 too many pipelined requests wait, and ``drain()`` blocks a sending
 application while the transport's write buffer is over its high-water mark.
@@ -11,11 +12,12 @@ Timeouts are not timers: the server's sweep compares each connection's
 ``deadline`` with its coarse clock about four times per timeout, which costs
 nothing on the request path.
 
-A valid WebSocket upgrade hands the connection to a ``WebSocketSession``,
-which gets every later byte. The process models hook in through the shared
-``ServerState`` (``run_cycle``, ``on_idle``, ``on_open``, ``on_close``) and ``reattach``/
-``fail`` here: the fork model runs a cycle in a child and takes the
-connection back afterwards, with no request handling of its own.
+A WebSocket upgrade is checked in ``handoff`` too; a valid one hands the
+connection to a ``WebSocketSession``, which gets every later byte. The
+process models hook in through the shared ``ServerState`` (``run_cycle``,
+``on_idle``, ``on_open``, ``on_close``) and ``reattach``/``fail`` here: the
+fork model runs a cycle in a child and takes the connection back afterwards,
+with no request handling of its own.
 """
 
 from __future__ import annotations
@@ -24,21 +26,14 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ..asgi.cycle import HTTPCycle
-from ..asgi.types import ASGI_VERSION
-from ..http import (
-    END_OF_MESSAGE,
-    Event,
-    ProtocolError,
-    RequestHead,
-    RequestParser,
-    error_response,
-)
-from ..websocket import HandshakeError, WebSocketSession, check_handshake, offered_subprotocols
+from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
+from .handoff import asgi_address, http_cycle, websocket_session
 
 if TYPE_CHECKING:
+    from ..websocket import WebSocketSession
     from .server import ServerState
 
 __all__ = ["HTTPProtocol"]
@@ -52,12 +47,6 @@ IDLE_GRACE = 0.25
 READ_HIGH_WATER = 64 * 1024
 #: Pipelined requests queued per connection before reading pauses.
 MAX_PIPELINE = 16
-
-
-def _address(addr: Any) -> tuple[str, int] | None:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return (str(addr[0]), int(addr[1]))
-    return None
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -113,8 +102,8 @@ class HTTPProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
-        self.client = _address(transport.get_extra_info("peername"))
-        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = asgi_address(transport.get_extra_info("peername"))
+        self.server = asgi_address(transport.get_extra_info("sockname"))
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self.state.connections.add(self)
@@ -196,25 +185,8 @@ class HTTPProtocol(asyncio.Protocol):
         if head.upgrade == b"websocket" and self.cycle is None and not self.pipeline:
             self._on_websocket(head)
             return
-        state = self.state
-        root_path = state.root_path
-        scope = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": head.http_version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": head.method,
-            "root_path": root_path,
-            "path": root_path + head.path if root_path else head.path,
-            "raw_path": head.raw_path,
-            "query_string": head.query_string,
-            "headers": head.headers,
-            "state": state.lifespan_state.copy(),
-        }
-        cycle = HTTPCycle(scope, head, self, state.date_line, state.server_line)
-        if state.shutting_down:
+        cycle = http_cycle(self, head)
+        if self.state.shutting_down:
             cycle.response.keep_alive = False  # the last one on this connection
         if head.has_body:
             self._parsing = cycle
@@ -226,42 +198,13 @@ class HTTPProtocol(asyncio.Protocol):
                 self.pause_reading()
 
     def _on_websocket(self, head: RequestHead) -> None:
-        state = self.state
-        try:
-            check_handshake(head)
-        except HandshakeError as exc:
-            self.pause_reading()
-            self.write(
-                error_response(
-                    exc.status, exc.reason, state.date_line, state.server_line, exc.headers
-                )
-            )
-            self.close()
+        session = websocket_session(self, head)
+        if session is None:
             return
-        root_path = state.root_path
-        scope: dict[str, Any] = {
-            "type": "websocket",
-            "asgi": ASGI_VERSION,
-            "http_version": head.http_version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": "wss" if self.scheme == "https" else "ws",
-            "root_path": root_path,
-            "path": root_path + head.path if root_path else head.path,
-            "raw_path": head.raw_path,
-            "query_string": head.query_string,
-            "headers": head.headers,
-            "subprotocols": offered_subprotocols(head),
-            "state": state.lifespan_state.copy(),
-            "extensions": {"websocket.http.response": {}},
-        }
-        session = WebSocketSession(
-            scope, head, self, state.ws_options, state.date_line, state.server_line
-        )
         self._ws = session
         self.cycle = session  # type: ignore[assignment]
         self.deadline = 0.0
-        state.run_cycle(session)  # type: ignore[arg-type]
+        self.state.run_cycle(session)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Close the connection once what was written has been sent."""

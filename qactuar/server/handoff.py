@@ -1,0 +1,94 @@
+"""Where a complete request head leaves the connection for the application.
+
+``HTTPProtocol`` keeps what belongs to the connection: bytes, the order of
+pipelined requests, flow control, timeouts. What the application is given
+lives here instead: the ASGI scope, built from the head and the connection's
+addresses, and the object that runs the call. An HTTP request becomes an
+``HTTPCycle``. A WebSocket upgrade is checked first (RFC 6455 §4.2.1): a bad
+one is answered here and the connection closed, a good one becomes a
+``WebSocketSession`` that gets every later byte of the connection.
+
+Only the connection's public face is used (``state``, ``client``, ``server``,
+``scheme``, ``write``, ``pause_reading``, ``close``): the protocol's
+bookkeeping stays its own, and the two scopes sit side by side, so a key
+added to one is seen beside the other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..asgi.cycle import HTTPCycle
+from ..asgi.types import ASGI_VERSION
+from ..http import RequestHead, error_response
+from ..websocket import HandshakeError, WebSocketSession, check_handshake, offered_subprotocols
+
+if TYPE_CHECKING:
+    from .protocol import HTTPProtocol
+
+__all__ = ["asgi_address", "http_cycle", "websocket_session"]
+
+
+def asgi_address(addr: Any) -> tuple[str, int] | None:
+    """A socket address as the scope's ``client``/``server`` give it; None for a Unix socket."""
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return (str(addr[0]), int(addr[1]))
+    return None
+
+
+def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
+    """The cycle that serves ``head`` on ``conn``; the caller decides when it runs."""
+    state = conn.state
+    root_path = state.root_path
+    scope = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": head.http_version,
+        "server": conn.server,
+        "client": conn.client,
+        "scheme": conn.scheme,
+        "method": head.method,
+        "root_path": root_path,
+        "path": root_path + head.path if root_path else head.path,
+        "raw_path": head.raw_path,
+        "query_string": head.query_string,
+        "headers": head.headers,
+        "state": state.lifespan_state.copy(),
+    }
+    return HTTPCycle(scope, head, conn, state.date_line, state.server_line)
+
+
+def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession | None:
+    """The session that takes ``conn`` over, or None if the handshake was refused.
+
+    A refusal has been written and the connection is closing: no application
+    sees a handshake that breaks the rules.
+    """
+    state = conn.state
+    try:
+        check_handshake(head)
+    except HandshakeError as exc:
+        conn.pause_reading()
+        conn.write(
+            error_response(exc.status, exc.reason, state.date_line, state.server_line, exc.headers)
+        )
+        conn.close()
+        return None
+    root_path = state.root_path
+    scope: dict[str, Any] = {
+        "type": "websocket",
+        "asgi": ASGI_VERSION,
+        "http_version": head.http_version,
+        "server": conn.server,
+        "client": conn.client,
+        "scheme": "wss" if conn.scheme == "https" else "ws",
+        "root_path": root_path,
+        "path": root_path + head.path if root_path else head.path,
+        "raw_path": head.raw_path,
+        "query_string": head.query_string,
+        "headers": head.headers,
+        "subprotocols": offered_subprotocols(head),
+        "state": state.lifespan_state.copy(),
+        "extensions": {"websocket.http.response": {}},
+    }
+    return WebSocketSession(scope, head, conn, state.ws_options, state.date_line, state.server_line)
