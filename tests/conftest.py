@@ -168,11 +168,16 @@ class Spawned:
 
 @pytest.fixture
 def spawn_qactuar(tmp_path: Any) -> Iterator[Callable[..., Spawned]]:
-    """Start ``qactuar <args>`` in tests/apps' directory; every process is stopped."""
+    """Start ``qactuar <args>`` in tests/apps' directory; every process is stopped.
+
+    ``launcher`` is the module run with ``-m``: ``failing_fork`` makes chosen
+    fork() calls fail (``FAIL_FORKS`` in ``env``).
+    """
     started: list[Spawned] = []
 
     def spawn(*args: str, port: int | None = None, wait: bool = True,
-              env: dict[str, str] | None = None, cwd: str | None = None) -> Spawned:
+              env: dict[str, str] | None = None, cwd: str | None = None,
+              launcher: str = "qactuar") -> Spawned:
         port = port or free_port()
         full_env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
         full_env.pop("QACTUAR_CONFIG", None)
@@ -180,7 +185,7 @@ def spawn_qactuar(tmp_path: Any) -> Iterator[Callable[..., Spawned]]:
         log_path = str(tmp_path / f"qactuar-{len(started)}.log")
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "qactuar", "--host", "127.0.0.1", "--port", str(port),
+                [sys.executable, "-m", launcher, "--host", "127.0.0.1", "--port", str(port),
                  *args],
                 cwd=cwd or os.path.join(TESTS, "apps"), env=full_env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -276,42 +276,9 @@ def test_seed_model_number_alias_selects_fork(spawn_qactuar, tmp_path):
     assert os.path.exists(config)
 
 
-def test_a_failed_fork_answers_503_and_the_parent_goes_on(tmp_path):
-    # RLIMIT_NPROC cannot be lowered for root here, so fork is made to fail
-    # in-process: the parent must answer 503, log it, and serve the next one.
-    script = tmp_path / "failing_fork.py"
-    script.write_text(
-        "import os, sys\n"
-        "real_fork, calls = os.fork, []\n"
-        "def fork():\n"
-        "    calls.append(1)\n"
-        "    if len(calls) == 1:\n"
-        "        raise BlockingIOError(11, 'Resource temporarily unavailable')\n"
-        "    return real_fork()\n"
-        "os.fork = fork\n"
-        "from qactuar.cli import main\n"
-        "sys.argv = ['qactuar', *sys.argv[1:]]\n"
-        "main()\n"
-    )
-    import subprocess
-    import sys as _sys
-
-    from conftest import ROOT, TESTS, free_port, wait_for_port
-
-    port = free_port()
-    log = tmp_path / "log.txt"
-    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [_sys.executable, str(script), "forky:app", "--model", "fork", "--host",
-             "127.0.0.1", "--port", str(port)],
-            cwd=os.path.join(TESTS, "apps"), env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc)
-        assert httpx.get(f"http://127.0.0.1:{port}/pid", timeout=5).status_code == 503
-        assert httpx.get(f"http://127.0.0.1:{port}/pid", timeout=5).status_code == 200
-        assert "cannot fork" in log.read_text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+def test_a_failed_fork_answers_503_and_the_parent_goes_on(spawn_qactuar):
+    # the first fork fails as when out of processes (EAGAIN)
+    proc = spawn_qactuar(*FORK, launcher="failing_fork", env={"FAIL_FORKS": "1"})
+    assert httpx.get(proc.url + "/pid", timeout=5).status_code == 503
+    assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
+    assert "cannot fork" in proc.output()

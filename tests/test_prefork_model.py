@@ -321,6 +321,20 @@ def test_a_client_queued_on_a_dying_worker_is_served_by_its_replacement(prefork,
     assert int(answer.rsplit(b"\r\n\r\n", 1)[1]) != victim
 
 
+def test_a_failed_fork_of_a_worker_is_retried_and_the_master_goes_on(spawn_qactuar):
+    # the master's second fork (the second worker) fails as when out of
+    # processes (EAGAIN): it logs it, backs off and starts that worker later
+    master = spawn_qactuar(
+        APP, "--model", "prefork", "--workers", "2",
+        launcher="failing_fork", env={"FAIL_FORKS": "2"},
+    )
+    assert wait_until(lambda: len(ready_lines(master.output())) == 2, 10), master.output()
+    assert "Cannot start a worker ([Errno 11] Resource temporarily unavailable)" in master.output()
+    assert httpx.get(master.url + "/", timeout=5).status_code == 200
+    master.signal(signal.SIGTERM)
+    assert master.wait(10) == 0
+
+
 def test_worker_with_blocked_loop_is_killed_after_worker_timeout(prefork):
     master = prefork(APP, "--workers", "2", "--worker-timeout", "1.5")
     blocked: dict[str, Any] = {}

@@ -180,15 +180,15 @@ class Arbiter:
 
     def spawn(self) -> None:
         config = self.config
+        # a replacement takes over the lane of the worker it replaces
+        current = self.generation
+        taken = {w.lane for w in self.workers.values() if w.generation == current and not w.leaving}
+        lane = self.listen.lane_for(taken)
         slot = WorkerSlot()
         slot.heartbeat = time.monotonic()
         limit = 0
         if config.MAX_REQUESTS:
             limit = config.MAX_REQUESTS + random.randint(0, config.MAX_REQUESTS_JITTER)
-        # a replacement takes over the lane of the worker it replaces
-        current = self.generation
-        taken = {w.lane for w in self.workers.values() if w.generation == current and not w.leaving}
-        lane = self.listen.lane_for(taken)
         spec = WorkerSpec(
             config=config,
             app=self.app,
@@ -206,7 +206,11 @@ class Arbiter:
         # permanent generation: the workers' collections never write to
         # those pages, so they stay shared.
         gc.freeze()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            slot.close()
+            raise
         if pid == 0:
             worker_main(spec)  # never returns
         self.workers[pid] = WorkerRecord(
@@ -280,11 +284,15 @@ class Arbiter:
         ):
             self.halt_reason = reason
             return
-        # Back off: 0.1 s, 0.2 s, ... up to 30 s while the old workers serve.
-        delay = min(30.0, 0.1 * 2 ** (self.boot_failures - 1))
-        self.spawn_after = time.monotonic() + delay
+        delay = self._back_off()
         if serving:
             logger.error("Retrying in %.1fs; the workers already serving go on", delay)
+
+    def _back_off(self) -> float:
+        """Start no worker for 0.1 s, 0.2 s, ... up to 30 s as boot failures add up."""
+        delay = min(30.0, 0.1 * 2.0 ** (self.boot_failures - 1))
+        self.spawn_after = time.monotonic() + delay
+        return delay
 
     def check_workers(self) -> None:
         """Note ready workers; kill hung ones and those that overrun their stop."""
@@ -327,7 +335,13 @@ class Arbiter:
         todo = plan(list(self.workers.values()), self.generation, self.num_workers)
         if time.monotonic() >= self.spawn_after:
             for _ in range(todo.start):
-                self.spawn()
+                try:
+                    self.spawn()
+                except OSError as exc:  # out of processes, memory or descriptors
+                    self.boot_failures += 1
+                    delay = self._back_off()
+                    logger.error("Cannot start a worker (%s); retrying in %.1fs", exc, delay)
+                    break
         for worker, why in todo.stop:
             if why == MAX_REQUESTS_REASON:
                 self.recycled += 1
