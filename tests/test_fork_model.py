@@ -212,27 +212,30 @@ def test_sigterm_lets_running_children_finish(spawn_qactuar):
     assert proc.wait() == 0
 
 
-def _slow_request_in_a_child(proc, seconds: float) -> threading.Thread:
-    """Start GET /sleep in a thread; return once its child is running."""
+def _slow_request_in_a_child(proc, seconds: float, path: str = "/sleep") -> threading.Thread:
+    """Start GET ``path`` (/sleep or /block) in a thread; return once its child runs."""
     caller = threading.Thread(
-        target=lambda: httpx.get(proc.url + f"/sleep?{seconds}", timeout=seconds + 10)
+        target=lambda: httpx.get(proc.url + f"{path}?{seconds}", timeout=seconds + 10)
     )
+    before = set(children_of(proc.proc.pid))  # one still exiting does not count
     caller.start()
     deadline = time.monotonic() + 5
-    while not children_of(proc.proc.pid) and time.monotonic() < deadline:
+    while not set(children_of(proc.proc.pid)) - before and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert children_of(proc.proc.pid)
+    assert set(children_of(proc.proc.pid)) - before
     return caller
 
 
-def test_a_running_child_does_not_hold_other_clients_open(spawn_qactuar):
+@pytest.mark.parametrize("path", ["/sleep", "/block"])
+def test_a_running_child_does_not_hold_other_clients_open(spawn_qactuar, path):
     # The child inherits every socket of the parent; it must close them, or a
-    # client the parent closes sees no FIN until that child exits.
+    # client the parent closes sees no FIN until that child exits. /block
+    # blocks the child's event loop: the closing cannot wait for it.
     proc = spawn_qactuar(*FORK, "--keep-alive-timeout", "0.5")
     with socket.create_connection(("127.0.0.1", proc.port)) as idle:
         assert RawConnection(idle).request("/pid").status == 200
         answered = time.monotonic()
-        caller = _slow_request_in_a_child(proc, 4)
+        caller = _slow_request_in_a_child(proc, 4, path)
         idle.settimeout(3)
         assert idle.recv(100) == b""  # the parent's keep-alive timeout closed it
         assert time.monotonic() - answered < 2.0
@@ -240,9 +243,10 @@ def test_a_running_child_does_not_hold_other_clients_open(spawn_qactuar):
     caller.join(10)
 
 
-def test_a_running_child_does_not_keep_the_port_open_after_sigterm(spawn_qactuar):
+@pytest.mark.parametrize("path", ["/sleep", "/block"])
+def test_a_running_child_does_not_keep_the_port_open_after_sigterm(spawn_qactuar, path):
     proc = spawn_qactuar(*FORK, "--graceful-timeout", "10")
-    caller = _slow_request_in_a_child(proc, 3)
+    caller = _slow_request_in_a_child(proc, 3, path)
     proc.signal(signal.SIGTERM)
     deadline = time.monotonic() + 2
     refused = False
@@ -256,6 +260,25 @@ def test_a_running_child_does_not_keep_the_port_open_after_sigterm(spawn_qactuar
     assert caller.is_alive()
     caller.join(10)
     assert proc.wait() == 0
+
+
+def test_a_request_on_a_kept_connection_during_a_graceful_stop_is_served(spawn_qactuar):
+    # After SIGTERM the listeners are closed and their descriptor numbers
+    # free: a child forked then must not close whatever reuses them (its own
+    # event loop's, say).
+    proc = spawn_qactuar(*FORK, "--graceful-timeout", "10")
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
+        conn = RawConnection(sock)
+        assert conn.request("/pid").status == 200
+        caller = _slow_request_in_a_child(proc, 1.5)  # keeps the server draining
+        proc.signal(signal.SIGTERM)
+        time.sleep(0.05)  # within IDLE_GRACE: the request is answered, then closed
+        response = conn.request("/sleep?0.5")
+        assert response.status == 200, response.body
+        assert response.headers.get("connection") == "close"
+    caller.join(10)
+    assert proc.wait() == 0
+    assert "killed by" not in proc.output()
 
 
 def test_proc_stats_are_logged(spawn_qactuar):

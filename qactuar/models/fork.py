@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # (no stubs)
 import asyncio
+import bisect
 import gc
 import logging
 import mmap
@@ -51,11 +52,6 @@ child_logger = logging.getLogger("qt_child")
 #: with 1001 (the parent cannot: the session lives in the child).
 GOING_AWAY = signal.SIGUSR1
 
-#: A child that lives this long closes the sockets it inherited from the
-#: parent, so that a client the parent closes, or a listener it stops, is
-#: not held open by a slow request or a WebSocket in another process.
-CLOSE_INHERITED_AFTER = 0.05
-
 # slot values: what the child did with its connection
 _UNTOUCHED, _RESPONDING, _REUSE, _CLOSE = 0, 1, 2, 3
 
@@ -86,12 +82,13 @@ class ForkServer(Server):
         self.state.on_open = self._opened
         self.state.on_close = self._closed
         #: Descriptors a child closes at once: the listeners, every client's
-        #: socket, the pidfds. Kept up to date here so that a child reads one
-        #: compact array instead of walking (and so copying) the parent's
-        #: connection objects. A number may appear twice while a closed
-        #: socket's number is reused before its ``connection_lost``.
+        #: socket, the pidfds; sorted. Kept up to date here so that a child
+        #: closes them from one compact array, mostly in runs of consecutive
+        #: numbers, instead of walking (and so copying) the parent's
+        #: connection objects. Every number in it is open in the parent.
         self.child_closes = array("i")
         self._client_fds: dict[HTTPProtocol, int] = {}
+        self._listeners: list[int] = []
         self._loop_factory = loop_factory(config.LOOP)
         self._inherited: object = None
 
@@ -99,11 +96,13 @@ class ForkServer(Server):
 
     async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
         await super().start_serving(sockets)
-        self.child_closes.extend(listener.fileno() for listener in self.sockets)
+        self._listeners = [listener.fileno() for listener in self.sockets]
+        for fd in self._listeners:
+            bisect.insort(self.child_closes, fd)
 
     def _opened(self, conn: HTTPProtocol) -> None:
         fd = self._client_fds[conn] = _fileno(conn)
-        self.child_closes.append(fd)
+        bisect.insort(self.child_closes, fd)
 
     def _closed(self, conn: HTTPProtocol) -> None:
         fd = self._client_fds.pop(conn, None)
@@ -143,7 +142,7 @@ class ForkServer(Server):
         if pid == 0:
             self._child(cycle, conn, slot)  # never returns
         pidfd = os.pidfd_open(pid)
-        self.child_closes.append(pidfd)
+        bisect.insort(self.child_closes, pidfd)
         child = _Child(pid, pidfd, slot, conn, time.monotonic())
         # a WebSocket lives in its child for as long as it is open
         child.exempt = isinstance(cycle, WebSocketSession)
@@ -234,6 +233,10 @@ class ForkServer(Server):
         return told + super().going_away()
 
     async def shutdown(self) -> None:
+        # the listeners close now: their numbers may soon name other files
+        for fd in self._listeners:
+            self.child_closes.remove(fd)
+        self._listeners = []
         await super().shutdown()
         for child in list(self.children.values()):
             _kill(child.pid)
@@ -262,7 +265,9 @@ class ForkServer(Server):
             # instance both processes share. Keep them all, forever.
             gc.freeze()
             self._inherited = (conn.transport, self.state.connections, self.state.tasks)
-            sock = socket.socket(fileno=self._client_fds[conn])
+            own = self._client_fds[conn]
+            _close_all_but(self.child_closes, own)
+            sock = socket.socket(fileno=own)
             asyncio.events._set_running_loop(None)
             loop = self._loop_factory()
             asyncio.set_event_loop(loop)
@@ -273,15 +278,6 @@ class ForkServer(Server):
             child_logger.exception("child %d failed", os.getpid())
         finally:
             os._exit(code)
-
-    def _close_inherited(self, own: int) -> None:
-        """Close the parent's sockets (except ``own``): listeners, clients, pidfds."""
-        for fd in self.child_closes:
-            if fd != own:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
 
     async def _child_serve(
         self, cycle: HTTPCycle, conn: HTTPProtocol, sock: socket.socket, slot: int
@@ -325,10 +321,6 @@ class ForkServer(Server):
         state.on_close = closed
         state.run_cycle = run_cycle
         conn.on_write = mark_responding
-        # Most children are gone sooner than this: only one that lives on
-        # pays for closing what it inherited (a few thousand descriptors
-        # when thousands of clients idle on the parent).
-        loop.call_later(CLOSE_INHERITED_AFTER, self._close_inherited, sock.fileno())
         transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
         run_cycle(cycle)
         keep_alive = await finished
@@ -340,6 +332,32 @@ class ForkServer(Server):
             # the app may go on after its response (background tasks)
             await asyncio.wait(list(state.tasks))
         return keep_alive
+
+
+def _close_all_but(fds: array[int], own: int) -> None:
+    """Close the sorted ``fds`` except ``own``, a run of consecutive numbers at a time.
+
+    Clients accepted one after another hold consecutive numbers, so a few
+    ``close_range`` calls close thousands of them.
+    """
+    start = end = -1
+    for fd in fds:
+        if fd == end or fd == end - 1:  # the next of the run (or a duplicate)
+            end = fd + 1
+            continue
+        if start >= 0:
+            _close_range(start, end, own)
+        start, end = fd, fd + 1
+    if start >= 0:
+        _close_range(start, end, own)
+
+
+def _close_range(start: int, end: int, own: int) -> None:
+    if start <= own < end:
+        os.closerange(start, own)
+        os.closerange(own + 1, end)
+    else:
+        os.closerange(start, end)
 
 
 def _fileno(conn: HTTPProtocol) -> int:

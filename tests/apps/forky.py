@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from typing import Any
 
 #: Grows by 1 MiB per /leak request: in the fork model only the child grows.
@@ -29,6 +30,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/sleep":
         await asyncio.sleep(float(query or "1"))
         await _reply(send, b"slept " + str(os.getpid()).encode())
+    elif path == "/block":  # blocks the child's event loop, as sync code does
+        time.sleep(float(query or "1"))
+        await _reply(send, b"blocked " + str(os.getpid()).encode())
     elif path == "/exit":
         os._exit(3)
     elif path == "/segv":
