@@ -226,6 +226,35 @@ def test_sighup_rereads_config_and_replaces_every_worker_without_failures(
     assert all(not alive(pid) for pid in old)
 
 
+def test_sighup_to_fewer_reuse_port_workers_leaves_no_lane_unserved(prefork, tmp_path):
+    # The new workers take two of the three lanes and import for 3 s; the
+    # old worker on the third lane goes and the lane closes, and no old
+    # worker stops before the new one on its lane serves: every client
+    # meanwhile is answered at once.
+    config, flag = tmp_path / "qactuar.json", tmp_path / "slow"
+    config.write_text(json.dumps({"WORKERS": 3}))
+    env = {"QACTUAR_CONFIG": str(config), "SLOW_IMPORT_FLAG": str(flag)}
+    master = prefork("slow_import:app", "--reuse-port", "--no-preload", env=env, wait=False)
+    old = set(master.wait_workers(3))
+    flag.touch()
+    config.write_text(json.dumps({"WORKERS": 2}))
+    master.spawned.signal(signal.SIGHUP)
+    unanswered = []
+    deadline = time.monotonic() + 2.5  # the new workers are still importing
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", master.spawned.port), timeout=1) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                answer = sock.recv(100)
+                if not answer.startswith(b"HTTP/1.1 200"):
+                    unanswered.append(answer)
+        except OSError as exc:
+            unanswered.append(repr(exc))
+    assert unanswered == [], unanswered[:3]
+    new = master.wait_workers(2, timeout=10, without=old)
+    assert len(new) == 2
+
+
 def test_sighup_with_a_broken_config_file_keeps_config_and_workers(prefork, tmp_path):
     config = tmp_path / "qactuar.json"
     config.write_text(json.dumps({"WORKERS": 2}))
@@ -654,6 +683,30 @@ def test_plan_reload_replaces_old_workers_one_new_one_at_a_time():
     assert stops(plan(old + new, 1, 2)) == [(1, "replaced: reload")]  # the oldest first
     old_booting = record(5, WorkerState.BOOTING)
     assert stops(plan([old_booting, *new], 1, 2)) == [(5, "outdated before it served")]
+
+
+def test_plan_with_lanes_stops_an_old_worker_only_once_its_lanes_successor_serves():
+    # REUSE_PORT: the new worker on a lane must be ready before the old one
+    # on that lane stops, or the lane's clients wait for it to start
+    lanes = [socket.socket() for _ in range(3)]
+    try:
+        old = [record(1, lane=lanes[0]), record(2, lane=lanes[1])]
+        # right after a reload to fewer workers no old one stops yet: which
+        # lanes the new ones take is known only once they are started
+        assert plan([*old, record(5, lane=lanes[2])], 1, 2) == Plan(start=2)
+        new = [record(3, WorkerState.BOOTING, generation=1, lane=lanes[0]),
+               record(4, generation=1, lane=lanes[1])]
+        # worker 1 is the oldest, but its successor is still starting
+        assert stops(plan(old + new, 1, 2)) == [(2, "replaced: reload")]
+        # a reload to fewer workers: the lane nobody took over goes first
+        old.append(record(5, lane=lanes[2]))
+        assert stops(plan(old + new, 1, 2)) == [(5, "replaced: reload"), (2, "replaced: reload")]
+        new[0].slot.state, new[0].ready = WorkerState.READY, True
+        assert stops(plan(old + new, 1, 2)) == [
+            (5, "replaced: reload"), (1, "replaced: reload"), (2, "replaced: reload")]
+    finally:
+        for lane in lanes:
+            lane.close()
 
 
 def test_plan_fewer_workers_stops_a_booting_one_first_then_the_oldest():

@@ -90,6 +90,8 @@ class Arbiter:
         self.started = time.monotonic()
         #: Workers that died in a row before they served.
         self.boot_failures = 0
+        #: fork() calls that failed in a row.
+        self.fork_failures = 0
         self.spawn_after = 0.0
         self.halt_reason = ""
         #: "", or how the master is stopping: "graceful" or "now".
@@ -213,6 +215,7 @@ class Arbiter:
             raise
         if pid == 0:
             worker_main(spec)  # never returns
+        self.fork_failures = 0
         self.workers[pid] = WorkerRecord(
             pid, slot, self.generation, limit, time.monotonic(), lane=lane
         )
@@ -284,13 +287,13 @@ class Arbiter:
         ):
             self.halt_reason = reason
             return
-        delay = self._back_off()
+        delay = self._back_off(self.boot_failures)
         if serving:
             logger.error("Retrying in %.1fs; the workers already serving go on", delay)
 
-    def _back_off(self) -> float:
-        """Start no worker for 0.1 s, 0.2 s, ... up to 30 s as boot failures add up."""
-        delay = min(30.0, 0.1 * 2.0 ** (self.boot_failures - 1))
+    def _back_off(self, failures: int) -> float:
+        """Start no worker for 0.1 s, 0.2 s, ... up to 30 s as failures add up."""
+        delay = min(30.0, 0.1 * 2.0 ** (failures - 1))
         self.spawn_after = time.monotonic() + delay
         return delay
 
@@ -338,8 +341,9 @@ class Arbiter:
                 try:
                     self.spawn()
                 except OSError as exc:  # out of processes, memory or descriptors
-                    self.boot_failures += 1
-                    delay = self._back_off()
+                    # not a boot failure: the app is fine, so it never halts the master
+                    self.fork_failures += 1
+                    delay = self._back_off(self.fork_failures)
                     logger.error("Cannot start a worker (%s); retrying in %.1fs", exc, delay)
                     break
         for worker, why in todo.stop:

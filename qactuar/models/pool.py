@@ -82,12 +82,22 @@ def plan(workers: list[WorkerRecord], generation: int, target: int) -> Plan:
         current.sort(key=lambda w: (w.ready, w.started))
         result.stop += [(w, "fewer workers wanted") for w in current[:surplus]]
         current = current[surplus:]
-    # Retiring and outdated workers go once enough of the current ones serve.
+    # Retiring and outdated workers go once enough of the current ones serve,
+    # and (REUSE_PORT) not while the worker that took over their lane is
+    # still starting: the lane's clients would wait for it. Lanes no current
+    # worker took (the pool shrinks) go first.
     going = [w for w in workers if not (w.stop_sent or w.killed) and w.pid not in current_pids]
     result.stop += [(w, "outdated before it served") for w in going if not w.ready]
-    going = sorted((w for w in going if w.ready), key=lambda w: w.started)
+    if result.start:
+        return result  # the next turn sees the new workers (and their lanes)
+    going = [w for w in going if w.ready]
     serving = sum(1 for w in current if w.ready) + len(going)
-    for worker in going[: max(0, serving - target)]:
+    successor = {w.lane: w for w in current if w.lane is not None}
+    stoppable = sorted(
+        (w for w in going if w.lane not in successor or successor[w.lane].ready),
+        key=lambda w: (w.lane in successor, w.started),
+    )
+    for worker in stoppable[: max(0, serving - target)]:
         retiring = worker.slot.state == WorkerState.RETIRING
         result.stop.append((worker, MAX_REQUESTS_REASON if retiring else "replaced: reload"))
     return result

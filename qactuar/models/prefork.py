@@ -41,9 +41,9 @@ class PreforkSockets:
     Without REUSE_PORT, ``sockets`` is the one listening socket every worker
     shares. With it, ``sockets`` are the lanes: SO_REUSEPORT sockets bound to
     the address, one per serving worker. The master creates a lane bound but
-    not listening (it takes no connections until its first worker calls
-    ``listen()`` when it is ready to serve) and closes it once no current
-    worker has it.
+    not listening: it takes no connections until its first worker starts
+    serving on it (after lifespan startup; ``create_server`` calls
+    ``listen()``). The master closes a lane once no current worker has it.
     """
 
     def __init__(self, config: Config) -> None:
@@ -112,13 +112,16 @@ class PreforkSockets:
                 lane.close()
 
     def for_worker(self, lane: socket.socket | None) -> list[socket.socket]:
-        """In a new worker: the sockets to serve on."""
+        """First thing in a new worker: the sockets to serve on.
+
+        The other lanes are closed at once: a lane the master closes must not
+        stay listening in a worker that is still importing the apps.
+        """
         if lane is None:
             return self.sockets
         for other in self.sockets:
             if other is not lane:
-                other.close()  # the master's: they must not outlive it here
-        lane.listen(self.config.BACKLOG)  # a replacement's lane listens already
+                other.close()
         lane.setblocking(False)
         return [lane]
 

@@ -257,14 +257,13 @@ def _load(spec: WorkerSpec) -> ASGIApp:
     return build_app(config.APPS, spec.target, config.LIFESPAN)
 
 
-def _serve(spec: WorkerSpec) -> int:
+def _serve(spec: WorkerSpec, sockets: list[socket.socket]) -> int:
     try:
         app = _load(spec)
     except AppImportError as exc:
         spec.slot.reason = f"Cannot load app: {exc}"  # the master logs it
         return BOOT_ERROR
     server = WorkerServer(app, spec)
-    sockets = spec.listeners()
     with asyncio.Runner(loop_factory=loop_factory(spec.config.LOOP)) as runner:
         return runner.run(server.run(sockets))
 
@@ -281,7 +280,7 @@ def worker_main(spec: WorkerSpec) -> NoReturn:
         spec.slot.heartbeat = time.monotonic()
         _print_stacks_on_request()
         logging.getLogger("qt_server").addFilter(_CoreInfoFilter())
-        code = _serve(spec)
+        code = _serve(spec, spec.listeners())
     except BaseException as exc:
         spec.slot.reason = f"{type(exc).__name__}: {exc}"
         logger.exception("Worker %d failed", os.getpid())
