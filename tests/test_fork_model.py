@@ -299,6 +299,20 @@ def test_seed_model_number_alias_selects_fork(spawn_qactuar, tmp_path):
     assert os.path.exists(config)
 
 
+def test_a_child_the_parent_cannot_watch_is_killed_and_answered_503(spawn_qactuar):
+    # pidfd_open fails after the fork (out of descriptors): the parent must not
+    # lose the child, its slot or the connection
+    proc = spawn_qactuar(*FORK, "--max-processes", "1", launcher="failing_fork",
+                         env={"FAIL_PIDFDS": "1"})
+    assert httpx.get(proc.url + "/pid", timeout=5).status_code == 503
+    assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200  # the one slot is free
+    assert "cannot watch child" in proc.output()
+    deadline = time.monotonic() + 2
+    while children_of(proc.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert children_of(proc.proc.pid) == []  # no zombie left behind
+
+
 def test_a_failed_fork_answers_503_and_the_parent_goes_on(spawn_qactuar):
     # the first fork fails as when out of processes (EAGAIN)
     proc = spawn_qactuar(*FORK, launcher="failing_fork", env={"FAIL_FORKS": "1"})

@@ -239,18 +239,26 @@ def test_sighup_to_fewer_reuse_port_workers_leaves_no_lane_unserved(prefork, tmp
     flag.touch()
     config.write_text(json.dumps({"WORKERS": 2}))
     master.spawned.signal(signal.SIGHUP)
-    unanswered = []
+    unanswered, resets = [], []
     deadline = time.monotonic() + 2.5  # the new workers are still importing
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", master.spawned.port), timeout=1) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 answer = sock.recv(100)
-                if not answer.startswith(b"HTTP/1.1 200"):
-                    unanswered.append(answer)
-        except OSError as exc:
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            answer = repr(exc).encode()
+        except OSError as exc:  # a timeout: nobody accepts on that lane
             unanswered.append(repr(exc))
+            continue
+        if answer == b"" or b"Reset" in answer or b"BrokenPipe" in answer:
+            resets.append(answer)
+        elif not answer.startswith(b"HTTP/1.1 200"):
+            unanswered.append(answer)
     assert unanswered == [], unanswered[:3]
+    # README, prefork caveats: closing the lane nobody took over resets a
+    # connection that lands in the microseconds after its last accept
+    assert len(resets) <= 1, resets
     new = master.wait_workers(2, timeout=10, without=old)
     assert len(new) == 2
 
@@ -704,6 +712,26 @@ def test_plan_with_lanes_stops_an_old_worker_only_once_its_lanes_successor_serve
         new[0].slot.state, new[0].ready = WorkerState.READY, True
         assert stops(plan(old + new, 1, 2)) == [
             (5, "replaced: reload"), (1, "replaced: reload"), (2, "replaced: reload")]
+    finally:
+        for lane in lanes:
+            lane.close()
+
+
+def test_plan_stops_old_workers_while_a_start_is_still_pending():
+    # A new worker that cannot start yet (fork failing, boot back-off) must
+    # not keep every old one: the resources it waits for may be theirs.
+    old = [record(1), record(2)]
+    new = record(3, generation=1)
+    todo = plan([*old, new], 1, 2)
+    assert (todo.start, stops(todo)) == (1, [(1, "replaced: reload")])
+    # with lanes: the retiring worker whose lane's successor serves goes
+    lanes = [socket.socket() for _ in range(2)]
+    try:
+        retiring = [record(4, WorkerState.RETIRING, lane=lanes[0]),
+                    record(5, WorkerState.RETIRING, lane=lanes[1])]
+        successor = record(6, lane=lanes[0])
+        todo = plan([*retiring, successor], 0, 2)
+        assert (todo.start, stops(todo)) == (1, [(4, "replaced: MAX_REQUESTS")])
     finally:
         for lane in lanes:
             lane.close()

@@ -350,7 +350,9 @@ class Arbiter:
             if why == MAX_REQUESTS_REASON:
                 self.recycled += 1
             self.stop_worker(worker, why)
-        self.listen.prune({w.lane for w in self.workers.values() if not w.leaving})
+        # a retiring worker keeps its lane until it is told to stop (its
+        # replacement takes the lane over)
+        self.listen.prune({w.lane for w in self.workers.values() if not (w.stop_sent or w.killed)})
 
     # reload -------------------------------------------------------------------------------
 

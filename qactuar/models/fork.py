@@ -141,7 +141,15 @@ class ForkServer(Server):
             return
         if pid == 0:
             self._child(cycle, conn, slot)  # never returns
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:  # EMFILE: the parent could not watch this child
+            logger.error("cannot watch child %d for %s (%s): killing it", pid, conn.client, exc)
+            _kill(pid)
+            os.waitpid(pid, 0)
+            self.free_slots.append(slot)
+            conn.fail(503, "Service Unavailable")
+            return
         bisect.insort(self.child_closes, pidfd)
         child = _Child(pid, pidfd, slot, conn, time.monotonic())
         # a WebSocket lives in its child for as long as it is open

@@ -82,21 +82,28 @@ def plan(workers: list[WorkerRecord], generation: int, target: int) -> Plan:
         current.sort(key=lambda w: (w.ready, w.started))
         result.stop += [(w, "fewer workers wanted") for w in current[:surplus]]
         current = current[surplus:]
-    # Retiring and outdated workers go once enough of the current ones serve,
-    # and (REUSE_PORT) not while the worker that took over their lane is
-    # still starting: the lane's clients would wait for it. Lanes no current
-    # worker took (the pool shrinks) go first.
+    # Retiring and outdated workers go once enough of the current ones serve.
+    # With REUSE_PORT, not while the current worker that took over their lane
+    # is still starting (the lane's clients would wait for it), and a lane
+    # that no current worker took goes first, unless workers are about to be
+    # started this turn: they may take it.
     going = [w for w in workers if not (w.stop_sent or w.killed) and w.pid not in current_pids]
     result.stop += [(w, "outdated before it served") for w in going if not w.ready]
-    if result.start:
-        return result  # the next turn sees the new workers (and their lanes)
     going = [w for w in going if w.ready]
     serving = sum(1 for w in current if w.ready) + len(going)
     successor = {w.lane: w for w in current if w.lane is not None}
-    stoppable = sorted(
-        (w for w in going if w.lane not in successor or successor[w.lane].ready),
-        key=lambda w: (w.lane in successor, w.started),
-    )
+
+    def may_stop(w: WorkerRecord) -> bool:
+        if w.lane is None:
+            return True  # one shared socket: nothing waits on a worker's own
+        if w.lane in successor:
+            return successor[w.lane].ready
+        return not result.start
+
+    def order(w: WorkerRecord) -> tuple[bool, float]:
+        return (w.lane is not None and w.lane in successor, w.started)
+
+    stoppable = sorted(filter(may_stop, going), key=order)
     for worker in stoppable[: max(0, serving - target)]:
         retiring = worker.slot.state == WorkerState.RETIRING
         result.stop.append((worker, MAX_REQUESTS_REASON if retiring else "replaced: reload"))

@@ -116,16 +116,19 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self._closing = True
-        if self._ws is not None:
-            self._ws.connection_lost()
-        if self.cycle is not None:
-            self.cycle.disconnect()
-        for cycle in self.pipeline:
-            cycle.disconnect()
-        self.pipeline.clear()
-        self._wake_drain()
-        if self.state.on_close is not None:
-            self.state.on_close(self)
+        try:
+            if self._ws is not None:
+                self._ws.connection_lost()
+            if self.cycle is not None:
+                self.cycle.disconnect()
+            for cycle in self.pipeline:
+                cycle.disconnect()
+            self.pipeline.clear()
+            self._wake_drain()
+        finally:
+            # the fork model's parent stops listing this socket's descriptor
+            if self.state.on_close is not None:
+                self.state.on_close(self)
 
     def data_received(self, data: bytes) -> None:
         if self._ws is not None:

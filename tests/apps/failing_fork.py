@@ -2,7 +2,8 @@
 
 RLIMIT_NPROC cannot be lowered for root here, so a failing fork is made
 in-process: the calls numbered in ``FAIL_FORKS`` (comma-separated, from 1)
-raise EAGAIN as the kernel's fork would when out of processes.
+raise EAGAIN as the kernel's fork would when out of processes, and those in
+``FAIL_PIDFDS`` of ``os.pidfd_open`` raise EMFILE (out of descriptors).
 """
 
 from __future__ import annotations
@@ -12,20 +13,28 @@ import sys
 
 from qactuar.cli import main
 
-_real_fork = os.fork
+_real_fork, _real_pidfd_open = os.fork, os.pidfd_open
 _failing = {int(n) for n in os.environ.get("FAIL_FORKS", "").split(",") if n}
-_calls = 0
+_failing_pidfds = {int(n) for n in os.environ.get("FAIL_PIDFDS", "").split(",") if n}
+_calls = {"fork": 0, "pidfd": 0}
 
 
 def _fork() -> int:
-    global _calls
-    _calls += 1
-    if _calls in _failing:
+    _calls["fork"] += 1
+    if _calls["fork"] in _failing:
         raise BlockingIOError(11, "Resource temporarily unavailable")
     return _real_fork()
 
 
+def _pidfd_open(pid: int, flags: int = 0) -> int:
+    _calls["pidfd"] += 1
+    if _calls["pidfd"] in _failing_pidfds:
+        raise OSError(24, "Too many open files")
+    return _real_pidfd_open(pid, flags)
+
+
 if __name__ == "__main__":
     os.fork = _fork
+    os.pidfd_open = _pidfd_open
     sys.argv = ["qactuar", *sys.argv[1:]]
     main()
