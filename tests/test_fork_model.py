@@ -313,6 +313,22 @@ def test_a_child_the_parent_cannot_watch_is_killed_and_answered_503(spawn_qactua
     assert children_of(proc.proc.pid) == []  # no zombie left behind
 
 
+def test_a_child_that_answered_before_the_parent_could_watch_it_is_not_answered_twice(
+    spawn_qactuar,
+):
+    # pidfd_open fails only after the child has sent its response: the client
+    # must get that response alone, and its connection must go on
+    proc = spawn_qactuar(*FORK, launcher="failing_fork",
+                         env={"FAIL_PIDFDS": "1", "FAIL_PIDFDS_DELAY": "0.5"})
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
+        conn = RawConnection(sock)
+        first = conn.request("/pid")
+        assert first.status == 200
+        second = conn.request("/pid")
+        assert second.status == 200 and second.body != first.body
+    assert "cannot watch child" not in proc.output()
+
+
 def test_a_failed_fork_answers_503_and_the_parent_goes_on(spawn_qactuar):
     # the first fork fails as when out of processes (EAGAIN)
     proc = spawn_qactuar(*FORK, launcher="failing_fork", env={"FAIL_FORKS": "1"})

@@ -699,19 +699,20 @@ def test_plan_with_lanes_stops_an_old_worker_only_once_its_lanes_successor_serve
     lanes = [socket.socket() for _ in range(3)]
     try:
         old = [record(1, lane=lanes[0]), record(2, lane=lanes[1])]
-        # right after a reload to fewer workers no old one stops yet: which
-        # lanes the new ones take is known only once they are started
-        assert plan([*old, record(5, lane=lanes[2])], 1, 2) == Plan(start=2)
+        # right after a reload to fewer workers the oldest stops at once; the
+        # master stops before it starts, so no new worker takes its lane
+        todo = plan([*old, record(5, lane=lanes[2])], 1, 2)
+        assert (todo.start, stops(todo)) == (2, [(1, "replaced: reload")])
         new = [record(3, WorkerState.BOOTING, generation=1, lane=lanes[0]),
                record(4, generation=1, lane=lanes[1])]
         # worker 1 is the oldest, but its successor is still starting
         assert stops(plan(old + new, 1, 2)) == [(2, "replaced: reload")]
-        # a reload to fewer workers: the lane nobody took over goes first
+        # a lane handed over goes before one nobody took (that one closes)
         old.append(record(5, lane=lanes[2]))
-        assert stops(plan(old + new, 1, 2)) == [(5, "replaced: reload"), (2, "replaced: reload")]
+        assert stops(plan(old + new, 1, 2)) == [(2, "replaced: reload"), (5, "replaced: reload")]
         new[0].slot.state, new[0].ready = WorkerState.READY, True
         assert stops(plan(old + new, 1, 2)) == [
-            (5, "replaced: reload"), (1, "replaced: reload"), (2, "replaced: reload")]
+            (1, "replaced: reload"), (2, "replaced: reload"), (5, "replaced: reload")]
     finally:
         for lane in lanes:
             lane.close()
@@ -724,6 +725,15 @@ def test_plan_stops_old_workers_while_a_start_is_still_pending():
     new = record(3, generation=1)
     todo = plan([*old, new], 1, 2)
     assert (todo.start, stops(todo)) == (1, [(1, "replaced: reload")])
+    # with lanes too: a reload from three workers to one
+    lanes3 = [socket.socket() for _ in range(3)]
+    try:
+        three = [record(7 + i, lane=lane) for i, lane in enumerate(lanes3)]
+        todo = plan(three, 1, 1)
+        assert (todo.start, stops(todo)) == (1, [(7, "replaced: reload"), (8, "replaced: reload")])
+    finally:
+        for lane in lanes3:
+            lane.close()
     # with lanes: the retiring worker whose lane's successor serves goes
     lanes = [socket.socket() for _ in range(2)]
     try:

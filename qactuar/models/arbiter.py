@@ -182,9 +182,14 @@ class Arbiter:
 
     def spawn(self) -> None:
         config = self.config
-        # a replacement takes over the lane of the worker it replaces
+        # A replacement takes over the lane of the worker it replaces (one
+        # retiring, dead, killed or outdated), never that of one told to stop.
         current = self.generation
-        taken = {w.lane for w in self.workers.values() if w.generation == current and not w.leaving}
+        taken = {
+            w.lane
+            for w in self.workers.values()
+            if w.generation == current and not w.leaving or w.stop_sent
+        }
         lane = self.listen.lane_for(taken)
         slot = WorkerSlot()
         slot.heartbeat = time.monotonic()
@@ -336,6 +341,12 @@ class Arbiter:
     def maintain(self) -> None:
         """Start and stop workers until the pool is what it should be."""
         todo = plan(list(self.workers.values()), self.generation, self.num_workers)
+        # stops first: a new worker must not take over the lane of one that
+        # is going because the pool shrinks
+        for worker, why in todo.stop:
+            if why == MAX_REQUESTS_REASON:
+                self.recycled += 1
+            self.stop_worker(worker, why)
         if time.monotonic() >= self.spawn_after:
             for _ in range(todo.start):
                 try:
@@ -346,10 +357,6 @@ class Arbiter:
                     delay = self._back_off(self.fork_failures)
                     logger.error("Cannot start a worker (%s); retrying in %.1fs", exc, delay)
                     break
-        for worker, why in todo.stop:
-            if why == MAX_REQUESTS_REASON:
-                self.recycled += 1
-            self.stop_worker(worker, why)
         # a retiring worker keeps its lane until it is told to stop (its
         # replacement takes the lane over)
         self.listen.prune({w.lane for w in self.workers.values() if not (w.stop_sent or w.killed)})

@@ -144,11 +144,15 @@ class ForkServer(Server):
         try:
             pidfd = os.pidfd_open(pid)
         except OSError as exc:  # EMFILE: the parent could not watch this child
-            logger.error("cannot watch child %d for %s (%s): killing it", pid, conn.client, exc)
             _kill(pid)
-            os.waitpid(pid, 0)
+            _, status = os.waitpid(pid, 0)
             self.free_slots.append(slot)
-            conn.fail(503, "Service Unavailable")
+            outcome = self.slots[slot]  # the child may have answered already
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                conn.reattach(keep_alive=outcome == _REUSE)
+                return
+            logger.error("cannot watch child %d for %s (%s): killed it", pid, conn.client, exc)
+            conn.fail(503 if outcome == _UNTOUCHED else 0, "Service Unavailable")
             return
         bisect.insort(self.child_closes, pidfd)
         child = _Child(pid, pidfd, slot, conn, time.monotonic())

@@ -84,9 +84,10 @@ def plan(workers: list[WorkerRecord], generation: int, target: int) -> Plan:
         current = current[surplus:]
     # Retiring and outdated workers go once enough of the current ones serve.
     # With REUSE_PORT, not while the current worker that took over their lane
-    # is still starting (the lane's clients would wait for it), and a lane
-    # that no current worker took goes first, unless workers are about to be
-    # started this turn: they may take it.
+    # is still starting (the lane's clients would wait for it). Those whose
+    # lane is handed over go first: stopping one on a lane nobody took closes
+    # that lane (the master stops before it starts, and a new worker never
+    # takes the lane of one told to stop).
     going = [w for w in workers if not (w.stop_sent or w.killed) and w.pid not in current_pids]
     result.stop += [(w, "outdated before it served") for w in going if not w.ready]
     going = [w for w in going if w.ready]
@@ -94,14 +95,11 @@ def plan(workers: list[WorkerRecord], generation: int, target: int) -> Plan:
     successor = {w.lane: w for w in current if w.lane is not None}
 
     def may_stop(w: WorkerRecord) -> bool:
-        if w.lane is None:
-            return True  # one shared socket: nothing waits on a worker's own
-        if w.lane in successor:
-            return successor[w.lane].ready
-        return not result.start
+        # one shared socket (lane None) or a lane nobody took: nothing waits
+        return w.lane not in successor or successor[w.lane].ready
 
     def order(w: WorkerRecord) -> tuple[bool, float]:
-        return (w.lane is not None and w.lane in successor, w.started)
+        return (w.lane is not None and w.lane not in successor, w.started)
 
     stoppable = sorted(filter(may_stop, going), key=order)
     for worker in stoppable[: max(0, serving - target)]:

@@ -3,13 +3,15 @@
 RLIMIT_NPROC cannot be lowered for root here, so a failing fork is made
 in-process: the calls numbered in ``FAIL_FORKS`` (comma-separated, from 1)
 raise EAGAIN as the kernel's fork would when out of processes, and those in
-``FAIL_PIDFDS`` of ``os.pidfd_open`` raise EMFILE (out of descriptors).
+``FAIL_PIDFDS`` of ``os.pidfd_open`` raise EMFILE (out of descriptors),
+after ``FAIL_PIDFDS_DELAY`` seconds (the child runs meanwhile).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 from qactuar.cli import main
 
@@ -29,6 +31,7 @@ def _fork() -> int:
 def _pidfd_open(pid: int, flags: int = 0) -> int:
     _calls["pidfd"] += 1
     if _calls["pidfd"] in _failing_pidfds:
+        time.sleep(float(os.environ.get("FAIL_PIDFDS_DELAY", "0")))
         raise OSError(24, "Too many open files")
     return _real_pidfd_open(pid, flags)
 
