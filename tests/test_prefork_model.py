@@ -747,6 +747,48 @@ def test_plan_stops_old_workers_while_a_start_is_still_pending():
             lane.close()
 
 
+def test_a_crashed_workers_replacement_takes_its_lane_while_the_one_before_drains(monkeypatch):
+    # The master's turns with processes faked: a reload hands lane L from w1
+    # to w2; w1 is draining when w2 crashes. w2's replacement must get L
+    # (and serve its queue), not a new lane while L closes.
+    import qactuar.models.arbiter as arbiter_module
+
+    fake_os = type(os)("fake_os")
+    fake_os.__dict__.update(os.__dict__)
+    pids = iter(range(900_000, 900_100))
+    fake_os.fork = lambda: next(pids)  # type: ignore[attr-defined]
+    fake_os.kill = lambda pid, signum: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(arbiter_module, "os", fake_os)
+    config = Config()
+    config.update({"HOST": "127.0.0.1", "PORT": 0, "WORKERS": 1, "REUSE_PORT": True}, "test")
+    sockets = PreforkSockets(config)
+    sockets.bind()
+    arbiter = Arbiter(config, "x:app", None, sockets)
+
+    def started() -> WorkerRecord:
+        arbiter.maintain()
+        worker = arbiter.workers[max(arbiter.workers)]
+        worker.slot.state, worker.ready = WorkerState.READY, True
+        return worker
+
+    try:
+        w1 = started()
+        lane = w1.lane
+        arbiter.generation += 1  # what a SIGHUP does
+        w2 = started()
+        assert w2.lane is lane
+        arbiter.maintain()
+        assert w1.stop_sent  # replaced: reload; it drains
+        del arbiter.workers[w2.pid]  # w2 crashed (reaped)
+        w3 = started()
+        assert w3.lane is lane and lane in sockets.sockets and lane.fileno() >= 0
+    finally:
+        for worker in arbiter.workers.values():
+            worker.slot.close()
+        for sock in sockets.sockets:
+            sock.close()
+
+
 def test_plan_fewer_workers_stops_a_booting_one_first_then_the_oldest():
     workers = [record(1), record(2), record(3, WorkerState.BOOTING)]
     assert stops(plan(workers, 0, 2)) == [(3, "fewer workers wanted")]

@@ -17,6 +17,7 @@ import os
 import random
 import select
 import signal
+import socket
 import sys
 import time
 from types import FrameType
@@ -180,17 +181,14 @@ class Arbiter:
 
     # workers ----------------------------------------------------------------------------
 
-    def spawn(self) -> None:
+    def spawn(self, closing: frozenset[socket.socket | None] = frozenset()) -> None:
+        """Start a worker; ``closing``: lanes it must not take (the pool shrinks)."""
         config = self.config
         # A replacement takes over the lane of the worker it replaces (one
-        # retiring, dead, killed or outdated), never that of one told to stop.
+        # retiring, dead, killed or outdated).
         current = self.generation
-        taken = {
-            w.lane
-            for w in self.workers.values()
-            if w.generation == current and not w.leaving or w.stop_sent
-        }
-        lane = self.listen.lane_for(taken)
+        taken = {w.lane for w in self.workers.values() if w.generation == current and not w.leaving}
+        lane = self.listen.lane_for(taken | closing)
         slot = WorkerSlot()
         slot.heartbeat = time.monotonic()
         limit = 0
@@ -341,16 +339,18 @@ class Arbiter:
     def maintain(self) -> None:
         """Start and stop workers until the pool is what it should be."""
         todo = plan(list(self.workers.values()), self.generation, self.num_workers)
-        # stops first: a new worker must not take over the lane of one that
-        # is going because the pool shrinks
         for worker, why in todo.stop:
             if why == MAX_REQUESTS_REASON:
                 self.recycled += 1
             self.stop_worker(worker, why)
+        # a lane whose every worker was just told to stop closes below: a new
+        # worker must not take it over
+        holding = {w.lane for w in self.workers.values() if not (w.stop_sent or w.killed)}
+        closing = frozenset(w.lane for w, _ in todo.stop if w.lane not in holding)
         if time.monotonic() >= self.spawn_after:
             for _ in range(todo.start):
                 try:
-                    self.spawn()
+                    self.spawn(closing)
                 except OSError as exc:  # out of processes, memory or descriptors
                     # not a boot failure: the app is fine, so it never halts the master
                     self.fork_failures += 1
