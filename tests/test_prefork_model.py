@@ -782,6 +782,17 @@ def test_a_crashed_workers_replacement_takes_its_lane_while_the_one_before_drain
         del arbiter.workers[w2.pid]  # w2 crashed (reaped)
         w3 = started()
         assert w3.lane is lane and lane in sockets.sockets and lane.fileno() >= 0
+        # a SIGHUP while a crashed worker's replacement still boots: that
+        # replacement stops (outdated) and the new one takes its lane
+        del arbiter.workers[w1.pid]  # w1 done draining
+        del arbiter.workers[w3.pid]  # w3 crashed
+        arbiter.maintain()
+        booting = arbiter.workers[max(arbiter.workers)]
+        assert booting.lane is lane and not booting.ready
+        arbiter.generation += 1
+        w5 = started()
+        assert booting.stop_sent  # outdated before it served
+        assert w5.lane is lane and lane in sockets.sockets and lane.fileno() >= 0
     finally:
         for worker in arbiter.workers.values():
             worker.slot.close()

@@ -182,13 +182,13 @@ class Arbiter:
     # workers ----------------------------------------------------------------------------
 
     def spawn(self, closing: frozenset[socket.socket | None] = frozenset()) -> None:
-        """Start a worker; ``closing``: lanes it must not take (the pool shrinks)."""
+        """Start a worker; ``closing``: lanes it takes only if no other is free."""
         config = self.config
         # A replacement takes over the lane of the worker it replaces (one
         # retiring, dead, killed or outdated).
         current = self.generation
         taken = {w.lane for w in self.workers.values() if w.generation == current and not w.leaving}
-        lane = self.listen.lane_for(taken | closing)
+        lane = self.listen.lane_for(taken, closing)
         slot = WorkerSlot()
         slot.heartbeat = time.monotonic()
         limit = 0
@@ -343,8 +343,9 @@ class Arbiter:
             if why == MAX_REQUESTS_REASON:
                 self.recycled += 1
             self.stop_worker(worker, why)
-        # a lane whose every worker was just told to stop closes below: a new
-        # worker must not take it over
+        # a lane whose every worker was just told to stop closes below unless
+        # a new worker takes it: one does only if no lane with a worker still
+        # serving is free (a shrinking pool keeps the lanes that serve)
         holding = {w.lane for w in self.workers.values() if not (w.stop_sent or w.killed)}
         closing = frozenset(w.lane for w, _ in todo.stop if w.lane not in holding)
         if time.monotonic() >= self.spawn_after:

@@ -86,8 +86,8 @@ def plan(workers: list[WorkerRecord], generation: int, target: int) -> Plan:
     # With REUSE_PORT, not while the current worker that took over their lane
     # is still starting (the lane's clients would wait for it). Those whose
     # lane is handed over go first: stopping one on a lane nobody took closes
-    # that lane (the master stops before it starts, and a new worker never
-    # takes the lane of one told to stop).
+    # that lane, unless a worker started in the same turn needs a lane and
+    # no lane with a worker still serving is free (see ``Arbiter.maintain``).
     going = [w for w in workers if not (w.stop_sent or w.killed) and w.pid not in current_pids]
     result.stop += [(w, "outdated before it served") for w in going if not w.ready]
     going = [w for w in going if w.ready]

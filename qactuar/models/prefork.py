@@ -82,13 +82,20 @@ class PreforkSockets:
         self._lane_address = sock.getsockname()  # the port the kernel chose for PORT 0
         self.sockets = [sock]
 
-    def lane_for(self, taken: set[socket.socket | None]) -> socket.socket | None:
-        """REUSE_PORT: a lane for a new worker, one no other current worker has."""
+    def lane_for(
+        self, taken: set[socket.socket | None], closing: frozenset[socket.socket | None]
+    ) -> socket.socket | None:
+        """REUSE_PORT: a lane for a new worker, one no other current worker has.
+
+        Best a lane whose old worker serves until the new one does; else one
+        whose workers were just told to stop (its queue is kept for the new
+        worker instead of being reset); else a new one.
+        """
         if not self.config.REUSE_PORT:
             return None
-        for lane in self.sockets:
-            if lane not in taken:
-                return lane
+        free = [lane for lane in self.sockets if lane not in taken]
+        for lane in sorted(free, key=lambda lane: lane in closing):
+            return lane
         held = self.sockets[0]
         lane = _reuse_port_socket(held.family, held.type, held.proto)
         try:
