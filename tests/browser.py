@@ -1,36 +1,99 @@
-"""Headless Chromium (Debian's package) for tests that look at a page as a person would."""
+"""Headless Chromium (Debian's package) for tests that look at a page as a person would.
+
+``Chromium`` drives it over the DevTools protocol (``--remote-debugging-port``,
+with the ``websockets`` client) and polls the page until a condition holds.
+(``--dump-dom`` with ``--virtual-time-budget`` was flaky under load: virtual
+time does not wait for a websocket, so the DOM was sometimes dumped before
+the message arrived.)
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import subprocess
-import tempfile
+import time
+from typing import Any
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+import httpx
+from websockets.sync.client import connect
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def chromium() -> str:
+def chromium() -> str | None:
     path = shutil.which("chromium")
-    if path is None:
-        raise RuntimeError("chromium is missing: run scripts/install-test-tools (make test does)")
+    if path is None and os.geteuid() == 0:
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-test-tools")],
+                       timeout=900, check=False)
+        path = shutil.which("chromium")
     return path
 
 
-def dump_dom(url: str, budget_ms: int = 5000, timeout: float = 60) -> str:
-    """Load ``url``, let its scripts run for ``budget_ms`` of virtual time, return the DOM."""
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}",
-             f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+class Chromium:
+    """Headless Chromium on a page, driven over the DevTools protocol (a websocket too)."""
+
+    def __init__(self, browser: str, url: str, profile: str) -> None:
+        self.proc = subprocess.Popen(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+             "--remote-debugging-port=0", "--remote-allow-origins=*", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
-    return result.stdout
+        self.profile = profile
+        self.calls = 0
+
+    def page_socket(self, timeout: float = 30) -> str:
+        """The DevTools websocket URL of the page (Chromium writes its port to the profile)."""
+        deadline = time.monotonic() + timeout
+        active = os.path.join(self.profile, "DevToolsActivePort")
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self.proc.returncode}")
+            if os.path.exists(active):
+                with open(active, encoding="ascii") as fh:
+                    lines = fh.read().split()
+                port = lines[0] if lines else ""
+                if port:
+                    try:
+                        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+                    except httpx.HTTPError:
+                        targets = []
+                    pages = [t for t in targets if t.get("type") == "page"]
+                    if pages:
+                        return str(pages[0]["webSocketDebuggerUrl"])
+            time.sleep(0.1)
+        raise TimeoutError("chromium did not open its DevTools port")
+
+    def wait_for(self, expression: str, timeout: float = 30) -> str:
+        """Evaluate ``expression`` in the page until it is truthy; the page's HTML then."""
+        with connect(self.page_socket(), open_timeout=10, max_size=None) as devtools:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.evaluate(devtools, expression):
+                    return str(self.evaluate(devtools, "document.documentElement.outerHTML"))
+                time.sleep(0.1)
+            html = self.evaluate(devtools, "document.documentElement.outerHTML")
+        raise AssertionError(f"the page never got to {expression!r}:\n{html}")
+
+    def evaluate(self, devtools: Any, expression: str) -> Any:
+        self.calls += 1
+        call_id = self.calls
+        devtools.send(json.dumps({"id": call_id, "method": "Runtime.evaluate",
+                                  "params": {"expression": expression, "returnByValue": True}}))
+        for _ in range(1000):
+            reply = json.loads(devtools.recv(timeout=10))
+            if reply.get("id") == call_id:
+                return reply.get("result", {}).get("result", {}).get("value")
+        raise AssertionError("no DevTools reply")
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its zygote and renderers too
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)

@@ -199,3 +199,14 @@ def spawn_qactuar(tmp_path: Any) -> Iterator[Callable[..., Spawned]]:
     yield spawn
     for spawned in started:
         spawned.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    """Debian's chromium (installed by scripts/install-test-tools when missing and root)."""
+    from browser import chromium
+
+    path = chromium()
+    if path is None:
+        pytest.skip("chromium is not installed and cannot be (not root)")
+    return path
