@@ -800,6 +800,99 @@ def test_a_crashed_workers_replacement_takes_its_lane_while_the_one_before_drain
             sock.close()
 
 
+def _random_turn(arbiter: Arbiter, rnd: Any, event: str, history: list[str]) -> None:
+    """Apply ``event`` to the master's faked workers, run its turn, check the lanes."""
+    workers = list(arbiter.workers.values())
+    worker = rnd.choice(workers) if workers else None
+    if event == "ready" and worker and not worker.leaving:
+        worker.slot.state, worker.ready = WorkerState.READY, True
+    elif event == "crash" and worker:
+        del arbiter.workers[worker.pid]
+        worker.slot.close()
+    elif event == "kill" and worker:
+        worker.killed = "hung"
+    elif event == "retire" and worker and worker.ready and not worker.leaving:
+        worker.slot.state = WorkerState.RETIRING
+    elif event == "reload":
+        arbiter.generation += 1
+    elif event == "ttin":
+        arbiter.num_workers += 1
+    elif event == "ttou" and arbiter.num_workers > 1:
+        arbiter.num_workers -= 1
+    elif event == "reap":
+        for gone in [w for w in workers if w.stop_sent or w.killed]:
+            del arbiter.workers[gone.pid]
+            gone.slot.close()
+    arbiter.spawn_after = 0.0
+    before, lanes_before = set(arbiter.workers), set(arbiter.listen.sockets)
+    arbiter.maintain()
+    history.append(event)
+    open_lanes = set(arbiter.listen.sockets)
+    if open_lanes - lanes_before:
+        # a new lane while one closes: that one's queue was reset for nothing
+        assert lanes_before <= open_lanes, history
+    for pid in set(arbiter.workers) - before:
+        assert arbiter.workers[pid].lane in open_lanes, history
+    held = {w.lane for w in arbiter.workers.values() if not (w.stop_sent or w.killed)}
+    assert held <= open_lanes, history
+    assert not held or open_lanes <= held, history  # no lane listens for nobody
+
+
+def test_lanes_stay_served_through_random_turns(monkeypatch):
+    # The master's turns with processes faked, 150 random histories of 40
+    # events (ready, crash, hang killed, retire, reload, TTIN/TTOU, reap; 5%
+    # of forks fail), each checked by _random_turn; then the pool settles to
+    # its target with one lane per worker.
+    import random
+
+    import qactuar.models.arbiter as arbiter_module
+
+    fake_os = type(os)("fake_os")
+    fake_os.__dict__.update(os.__dict__)
+    pids = iter(range(800_000, 900_000))
+    rnd = random.Random()
+
+    def fork() -> int:
+        if rnd.random() < 0.05:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return next(pids)
+
+    fake_os.fork = fork  # type: ignore[attr-defined]
+    fake_os.kill = lambda pid, signum: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(arbiter_module, "os", fake_os)
+    monkeypatch.setattr(arbiter_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(arbiter_module.logger, "disabled", True)
+    events = ["ready", "crash", "kill", "retire", "reload", "ttin", "ttou", "reap", "tick", "tick"]
+    for seed in range(150):
+        rnd.seed(seed)
+        config = Config()
+        config.update({"HOST": "127.0.0.1", "PORT": 0, "REUSE_PORT": True,
+                       "WORKERS": rnd.randint(1, 3)}, "test")
+        sockets = PreforkSockets(config)
+        sockets.bind()
+        arbiter = Arbiter(config, "x:app", None, sockets)
+        history = [f"seed {seed}"]
+        try:
+            for _ in range(40):
+                _random_turn(arbiter, rnd, rnd.choice(events), history)
+            for _ in range(30):  # no more trouble: workers start, old ones go
+                for event in ("ready", "reap", "ready", "tick"):
+                    _random_turn(arbiter, rnd, event, history)
+                for worker in arbiter.workers.values():
+                    if not worker.leaving:
+                        worker.slot.state, worker.ready = WorkerState.READY, True
+            current = [w for w in arbiter.workers.values()
+                       if w.generation == arbiter.generation and not w.leaving]
+            assert len(current) == arbiter.num_workers, history
+            assert all(w.ready for w in current), history
+            assert len(sockets.sockets) == arbiter.num_workers, history
+        finally:
+            for worker in arbiter.workers.values():
+                worker.slot.close()
+            for sock in sockets.sockets:
+                sock.close()
+
+
 def test_plan_fewer_workers_stops_a_booting_one_first_then_the_oldest():
     workers = [record(1), record(2), record(3, WorkerState.BOOTING)]
     assert stops(plan(workers, 0, 2)) == [(3, "fewer workers wanted")]
