@@ -167,15 +167,27 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def measure(cmd: Sequence[str], port: int, seconds: int, connections: int) -> Result:
+def measure(
+    cmd: Sequence[str], port: int, seconds: int, connections: int, idle: int = 0
+) -> Result:
+    """Start the server, warm it up, run wrk; ``idle`` keep-alive clients sit open meanwhile."""
     proc = start_server(cmd, port)
+    held: list[socket.socket] = []
     try:
+        for _ in range(idle):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(sock)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
+                raise RuntimeError("an idle connection's first request failed")
         run_wrk(port, 1, connections)  # warm-up
         result = run_wrk(port, seconds, connections)
         result.rss_kib = rss_kib(proc.pid)
         return result
     finally:
         stop_server(proc)
+        for sock in held:
+            sock.close()
 
 
 def print_table(title: str, series: Sequence[Series], baseline: str, machine: str = "") -> None:

@@ -22,51 +22,17 @@ clients (each child inherits all their sockets).
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
 
-from common import (
-    HERE,
-    SERVER_CPUS,
-    Result,
-    Series,
-    free_port,
-    print_table,
-    qactuar_command,
-    rss_kib,
-    run_wrk,
-    start_server,
-    stop_server,
-)
+from common import HERE, SERVER_CPUS, Series, free_port, measure, print_table, qactuar_command
 
 
 def qactuar(model: str, port: int) -> list[str]:
     return qactuar_command(
         "apps:hello", port, model, "--max-processes", "4", "--keep-alive-timeout", "600"
     )
-
-
-def measure(cmd: list[str], port: int, seconds: int, connections: int, idle: int) -> Result:
-    """``common.measure`` with ``idle`` keep-alive connections held open throughout."""
-    proc = start_server(cmd, port)
-    held: list[socket.socket] = []
-    try:
-        for _ in range(idle):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            held.append(sock)
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-            if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
-                raise RuntimeError("an idle connection's first request failed")
-        run_wrk(port, 1, connections)  # warm-up
-        result = run_wrk(port, seconds, connections)
-        result.rss_kib = rss_kib(proc.pid)
-        return result
-    finally:
-        stop_server(proc)
-        for sock in held:
-            sock.close()
 
 
 def fork_ceiling(seconds: int, *extra: str) -> float:

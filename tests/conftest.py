@@ -138,6 +138,17 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15)
     raise RuntimeError(f"qactuar did not listen on {port} within {timeout}s")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM ``proc`` (by PID) and wait; SIGKILL it if it is still there after ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class Spawned:
     def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: str) -> None:
         self.proc = proc
@@ -157,18 +168,17 @@ class Spawned:
             return fh.read()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture
-def spawn_qactuar(tmp_path: Any) -> Iterator[Callable[..., Spawned]]:
+def spawn_qactuar(tmp_path: Any, request: Any) -> Iterator[Callable[..., Spawned]]:
     """Start ``qactuar <args>`` in tests/apps' directory; every process is stopped.
+
+    A test module's ``QACTUAR_ARGS`` go before the arguments. Modules that
+    do not time keep-alive set ``--keep-alive-timeout 1``: the server then
+    sweeps (and so notices a stop signal) every 0.25 s instead of every
+    second, and their processes stop sooner.
 
     ``launcher`` is the module run with ``-m``: ``failing_fork`` makes chosen
     fork() calls fail (``FAIL_FORKS`` in ``env``).
@@ -186,7 +196,7 @@ def spawn_qactuar(tmp_path: Any) -> Iterator[Callable[..., Spawned]]:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", launcher, "--host", "127.0.0.1", "--port", str(port),
-                 *args],
+                 *getattr(request.module, "QACTUAR_ARGS", ()), *args],
                 cwd=cwd or os.path.join(TESTS, "apps"), env=full_env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )

@@ -14,26 +14,13 @@ and it can (root), and skips only when it cannot.
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from typing import Any
 
 import pytest
 from browser import Chromium
+from wsraw import read_report
 
 from qactuar.config import MODELS
-
-
-def read_report(directory: str, ident: str, timeout: float = 5) -> dict[str, Any]:
-    path = os.path.join(directory, f"{ident}.json")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                return dict(json.load(fh)["message"])
-        time.sleep(0.02)
-    raise AssertionError(f"the app reported no disconnect for {ident}")
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -9,27 +9,17 @@ import socket
 import subprocess
 import sys
 from dataclasses import fields
-from typing import Any
 
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
-from conftest import free_port, wait_for_port
+from conftest import free_port, stop_process, wait_for_port
 from test_config import ROOT, TESTS, run_qactuar
 
 from qactuar import Config, Server
 
-
-@pytest.fixture
-def spawn_qactuar(spawn_qactuar):
-    """The shared fixture with KEEP_ALIVE_TIMEOUT 1 s: the server then sweeps (and so
-    notices a stop signal) every 0.25 s instead of every second, and these tests,
-    which do not time keep-alive, stop their processes sooner."""
-
-    def spawn(*args: str, **kwargs: Any) -> Any:
-        return spawn_qactuar("--keep-alive-timeout", "1", *args, **kwargs)
-
-    return spawn
+#: KEEP_ALIVE_TIMEOUT 1 s for every server spawn_qactuar starts here (see conftest).
+QACTUAR_ARGS = ("--keep-alive-timeout", "1")
 
 
 def test_help_documents_every_option():
@@ -114,12 +104,7 @@ def test_app_module_in_the_current_directory(tmp_path):
         wait_for_port(port, proc)
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "from cwd"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)
 
 
 def test_address_in_use_is_one_line(spawn_qactuar):
@@ -169,12 +154,7 @@ def test_run_reads_the_config_file_under_its_arguments(tmp_path):
         report = httpx.get(f"http://127.0.0.1:{port}/x", timeout=5).json()
         assert report["root_path"] == "/file"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)
 
 
 def test_run_with_a_config_object():
@@ -188,12 +168,7 @@ def test_run_with_a_config_object():
         report = httpx.get(f"http://127.0.0.1:{port}/x", timeout=5).json()
         assert report["root_path"] == "/conf"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)
 
 
 def test_server_embedded_in_a_running_loop_with_its_own_socket():

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
 
 import httpx
 import pytest
@@ -18,16 +17,8 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 
 
-@pytest.fixture
-def spawn_qactuar(spawn_qactuar):
-    """The shared fixture with KEEP_ALIVE_TIMEOUT 1 s: the server then sweeps (and so
-    notices a stop signal) every 0.25 s instead of every second, and these tests,
-    which do not time keep-alive, stop their processes sooner."""
-
-    def spawn(*args: str, **kwargs: Any) -> Any:
-        return spawn_qactuar("--keep-alive-timeout", "1", *args, **kwargs)
-
-    return spawn
+#: KEEP_ALIVE_TIMEOUT 1 s for every server spawn_qactuar starts here (see conftest).
+QACTUAR_ARGS = ("--keep-alive-timeout", "1")
 
 
 def run_qactuar(*args: str, env: dict[str, str] | None = None,

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import websockets
-from conftest import ROOT, TESTS, free_port, wait_for_port
+from conftest import ROOT, TESTS, free_port, stop_process, wait_for_port
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from wsraw import (
@@ -40,6 +40,7 @@ from wsraw import (
     encode_frame,
     handshake_request,
     http_exchange,
+    read_report,
 )
 
 from qactuar.config import MODELS
@@ -78,14 +79,7 @@ class Served:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def report(self, ident: str, timeout: float = 5) -> dict[str, Any]:
-        path = os.path.join(self.report_dir, f"{ident}.json")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if os.path.exists(path):
-                with open(path, encoding="utf-8") as fh:
-                    return dict(json.load(fh)["message"])
-            time.sleep(0.02)
-        raise AssertionError(f"the app reported no disconnect for {ident} in {timeout}s")
+        return read_report(self.report_dir, ident, timeout)
 
     def output(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as fh:
@@ -101,13 +95,7 @@ class Served:
         raise AssertionError(f"{pattern!r} not in the server output:\n{self.output()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module", params=MODELS)

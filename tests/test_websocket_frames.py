@@ -11,7 +11,6 @@ the same ``WebSocketSession``; tests/test_websocket.py covers the models).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -34,6 +33,7 @@ from wsraw import (
     close_payload,
     deflate,
     encode_frame,
+    read_report,
 )
 
 DEFLATE = [("Sec-WebSocket-Extensions", "permessage-deflate")]
@@ -49,14 +49,7 @@ class Server:
         return RawWebSocket.open(self.port, path, **kwargs)
 
     def report(self, ident: str, timeout: float = 5) -> dict[str, Any]:
-        path = os.path.join(self.report_dir, f"{ident}.json")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if os.path.exists(path):
-                with open(path, encoding="utf-8") as fh:
-                    return dict(json.load(fh)["message"])
-            time.sleep(0.02)
-        raise AssertionError(f"no disconnect report for {ident}")
+        return read_report(self.report_dir, ident, timeout)
 
 
 @pytest.fixture(scope="module")

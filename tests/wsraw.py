@@ -11,12 +11,14 @@ response for the handshake-rejection cases.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import struct
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -230,3 +232,15 @@ def http_exchange(port: int, request: bytes, timeout: float = 5) -> tuple[int, d
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, body
+
+
+def read_report(directory: str, ident: str, timeout: float = 5) -> dict[str, Any]:
+    """The disconnect message tests/apps/ws.py wrote for connection ``ident``, once it has."""
+    path = os.path.join(directory, f"{ident}.json")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                return dict(json.load(fh)["message"])
+        time.sleep(0.02)
+    raise AssertionError(f"the app reported no disconnect for {ident} in {timeout}s")

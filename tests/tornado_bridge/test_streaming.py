@@ -213,23 +213,27 @@ def test_body_slower_than_body_timeout_gets_408(serve: Serve) -> None:
     assert received.startswith(b"HTTP/1.1 408")
 
 
+#: The scope of ``GET /`` for the tests that call the app without a server.
+GET_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/",
+    "raw_path": b"/",
+    "query_string": b"",
+    "headers": [(b"host", b"test")],
+    "client": ("127.0.0.1", 1234),
+    "server": ("127.0.0.1", 80),
+}
+
+
 def test_server_cancelling_the_call_tells_the_handler() -> None:
     """A server may cancel the app's task when its client goes: on_connection_close."""
     started, closed, finished = threading.Event(), threading.Event(), threading.Event()
     kwargs = {"started": started, "closed": closed, "finished": finished}
     app = wrap([("/", SlowHandler, kwargs)])
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = dict(GET_SCOPE)
     sent: list[Any] = []
 
     async def main() -> None:
@@ -275,18 +279,7 @@ def test_disconnect_reported_while_the_last_message_is_in_flight() -> None:
     """Hypercorn reports http.disconnect while its send of the last body yields."""
     closed = threading.Event()
     app = wrap([("/", QuickHandler, {"closed": closed})])
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = dict(GET_SCOPE)
     sent: list[Any] = []
 
     async def main() -> None:
