@@ -53,7 +53,9 @@ def _options(func: Any) -> Any:
             continue
         flag = "--" + f.name.lower().replace("_", "-")
         doc = f.metadata["doc"]
-        if kind == "bool":
+        if kind.startswith("list"):
+            option = click.option(flag, f.name, multiple=True, help=doc + " (repeatable)")
+        elif kind == "bool":
             option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=doc)
         elif f.name in choices:
             option = click.option(
@@ -84,8 +86,11 @@ def main(app: str | None, config_path: str | None, **settings: Any) -> None:
     Settings come from the defaults, then the JSON config file, then these
     options; every option sets the config key of the same name in upper case.
     """
+    # a repeatable option not given is an empty tuple: "not given", like None
+    given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()
+             if v is not None and v != ()}
     try:
-        config = load_config(config_path, settings, "command line")
+        config = load_config(config_path, given, "command line")
     except ConfigError as exc:
         click.echo(f"qactuar: {exc}", err=True)
         sys.exit(2)

@@ -2,8 +2,9 @@
 
 ``Config`` holds every setting under the seed's upper-case names. Values
 come, lowest precedence first, from the defaults, the JSON file named by
-``QACTUAR_CONFIG`` (else ``./qactuar_config.json`` when present), and CLI
-flags or ``qactuar.run()`` keyword arguments. Every value is checked when it
+``QACTUAR_CONFIG`` (else ``./qactuar_config.json`` when present), the
+environment (``QACTUAR_<KEY>``), and CLI flags or ``qactuar.run()`` keyword
+arguments. Every value is checked when it
 lands; a bad one raises ``ConfigError`` naming the key, the value and where
 it came from, which the CLI prints as one line before exiting.
 """
@@ -24,6 +25,10 @@ from .logs import DEFAULT_LOGS
 __all__ = ["MODELS", "Config", "ConfigError", "load_config"]
 
 CONFIG_ENV = "QACTUAR_CONFIG"
+#: Every setting may come from the environment as QACTUAR_<KEY>.
+ENV_PREFIX = "QACTUAR_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
 DEFAULT_CONFIG_FILE = "qactuar_config.json"
 MODELS = ("fork", "async", "prefork")
 #: The seed's ASYNCRONOUS_MODEL numbers (1 post-fork, 2 async, 3 pre-fork).
@@ -91,7 +96,7 @@ def _apps(value: Any) -> str | None:
 
 
 def _setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
-    if isinstance(default, dict):
+    if isinstance(default, dict | list):
         return field(
             default_factory=lambda: copy.deepcopy(default),
             metadata={"doc": doc, "check": check},
@@ -237,6 +242,9 @@ class Config:
                 raise ConfigError(key, value, source, "must be a finite number")
         elif expected == "str":
             ok = isinstance(value, str)
+        elif expected.startswith("list"):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            value = list(value) if ok else value
         else:
             ok = isinstance(value, dict)
         if not ok:
@@ -289,7 +297,13 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
-_TYPE_NAMES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+_TYPE_NAMES = {
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "list[str]": "a list of strings",
+}
 
 
 def settings_doc() -> list[tuple[str, str, Any]]:
@@ -317,13 +331,69 @@ def _file_origin(explicit: str | None) -> tuple[str, str]:
     return "file", "current directory"
 
 
+def _from_text(key: str, text: str, source: str) -> Any:
+    """A setting's value from the text of an environment variable.
+
+    Booleans take 1/0, true/false, yes/no, on/off; lists are comma-separated
+    (or a JSON array); APPS and LOGS are JSON objects.
+    """
+    f = _FIELDS[key]
+    expected = f.type if isinstance(f.type, str) else str(f.type)
+    stripped = text.strip()
+    try:
+        if expected == "bool":
+            if stripped.lower() in _TRUE:
+                return True
+            if stripped.lower() in _FALSE:
+                return False
+            raise ValueError("expected true or false (1/0, yes/no, on/off)")
+        if expected == "int":
+            return int(stripped)
+        if expected == "float":
+            return float(stripped)
+        if expected == "str":
+            return text
+        if expected.startswith("list"):
+            if stripped.startswith("["):
+                return json.loads(stripped)
+            return [item.strip() for item in stripped.split(",") if item.strip()]
+        return json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(key, text, source, f"invalid JSON: {exc.msg}") from None
+    except ValueError as exc:
+        reason = str(exc) if expected == "bool" else f"expected {_TYPE_NAMES[expected]}"
+        raise ConfigError(key, text, source, reason) from None
+
+
+def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, tuple[Any, str]]:
+    """Settings given as ``QACTUAR_<KEY>`` variables: key -> (value, source).
+
+    ``QACTUAR_CONFIG`` names the file and is not a setting. An unknown
+    ``QACTUAR_`` name is refused like an unknown key in the file.
+    """
+    environ = os.environ if environ is None else environ
+    found: dict[str, tuple[Any, str]] = {}
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :]
+        source = f"environment {name}"
+        if key in _ALIASES:
+            found[key] = (int(text) if text.strip().isdigit() else text.strip(), source)
+            continue
+        if key not in _FIELDS:
+            raise ConfigError(key, text, source, "unknown setting")
+        found[key] = (_from_text(key, text, source), source)
+    return found
+
+
 def load_config(
     path: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     source: str = "command line",
     base: Config | None = None,
 ) -> Config:
-    """Defaults (or ``base``) < the JSON file < ``overrides``."""
+    """Defaults (or ``base``) < the JSON file < ``QACTUAR_<KEY>`` < ``overrides``."""
     config = copy.deepcopy(base) if base is not None else Config()
     file_path = config_file_path(path)
     if file_path is not None:
@@ -355,6 +425,8 @@ def load_config(
             raise ConfigError(key, file_path, origin, "the file must hold a JSON object")
         config.update(data, os.path.abspath(file_path))
         config.file_path = os.path.abspath(file_path)
+    for key, (value, env_source) in environment_settings().items():
+        config.update({key: value}, env_source)
     if overrides:
         config.update({k: v for k, v in overrides.items() if v is not None}, source)
     return config

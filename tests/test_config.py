@@ -285,3 +285,43 @@ def test_config_defaults_are_not_shared():
     first.LOGS["version"] = 2
     assert second.APPS == {}
     assert second.LOGS["version"] == 1
+
+
+# -- the environment: QACTUAR_<KEY> between the file and the command line ---------
+
+
+def test_environment_sits_between_file_and_overrides(clean_env, monkeypatch):
+    write_json(clean_env / "qactuar_config.json", {"PORT": 9001, "ROOT_PATH": "/file"})
+    monkeypatch.setenv("QACTUAR_PORT", "9002")
+    monkeypatch.setenv("QACTUAR_ACCESS_LOG", "off")
+    monkeypatch.setenv("QACTUAR_GRACEFUL_TIMEOUT", "2.5")
+    monkeypatch.setenv("QACTUAR_APPS", '{"/x": "m:a"}')
+    config = load_config()
+    assert (config.PORT, config.ROOT_PATH, config.ACCESS_LOG) == (9002, "/file", False)
+    assert config.GRACEFUL_TIMEOUT == 2.5 and config.APPS == {"/x": "m:a"}
+    assert config.source_of("PORT") == "environment QACTUAR_PORT"
+    assert load_config(None, {"PORT": 9003}).PORT == 9003
+
+
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("QACTUAR_PORT", "eighty", "config PORT='eighty' (from environment QACTUAR_PORT): "
+                                   "expected an integer"),
+        ("QACTUAR_PORT", "70000", "must be a port number"),
+        ("QACTUAR_ACCESS_LOG", "maybe", "expected true or false"),
+        ("QACTUAR_APPS", "{nope", "invalid JSON"),
+        ("QACTUAR_PROT", "80", "config PROT='80' (from environment QACTUAR_PROT): unknown setting"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(clean_env, monkeypatch, name, text, words):
+    monkeypatch.setenv(name, text)
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert words in str(info.value)
+
+
+def test_environment_reaches_the_command(tmp_path):
+    result = run_qactuar("basic:app", env={"QACTUAR_MODEL": "nonsense"}, cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert "MODEL='nonsense' (from environment QACTUAR_MODEL)" in result.stderr
