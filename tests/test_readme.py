@@ -32,4 +32,9 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     text = readme()
     assert "    make run\n" in text and "    make test\n" in text
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as fh:
-        assert fh.read().strip().endswith("make test")
+        ci = fh.read()
+    # CI runs `make run` from a clean clone (and stops it), then `make test`
+    assert "scripts/check-first-run" in ci
+    assert ci.strip().endswith("make test")
+    with open(os.path.join(ROOT, "scripts", "check-first-run"), encoding="utf-8") as fh:
+        assert '["make", "run"]' in fh.read()
