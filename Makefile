@@ -3,8 +3,8 @@
 # Both work in the project's virtualenv .venv, made by scripts/venv with
 # $(PYTHON) (default python3, e.g. Debian's /usr/bin/python3, which is never
 # pip-installed into) and reinstalled only when setup.cfg or pyproject.toml
-# change. `make run PYTHON=python3.12` picks the interpreter that makes it.
-PYTHON ?= python3
+# change. `make run PYTHON=python3.12` picks the interpreter that makes it;
+# without PYTHON an existing .venv is kept.
 VENV := .venv
 export PYTHON
 
