@@ -9,7 +9,7 @@ The format is the common subset of dotenv files: ``KEY=VALUE`` lines, an
 optional ``export`` in front, blank lines and ``#`` comments, a value in
 single quotes (taken as it is) or double quotes (``\\n``, ``\\t``, ``\\"``
 and ``\\\\`` escapes; it may span lines), or bare (trailing spaces and a
-`` #`` comment dropped). No variable expansion. Eighty lines here instead of
+`` #`` comment dropped). No variable expansion. A few dozen lines here instead of
 a dependency.
 """
 
