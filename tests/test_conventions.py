@@ -91,6 +91,21 @@ def test_over_the_limit_is_503_at_once_and_served_again_after(spawn_qactuar, mod
     assert '"GET / HTTP/1.1" 503' in srv.output()  # shedding is in the access log
 
 
+@pytest.mark.parametrize("model", ["fork", "async"])
+def test_an_open_websocket_counts_for_its_whole_life(spawn_qactuar, model):
+    from websockets.sync.client import connect
+
+    srv = spawn_qactuar("ws:app", "--model", model, "--limit-concurrency", "1")
+    with connect(f"ws://127.0.0.1:{srv.port}/echo", open_timeout=10) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "hi"
+        assert httpx.get(srv.url + "/").status_code == 503
+    deadline = time.monotonic() + 5
+    while httpx.get(srv.url + "/").status_code != 200:
+        assert time.monotonic() < deadline, "not served again after the WebSocket closed"
+        time.sleep(0.02)
+
+
 def test_limit_off_by_default_lets_many_in(spawn_qactuar):
     srv = spawn_qactuar("conventions:app", "--model", "async")
     held = [hold(srv.port) for _ in range(20)]
