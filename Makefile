@@ -1,17 +1,30 @@
 # The two commands of the README: `make run` and `make test`.
-PYTHON ?= python3
+#
+# Both work in the project's virtualenv .venv, made by scripts/venv with
+# $(PYTHON) (default python3, e.g. Debian's /usr/bin/python3, which is never
+# pip-installed into) and reinstalled only when setup.cfg or pyproject.toml
+# change. `make run PYTHON=python3.12` picks the interpreter that makes it;
+# without PYTHON an existing .venv is kept.
+VENV := .venv
+export PYTHON
 
-.PHONY: install run test lint
+.PHONY: run test lint clean
 
-install:
-	$(PYTHON) -m pip install -q -e .
-
-run: install
-	qactuar
+run:
+	@bash scripts/venv examples
+	$(VENV)/bin/qactuar
 
 test:
-	$(PYTHON) -m pip install -q -e '.[test]'
+	@bash scripts/venv test examples
 	bash scripts/install-test-tools
-	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy qactuar
-	$(PYTHON) -m pytest
+	$(VENV)/bin/python -m ruff check .
+	$(VENV)/bin/python -m mypy qactuar
+	$(VENV)/bin/python -m pytest
+
+lint:
+	@bash scripts/venv test examples
+	$(VENV)/bin/python -m ruff check .
+	$(VENV)/bin/python -m mypy qactuar
+
+clean:
+	rm -rf $(VENV)

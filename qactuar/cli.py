@@ -14,11 +14,14 @@ import click
 
 from . import __version__
 from .config import Config, ConfigError, load_config
+from .envfile import EnvFileError, load_env_file
 from .main import serve
 
 __all__ = ["main"]
 
 _CLICK_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str}
+#: Flags spelled as uvicorn and gunicorn users know them, beside the generated one.
+_ALSO: dict[str, tuple[str, ...]] = {"HEADERS": ("--header",)}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "LOOP": ("auto", "asyncio", "uvloop"),
     "LIFESPAN": ("auto", "on", "off"),
@@ -54,7 +57,9 @@ def _options(func: Any) -> Any:
         flag = "--" + f.name.lower().replace("_", "-")
         doc = f.metadata["doc"]
         if kind.startswith("list"):
-            option = click.option(flag, f.name, multiple=True, help=doc + " (repeatable)")
+            option = click.option(
+                *_ALSO.get(f.name, ()), flag, f.name, multiple=True, help=doc + " (repeatable)"
+            )
         elif kind == "bool":
             option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=doc)
         elif f.name in choices:
@@ -78,17 +83,33 @@ def _options(func: Any) -> Any:
     type=click.Path(dir_okay=False),
     help="JSON config file (default: $QACTUAR_CONFIG, else ./qactuar_config.json).",
 )
+@click.option(
+    "--env-file",
+    "env_file",
+    type=click.Path(dir_okay=False),
+    help="Dotenv file (KEY=VALUE lines) loaded into the environment before the config is "
+    "read; variables already set win.",
+)
 @_options
 @click.version_option(__version__, prog_name="qactuar")
-def main(app: str | None, config_path: str | None, **settings: Any) -> None:
+def main(
+    app: str | None, config_path: str | None, env_file: str | None, **settings: Any
+) -> None:
     """Serve APP ('module:attribute'), or the config's APPS when no APP is given.
 
-    Settings come from the defaults, then the JSON config file, then these
-    options; every option sets the config key of the same name in upper case.
+    Settings come from the defaults, then the JSON config file, then the
+    environment (QACTUAR_<KEY>, with --env-file's lines), then these options;
+    every option sets the config key of the same name in upper case.
     """
     # a repeatable option not given is an empty tuple: "not given", like None
     given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()
              if v is not None and v != ()}
+    if env_file:
+        try:
+            load_env_file(env_file)
+        except EnvFileError as exc:
+            click.echo(f"qactuar: {exc}", err=True)
+            sys.exit(2)
     try:
         config = load_config(config_path, given, "command line")
     except ConfigError as exc:

@@ -15,6 +15,7 @@ import copy
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -92,6 +93,55 @@ def _apps(value: Any) -> str | None:
         same = seen.setdefault(route.rstrip("/"), route)
         if same != route:
             return f"routes {same!r} and {route!r} are the same route"
+    return None
+
+
+#: RFC 9110 §5.6.2 token (a header name).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Fields the server frames or writes itself: a default for them would break it.
+_SERVER_FIELDS = (
+    "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "date", "trailer"
+)
+
+
+def parse_header(item: str) -> tuple[str, str] | str:
+    """``"Name: value"`` as (name, value), or why it cannot be a response header."""
+    name, sep, value = item.partition(":")
+    value = value.strip(" \t")
+    if not sep:
+        # the environment splits a list at commas, which header values may hold
+        return f"{item!r} is not NAME:VALUE (in QACTUAR_HEADERS, a value with a comma " \
+            "needs the JSON array form)"
+    if not _TOKEN.fullmatch(name):
+        return f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
+    if any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in value):
+        return f"the value of {name!r} holds a control character (CR, LF, ...)"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return f"the value of {name!r} is not Latin-1 text"
+    if name.lower() in _SERVER_FIELDS:
+        return f"{name!r} is written by the server itself"
+    return name, value
+
+
+def _headers(value: Any) -> str | None:
+    for item in value:
+        parsed = parse_header(item)
+        if isinstance(parsed, str):
+            return parsed
+    return None
+
+
+def _health_path(value: Any) -> str | None:
+    if value and (not value.startswith("/") or "?" in value or " " in value):
+        return "must be empty (off) or a path starting with '/', without a query"
+    return None
+
+
+def _app_dir(value: Any) -> str | None:
+    if value and not os.path.isdir(value):
+        return "not a directory"
     return None
 
 
@@ -195,6 +245,27 @@ class Config:
     )
     REUSE_PORT: bool = _setting(
         False, "prefork model: a SO_REUSEPORT socket per worker instead of a shared one."
+    )
+    # -- conventions --
+    FACTORY: bool = _setting(
+        False, "The app named on the command line is a factory: call it to get the app."
+    )
+    APP_DIR: str = _setting(
+        "", "Directory put first on sys.path before importing apps (default: the cwd).", _app_dir
+    )
+    LIMIT_CONCURRENCY: int = _setting(
+        0,
+        "Requests in flight per process before new ones get 503 + Retry-After (0 = off).",
+        _at_least(0),
+    )
+    HEADERS: list[str] = _setting(
+        [], "Default response header NAME:VALUE, added when the app sets none.", _headers
+    )
+    HEALTH_PATH: str = _setting(
+        "",
+        "Path the server answers itself for health checks: 200 ok, 503 while stopping "
+        "(empty = off).",
+        _health_path,
     )
     ADMIN_HOST: str = _setting(
         "localhost", "Admin socket address (the admin socket is not built yet)."

@@ -1,9 +1,16 @@
-"""Turns ``"module:attribute"`` strings into ASGI apps, with errors a user can act on."""
+"""Turns ``"module:attribute"`` strings into ASGI apps, with errors a user can act on.
+
+``APP_DIR`` goes first on ``sys.path`` before anything is imported (else the
+current directory is importable, as ``python -m`` makes it); ``FACTORY``
+means the attribute named on the command line is a callable that returns
+the app, called once in each process that imports the apps.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from typing import Any
 
@@ -62,12 +69,59 @@ def load_app(target: str | ASGIApp) -> ASGIApp:
     return as_asgi_app(target, getattr(target, "__name__", repr(target)))
 
 
+def call_factory(factory: Any, name: str) -> Any:
+    """What the app factory ``factory`` returns; errors name it."""
+    if not callable(factory):
+        raise AppImportError(
+            f"{name!r} is a {type(factory).__name__}: FACTORY needs a callable that returns the app"
+        )
+    try:
+        app = factory()
+    except Exception as exc:
+        raise AppImportError(f"calling the app factory {name!r} failed: {exc!r}") from exc
+    if inspect.isawaitable(app):
+        if inspect.iscoroutine(app):
+            app.close()
+        raise AppImportError(
+            f"the app factory {name!r} is async: it must return the app, not a coroutine"
+        )
+    return app
+
+
+def use_app_dir(app_dir: str) -> None:
+    """Put ``app_dir`` first on sys.path (once), so that apps are imported from it."""
+    if app_dir:
+        path = os.path.abspath(app_dir)
+        if "" not in sys.path:
+            sys.path.insert(0, "")  # the cwd stays importable, after app_dir
+        if sys.path[:1] != [path]:
+            sys.path.insert(0, path)
+
+
 def build_app(
-    apps: dict[str, str], app: str | ASGIApp | None = None, lifespan: str = "auto"
+    apps: dict[str, str],
+    app: str | ASGIApp | None = None,
+    lifespan: str = "auto",
+    factory: bool = False,
+    app_dir: str = "",
 ) -> ASGIApp:
-    """The one ASGI app a server runs: ``app`` itself, or the APPS mount table."""
+    """The one ASGI app a server runs: ``app`` itself, or the APPS mount table.
+
+    With ``factory``, ``app`` names (or is) a callable that returns the app;
+    APPS entries always name apps.
+    """
     from .routing import Router
 
+    use_app_dir(app_dir)
+    if factory:
+        if app is None:
+            raise AppImportError(
+                "FACTORY applies to the app named on the command line (or given to "
+                "run()), not to APPS: name the factory as 'module:create_app'"
+            )
+        name = app if isinstance(app, str) else getattr(app, "__name__", repr(app))
+        made = call_factory(import_from_string(app) if isinstance(app, str) else app, name)
+        return as_asgi_app(made, name)
     if app is not None:
         return load_app(app)
     if not apps:

@@ -74,7 +74,9 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
 
         return run_prefork(config, app)  # imports the apps itself (PRELOAD)
     try:
-        asgi_app = build_app(config.APPS, app, config.LIFESPAN)
+        asgi_app = build_app(
+            config.APPS, app, config.LIFESPAN, config.FACTORY, config.APP_DIR
+        )
     except AppImportError as exc:
         logger.error("Cannot load app: %s", exc)
         return 2

@@ -218,5 +218,6 @@ def browser() -> str:
 
     path = chromium()
     if path is None:
-        pytest.skip("chromium is not installed and cannot be (not root)")
+        pytest.skip("chromium is not installed and cannot be as an ordinary user: "
+                    "sudo apt-get install chromium")
     return path

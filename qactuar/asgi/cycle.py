@@ -61,12 +61,20 @@ class HTTPCycle:
     )
 
     def __init__(
-        self, scope: Scope, head: RequestHead, conn: Connection, date: bytes, server: bytes
+        self,
+        scope: Scope,
+        head: RequestHead,
+        conn: Connection,
+        date: bytes,
+        server: bytes,
+        defaults: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         self.scope = scope
         self.head = head
         self.conn = conn
-        self.response = Response(head.method, head.http_version, head.keep_alive, date, server)
+        self.response = Response(
+            head.method, head.http_version, head.keep_alive, date, server, defaults
+        )
         self._error_lines = (date, server)
         self.body: list[bytes] = []
         self.body_size = 0
@@ -165,10 +173,24 @@ class HTTPCycle:
             self.conn.write(error_response(status, reason, *self._error_lines))
         self._finish()
 
-    def _finish(self) -> None:
+    def answer(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, log: bool = True
+    ) -> None:
+        """The server answers this request itself, at once: no application runs.
+
+        For the health check and for load shedding; ``log`` False keeps the
+        answer out of the access log.
+        """
+        self.started = True
+        self._expect_100 = False
+        self.response.start(status, headers)
+        self.conn.write(self.response.body(body, False))
+        self._finish(log)
+
+    def _finish(self, log: bool = True) -> None:
         self.done = True
         self._wake()  # a receive() waiting for http.disconnect returns now
-        if access_logger.isEnabledFor(logging.INFO):
+        if log and access_logger.isEnabledFor(logging.INFO):
             self._log_access()
         self.conn.cycle_done(self)
 

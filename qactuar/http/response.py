@@ -82,10 +82,17 @@ class Response:
         "_date",
         "_server",
         "request_complete",
+        "_defaults",
     )
 
     def __init__(
-        self, method: str, http_version: str, keep_alive: bool, date: bytes, server: bytes
+        self,
+        method: str,
+        http_version: str,
+        keep_alive: bool,
+        date: bytes,
+        server: bytes,
+        defaults: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         self._is_head = method == "HEAD"
         self._http10 = http_version == "1.0"
@@ -93,6 +100,9 @@ class Response:
         #: Pre-encoded ``date: …\r\n`` / ``server: …\r\n`` lines, or b"".
         self._date = date
         self._server = server
+        #: Default fields (HEADERS) as (lower-case name, encoded line): each is
+        #: written unless the application sets a field of that name.
+        self._defaults = defaults
         #: Whether the whole request body has been received. A response framed
         #: before it has leaves the rest of the body unread on the connection,
         #: which then cannot carry another request: it says so.
@@ -137,6 +147,8 @@ class Response:
             elif lname == b"server":
                 self._server = b""
             fields.append(b"%s: %s\r\n" % (name, value))
+        if self._defaults:
+            fields.extend(_missing(self._defaults, fields))
         self.status = status
         self._fields = fields
 
@@ -215,6 +227,12 @@ class Response:
         """The application failed mid-response: the connection must close."""
         self.keep_alive = False
         self.complete = True
+
+
+def _missing(defaults: tuple[tuple[bytes, bytes], ...], fields: list[bytes]) -> list[bytes]:
+    """The default lines whose field the application did not set."""
+    given = {line[: line.index(b":")].lower() for line in fields}
+    return [line for name, line in defaults if name not in given]
 
 
 def error_response(

@@ -79,6 +79,8 @@ class ForkServer(Server):
         self.free_slots = list(range(config.MAX_PROCESSES - 1, -1, -1))
         self.stats = ProcStats() if config.GATHER_PROC_STATS else None
         self.state.run_cycle = self.dispatch
+        # LIMIT_CONCURRENCY counts requests in children and those waiting for one
+        self.state.in_flight = lambda: len(self.children) + len(self.waiting)
         self.state.on_open = self._opened
         self.state.on_close = self._closed
         #: Descriptors a child closes at once: the listeners, every client's
@@ -329,6 +331,7 @@ class ForkServer(Server):
             state.run_task(cycle)
 
         state.on_open = None
+        state.limit_concurrency = 0  # pipelined requests here were let in already
         state.on_idle = idle
         state.on_close = closed
         state.run_cycle = run_cycle

@@ -157,7 +157,9 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
     app: ASGIApp | None = None
     if config.PRELOAD or not isinstance(target, str | None):
         try:
-            app = build_app(config.APPS, target, config.LIFESPAN)
+            app = build_app(
+                config.APPS, target, config.LIFESPAN, config.FACTORY, config.APP_DIR
+            )
         except AppImportError as exc:
             logger.error("Cannot load app: %s", exc)
             return 2

@@ -254,7 +254,9 @@ def _load(spec: WorkerSpec) -> ASGIApp:
         return spec.app
     importlib.invalidate_caches()  # modules written since the master started
     config = spec.config
-    return build_app(config.APPS, spec.target, config.LIFESPAN)
+    return build_app(
+        config.APPS, spec.target, config.LIFESPAN, config.FACTORY, config.APP_DIR
+    )
 
 
 def _serve(spec: WorkerSpec, sockets: list[socket.socket]) -> int:

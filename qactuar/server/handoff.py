@@ -6,7 +6,8 @@ lives here instead: the ASGI scope, built from the head and the connection's
 addresses, and the object that runs the call. An HTTP request becomes an
 ``HTTPCycle``. A WebSocket upgrade is checked first (RFC 6455 §4.2.1): a bad
 one is answered here and the connection closed, a good one becomes a
-``WebSocketSession`` that gets every later byte of the connection.
+``WebSocketSession`` that gets every later byte of the connection, unless
+``LIMIT_CONCURRENCY`` is reached (503, see ``gate``).
 
 Only the connection's public face is used (``state``, ``client``, ``server``,
 ``scheme``, ``write``, ``pause_reading``, ``close``): the protocol's
@@ -22,6 +23,7 @@ from ..asgi.cycle import HTTPCycle
 from ..asgi.types import ASGI_VERSION
 from ..http import RequestHead, error_response
 from ..websocket import HandshakeError, WebSocketSession, check_handshake, offered_subprotocols
+from .gate import UNAVAILABLE_HEADERS, over_limit
 
 if TYPE_CHECKING:
     from .protocol import HTTPProtocol
@@ -55,7 +57,18 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
         "headers": head.headers,
         "state": state.lifespan_state.copy(),
     }
-    return HTTPCycle(scope, head, conn, state.date_line, state.server_line)
+    return HTTPCycle(
+        scope, head, conn, state.date_line, state.server_line, state.default_headers
+    )
+
+
+def _refuse(
+    conn: HTTPProtocol, status: int, reason: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    state = conn.state
+    conn.pause_reading()
+    conn.write(error_response(status, reason, state.date_line, state.server_line, headers))
+    conn.close()
 
 
 def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession | None:
@@ -68,11 +81,10 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
     try:
         check_handshake(head)
     except HandshakeError as exc:
-        conn.pause_reading()
-        conn.write(
-            error_response(exc.status, exc.reason, state.date_line, state.server_line, exc.headers)
-        )
-        conn.close()
+        _refuse(conn, exc.status, exc.reason, exc.headers)
+        return None
+    if state.limit_concurrency and over_limit(state):
+        _refuse(conn, 503, "Service Unavailable", UNAVAILABLE_HEADERS)
         return None
     root_path = state.root_path
     scope: dict[str, Any] = {

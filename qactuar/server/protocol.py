@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, cast
 
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
+from .gate import answered_by_server
 from .handoff import asgi_address, http_cycle, websocket_session
 
 if TYPE_CHECKING:
@@ -218,7 +219,10 @@ class HTTPProtocol(asyncio.Protocol):
     def _start(self, cycle: HTTPCycle) -> None:
         self.cycle = cycle
         self.deadline = 0.0
-        self.state.run_cycle(cycle)
+        state = self.state
+        if (state.health_path or state.limit_concurrency) and answered_by_server(state, cycle):
+            return  # a health check or over LIMIT_CONCURRENCY: answered, no app runs
+        state.run_cycle(cycle)
 
     def _on_upgrade(self) -> None:
         # No protocol is switched to: the request is served as plain HTTP and

@@ -23,6 +23,7 @@ from ..asgi.types import ASGIApp
 from ..config import Config
 from ..lifespan import LifespanRunner
 from ..websocket import WebSocketOptions
+from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
 from .sockets import bind_socket
 
@@ -67,6 +68,15 @@ class ServerState:
         #: process model puts its own dispatcher here (the fork model forks).
         self.run_cycle: Callable[[HTTPCycle], None] = self.run_task
         self.server_line = b"server: qactuar\r\n" if config.SERVER_HEADER else b""
+        # HEADERS, HEALTH_PATH, LIMIT_CONCURRENCY: see gate.py
+        self.default_headers, server_line = encode_headers(config.HEADERS)
+        if server_line is not None:
+            self.server_line = server_line
+        self.health_path = config.HEALTH_PATH
+        self.limit_concurrency = config.LIMIT_CONCURRENCY
+        #: Requests in flight in this process, for LIMIT_CONCURRENCY: the app
+        #: tasks here, unless a process model counts its own (fork: children).
+        self.in_flight: Callable[[], int] = lambda: len(self.tasks)
         self._date_enabled = config.DATE_HEADER
         self.date_line = b""
         #: Coarse monotonic clock, advanced by the sweep; used for deadlines.
