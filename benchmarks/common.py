@@ -113,7 +113,9 @@ class Series:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(port: int, seconds: int, connections: int, path: str = "/") -> Result:
+def run_wrk(
+    port: int, seconds: int, connections: int, path: str = "/", scheme: str = "http"
+) -> Result:
     wrk = ensure_wrk()
     cmd = [
         "taskset",
@@ -127,7 +129,7 @@ def run_wrk(port: int, seconds: int, connections: int, path: str = "/") -> Resul
         str(connections),
         "-d",
         f"{seconds}s",
-        f"http://127.0.0.1:{port}{path}",
+        f"{scheme}://127.0.0.1:{port}{path}",  # wrk speaks TLS (OpenSSL), unverified
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -168,9 +170,17 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def measure(
-    cmd: Sequence[str], port: int, seconds: int, connections: int, idle: int = 0
+    cmd: Sequence[str],
+    port: int,
+    seconds: int,
+    connections: int,
+    idle: int = 0,
+    scheme: str = "http",
 ) -> Result:
-    """Start the server, warm it up, run wrk; ``idle`` keep-alive clients sit open meanwhile."""
+    """Start the server, warm it up, run wrk; ``idle`` keep-alive clients sit open meanwhile.
+
+    ``scheme`` "https" runs wrk over TLS (``idle`` clients are plain HTTP only).
+    """
     proc = start_server(cmd, port)
     held: list[socket.socket] = []
     try:
@@ -180,8 +190,8 @@ def measure(
             sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
             if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
                 raise RuntimeError("an idle connection's first request failed")
-        run_wrk(port, 1, connections)  # warm-up
-        result = run_wrk(port, seconds, connections)
+        run_wrk(port, 1, connections, scheme=scheme)  # warm-up
+        result = run_wrk(port, seconds, connections, scheme=scheme)
         result.rss_kib = rss_kib(proc.pid)
         return result
     finally:
