@@ -215,6 +215,21 @@ def test_fork_a_lost_child_gets_502_or_504_over_tls(spawn_qactuar, certs, path, 
     assert "while serving" in server.output() or "REQUEST_TIMEOUT" in server.output()
 
 
+@pytest.mark.parametrize("path, words", [
+    ("/raise", "raised in the app"), ("/misuse", "'http.response.body' before"),
+])
+def test_fork_an_app_error_over_tls_is_a_500_logged_once(spawn_qactuar, certs, path, words):
+    server = serve(spawn_qactuar, certs, "fork")
+    with client(certs, server) as http:
+        assert http.get(path).status_code == 500
+        assert http.get("/pid").status_code == 200
+    deadline = time.monotonic() + 5
+    while words not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.output().count("Exception in ASGI application") == 1
+    assert words in server.output()
+
+
 def test_fork_a_child_dying_mid_response_closes_the_tls_connection(spawn_qactuar, certs):
     server = serve(spawn_qactuar, certs, "fork")
     with client(certs, server) as http:

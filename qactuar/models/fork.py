@@ -145,7 +145,14 @@ class ForkServer(Server):
         """A child for a relayed request, once a slot is free (``relay.Spawn``)."""
         link: asyncio.Future[ChildLink] = asyncio.get_running_loop().create_future()
         self._enqueue(_Relayed(conn, scope, link))
-        return await link
+        try:
+            return await link
+        except asyncio.CancelledError:
+            # cancelled (a stop) just as the child started: let it see the end
+            if link.done() and not link.cancelled() and link.exception() is None:
+                link.result().sock.close()
+                link.result().release()
+            raise
 
     def _fork_waiting(self) -> None:
         while self.waiting and self.free_slots:

@@ -74,7 +74,11 @@ _DISCONNECTS = ("http.disconnect", "websocket.disconnect")
 class Channel(asyncio.Protocol):
     """One end of the socketpair: frames in (``next()``), frames out (``send()``)."""
 
-    def __init__(self, on_lost: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_lost: Callable[[], None] | None = None,
+        urgent: Callable[[int, Any], bool] | None = None,
+    ) -> None:
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._frames: deque[tuple[int, Any]] = deque()
@@ -84,6 +88,8 @@ class Channel(asyncio.Protocol):
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._on_lost = on_lost
+        #: Sees each frame as it arrives; one it returns True for is not queued.
+        self._urgent = urgent
         self.lost: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -99,8 +105,10 @@ class Channel(asyncio.Protocol):
                 (length,) = _LENGTH.unpack_from(view, at)
                 if size - at - 4 < length:
                     break
-                self._frames.append(marshal.loads(view[at + 4 : at + 4 + length]))
+                frame = marshal.loads(view[at + 4 : at + 4 + length])
                 at += 4 + length
+                if self._urgent is None or not self._urgent(*frame):
+                    self._frames.append(frame)
         if at:
             del buffer[:at]
             self._wake()
@@ -136,6 +144,10 @@ class Channel(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._frames)
 
     @property
     def closing(self) -> bool:
@@ -264,47 +276,38 @@ async def _pump(receive: Any, channel: Channel, want: asyncio.Event | None) -> N
 
 
 class _ChildEnd:
-    """``receive``/``send`` of the real application, over the child's end."""
+    """``receive``/``send`` of the real application, over the child's end.
 
-    def __init__(self, scope: Scope, channel: Channel) -> None:
+    ``receive()`` reads the channel itself, so a body the app does not read
+    stays in the socketpair and the parent (then the client) is paused; the
+    parent's errors are taken as they arrive, ahead of queued messages.
+    """
+
+    def __init__(self, scope: Scope) -> None:
         self.scope = scope
-        self.channel = channel
-        self.inbox: deque[Message] = deque()
+        self.channel = Channel(urgent=self._urgent)
         self.error: Exception | None = None
-        self.ended = False
         self.asked = False
         self.last: Message | None = None
-        self._waiter: asyncio.Future[None] | None = None
 
-    async def read(self) -> None:
-        while (frame := await self.channel.next()) is not None:
-            kind, payload = frame
-            if kind == _RECEIVED:
-                self.inbox.append(payload)
-            elif kind == _ERROR:
-                gone, text = payload
-                if self.error is None:
-                    self.error = ClientDisconnected(text) if gone else RuntimeError(text)
-            self._wake()
-        self.ended = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _urgent(self, kind: int, payload: Any) -> bool:
+        if kind != _ERROR:
+            return False
+        gone, text = payload
+        if self.error is None:
+            self.error = ClientDisconnected(text) if gone else RuntimeError(text)
+        return True
 
     async def receive(self) -> Message:
         if self.last is not None:
             return self.last  # a disconnect repeats
-        if not self.inbox and not self.asked:
+        if not self.asked:
             self.asked = True
-            self.channel.send(_WANT, None)
-        while not self.inbox and not self.ended:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        if self.inbox:
-            message = self.inbox.popleft()
+            if not self.channel.queued:
+                self.channel.send(_WANT, None)
+        frame = await self.channel.next()
+        if frame is not None:
+            message: Message = frame[1]
             if message["type"] in _DISCONNECTS:
                 self.last = message
             return message
@@ -317,7 +320,7 @@ class _ChildEnd:
     async def send(self, message: Message) -> None:
         if self.error is not None:
             raise self.error
-        if self.ended or self.channel.closing:
+        if self.channel.closing:
             raise ClientDisconnected("the connection is gone")
         self.channel.send(_SEND, message)
         await self.channel.drain()
@@ -325,11 +328,9 @@ class _ChildEnd:
 
 async def serve_in_child(app: ASGIApp, scope: Scope, sock: socket.socket) -> None:
     """Run ``app`` for ``scope`` with its messages relayed over ``sock``."""
-    loop = asyncio.get_running_loop()
-    channel = Channel()
-    await loop.connect_accepted_socket(lambda: channel, sock)
-    end = _ChildEnd(scope, channel)
-    reader = loop.create_task(end.read())
+    end = _ChildEnd(scope)
+    channel = end.channel
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, sock)
     try:
         await app(scope, end.receive, end.send)
     except Exception as exc:
@@ -347,7 +348,6 @@ async def serve_in_child(app: ASGIApp, scope: Scope, sock: socket.socket) -> Non
                 )
         channel.send(_FAILED, None)
     finally:
-        reader.cancel()
         channel.close()  # sends what is buffered first
         if channel.lost is not None:
             await channel.lost

@@ -71,5 +71,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"answered"})
         with open(scope["query_string"].decode(), "w") as fh:
             fh.write("done after the response")
+    elif path == "/misuse":  # a body before its start: send() raises, the app lets it go
+        await send({"type": "http.response.body", "body": b"too early"})
+    elif path == "/raise":
+        raise ValueError("raised in the app")
     else:
         await forky.app(scope, receive, send)
