@@ -85,11 +85,28 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and of its children it has reaped."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from the state
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     rps: float
     p99_ms: float
     rss_kib: int = 0
+    #: Requests wrk completed in the measured run.
+    requests: int = 0
+    #: Server CPU seconds spent in that run (parent and reaped children).
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
 
 
 @dataclass
@@ -138,7 +155,8 @@ def run_wrk(
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     if errors:
         print(f"  wrk reported: {errors.group(0)}", file=sys.stderr)
-    return Result(rps, p99)
+    count = re.search(r"(\d+) requests in", out)
+    return Result(rps, p99, requests=int(count.group(1)) if count else 0)
 
 
 def start_server(cmd: Sequence[str], port: int) -> subprocess.Popen[bytes]:
@@ -191,7 +209,9 @@ def measure(
             if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
                 raise RuntimeError("an idle connection's first request failed")
         run_wrk(port, 1, connections, scheme=scheme)  # warm-up
+        cpu_before = cpu_seconds(proc.pid)
         result = run_wrk(port, seconds, connections, scheme=scheme)
+        result.cpu_s = cpu_seconds(proc.pid) - cpu_before
         result.rss_kib = rss_kib(proc.pid)
         return result
     finally:

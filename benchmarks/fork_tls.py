@@ -8,8 +8,11 @@ relay.py``); over plain HTTP the child owns the socket. Each round measures
 ``apps:hello`` with keep-alive connections (so the handshake is paid once per
 connection, as with real clients) in four servers, in rotating order: fork
 over HTTP and over HTTPS, and async over HTTP and over HTTPS, whose difference
-is what TLS alone costs. It prints medians and the extra microseconds per
-request: fork's TLS cost minus async's is the relay's own. Certificates are
+is what TLS alone costs. It prints medians of throughput and of the server's
+CPU time per request (parent and reaped children, from /proc: unlike
+throughput, it hardly moves when other work shares the machine), and the
+extra CPU microseconds per request: fork's TLS cost minus async's is the
+relay's own. Certificates are
 made with ``trustme`` (the test extra) in a temporary directory; wrk speaks
 TLS through OpenSSL and does not verify.
 """
@@ -17,6 +20,7 @@ TLS through OpenSSL and does not verify.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 
 from common import (
@@ -68,14 +72,19 @@ def main() -> None:
         "fork http",
     )
 
-    def extra_us(name: str, base: str) -> float:
-        return (1 / series[name].rps - 1 / series[base].rps) * 1e6
+    def cpu(name: str) -> float:
+        return statistics.median(r.cpu_us_per_request for r in series[name].results)
 
-    fork_tls = extra_us("fork https", "fork http")
-    async_tls = extra_us("async https", "async http")
-    print(f"\nTLS per request, fork model: +{fork_tls:.0f} us")
-    print(f"TLS per request, async model (TLS alone): +{async_tls:.0f} us")
-    print(f"the relay's own cost per request: {fork_tls - async_tls:+.0f} us")
+    print("\nserver CPU per request (parent and children, user + system), median:")
+    print("| server | CPU us/request |")
+    print("|---|---:|")
+    for name in series:
+        print(f"| {name} | {cpu(name):,.0f} |")
+    fork_tls = cpu("fork https") - cpu("fork http")
+    async_tls = cpu("async https") - cpu("async http")
+    print(f"\nTLS per request, fork model: {fork_tls:+,.0f} us of CPU")
+    print(f"TLS per request, async model (TLS alone): {async_tls:+,.0f} us of CPU")
+    print(f"the relay's own cost per request: {fork_tls - async_tls:+,.0f} us of CPU")
 
 
 if __name__ == "__main__":
