@@ -261,6 +261,15 @@ def test_fork_isolation_background_work_and_disconnect_over_tls(spawn_qactuar, c
     assert gone.read_text() == "disconnected"
 
 
+def test_fork_a_wss_child_lost_before_accept_gets_502(spawn_qactuar, certs):
+    from websockets.exceptions import InvalidStatus
+
+    server = serve(spawn_qactuar, certs, "fork")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"wss://127.0.0.1:{server.port}/ws-segv", ssl=certs.context(), open_timeout=10)
+    assert refused.value.response.status_code == 502
+
+
 def test_fork_wss_is_exempt_from_request_timeout(spawn_qactuar, certs):
     server = serve(spawn_qactuar, certs, "fork", "--request-timeout", "0.3",
                    "--check-process-interval", "0.05")
@@ -271,6 +280,24 @@ def test_fork_wss_is_exempt_from_request_timeout(spawn_qactuar, certs):
         time.sleep(1)
         ws.send("still here")
         assert ws.recv(timeout=10) == "still here"
+
+
+def test_fork_graceful_stop_closes_a_relayed_wss_with_1001(spawn_qactuar, certs):
+    from websockets.exceptions import ConnectionClosed
+
+    server = serve(spawn_qactuar, certs, "fork", "--graceful-timeout", "1")
+    url = f"wss://127.0.0.1:{server.port}/ws"
+    with connect(url, ssl=certs.context(), open_timeout=10, close_timeout=5) as ws:
+        json.loads(ws.recv(timeout=10))
+        began = time.monotonic()
+        server.signal(signal.SIGTERM)
+        ws.send("during the grace period")
+        assert ws.recv(timeout=10) == "during the grace period"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert 0.8 < time.monotonic() - began < 5
+    assert server.wait(15) == 0
 
 
 def test_fork_graceful_stop_lets_tls_requests_finish(spawn_qactuar, certs):

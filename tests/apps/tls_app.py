@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from typing import Any
 
 import forky
@@ -27,6 +28,8 @@ async def _json(send: Any, data: Any) -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "websocket":
+        if scope["path"] == "/ws-segv":  # the child dies before accepting
+            os.kill(os.getpid(), signal.SIGSEGV)
         message = await receive()
         assert message["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})
