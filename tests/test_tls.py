@@ -1,9 +1,9 @@
-"""TLS in every process model, the fork model's relay included.
+"""TLS in every process model (certificates made with ``trustme`` at test time).
 
-Certificates are made at test time with ``trustme``: a CA, a server
-certificate for 127.0.0.1 and a client certificate. Every server is a real
-``qactuar`` process; clients are httpx, the ``websockets`` client and raw
-(TLS) sockets.
+HTTPS with the ASGI TLS extension, keep-alive, ``wss://``, client
+certificates, plain-HTTP and silent clients on the TLS port, large bodies,
+prefork's SIGHUP re-reading the certificate, and settings that do not load.
+The fork model's relay has its own file, ``test_tls_fork.py``.
 """
 
 from __future__ import annotations
@@ -16,72 +16,22 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
 import httpx
 import pytest
-import trustme
 from conftest import ROOT, TESTS
 from rawhttp import RawConnection
+from tlscerts import MODELS, Certs, client, pem, serve, subject
 from websockets.sync.client import connect
 
-MODELS = ["fork", "async", "prefork"]
 QACTUAR_ARGS = ("--keep-alive-timeout", "1")
-
-
-class Certs:
-    def __init__(self, root: Any) -> None:
-        self.root = root
-        self.ca = trustme.CA()
-        self.server = self.ca.issue_cert("127.0.0.1", "localhost")
-        self.client = self.ca.issue_cert("client@example.org", common_name="Test, Client")
-        self.server_pem = str(root / "server.pem")
-        self.ca_pem = str(root / "ca.pem")
-        self.client_pem = str(root / "client.pem")
-        self.server.private_key_and_cert_chain_pem.write_to_path(self.server_pem)
-        self.ca.cert_pem.write_to_path(self.ca_pem)
-        self.client.private_key_and_cert_chain_pem.write_to_path(self.client_pem)
-
-    def context(self, client_cert: bool = False) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_pem)
-        if client_cert:
-            context.load_cert_chain(self.client_pem)
-        return context
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> Certs:
     return Certs(tmp_path_factory.mktemp("certs"))
-
-
-def serve(spawn_qactuar: Any, certs: Certs, model: str, *args: str) -> Any:
-    extra = ("--workers", "2") if model == "prefork" else ()
-    server = spawn_qactuar("tls_app:app", "--model", model, *extra,
-                           "--ssl-cert-path", certs.server_pem, *args)
-    server.url = f"https://127.0.0.1:{server.port}"
-    return server
-
-
-def client(certs: Certs, server: Any, client_cert: bool = False, **kw: Any) -> httpx.Client:
-    return httpx.Client(base_url=server.url, verify=certs.context(client_cert), timeout=10, **kw)
-
-
-def tls_socket(certs: Certs, port: int, client_cert: bool = False) -> ssl.SSLSocket:
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return certs.context(client_cert).wrap_socket(raw, server_hostname="127.0.0.1")
-
-
-def subject(cert: trustme.LeafCert) -> str:
-    """The certificate's subject in RFC 4514 form, as the cryptography library writes it."""
-    from cryptography import x509
-
-    return x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes()).subject.rfc4514_string()
-
-
-def pem(cert_blob: Any) -> str:
-    return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(cert_blob.bytes().decode()))
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -203,132 +153,6 @@ def test_a_large_upload_and_a_streamed_response(spawn_qactuar, certs, model):
         data = b"".join(chunks)
     assert len(data) == 32 * 65536
     assert data[:65536] == b"A" * 65536 and data[-65536:] == bytes([65 + 31 % 26]) * 65536
-
-
-@pytest.mark.parametrize("path, status", [("/segv", 502), ("/exit", 502), ("/sleep?5", 504)])
-def test_fork_a_lost_child_gets_502_or_504_over_tls(spawn_qactuar, certs, path, status):
-    server = serve(spawn_qactuar, certs, "fork", "--request-timeout", "0.5",
-                   "--check-process-interval", "0.05")
-    with client(certs, server) as http:
-        assert http.get(path).status_code == status
-        assert http.get("/pid").status_code == 200  # the parent goes on
-    assert "while serving" in server.output() or "REQUEST_TIMEOUT" in server.output()
-
-
-@pytest.mark.parametrize("path, words", [
-    ("/raise", "raised in the app"), ("/misuse", "'http.response.body' before"),
-])
-def test_fork_an_app_error_over_tls_is_a_500_logged_once(spawn_qactuar, certs, path, words):
-    server = serve(spawn_qactuar, certs, "fork")
-    with client(certs, server) as http:
-        assert http.get(path).status_code == 500
-        assert http.get("/pid").status_code == 200
-    deadline = time.monotonic() + 5
-    while words not in server.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.output().count("Exception in ASGI application") == 1
-    assert words in server.output()
-
-
-def test_fork_a_child_dying_mid_response_closes_the_tls_connection(spawn_qactuar, certs):
-    server = serve(spawn_qactuar, certs, "fork")
-    with client(certs, server) as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            http.get("/half")
-        assert http.get("/pid").status_code == 200
-
-
-def test_fork_isolation_background_work_and_disconnect_over_tls(spawn_qactuar, certs, tmp_path):
-    server = serve(spawn_qactuar, certs, "fork")
-    with client(certs, server) as http:
-        assert http.get("/set?changed").text == "set"
-        assert http.get("/get").text == "unset"  # the change died with its child
-        marker = tmp_path / "background"
-        assert http.get(f"/background?{marker}").text == "answered"
-    deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert marker.read_text() == "done after the response"
-    # the client leaves mid-request: the app (in its child) sees http.disconnect
-    gone = tmp_path / "gone"
-    sock = tls_socket(certs, server.port)
-    sock.sendall(RawConnection.encode(f"/disconnect?{gone}"))
-    time.sleep(0.3)  # let the request reach its child
-    sock.close()
-    deadline = time.monotonic() + 5
-    while not gone.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert gone.read_text() == "disconnected"
-
-
-def test_fork_a_wss_child_lost_before_accept_gets_502(spawn_qactuar, certs):
-    from websockets.exceptions import InvalidStatus
-
-    server = serve(spawn_qactuar, certs, "fork")
-    with pytest.raises(InvalidStatus) as refused:
-        connect(f"wss://127.0.0.1:{server.port}/ws-segv", ssl=certs.context(), open_timeout=10)
-    assert refused.value.response.status_code == 502
-
-
-def test_fork_wss_is_exempt_from_request_timeout(spawn_qactuar, certs):
-    server = serve(spawn_qactuar, certs, "fork", "--request-timeout", "0.3",
-                   "--check-process-interval", "0.05")
-    url = f"wss://127.0.0.1:{server.port}/ws"
-    with connect(url, ssl=certs.context(), open_timeout=10, close_timeout=5) as ws:
-        hello = json.loads(ws.recv(timeout=10))
-        assert hello["pid"] != server.proc.pid
-        time.sleep(1)
-        ws.send("still here")
-        assert ws.recv(timeout=10) == "still here"
-
-
-def test_fork_graceful_stop_closes_a_relayed_wss_with_1001(spawn_qactuar, certs):
-    from websockets.exceptions import ConnectionClosed
-
-    server = serve(spawn_qactuar, certs, "fork", "--graceful-timeout", "1")
-    url = f"wss://127.0.0.1:{server.port}/ws"
-    with connect(url, ssl=certs.context(), open_timeout=10, close_timeout=5) as ws:
-        json.loads(ws.recv(timeout=10))
-        began = time.monotonic()
-        server.signal(signal.SIGTERM)
-        ws.send("during the grace period")
-        assert ws.recv(timeout=10) == "during the grace period"
-        with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(timeout=10)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-    assert 0.8 < time.monotonic() - began < 5
-    assert server.wait(15) == 0
-
-
-def test_fork_graceful_stop_lets_tls_requests_finish(spawn_qactuar, certs):
-    server = serve(spawn_qactuar, certs, "fork")
-    results: list[int] = []
-    started = threading.Event()
-
-    def call() -> None:
-        with client(certs, server) as http:
-            started.set()
-            results.append(http.get("/sleep?1").status_code)
-
-    caller = threading.Thread(target=call)
-    caller.start()
-    started.wait(10)
-    deadline = time.monotonic() + 5
-    while "/sleep" not in _children_cmd(server.proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    server.signal(signal.SIGTERM)
-    caller.join(15)
-    assert results == [200]
-    assert server.wait() == 0
-
-
-def _children_cmd(pid: int) -> str:
-    """Something non-empty once the parent has a child (the request is running)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return "/sleep" if fh.read().split() else ""
-    except FileNotFoundError:
-        return ""
 
 
 def served_cert(port: int) -> bytes:
