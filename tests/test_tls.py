@@ -247,3 +247,23 @@ def test_an_encrypted_key_with_its_password(spawn_qactuar, certs, encrypted_key)
     server.url = f"https://127.0.0.1:{server.port}"
     with client(certs, server) as http:
         assert http.get("/scope").json()["scheme"] == "https"
+
+
+@pytest.mark.parametrize("attributes", [
+    [("commonName", "plain")],
+    [("countryName", "FR"), ("organizationName", "A, B + C"), ("commonName", "#hash ")],
+    [("organizationalUnitName", ' lead"quote;<>\\'), ("emailAddress", "x@example.org")],
+])
+def test_client_cert_name_is_rfc_4514(attributes):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from qactuar.server.tls import rfc4514_name
+
+    oids = {"commonName": NameOID.COMMON_NAME, "countryName": NameOID.COUNTRY_NAME,
+            "organizationName": NameOID.ORGANIZATION_NAME,
+            "organizationalUnitName": NameOID.ORGANIZATIONAL_UNIT_NAME,
+            "emailAddress": NameOID.EMAIL_ADDRESS}
+    name = x509.Name([x509.NameAttribute(oids[key], value) for key, value in attributes])
+    subject = tuple(((key, value),) for key, value in attributes)  # as getpeercert() gives it
+    assert rfc4514_name(subject) == name.rfc4514_string()
