@@ -14,7 +14,11 @@ socketpair, then exits.
 
 Why messages and not bytes: the child then needs no TLS state and no HTTP
 parser, every protocol rule is enforced once in the parent, and an HTTP/2
-stream, which is a sequence of messages too, can take the same path.
+stream, which is a sequence of messages too, can take the same path. Why in
+``models/``: the core sees only an ASGI app; which process runs it is the
+fork model's arrangement, and ``relay_app`` knows of that model only the
+``spawn`` callable it is given (HTTP/2 in the fork model hands its streams
+to the same ``relay_app``).
 
 The wire: frames of a 4-byte length and a ``marshal``-ed ``(kind, payload)``
 pair. ASGI messages hold only dicts, bytes, str, ints, bools and lists or
