@@ -267,3 +267,14 @@ def test_client_cert_name_is_rfc_4514(attributes):
     name = x509.Name([x509.NameAttribute(oids[key], value) for key, value in attributes])
     subject = tuple(((key, value),) for key, value in attributes)  # as getpeercert() gives it
     assert rfc4514_name(subject) == name.rfc4514_string()
+
+
+def test_ssl_ciphers_chooses_the_tls_1_2_suite(spawn_qactuar, certs):
+    # trustme's keys are ECDSA: ECDHE-ECDSA-AES128-GCM-SHA256 is suite 0xC02B
+    server = serve(spawn_qactuar, certs, "async", "--ssl-ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    context = certs.context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            tls = json.loads(RawConnection(sock).request("/scope").body)["tls"]
+    assert (tls["tls_version"], tls["cipher_suite"]) == (0x0303, 0xC02B)
