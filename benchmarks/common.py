@@ -85,11 +85,28 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and of its children it has reaped."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from the state
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     rps: float
     p99_ms: float
     rss_kib: int = 0
+    #: Requests wrk completed in the measured run.
+    requests: int = 0
+    #: Server CPU seconds spent in that run (parent and reaped children).
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
 
 
 @dataclass
@@ -113,7 +130,9 @@ class Series:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(port: int, seconds: int, connections: int, path: str = "/") -> Result:
+def run_wrk(
+    port: int, seconds: int, connections: int, path: str = "/", scheme: str = "http"
+) -> Result:
     wrk = ensure_wrk()
     cmd = [
         "taskset",
@@ -127,7 +146,7 @@ def run_wrk(port: int, seconds: int, connections: int, path: str = "/") -> Resul
         str(connections),
         "-d",
         f"{seconds}s",
-        f"http://127.0.0.1:{port}{path}",
+        f"{scheme}://127.0.0.1:{port}{path}",  # wrk speaks TLS (OpenSSL), unverified
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -136,7 +155,8 @@ def run_wrk(port: int, seconds: int, connections: int, path: str = "/") -> Resul
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     if errors:
         print(f"  wrk reported: {errors.group(0)}", file=sys.stderr)
-    return Result(rps, p99)
+    count = re.search(r"(\d+) requests in", out)
+    return Result(rps, p99, requests=int(count.group(1)) if count else 0)
 
 
 def start_server(cmd: Sequence[str], port: int) -> subprocess.Popen[bytes]:
@@ -168,9 +188,17 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def measure(
-    cmd: Sequence[str], port: int, seconds: int, connections: int, idle: int = 0
+    cmd: Sequence[str],
+    port: int,
+    seconds: int,
+    connections: int,
+    idle: int = 0,
+    scheme: str = "http",
 ) -> Result:
-    """Start the server, warm it up, run wrk; ``idle`` keep-alive clients sit open meanwhile."""
+    """Start the server, warm it up, run wrk; ``idle`` keep-alive clients sit open meanwhile.
+
+    ``scheme`` "https" runs wrk over TLS (``idle`` clients are plain HTTP only).
+    """
     proc = start_server(cmd, port)
     held: list[socket.socket] = []
     try:
@@ -180,8 +208,10 @@ def measure(
             sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
             if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
                 raise RuntimeError("an idle connection's first request failed")
-        run_wrk(port, 1, connections)  # warm-up
-        result = run_wrk(port, seconds, connections)
+        run_wrk(port, 1, connections, scheme=scheme)  # warm-up
+        cpu_before = cpu_seconds(proc.pid)
+        result = run_wrk(port, seconds, connections, scheme=scheme)
+        result.cpu_s = cpu_seconds(proc.pid) - cpu_before
         result.rss_kib = rss_kib(proc.pid)
         return result
     finally:

@@ -267,6 +267,22 @@ class Config:
         "(empty = off).",
         _health_path,
     )
+    # -- TLS --
+    SSL_KEYFILE_PASSWORD: str = _setting("", "Password of an encrypted SSL_KEY_PATH.")
+    SSL_CA_CERTS: str = _setting(
+        "", "PEM file of the CAs that client certificates must chain to."
+    )
+    SSL_CERT_REQS: str = _setting(
+        "none",
+        "Client certificates: none, optional or required (needs SSL_CA_CERTS).",
+        _choice("none", "optional", "required"),
+    )
+    SSL_CIPHERS: str = _setting(
+        "", "OpenSSL cipher list for TLS 1.2 (empty: Python's defaults)."
+    )
+    SSL_HANDSHAKE_TIMEOUT: float = _setting(
+        10.0, "Seconds a client has to finish the TLS handshake.", _at_least(0.01)
+    )
     ADMIN_HOST: str = _setting(
         "localhost", "Admin socket address (the admin socket is not built yet)."
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import ssl
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ from .config import Config, ConfigError, load_config
 from .importer import AppImportError, build_app
 from .logs import setup_logging
 from .server import BindError
+from .server.tls import server_tls
 
 __all__ = ["run", "serve"]
 
@@ -20,33 +20,8 @@ logger = logging.getLogger("qt_server")
 
 
 def _check_tls(config: Config) -> None:
-    """Load the certificate now, so that a bad path is one line, not a traceback."""
-    if config.SSL_KEY_PATH and not config.SSL_CERT_PATH:
-        raise ConfigError(
-            "SSL_KEY_PATH",
-            config.SSL_KEY_PATH,
-            config.source_of("SSL_KEY_PATH"),
-            "needs SSL_CERT_PATH as well",
-        )
-    if config.SSL_CERT_PATH and config.MODEL == "fork":
-        raise ConfigError(
-            "SSL_CERT_PATH",
-            config.SSL_CERT_PATH,
-            config.source_of("SSL_CERT_PATH"),
-            "the fork model cannot hand a TLS session to its children yet: "
-            "use MODEL async or prefork, or end TLS in a proxy in front",
-        )
-    if config.SSL_CERT_PATH:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(config.SSL_CERT_PATH, config.SSL_KEY_PATH or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                "SSL_CERT_PATH",
-                config.SSL_CERT_PATH,
-                config.source_of("SSL_CERT_PATH"),
-                f"cannot load the certificate and key: {exc.strerror or exc}",
-            ) from None
+    """Load the certificate now, so that a bad file is one line, not a traceback."""
+    server_tls(config)
 
 
 def _setup_logging(config: Config) -> None:

@@ -153,15 +153,6 @@ def test_tls_files_are_checked_at_start_up(tmp_path, key, value, words):
     assert key in lines[0] and value in lines[0] and conf in lines[0] and words in lines[0]
 
 
-def test_tls_with_the_fork_model_is_refused_in_one_line(tmp_path):
-    conf = write_json(tmp_path / "tls.json", {"SSL_CERT_PATH": "/etc/cert.pem"})
-    result = run_qactuar("basic:hello", "--port", "0", env={"QACTUAR_CONFIG": conf})
-    assert result.returncode == 2
-    lines = (result.stdout + result.stderr).strip().splitlines()
-    assert len(lines) == 1, lines
-    assert "SSL_CERT_PATH" in lines[0] and "fork model" in lines[0] and conf in lines[0]
-
-
 def test_config_file_that_is_not_utf8(tmp_path):
     bad = tmp_path / "latin1.json"
     bad.write_bytes(b'{"ROOT_PATH": "/caf\xe9"}')

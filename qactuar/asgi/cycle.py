@@ -17,7 +17,7 @@ from typing import Protocol
 from ..http import LocalProtocolError, RequestHead, Response, error_response, informational
 from .types import ASGIApp, Message, Scope
 
-__all__ = ["ClientDisconnected", "Connection", "HTTPCycle"]
+__all__ = ["AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
 
 access_logger = logging.getLogger("qt_access")
 exception_logger = logging.getLogger("qt_exception")
@@ -27,6 +27,22 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 
 class ClientDisconnected(OSError):
     """``send()`` was called after the client went away (ASGI spec 2.4)."""
+
+
+class AppLost(Exception):
+    """Raised by a stand-in for an application that ran elsewhere and was lost.
+
+    The fork model's relay raises it when the child running the real
+    application crashed (502), ran out of time (504) or raised (500, logged
+    in the child). The cause was logged where it happened, so the cycle logs
+    nothing more: it answers ``status`` if no response has begun, else
+    abandons the response (the connection closes).
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
 
 
 class Connection(Protocol):
@@ -147,6 +163,15 @@ class HTTPCycle:
                 self._finish()
 
     def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, AppLost):
+            if self.done:
+                return
+            if not self.started and not self.disconnected:
+                self._send_error(exc.status, exc.reason)
+            else:
+                self.response.abort()
+                self._finish()
+            return
         if isinstance(exc, Exception) and not (
             isinstance(exc, ClientDisconnected) and self.disconnected
         ):

@@ -13,14 +13,19 @@ parser when keep-alive allows. A one-byte slot per child in shared memory
 tells the parent how the child left the connection: still untouched (a
 crash then gets 502, a timeout 504), mid-response (close), or finished
 (reuse or close).
+
+A connection a child cannot own (TLS: its session state lives in this
+process's transport) stays here: its requests run as tasks of the parent's
+core with the application replaced by the relay (``relay.py``), which gets
+its child from the same queue, slots and sweep as every other request. The
+child's side of both kinds is ``fork_child.py``.
 """
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # (no stubs)
 import asyncio
 import bisect
-import gc
+import functools
 import logging
 import mmap
 import os
@@ -32,28 +37,30 @@ from array import array
 from collections import deque
 from dataclasses import dataclass
 
-from ..asgi.cycle import HTTPCycle
-from ..asgi.types import ASGIApp
+from ..asgi.cycle import AppLost, HTTPCycle
+from ..asgi.types import ASGIApp, Scope
 from ..config import Config
 from ..server import Server
 from ..server.protocol import HTTPProtocol
-from ..websocket import WebSocketSession
 from .async_ import serve_with_signals
 from .exits import describe_exit
+from .fork_child import GOING_AWAY, REUSE, UNTOUCHED, serve_connection, serve_relayed
 from .loops import loop_factory
+from .relay import ChildLink, relay_app
 from .stats import ProcStats
 
 __all__ = ["ForkServer", "run_fork"]
 
 logger = logging.getLogger("qt_server")
-child_logger = logging.getLogger("qt_child")
 
-#: Sent by the parent when graceful time is up: a child closes its WebSocket
-#: with 1001 (the parent cannot: the session lives in the child).
-GOING_AWAY = signal.SIGUSR1
 
-# slot values: what the child did with its connection
-_UNTOUCHED, _RESPONDING, _REUSE, _CLOSE = 0, 1, 2, 3
+@dataclass(slots=True)
+class _Relayed:
+    """A request on a connection the parent keeps: its child gets a socketpair."""
+
+    conn: HTTPProtocol
+    scope: Scope
+    link: asyncio.Future[ChildLink]
 
 
 @dataclass(slots=True)
@@ -66,6 +73,8 @@ class _Child:
     timed_out: bool = False
     #: Not subject to REQUEST_TIMEOUT (a WebSocket).
     exempt: bool = False
+    #: Set for a relayed request: told how the child ended.
+    link: ChildLink | None = None
 
 
 class ForkServer(Server):
@@ -74,7 +83,7 @@ class ForkServer(Server):
     def __init__(self, app: ASGIApp, config: Config) -> None:
         super().__init__(app, config)
         self.children: dict[int, _Child] = {}
-        self.waiting: deque[HTTPCycle] = deque()
+        self.waiting: deque[HTTPCycle | _Relayed] = deque()
         self.slots = mmap.mmap(-1, config.MAX_PROCESSES)
         self.free_slots = list(range(config.MAX_PROCESSES - 1, -1, -1))
         self.stats = ProcStats() if config.GATHER_PROC_STATS else None
@@ -91,8 +100,9 @@ class ForkServer(Server):
         self.child_closes = array("i")
         self._client_fds: dict[HTTPProtocol, int] = {}
         self._listeners: list[int] = []
-        self._loop_factory = loop_factory(config.LOOP)
-        self._inherited: object = None
+        self.loop_factory = loop_factory(config.LOOP)
+        #: What a child keeps referenced so that it is never freed there.
+        self.inherited: object = None
 
     # parent side -------------------------------------------------------------
 
@@ -101,6 +111,9 @@ class ForkServer(Server):
         self._listeners = [listener.fileno() for listener in self.sockets]
         for fd in self._listeners:
             bisect.insort(self.child_closes, fd)
+
+    def client_fd(self, conn: HTTPProtocol) -> int:
+        return self._client_fds[conn]
 
     def _opened(self, conn: HTTPProtocol) -> None:
         fd = self._client_fds[conn] = _fileno(conn)
@@ -114,16 +127,42 @@ class ForkServer(Server):
     def dispatch(self, cycle: HTTPCycle) -> None:
         conn = cycle.conn
         assert isinstance(conn, HTTPProtocol)
+        if conn.tls is not None:
+            # A child cannot own a TLS connection (the session lives in this
+            # process's transport): serve it here, relaying the app's messages.
+            spawn = functools.partial(self._spawn_relayed, conn)
+            self.state.run_task(cycle, relay_app(spawn))
+            return
         conn.pause_reading()  # the child reads this socket from now on
-        self.waiting.append(cycle)
+        self._enqueue(cycle)
+
+    def _enqueue(self, job: HTTPCycle | _Relayed) -> None:
+        self.waiting.append(job)
         if len(self.waiting) == 1:
             # Fork once the bytes already received (body, pipelined heads)
             # are parsed into the cycle, so that the child starts with them.
             asyncio.get_running_loop().call_soon(self._fork_waiting)
 
+    async def _spawn_relayed(self, conn: HTTPProtocol, scope: Scope) -> ChildLink:
+        """A child for a relayed request, once a slot is free (``relay.Spawn``)."""
+        link: asyncio.Future[ChildLink] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Relayed(conn, scope, link))
+        try:
+            return await link
+        except asyncio.CancelledError:
+            # cancelled (a stop) just as the child started: let it see the end
+            if link.done() and not link.cancelled() and link.exception() is None:
+                link.result().sock.close()
+                link.result().release()
+            raise
+
     def _fork_waiting(self) -> None:
         while self.waiting and self.free_slots:
-            self._fork(self.waiting.popleft())
+            job = self.waiting.popleft()
+            if isinstance(job, _Relayed):
+                self._fork_relayed(job)
+            else:
+                self._fork(job)
 
     def _fork(self, cycle: HTTPCycle) -> None:
         conn = cycle.conn
@@ -131,37 +170,96 @@ class ForkServer(Server):
         if conn.transport is None or conn.transport.is_closing():
             return
         slot = self.free_slots.pop()
-        self.slots[slot] = _UNTOUCHED
-        sys.stdout.flush()
-        sys.stderr.flush()
-        try:
-            pid = os.fork()
-        except OSError as exc:  # EAGAIN or ENOMEM: out of processes or memory
-            self.free_slots.append(slot)
-            logger.error("cannot fork for %s: %s", conn.client, exc)
+        self.slots[slot] = UNTOUCHED
+        pid = self._start_child(conn, slot)
+        if pid == 0:
+            serve_connection(self, cycle, conn, slot)  # never returns
+        if pid < 0:
             conn.fail(503, "Service Unavailable")
             return
-        if pid == 0:
-            self._child(cycle, conn, slot)  # never returns
         try:
             pidfd = os.pidfd_open(pid)
         except OSError as exc:  # EMFILE: the parent could not watch this child
-            _kill(pid)
-            _, status = os.waitpid(pid, 0)
-            self.free_slots.append(slot)
+            status = self._unwatched(pid, slot, conn, exc)
             outcome = self.slots[slot]  # the child may have answered already
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-                conn.reattach(keep_alive=outcome == _REUSE)
-                return
-            logger.error("cannot watch child %d for %s (%s): killed it", pid, conn.client, exc)
-            conn.fail(503 if outcome == _UNTOUCHED else 0, "Service Unavailable")
+                conn.reattach(keep_alive=outcome == REUSE)
+            else:
+                conn.fail(503 if outcome == UNTOUCHED else 0, "Service Unavailable")
             return
-        bisect.insort(self.child_closes, pidfd)
-        child = _Child(pid, pidfd, slot, conn, time.monotonic())
+        self._watch(_Child(pid, pidfd, slot, conn, time.monotonic()), cycle.scope)
+
+    def _fork_relayed(self, job: _Relayed) -> None:
+        conn = job.conn
+        if job.link.done():
+            return  # the relay gave up waiting (cancelled in a stop)
+        if conn.transport is None or conn.transport.is_closing():
+            job.link.set_exception(AppLost(503, "Service Unavailable"))
+            return
+        try:
+            ours, theirs = socket.socketpair()
+        except OSError as exc:  # EMFILE
+            logger.error("cannot relay for %s: %s", conn.client, exc)
+            job.link.set_exception(AppLost(503, "Service Unavailable"))
+            return
+        fd = ours.fileno()
+        bisect.insort(self.child_closes, fd)  # no other child may hold it
+        slot = self.free_slots.pop()
+        pid = self._start_child(conn, slot)
+        if pid == 0:
+            serve_relayed(self, job.scope, theirs)  # never returns
+        theirs.close()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.child_closes.remove(fd)
+
+        if pid < 0:
+            ours.close()
+            release()
+            job.link.set_exception(AppLost(503, "Service Unavailable"))
+            return
+        link = ChildLink(ours, asyncio.get_running_loop().create_future(), release)
+        job.link.set_result(link)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:  # EMFILE: what the child sent is still read
+            status = self._unwatched(pid, slot, conn, exc)
+            clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            link.exited.set_result((0, "") if clean else (503, "Service Unavailable"))
+            return
+        child = _Child(pid, pidfd, slot, conn, time.monotonic(), link=link)
+        self._watch(child, job.scope)
+
+    def _start_child(self, conn: HTTPProtocol, slot: int) -> int:
+        """fork(): the child's pid, 0 in the child, -1 (slot freed, logged) on failure."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            return os.fork()
+        except OSError as exc:  # EAGAIN or ENOMEM: out of processes or memory
+            self.free_slots.append(slot)
+            logger.error("cannot fork for %s: %s", conn.client, exc)
+            return -1
+
+    def _unwatched(self, pid: int, slot: int, conn: HTTPProtocol, exc: OSError) -> int:
+        """A child the parent cannot watch: killed and reaped; its wait status."""
+        _kill(pid)
+        _, status = os.waitpid(pid, 0)
+        self.free_slots.append(slot)
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            logger.error("cannot watch child %d for %s (%s): killed it", pid, conn.client, exc)
+        return status
+
+    def _watch(self, child: _Child, scope: Scope) -> None:
+        bisect.insort(self.child_closes, child.pidfd)
         # a WebSocket lives in its child for as long as it is open
-        child.exempt = isinstance(cycle, WebSocketSession)
-        self.children[pid] = child
-        asyncio.get_running_loop().add_reader(pidfd, self._reap, child)
+        child.exempt = scope["type"] == "websocket"
+        self.children[child.pid] = child
+        asyncio.get_running_loop().add_reader(child.pidfd, self._reap, child)
 
     def _reap(self, child: _Child) -> None:
         try:
@@ -198,10 +296,15 @@ class ForkServer(Server):
 
     def _settle(self, child: _Child, status: int, outcome: int) -> None:
         conn = child.conn
-        if conn.transport is None or conn.transport.is_closing():
-            return
+        link = child.link
+        gone = conn.transport is None or conn.transport.is_closing()
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and not child.timed_out:
-            conn.reattach(keep_alive=outcome == _REUSE)
+            if link is not None:
+                link.exited.set_result((0, ""))
+            elif not gone:
+                conn.reattach(keep_alive=outcome == REUSE)
+            return
+        if gone and link is None:
             return
         if child.timed_out:
             logger.warning(
@@ -209,10 +312,16 @@ class ForkServer(Server):
                 child.pid,
                 self.config.REQUEST_TIMEOUT,
             )
-            conn.fail(504 if outcome == _UNTOUCHED else 0, "Gateway Timeout")
-            return
-        logger.error("child %d %s while serving %s", child.pid, describe_exit(status), conn.client)
-        conn.fail(502 if outcome == _UNTOUCHED else 0, "Bad Gateway")
+            verdict = (504, "Gateway Timeout")
+        else:
+            logger.error(
+                "child %d %s while serving %s", child.pid, describe_exit(status), conn.client
+            )
+            verdict = (502, "Bad Gateway")
+        if link is not None:
+            link.exited.set_result(verdict)  # the relay answers, or closes
+        else:
+            conn.fail(verdict[0] if outcome == UNTOUCHED else 0, verdict[1])
 
     async def check_children(self) -> None:
         """Sweep every CHECK_PROCESS_INTERVAL: kill children past REQUEST_TIMEOUT."""
@@ -238,7 +347,8 @@ class ForkServer(Server):
         """WebSockets live in children: ask each child to close its own with 1001."""
         told = 0
         for child in list(self.children.values()):
-            if child.exempt:
+            # a relayed WebSocket's session is the parent's: the core closes it
+            if child.exempt and child.link is None:
                 try:
                     os.kill(child.pid, GOING_AWAY)
                     told += 1
@@ -257,122 +367,6 @@ class ForkServer(Server):
         deadline = time.monotonic() + 5
         while self.children and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-
-    # child side ----------------------------------------------------------------
-
-    def _child(self, cycle: HTTPCycle, conn: HTTPProtocol, slot: int) -> None:
-        code = 1
-        try:
-            # A child touches as little of the parent's memory as it can:
-            # every page it writes is copied. Hence ``_signal`` (the
-            # ``signal`` module's wrappers convert to and from enums).
-            _signal.set_wakeup_fd(-1)
-            # Ctrl-C and a service manager's SIGTERM reach the whole process
-            # group; the parent decides when a child must go (SIGKILL).
-            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-            _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-            _signal.signal(_signal.SIGHUP, _signal.SIG_DFL)
-            # The parent's objects (its loop, transports, sockets) must never
-            # be freed here: their finalizers would close descriptors this
-            # child still uses or unregister the parent's fds from the epoll
-            # instance both processes share. Keep them all, forever.
-            gc.freeze()
-            self._inherited = (conn.transport, self.state.connections, self.state.tasks)
-            own = self._client_fds[conn]
-            _close_all_but(self.child_closes, own)
-            sock = socket.socket(fileno=own)
-            asyncio.events._set_running_loop(None)
-            loop = self._loop_factory()
-            asyncio.set_event_loop(loop)
-            keep_alive = loop.run_until_complete(self._child_serve(cycle, conn, sock, slot))
-            self.slots[slot] = _REUSE if keep_alive else _CLOSE
-            code = 0
-        except BaseException:
-            child_logger.exception("child %d failed", os.getpid())
-        finally:
-            os._exit(code)
-
-    async def _child_serve(
-        self, cycle: HTTPCycle, conn: HTTPProtocol, sock: socket.socket, slot: int
-    ) -> bool:
-        loop = asyncio.get_running_loop()
-        state = self.state
-        state.connections = set()
-        state.tasks = set()
-        finished: asyncio.Future[bool] = loop.create_future()
-
-        def idle(_: HTTPProtocol) -> None:
-            if not finished.done():
-                finished.set_result(True)
-
-        def mark_responding() -> None:
-            self.slots[slot] = _RESPONDING
-
-        # The parent holds this socket too, so closing ours sends no FIN:
-        # shut it down instead, so the client sees the end at once even while
-        # the app goes on (after a WebSocket close handshake, say).
-        shut_fd = os.dup(sock.fileno())
-
-        def closed(_: HTTPProtocol) -> None:
-            shut = socket.socket(fileno=shut_fd)
-            self._inherited = (self._inherited, shut)
-            try:
-                shut.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            if not finished.done():
-                finished.set_result(False)
-
-        def run_cycle(cycle: HTTPCycle) -> None:
-            if isinstance(cycle, WebSocketSession) and not loop.is_closed():
-                # the parent asks a child to close its WebSocket with 1001
-                loop.add_signal_handler(GOING_AWAY, conn.going_away)
-            state.run_task(cycle)
-
-        state.on_open = None
-        state.limit_concurrency = 0  # pipelined requests here were let in already
-        state.on_idle = idle
-        state.on_close = closed
-        state.run_cycle = run_cycle
-        conn.on_write = mark_responding
-        transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
-        run_cycle(cycle)
-        keep_alive = await finished
-        if keep_alive:
-            # every response byte must leave this process before it exits
-            transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
-            await conn.drain()
-        if state.tasks:
-            # the app may go on after its response (background tasks)
-            await asyncio.wait(list(state.tasks))
-        return keep_alive
-
-
-def _close_all_but(fds: array[int], own: int) -> None:
-    """Close the sorted ``fds`` except ``own``, a run of consecutive numbers at a time.
-
-    Clients accepted one after another hold consecutive numbers, so a few
-    ``close_range`` calls close thousands of them.
-    """
-    start = end = -1
-    for fd in fds:
-        if fd == end or fd == end - 1:  # the next of the run (or a duplicate)
-            end = fd + 1
-            continue
-        if start >= 0:
-            _close_range(start, end, own)
-        start, end = fd, fd + 1
-    if start >= 0:
-        _close_range(start, end, own)
-
-
-def _close_range(start: int, end: int, own: int) -> None:
-    if start <= own < end:
-        os.closerange(start, own)
-        os.closerange(own + 1, end)
-    else:
-        os.closerange(start, end)
 
 
 def _fileno(conn: HTTPProtocol) -> int:

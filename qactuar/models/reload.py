@@ -3,7 +3,9 @@
 Kept apart from the arbiter's supervision loop: this is about which settings
 may change while the sockets stay bound and what a bad file leaves in place,
 not about processes. ``config_for_reload`` returns the config the new workers
-start with, or None to keep the current one (the error is logged).
+start with, or None to keep the current one (the error is logged). The TLS
+files are loaded here once as a check: new workers read them as they start,
+so a replaced certificate is served after SIGHUP.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from ..config import Config, ConfigError, load_config
 from ..logs import setup_logging
+from ..server.tls import server_tls
 
 __all__ = ["config_for_reload", "reread_config"]
 
@@ -41,6 +44,9 @@ def config_for_reload(current: Config, preloaded: bool) -> Config | None:
     """Re-read ``current``'s sources; None (logged) if the new config cannot be used."""
     try:
         config = reread_config(current)
+        # the new workers load the certificate files as they start: make sure
+        # they can, or keep the workers that serve now
+        server_tls(config)
     except ConfigError as exc:
         logger.error("SIGHUP: %s; keeping the current config and workers", exc)
         return None

@@ -170,7 +170,12 @@ class WorkerServer(Server):
         loop = asyncio.get_running_loop()
         context = self.ssl_context()
         for sock in queued:
-            await loop.connect_accepted_socket(lambda: HTTPProtocol(self.state), sock, ssl=context)
+            await loop.connect_accepted_socket(
+                lambda: HTTPProtocol(self.state),
+                sock,
+                ssl=context,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
         await super().shutdown()
 
     def _accept_queued(self) -> list[socket.socket]:

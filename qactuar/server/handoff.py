@@ -10,7 +10,7 @@ one is answered here and the connection closed, a good one becomes a
 ``LIMIT_CONCURRENCY`` is reached (503, see ``gate``).
 
 Only the connection's public face is used (``state``, ``client``, ``server``,
-``scheme``, ``write``, ``pause_reading``, ``close``): the protocol's
+``scheme``, ``tls``, ``write``, ``pause_reading``, ``close``): the protocol's
 bookkeeping stays its own, and the two scopes sit side by side, so a key
 added to one is seen beside the other.
 """
@@ -42,7 +42,7 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
     """The cycle that serves ``head`` on ``conn``; the caller decides when it runs."""
     state = conn.state
     root_path = state.root_path
-    scope = {
+    scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": head.http_version,
@@ -57,6 +57,8 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
         "headers": head.headers,
         "state": state.lifespan_state.copy(),
     }
+    if conn.tls is not None:
+        scope["extensions"] = {"tls": dict(conn.tls)}
     return HTTPCycle(
         scope, head, conn, state.date_line, state.server_line, state.default_headers
     )
@@ -103,4 +105,6 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
         "state": state.lifespan_state.copy(),
         "extensions": {"websocket.http.response": {}},
     }
+    if conn.tls is not None:
+        scope["extensions"]["tls"] = dict(conn.tls)
     return WebSocketSession(scope, head, conn, state.ws_options, state.date_line, state.server_line)

@@ -26,7 +26,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
@@ -61,6 +61,7 @@ class HTTPProtocol(asyncio.Protocol):
         "client",
         "server",
         "scheme",
+        "tls",
         "_parsing",
         "_reading",
         "_write_paused",
@@ -86,6 +87,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
+        #: The ASGI TLS extension of this connection; None over plain TCP.
+        self.tls: dict[str, Any] | None = None
         self._parsing: HTTPCycle | None = None
         self._reading = True
         self._write_paused = False
@@ -105,8 +108,11 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         self.client = asgi_address(transport.get_extra_info("peername"))
         self.server = asgi_address(transport.get_extra_info("sockname"))
-        if transport.get_extra_info("sslcontext") is not None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
             self.scheme = "https"
+            if self.state.tls is not None:
+                self.tls = self.state.tls.extension(ssl_object)
         self.state.connections.add(self)
         self._reading = True
         if self.cycle is None:

@@ -26,6 +26,7 @@ from ..websocket import WebSocketOptions
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
 from .sockets import bind_socket
+from .tls import ServerTLS, server_tls
 
 __all__ = ["Server", "ServerState"]
 
@@ -48,6 +49,8 @@ class ServerState:
         self.root_path = config.ROOT_PATH.rstrip("/")
         self.header_timeout = config.HEADER_TIMEOUT
         self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
+        #: TLS set-up, once the server has loaded it (``Server.ssl_context``).
+        self.tls: ServerTLS | None = None
         self.connections: set[HTTPProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] = {}
@@ -92,8 +95,9 @@ class ServerState:
             self._second = now
             self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
 
-    def run_task(self, cycle: HTTPCycle) -> None:
-        task = asyncio.get_running_loop().create_task(cycle.run(self.app))
+    def run_task(self, cycle: HTTPCycle, app: ASGIApp | None = None) -> None:
+        """Run ``cycle`` as a task on this loop, with ``app`` (default: the server's)."""
+        task = asyncio.get_running_loop().create_task(cycle.run(app or self.app))
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -143,12 +147,15 @@ class Server:
         return [s for server in self.servers for s in server.sockets]  # type: ignore[misc]
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        config = self.config
-        if not config.SSL_CERT_PATH:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(config.SSL_CERT_PATH, config.SSL_KEY_PATH or None)
-        return context
+        """The TLS context, loaded from the files on first use (ConfigError if it fails)."""
+        state = self.state
+        if state.tls is None and self.config.SSL_CERT_PATH:
+            state.tls = server_tls(self.config)
+        return state.tls.context if state.tls is not None else None
+
+    @property
+    def handshake_timeout(self) -> float | None:
+        return self.config.SSL_HANDSHAKE_TIMEOUT if self.config.SSL_CERT_PATH else None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Start up, serve until ``should_exit``, shut down."""
@@ -228,7 +235,11 @@ class Server:
 
         for sock in sockets:
             server = await loop.create_server(
-                factory, sock=sock, backlog=self.config.BACKLOG, ssl=context
+                factory,
+                sock=sock,
+                backlog=self.config.BACKLOG,
+                ssl=context,
+                ssl_handshake_timeout=self.handshake_timeout,
             )
             self.servers.append(server)
         for sock in self.sockets:

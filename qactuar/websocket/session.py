@@ -28,7 +28,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from ..asgi.cycle import ClientDisconnected
+from ..asgi.cycle import AppLost, ClientDisconnected
 from ..asgi.types import ASGIApp, Message, Scope
 from ..http import LocalProtocolError, RequestHead, Response, error_response
 from .handshake import accept_handshake
@@ -235,6 +235,9 @@ class WebSocketSession:
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:
+            if isinstance(exc, AppLost):  # logged where it was lost (a fork child)
+                self._app_ended(failed=True, lost=exc)
+                return
             if isinstance(exc, Exception) and not (
                 isinstance(exc, ClientDisconnected) and self.state == _CLOSED
             ):
@@ -247,9 +250,14 @@ class WebSocketSession:
         else:
             self._app_ended(failed=False)
 
-    def _app_ended(self, failed: bool) -> None:
+    def _app_ended(self, failed: bool, lost: AppLost | None = None) -> None:
         if self.state == _CONNECTING and self._denial is None:
-            self._reject(500 if failed else 403, "Internal Server Error" if failed else "Forbidden")
+            if lost is not None:
+                self._reject(lost.status, lost.reason)
+            else:
+                self._reject(
+                    500 if failed else 403, "Internal Server Error" if failed else "Forbidden"
+                )
         elif self._denial is not None and not self._denial.complete:
             self.conn.close()
         elif self._can_close():

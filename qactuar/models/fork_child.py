@@ -1,0 +1,182 @@
+"""What a fork-model child runs, from the moment ``os.fork()`` returns 0 to ``os._exit``.
+
+Two kinds of child, one set-up (``_enter``): signals reset, the parent's
+objects frozen out of the collector's reach, every inherited descriptor the
+parent listed closed (listeners, other clients, pidfds, other relays'
+socketpairs), and a fresh event loop.
+
+- ``serve_connection``: the child owns a plain TCP connection. It serves the
+  request (and any pipelined behind it) with the server core on its own
+  loop, writes in the shared slot how it left the connection, and exits.
+- ``serve_relayed``: the parent keeps the connection (TLS) and the child
+  runs the application with its messages relayed over a socketpair
+  (``relay.py``).
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # (no stubs)
+import asyncio
+import gc
+import logging
+import os
+import signal
+import socket
+from array import array
+from typing import TYPE_CHECKING, NoReturn
+
+from ..asgi.cycle import HTTPCycle
+from ..asgi.types import Scope
+from ..server.protocol import HTTPProtocol
+from ..websocket import WebSocketSession
+from .relay import serve_in_child
+
+if TYPE_CHECKING:
+    from .fork import ForkServer
+
+__all__ = ["GOING_AWAY", "serve_connection", "serve_relayed"]
+
+child_logger = logging.getLogger("qt_child")
+
+#: Sent by the parent when graceful time is up: a child closes its WebSocket
+#: with 1001 (the parent cannot: the session lives in the child).
+GOING_AWAY = signal.SIGUSR1
+
+# slot values: what the child did with its connection
+UNTOUCHED, RESPONDING, REUSE, CLOSE = 0, 1, 2, 3
+
+
+def _enter(server: ForkServer, own: int) -> asyncio.AbstractEventLoop:
+    """The child's set-up; returns its new event loop."""
+    # A child touches as little of the parent's memory as it can: every page
+    # it writes is copied. Hence ``_signal`` (the ``signal`` module's
+    # wrappers convert to and from enums).
+    _signal.set_wakeup_fd(-1)
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group;
+    # the parent decides when a child must go (SIGKILL).
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGHUP, _signal.SIG_DFL)
+    # The parent's objects (its loop, transports, sockets) must never be
+    # freed here: their finalizers would close descriptors this child still
+    # uses or unregister the parent's fds from the epoll instance both
+    # processes share. Keep them all, forever.
+    gc.freeze()
+    _close_all_but(server.child_closes, own)
+    asyncio.events._set_running_loop(None)
+    loop = server.loop_factory()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def serve_connection(
+    server: ForkServer, cycle: HTTPCycle, conn: HTTPProtocol, slot: int
+) -> NoReturn:
+    code = 1
+    try:
+        server.inherited = (conn.transport, server.state.connections, server.state.tasks)
+        own = server.client_fd(conn)
+        loop = _enter(server, own)
+        sock = socket.socket(fileno=own)
+        keep_alive = loop.run_until_complete(_serve(server, cycle, conn, sock, slot))
+        server.slots[slot] = REUSE if keep_alive else CLOSE
+        code = 0
+    except BaseException:
+        child_logger.exception("child %d failed", os.getpid())
+    finally:
+        os._exit(code)
+
+
+def serve_relayed(server: ForkServer, scope: Scope, sock: socket.socket) -> NoReturn:
+    code = 1
+    try:
+        loop = _enter(server, sock.fileno())
+        loop.run_until_complete(serve_in_child(server.app, scope, sock))
+        code = 0
+    except BaseException:
+        child_logger.exception("child %d failed", os.getpid())
+    finally:
+        os._exit(code)
+
+
+async def _serve(
+    server: ForkServer, cycle: HTTPCycle, conn: HTTPProtocol, sock: socket.socket, slot: int
+) -> bool:
+    loop = asyncio.get_running_loop()
+    state = server.state
+    state.connections = set()
+    state.tasks = set()
+    finished: asyncio.Future[bool] = loop.create_future()
+
+    def idle(_: HTTPProtocol) -> None:
+        if not finished.done():
+            finished.set_result(True)
+
+    def mark_responding() -> None:
+        server.slots[slot] = RESPONDING
+
+    # The parent holds this socket too, so closing ours sends no FIN: shut it
+    # down instead, so the client sees the end at once even while the app
+    # goes on (after a WebSocket close handshake, say).
+    shut_fd = os.dup(sock.fileno())
+
+    def closed(_: HTTPProtocol) -> None:
+        shut = socket.socket(fileno=shut_fd)
+        server.inherited = (server.inherited, shut)
+        try:
+            shut.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if not finished.done():
+            finished.set_result(False)
+
+    def run_cycle(cycle: HTTPCycle) -> None:
+        if isinstance(cycle, WebSocketSession) and not loop.is_closed():
+            # the parent asks a child to close its WebSocket with 1001
+            loop.add_signal_handler(GOING_AWAY, conn.going_away)
+        state.run_task(cycle)
+
+    state.on_open = None
+    state.limit_concurrency = 0  # pipelined requests here were let in already
+    state.on_idle = idle
+    state.on_close = closed
+    state.run_cycle = run_cycle
+    conn.on_write = mark_responding
+    transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
+    run_cycle(cycle)
+    keep_alive = await finished
+    if keep_alive:
+        # every response byte must leave this process before it exits
+        transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
+        await conn.drain()
+    if state.tasks:
+        # the app may go on after its response (background tasks)
+        await asyncio.wait(list(state.tasks))
+    return keep_alive
+
+
+def _close_all_but(fds: array[int], own: int) -> None:
+    """Close the sorted ``fds`` except ``own``, a run of consecutive numbers at a time.
+
+    Clients accepted one after another hold consecutive numbers, so a few
+    ``close_range`` calls close thousands of them.
+    """
+    start = end = -1
+    for fd in fds:
+        if fd == end or fd == end - 1:  # the next of the run (or a duplicate)
+            end = fd + 1
+            continue
+        if start >= 0:
+            _close_range(start, end, own)
+        start, end = fd, fd + 1
+    if start >= 0:
+        _close_range(start, end, own)
+
+
+def _close_range(start: int, end: int, own: int) -> None:
+    if start <= own < end:
+        os.closerange(start, own)
+        os.closerange(own + 1, end)
+    else:
+        os.closerange(start, end)

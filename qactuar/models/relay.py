@@ -1,0 +1,357 @@
+"""The fork model's relay: a request served in the parent, its application in a child.
+
+When a child cannot own the connection (TLS: the session's keys and record
+state live in the parent's transport; later an HTTP/2 stream), the parent
+keeps the connection and runs the ordinary ``HTTPCycle`` or
+``WebSocketSession`` as a task, so HTTP framing, limits, keep-alive and the
+WebSocket protocol stay in the core, unchanged. Only the *application* is
+replaced, by ``relay_app(spawn)``: it asks the fork model for a child
+(``spawn``: same slots, ``MAX_PROCESSES`` queue, ``REQUEST_TIMEOUT`` and
+statistics as any child) and exchanges the ASGI messages with it over a
+socketpair. The child (``serve_in_child``) runs the real application on a
+fresh event loop with a ``receive``/``send`` that read and write that
+socketpair, then exits.
+
+Why messages and not bytes: the child then needs no TLS state and no HTTP
+parser, every protocol rule is enforced once in the parent, and an HTTP/2
+stream, which is a sequence of messages too, can take the same path. Why in
+``models/``: the core sees only an ASGI app; which process runs it is the
+fork model's arrangement, and ``relay_app`` knows of that model only the
+``spawn`` callable it is given (HTTP/2 in the fork model hands its streams
+to the same ``relay_app``).
+
+The wire: frames of a 4-byte length and a ``marshal``-ed ``(kind, payload)``
+pair. ASGI messages hold only dicts, bytes, str, ints, bools and lists or
+tuples of header pairs, which marshal handles fastest of the standard
+codecs; both ends are this program (same interpreter), so nothing untrusted
+is decoded.
+
+Costs per request are kept off the round trip: the parent pumps
+``receive()`` into the socketpair ahead of the app (as a proxy reads ahead;
+the socket buffer bounds it, and the cycle's own flow control pauses the
+client beyond that), except with ``Expect: 100-continue``, where it waits
+until the app first asks, so that ``100 Continue`` still means the app wants
+the body. ``send()`` in the child returns once the message is written (the
+socketpair's buffer gives back-pressure); an error the parent's ``send()``
+raised (the client left: ``OSError``; a misuse: ``RuntimeError``) is raised
+by the app's next ``send()``, and a misuse is also raised in the parent
+once the child is done, so it is logged and answered as in the other models.
+
+What the parent makes of the child's end (``ChildLink.exited``): a crash or a
+kill gives ``AppLost``, which the cycle answers ``502``/``504`` if nothing of
+the response has begun, else by closing the connection; an application that
+raised in the child (logged there) gives ``500`` the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import marshal
+import socket
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..asgi.cycle import AppLost, ClientDisconnected
+from ..asgi.types import ASGIApp, Message, Scope
+
+__all__ = ["Channel", "ChildLink", "relay_app", "serve_in_child"]
+
+exception_logger = logging.getLogger("qt_exception")
+
+_LENGTH = struct.Struct("!I")
+# child -> parent
+_SEND = 0  # payload: a message the app sent
+_WANT = 1  # the app called receive() with nothing there yet
+_FAILED = 2  # the app raised (logged in the child)
+# parent -> child
+_RECEIVED = 3  # payload: a message receive() returned
+_ERROR = 4  # payload: (client gone?, text): the parent's send() raised
+#: Frames queued before reading the socketpair pauses.
+_BACKLOG = 32
+_DISCONNECTS = ("http.disconnect", "websocket.disconnect")
+
+
+class Channel(asyncio.Protocol):
+    """One end of the socketpair: frames in (``next()``), frames out (``send()``)."""
+
+    def __init__(
+        self,
+        on_lost: Callable[[], None] | None = None,
+        urgent: Callable[[int, Any], bool] | None = None,
+    ) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._frames: deque[tuple[int, Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._eof = False
+        self._reading = True
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._on_lost = on_lost
+        #: Sees each frame as it arrives; one it returns True for is not queued.
+        self._urgent = urgent
+        self.lost: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        at, size = 0, len(buffer)
+        with memoryview(buffer) as view:
+            while size - at >= 4:
+                (length,) = _LENGTH.unpack_from(view, at)
+                if size - at - 4 < length:
+                    break
+                frame = marshal.loads(view[at + 4 : at + 4 + length])
+                at += 4 + length
+                if self._urgent is None or not self._urgent(*frame):
+                    self._frames.append(frame)
+        if at:
+            del buffer[:at]
+            self._wake()
+            if len(self._frames) > _BACKLOG and self._reading and self.transport is not None:
+                self._reading = False
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._wake()
+        return None  # close our end too: the other process is done
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+        self.resume_writing()
+        if self._on_lost is not None:
+            on_lost, self._on_lost = self._on_lost, None
+            on_lost()
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain = self._drain, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._frames)
+
+    @property
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def send(self, kind: int, payload: Any) -> None:
+        """Queue a frame; raises ValueError for what marshal cannot encode."""
+        data = marshal.dumps((kind, payload))
+        if not self.closing:
+            assert self.transport is not None
+            self.transport.write(_LENGTH.pack(len(data)) + data)
+
+    async def drain(self) -> None:
+        if self._write_paused and not self.closing:
+            if self._drain is None:
+                self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+
+    async def next(self) -> tuple[int, Any] | None:
+        """The next frame, or None once the other end has closed."""
+        while not self._frames:
+            if self._eof:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        frame = self._frames.popleft()
+        if not self._reading and len(self._frames) < _BACKLOG // 2 and not self.closing:
+            self._reading = True
+            assert self.transport is not None
+            self.transport.resume_reading()
+        return frame
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+# parent side -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ChildLink:
+    """A child started for one relayed request, as the process model hands it over."""
+
+    #: The parent's end of the socketpair; the relay takes it over.
+    sock: socket.socket
+    #: Resolves when the child has exited: (0, "") if it ended cleanly, else
+    #: the status and reason for the client (502 crash, 504 timeout...).
+    exited: asyncio.Future[tuple[int, str]]
+    #: Called once the parent's end is closed (the model stops listing it).
+    release: Callable[[], None]
+
+
+#: Starts a child for ``scope``; raises ``AppLost`` if none can be started.
+Spawn = Callable[[Scope], Awaitable[ChildLink]]
+
+
+def relay_app(spawn: Spawn) -> ASGIApp:
+    """The ASGI app the parent runs in place of the real one: it relays to a child."""
+
+    async def relay(scope: Scope, receive: Any, send: Any) -> None:
+        link = await spawn(scope)
+        loop = asyncio.get_running_loop()
+        channel = Channel(link.release)
+        try:
+            await loop.connect_accepted_socket(lambda: channel, link.sock)
+        except BaseException:
+            link.sock.close()
+            link.release()
+            raise
+        want = asyncio.Event() if _expects_continue(scope) else None
+        pump = loop.create_task(_pump(receive, channel, want))
+        failed = False
+        misuse: Exception | None = None
+        try:
+            while (frame := await channel.next()) is not None:
+                kind, payload = frame
+                if kind == _SEND:
+                    try:
+                        await send(payload)
+                    except OSError as exc:  # ClientDisconnected
+                        channel.send(_ERROR, (True, str(exc)))
+                    except Exception as exc:
+                        channel.send(_ERROR, (False, str(exc)))
+                        misuse = misuse or exc
+                elif kind == _WANT:
+                    if want is not None:
+                        want.set()
+                elif kind == _FAILED:
+                    failed = True
+        finally:
+            pump.cancel()
+            channel.close()
+        status, reason = await link.exited
+        if status:
+            raise AppLost(status, reason)
+        if failed:
+            raise AppLost(500, "Internal Server Error")
+        if misuse is not None:
+            raise misuse
+
+    return relay
+
+
+def _expects_continue(scope: Scope) -> bool:
+    if scope["type"] != "http":
+        return False
+    return any(
+        name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"]
+    )
+
+
+async def _pump(receive: Any, channel: Channel, want: asyncio.Event | None) -> None:
+    """Pass every message ``receive()`` returns to the child, ahead of its asking."""
+    if want is not None:
+        await want.wait()
+    while not channel.closing:
+        message = await receive()
+        channel.send(_RECEIVED, message)
+        if message["type"] in _DISCONNECTS:
+            return
+        await channel.drain()
+
+
+# child side --------------------------------------------------------------------
+
+
+class _ChildEnd:
+    """``receive``/``send`` of the real application, over the child's end.
+
+    ``receive()`` reads the channel itself, so a body the app does not read
+    stays in the socketpair and the parent (then the client) is paused; the
+    parent's errors are taken as they arrive, ahead of queued messages.
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.channel = Channel(urgent=self._urgent)
+        self.error: Exception | None = None
+        self.asked = False
+        self.last: Message | None = None
+
+    def _urgent(self, kind: int, payload: Any) -> bool:
+        if kind != _ERROR:
+            return False
+        gone, text = payload
+        if self.error is None:
+            self.error = ClientDisconnected(text) if gone else RuntimeError(text)
+        return True
+
+    async def receive(self) -> Message:
+        if self.last is not None:
+            return self.last  # a disconnect repeats
+        if not self.asked:
+            self.asked = True
+            if not self.channel.queued:
+                self.channel.send(_WANT, None)
+        frame = await self.channel.next()
+        if frame is not None:
+            message: Message = frame[1]
+            if message["type"] in _DISCONNECTS:
+                self.last = message
+            return message
+        if self.scope["type"] == "websocket":
+            self.last = {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+        else:
+            self.last = {"type": "http.disconnect"}
+        return self.last
+
+    async def send(self, message: Message) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.channel.closing:
+            raise ClientDisconnected("the connection is gone")
+        self.channel.send(_SEND, message)
+        await self.channel.drain()
+
+
+async def serve_in_child(app: ASGIApp, scope: Scope, sock: socket.socket) -> None:
+    """Run ``app`` for ``scope`` with its messages relayed over ``sock``."""
+    end = _ChildEnd(scope)
+    channel = end.channel
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, sock)
+    try:
+        await app(scope, end.receive, end.send)
+    except Exception as exc:
+        if not isinstance(exc, ClientDisconnected):  # the client left: nothing to log
+            if scope["type"] == "websocket":
+                exception_logger.error(
+                    "Exception in ASGI websocket application for %s", scope["path"], exc_info=exc
+                )
+            else:
+                exception_logger.error(
+                    "Exception in ASGI application for %s %s",
+                    scope["method"],
+                    scope["path"],
+                    exc_info=exc,
+                )
+        channel.send(_FAILED, None)
+    finally:
+        channel.close()  # sends what is buffered first
+        if channel.lost is not None:
+            await channel.lost

@@ -1,0 +1,193 @@
+"""The fork model over TLS: the parent keeps the connection and relays to a child.
+
+Every guarantee of the fork model holds for relayed requests: a child per
+request (isolation), crash 502, REQUEST_TIMEOUT 504, an app error 500 logged
+once, a child dying mid-response closes the connection, background work
+after the response, http.disconnect, WebSockets exempt from REQUEST_TIMEOUT,
+graceful stop.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from rawhttp import RawConnection
+from tlscerts import Certs, client, serve, tls_socket
+from websockets.sync.client import connect
+
+QACTUAR_ARGS = ("--keep-alive-timeout", "1")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: Any) -> Certs:
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.mark.parametrize("path, status", [("/segv", 502), ("/exit", 502), ("/sleep?5", 504)])
+def test_fork_a_lost_child_gets_502_or_504_over_tls(spawn_qactuar, certs, path, status):
+    server = serve(spawn_qactuar, certs, "fork", "--request-timeout", "0.5",
+                   "--check-process-interval", "0.05")
+    with client(certs, server) as http:
+        assert http.get(path).status_code == status
+        assert http.get("/pid").status_code == 200  # the parent goes on
+    assert "while serving" in server.output() or "REQUEST_TIMEOUT" in server.output()
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/raise", "raised in the app"), ("/misuse", "'http.response.body' before"),
+])
+def test_fork_an_app_error_over_tls_is_a_500_logged_once(spawn_qactuar, certs, path, words):
+    server = serve(spawn_qactuar, certs, "fork")
+    with client(certs, server) as http:
+        assert http.get(path).status_code == 500
+        assert http.get("/pid").status_code == 200
+    deadline = time.monotonic() + 5
+    while words not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.output().count("Exception in ASGI application") == 1
+    assert words in server.output()
+
+
+def test_fork_a_child_dying_mid_response_closes_the_tls_connection(spawn_qactuar, certs):
+    server = serve(spawn_qactuar, certs, "fork")
+    with client(certs, server) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get("/half")
+        assert http.get("/pid").status_code == 200
+
+
+def test_fork_isolation_background_work_and_disconnect_over_tls(spawn_qactuar, certs, tmp_path):
+    server = serve(spawn_qactuar, certs, "fork")
+    with client(certs, server) as http:
+        assert http.get("/set?changed").text == "set"
+        assert http.get("/get").text == "unset"  # the change died with its child
+        marker = tmp_path / "background"
+        assert http.get(f"/background?{marker}").text == "answered"
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.read_text() == "done after the response"
+    # the client leaves mid-request: the app (in its child) sees http.disconnect
+    gone = tmp_path / "gone"
+    sock = tls_socket(certs, server.port)
+    sock.sendall(RawConnection.encode(f"/disconnect?{gone}"))
+    time.sleep(0.3)  # let the request reach its child
+    sock.close()
+    deadline = time.monotonic() + 5
+    while not gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gone.read_text() == "disconnected"
+
+
+def test_fork_a_wss_child_lost_before_accept_gets_502(spawn_qactuar, certs):
+    from websockets.exceptions import InvalidStatus
+
+    server = serve(spawn_qactuar, certs, "fork")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"wss://127.0.0.1:{server.port}/ws-segv", ssl=certs.context(), open_timeout=10)
+    assert refused.value.response.status_code == 502
+
+
+def test_fork_wss_is_exempt_from_request_timeout(spawn_qactuar, certs):
+    server = serve(spawn_qactuar, certs, "fork", "--request-timeout", "0.3",
+                   "--check-process-interval", "0.05")
+    url = f"wss://127.0.0.1:{server.port}/ws"
+    with connect(url, ssl=certs.context(), open_timeout=10, close_timeout=5) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["pid"] != server.proc.pid
+        time.sleep(1)
+        ws.send("still here")
+        assert ws.recv(timeout=10) == "still here"
+
+
+def test_fork_graceful_stop_closes_a_relayed_wss_with_1001(spawn_qactuar, certs):
+    from websockets.exceptions import ConnectionClosed
+
+    server = serve(spawn_qactuar, certs, "fork", "--graceful-timeout", "1")
+    url = f"wss://127.0.0.1:{server.port}/ws"
+    with connect(url, ssl=certs.context(), open_timeout=10, close_timeout=5) as ws:
+        json.loads(ws.recv(timeout=10))
+        began = time.monotonic()
+        server.signal(signal.SIGTERM)
+        ws.send("during the grace period")
+        assert ws.recv(timeout=10) == "during the grace period"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert 0.8 < time.monotonic() - began < 5
+    assert server.wait(15) == 0
+
+
+def test_fork_graceful_stop_lets_tls_requests_finish(spawn_qactuar, certs):
+    server = serve(spawn_qactuar, certs, "fork")
+    results: list[int] = []
+    started = threading.Event()
+
+    def call() -> None:
+        with client(certs, server) as http:
+            started.set()
+            results.append(http.get("/sleep?1").status_code)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    started.wait(10)
+    deadline = time.monotonic() + 5
+    while "/sleep" not in _children_cmd(server.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.signal(signal.SIGTERM)
+    caller.join(15)
+    assert results == [200]
+    assert server.wait() == 0
+
+
+def _children_cmd(pid: int) -> str:
+    """Something non-empty once the parent has a child (the request is running)."""
+    return "/sleep" if _children(pid) else ""
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_fork_max_processes_queues_relayed_requests_with_stats(spawn_qactuar, certs):
+    server = serve(spawn_qactuar, certs, "fork", "--max-processes", "2",
+                   "--gather-proc-stats", "--log-level", "debug")
+    results: list[int] = []
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, len(_children(server.proc.pid)))
+            time.sleep(0.005)
+
+    def call() -> None:
+        with client(certs, server) as http:
+            results.append(http.get("/sleep?0.3").status_code)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    callers = [threading.Thread(target=call) for _ in range(6)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(30)
+    stop.set()
+    sampler.join()
+    assert results == [200] * 6
+    assert 1 <= peak <= 2
+    deadline = time.monotonic() + 5  # a child is reaped just after its response
+    while server.output().count("KiB peak RSS") < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.output().count("KiB peak RSS") == 6  # GATHER_PROC_STATS, per child
