@@ -54,7 +54,10 @@ def _options(func: Any) -> Any:
         flag = "--" + f.name.lower().replace("_", "-")
         doc = f.metadata["doc"]
         if kind.startswith("list"):
-            option = click.option(flag, f.name, multiple=True, help=doc + " (repeatable)")
+            item = int if kind == "list[int]" else str
+            option = click.option(
+                flag, f.name, type=item, multiple=True, help=doc + " (repeatable)"
+            )
         elif kind == "bool":
             option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=doc)
         elif f.name in choices:

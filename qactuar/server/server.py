@@ -24,7 +24,7 @@ from ..config import Config
 from ..lifespan import LifespanRunner
 from ..websocket import WebSocketOptions
 from .protocol import IDLE_GRACE, HTTPProtocol
-from .sockets import bind_socket
+from .sockets import bind_sockets
 
 __all__ = ["Server", "ServerState"]
 
@@ -209,7 +209,7 @@ class Server:
     async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
         if sockets is None:
-            sockets = [bind_socket(self.config)]
+            sockets = bind_sockets(self.config)
         context = self.ssl_context()
         state = self.state
 
