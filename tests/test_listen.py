@@ -3,12 +3,16 @@ systemd socket activation, in each process model, with real processes."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,7 +111,8 @@ def test_several_binds_at_once_ipv4_ipv6_and_unix(model, start, tmp_path):
     output = server.output()
     for where in (f"http://127.0.0.1:{port}", f"http://[::1]:{port6}", f"unix:{path}"):
         assert f"Listening on {where}" in output
-    # BIND replaces HOST/PORT
+    # BIND replaces HOST/PORT, and says so
+    assert "BIND is set: PORT ignored" in output
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", unused), timeout=1):
         pass
 
@@ -229,14 +234,13 @@ def test_systemd_socket_activation_serves_on_the_activated_sockets(model, start,
     # it listens at once; the first connection makes it exec qactuar with the sockets
     wait_for_port(port, server.proc)
     first = httpx.get(f"http://127.0.0.1:{port}/", timeout=15).json()
-    assert first["pid"] in (server.proc.pid, *children(server.proc.pid))
     # the variables are gone from the server (and so from every process it starts)
     assert first["LISTEN_FDS"] is None and first["LISTEN_PID"] is None
     assert first["LISTEN_FDNAMES"] is None
     assert get_unix(str(tmp_path / "act.sock")).json()["LISTEN_FDS"] is None
     output = server.output()
-    assert "Using inherited socket 3 (LISTEN_FDS)" in output
-    assert "Using inherited socket 4 (LISTEN_FDS)" in output
+    assert "Using inherited socket 3 (LISTEN_FDS web)" in output
+    assert "Using inherited socket 4 (LISTEN_FDS local)" in output
     assert f"Listening on http://127.0.0.1:{port}" in output
     assert f"Listening on unix:{tmp_path / 'act.sock'}" in output
     # socket activation replaces HOST/PORT
@@ -258,9 +262,86 @@ def test_systemd_sockets_meant_for_another_process_are_ignored(start, tmp_path):
     assert "is not this process" in server.output()
 
 
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
-            return [int(p) for p in fh.read().split()]
-    except OSError:
-        return []
+def unit(name: str) -> dict[str, list[str]]:
+    """``Key=value`` lines of a systemd unit in deploy/ (keys may repeat)."""
+    found: dict[str, list[str]] = {}
+    with open(os.path.join(ROOT, "deploy", name), encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line and not line.startswith(("#", ";", "[")):
+                key, _, value = line.partition("=")
+                found.setdefault(key, []).append(value)
+    return found
+
+
+def test_the_deploy_units_agree_on_the_stop_time():
+    service = unit("qactuar.service")
+    argv = shlex.split(service["ExecStart"][0])
+    graceful = float(argv[argv.index("--graceful-timeout") + 1])
+    assert float(service["TimeoutStopSec"][0]) > graceful + 5  # the master's slack
+    assert service["KillSignal"] == ["SIGTERM"] and service["KillMode"] == ["mixed"]
+    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert "qactuar.socket" in service["Requires"][0]
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")
+def test_the_deploy_units_serve_under_socket_activation_and_reload(start, tmp_path):
+    """deploy/qactuar.socket's ListenStream= (on free ports, the Unix socket in tmp) and
+    deploy/qactuar.service's ExecStart, handed over as systemd does."""
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    socket_unit, service = unit("qactuar.socket"), unit("qactuar.service")
+    port, port6, path = free_port(), free_port6(), str(tmp_path / "qactuar.sock")
+    moved = {"127.0.0.1:8000": f"127.0.0.1:{port}", "[::1]:8000": f"[::1]:{port6}"}
+    listens = [moved.get(value, path) for value in socket_unit["ListenStream"]]
+    assert len(set(listens)) == 3
+    names = ":".join(socket_unit["FileDescriptorName"] * len(listens))
+    argv = shlex.split(service["ExecStart"][0])
+    assert argv[0].endswith("/qactuar") and argv[-1] == "myapp:app"
+    # the test's app, and one worker on this small machine (the last value wins)
+    command = [*qactuar(*argv[1:-1], "--workers", "1"), "listen_apps:environ"]
+    pythonpath = os.path.join(TESTS, "apps") + os.pathsep + ROOT
+    activate = [SOCKET_ACTIVATE, *(f"--listen={value}" for value in listens),
+                f"--fdname={names}", "-E", f"PYTHONPATH={pythonpath}"]
+    server = start([*activate, *command])
+    wait_for_port(port, server.proc)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=15).json()["LISTEN_FDS"] is None
+    assert httpx.get(f"http://[::1]:{port6}/", timeout=5).status_code == 200
+    assert get_unix(path).status_code == 200
+    for fd in (3, 4, 5):
+        assert f"Using inherited socket {fd} (LISTEN_FDS qactuar)" in server.output()
+    # ExecReload: SIGHUP to the main process replaces the workers on the same sockets
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until_logged(server, "SIGHUP: reloading")
+    wait_until_logged(server, "Stopping worker")  # the old worker leaves
+    for _ in range(10):
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+        assert httpx.get(f"http://[::1]:{port6}/", timeout=5).status_code == 200
+        assert get_unix(path).status_code == 200
+
+
+def wait_until_logged(server: Started, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.output():
+        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout}s"
+        time.sleep(0.05)
+
+
+def test_a_prefork_sighup_does_not_move_the_server(start, tmp_path):
+    port, other = free_port(), free_port()
+    config = tmp_path / "qactuar.json"
+    config.write_text(json.dumps({"BIND": [f"127.0.0.1:{port}"], "UDS_MODE": "0600"}))
+    server = start(qactuar("basic:hello", "--model", "prefork", "--workers", "1",
+                           "--config", str(config)))
+    wait_for_port(port, server.proc)
+    wait_until_logged(server, "serving")  # the master handles SIGHUP by now
+    config.write_text(json.dumps({"BIND": [f"127.0.0.1:{other}"], "UDS_MODE": "0666"}))
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until_logged(server, "Stopping worker")
+    output = server.output()
+    assert f"SIGHUP: BIND changed to ['127.0.0.1:{other}']; it takes effect at the next start" \
+        in output
+    assert "SIGHUP: UDS_MODE changed" in output
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", other), timeout=1):
+        pass

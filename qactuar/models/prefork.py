@@ -125,8 +125,11 @@ class PreforkSockets:
 
         A worker still stopping on a closed lane holds its own descriptor:
         it accepts what is queued and closes it, which takes the lane out of
-        the kernel's group.
+        the kernel's group. Without REUSE_PORT the sockets are no lanes: every
+        worker serves on all of them, and they stay.
         """
+        if not self.config.REUSE_PORT:
+            return
         for lane in list(self.sockets):
             if lane not in kept and len(self.sockets) > 1:
                 self.sockets.remove(lane)

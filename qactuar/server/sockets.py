@@ -37,14 +37,16 @@ def configured_addresses(config: Config) -> list[Address]:
     return addresses + [Address("fd", fd=fd) for fd in config.FD]
 
 
-def systemd_fds() -> list[int]:
-    """The descriptors of socket activation meant for this process, read once.
+def systemd_fds() -> list[tuple[int, str]]:
+    """(descriptor, name) of each socket systemd activated this process with, read once.
 
     As ``sd_listen_fds(1)``: the variables are removed whatever they say, so
     that processes started later (a reload's server, an app's subprocess)
-    never take them for their own.
+    never take them for their own. The name is the unit's
+    ``FileDescriptorName=`` (LISTEN_FDNAMES), for the log.
     """
     count, pid = os.environ.get("LISTEN_FDS"), os.environ.get("LISTEN_PID")
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
     for name in _SYSTEMD_VARIABLES:
         os.environ.pop(name, None)
     if not count or not pid:
@@ -55,15 +57,20 @@ def systemd_fds() -> list[int]:
         return []
     if not count.isdigit():
         raise BindError(0, f"cannot use socket activation: LISTEN_FDS={count!r} is not a number")
-    return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)))
+    names += [""] * int(count)
+    return [(SD_LISTEN_FDS_START + i, names[i]) for i in range(int(count))]
 
 
 def bind_sockets(config: Config) -> list[socket.socket]:
     """Bound, listening, non-blocking sockets for every configured address."""
+    if config.BIND:
+        ignored = [key for key in ("HOST", "PORT", "UDS") if config.source_of(key) != "defaults"]
+        if ignored:
+            logger.warning("BIND is set: %s ignored", "/".join(ignored))
     sockets: list[socket.socket] = []
     try:
-        for fd in systemd_fds():
-            sockets.append(adopt_fd(fd, "LISTEN_FDS"))
+        for fd, name in systemd_fds():
+            sockets.append(adopt_fd(fd, f"LISTEN_FDS {name}" if name else "LISTEN_FDS"))
         for address in configured_addresses(config):
             sockets.append(bind_address(address, config))
         if not sockets:
