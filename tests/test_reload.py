@@ -146,3 +146,17 @@ def test_reload_without_watchfiles_is_one_line(tmp_path):
         "qactuar: config RELOAD=True (from command line): needs the watchfiles package: "
         "pip install 'qactuar[reload]'"
     ]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--reload-dir", "/nonexistent/dir"), "RELOAD_DIR=['/nonexistent/dir'] (from command line): "
+                                          "'/nonexistent/dir' is not a directory"),
+    (("--model", "prefork", "--reuse-port"), "REUSE_PORT=True (from command line): cannot be "
+                                             "used with RELOAD"),
+])
+def test_reload_settings_it_cannot_use_are_one_line(args, message):
+    result = run_script("import sys; from qactuar.cli import main; "
+                        f"sys.argv[1:] = ['basic:hello', '--reload', *{list(args)!r}]; main()")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert message in line, line

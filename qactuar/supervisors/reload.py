@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,17 @@ def check_reload(config: Config, target: str | ASGIApp | None) -> None:
             "needs the app as a 'module:attribute' string (or APPS), not an app object: "
             "each restart imports it afresh",
         )
+    if config.REUSE_PORT and config.MODEL == "prefork":
+        raise ConfigError(
+            "REUSE_PORT", True, config.source_of("REUSE_PORT"),
+            "cannot be used with RELOAD: the reload supervisor holds the sockets",
+        )
+    for directory in config.RELOAD_DIR:
+        if not os.path.isdir(directory):
+            raise ConfigError(
+                "RELOAD_DIR", config.RELOAD_DIR, config.source_of("RELOAD_DIR"),
+                f"{directory!r} is not a directory",
+            )
     try:
         import watchfiles  # noqa: F401
     except ImportError:
@@ -84,8 +95,6 @@ class _Server:
     ready_fd: int
     ready: bool = False
     stop_sent: float = 0.0
-    #: what was said when it ended (logged once)
-    done: bool = field(default=False)
 
     def check_ready(self) -> bool:
         if not self.ready and self.ready_fd >= 0:
