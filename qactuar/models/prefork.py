@@ -29,7 +29,7 @@ from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError
 from ..importer import AppImportError, build_app
 from ..server import BindError, bind_sockets
-from ..server.sockets import configured_addresses, resolve, systemd_fds
+from ..server.sockets import configured_addresses, describe, resolve, systemd_fds
 from .arbiter import Arbiter
 from .loops import loop_factory
 
@@ -151,7 +151,7 @@ class PreforkSockets:
 
     def describe(self) -> list[str]:
         tls = bool(self.config.SSL_CERT_PATH)
-        return [_describe(sock, tls) for sock in self.sockets]
+        return [describe(sock, tls) for sock in self.sockets]
 
 
 def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
@@ -159,14 +159,6 @@ def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock
-
-
-def _describe(sock: socket.socket, tls: bool) -> str:
-    addr = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{addr}"
-    host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
-    return f"{'https' if tls else 'http'}://{host}:{addr[1]}"
 
 
 def run_prefork(config: Config, target: str | ASGIApp | None) -> int:

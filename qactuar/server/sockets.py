@@ -18,7 +18,7 @@ from ..addresses import Address, parse_address
 from ..config import Config
 
 __all__ = ["BindError", "adopt_fd", "bind_address", "bind_sockets", "configured_addresses",
-           "systemd_fds"]
+           "describe", "systemd_fds"]
 
 logger = logging.getLogger("qt_server")
 
@@ -162,3 +162,12 @@ def resolve(address: Address) -> tuple[int, int, int, tuple[object, ...]]:
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, kind, proto, _, sockaddr = infos[0]
     return family, kind, proto, sockaddr
+
+
+def describe(sock: socket.socket, tls: bool) -> str:
+    """How the ``Listening on`` lines name a socket: a URL, or unix:PATH."""
+    addr = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{addr}"
+    host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
+    return f"{'https' if tls else 'http'}://{host}:{addr[1]}"

@@ -36,12 +36,13 @@ import time
 from dataclasses import dataclass
 from pathlib import PurePath
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError
 from ..models.exits import describe_exit
 from ..server import BindError, bind_sockets
+from ..server.sockets import describe
 
 if TYPE_CHECKING:
     import watchfiles
@@ -314,14 +315,6 @@ class ReloadSupervisor:
             time.sleep(0.05)
         for sock in self.sockets:
             sock.close()
-
-
-def describe(sock: socket.socket, tls: bool) -> str:
-    addr: Any = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{addr}"
-    host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
-    return f"{'https' if tls else 'http'}://{host}:{addr[1]}"
 
 
 def run_reload(config: Config, target: str | None) -> int:
