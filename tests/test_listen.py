@@ -345,3 +345,29 @@ def test_a_prefork_sighup_does_not_move_the_server(start, tmp_path):
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", other), timeout=1):
         pass
+
+
+def test_listening_settings_from_the_environment_and_a_file(tmp_path, monkeypatch):
+    from qactuar.config import ConfigError, load_config
+
+    monkeypatch.delenv("QACTUAR_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QACTUAR_BIND", "127.0.0.1:8000, [::1]:8000,unix:/run/a.sock")
+    monkeypatch.setenv("QACTUAR_FD", "3,4")
+    config = load_config()
+    assert config.BIND == ["127.0.0.1:8000", "[::1]:8000", "unix:/run/a.sock"]
+    assert config.FD == [3, 4]
+    monkeypatch.setenv("QACTUAR_FD", "three")
+    with pytest.raises(ConfigError, match="expected a list of integers"):
+        load_config()
+    monkeypatch.delenv("QACTUAR_FD")
+    monkeypatch.delenv("QACTUAR_BIND")
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({"FD": ["3"]}))
+    with pytest.raises(ConfigError, match=r"config FD=\['3'\] .*expected a list of integers"):
+        load_config(str(path))
+    path.write_text(json.dumps({"FD": [True]}))
+    with pytest.raises(ConfigError, match="expected a list of integers"):
+        load_config(str(path))
+    path.write_text(json.dumps({"FD": [5], "UDS_MODE": "660"}))
+    assert (load_config(str(path)).FD, load_config(str(path)).UDS_MODE) == ([5], "660")
