@@ -4,6 +4,7 @@ goes on serving; stopping the supervisor leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -167,3 +168,14 @@ def test_reload_settings_it_cannot_use_are_one_line(args, message):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert message in line, line
+
+
+def test_reload_serves_the_config_apps_too(spawn_qactuar, tmp_path):
+    write_app(tmp_path / "reloaded.py", b"one")
+    (tmp_path / "qactuar_config.json").write_text(json.dumps(
+        {"APPS": {"/api": "reloaded:app", "/": "basic:hello"}, "MODEL": "async"}))
+    server = spawn_qactuar("--reload", cwd=str(tmp_path))
+    wait_until(lambda: body(server.url + "/api/") == b"one", 15, "the first code answers")
+    write_app(tmp_path / "reloaded.py", b"second")
+    wait_until(lambda: body(server.url + "/api/") == b"second", 10, "the edited code answers")
+    assert body(server.url + "/") == b"Hello, world!"

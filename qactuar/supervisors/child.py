@@ -46,15 +46,16 @@ def main(argv: list[str]) -> int:
     setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
     try:
         # Import first, so that code that does not import (a syntax error
-        # mid-edit) is told apart from a server that fails later; the
-        # modules stay in sys.modules for serve().
-        build_app(config.APPS, target, config.LIFESPAN)
+        # mid-edit) is told apart from a server that fails later.
+        app = build_app(config.APPS, target, config.LIFESPAN)
     except AppImportError as exc:
         logger.error("Cannot load app: %s", exc)
         return 2
     os.write(ready_fd, b"1")
     os.close(ready_fd)
-    return serve(config, target)
+    # the app itself: in prefork the master holds it (as PRELOAD does) and
+    # every worker of this fresh process has the code as it is now
+    return serve(config, app)
 
 
 if __name__ == "__main__":
