@@ -223,7 +223,9 @@ class Config:
         _binds,
     )
     FD: list[int] = _setting(
-        [], "Serve on this inherited listening socket (descriptor number).", _fds
+        [],
+        "Serve on this inherited listening socket (a descriptor number); replaces HOST/PORT/UDS.",
+        _fds,
     )
     UDS_MODE: str = _setting(
         "", "Octal file mode of the Unix sockets qactuar creates, e.g. 0660 (empty: umask).",
