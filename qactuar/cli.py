@@ -57,8 +57,10 @@ def _options(func: Any) -> Any:
         flag = "--" + f.name.lower().replace("_", "-")
         doc = f.metadata["doc"]
         if kind.startswith("list"):
+            item = int if kind == "list[int]" else str
             option = click.option(
-                *_ALSO.get(f.name, ()), flag, f.name, multiple=True, help=doc + " (repeatable)"
+                *_ALSO.get(f.name, ()), flag, f.name, type=item, multiple=True,
+                help=doc + " (repeatable)",
             )
         elif kind == "bool":
             option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=doc)

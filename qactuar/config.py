@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from .addresses import parse_address
 from .http import Limits
 from .logs import DEFAULT_LOGS
 
@@ -142,6 +143,25 @@ def _health_path(value: Any) -> str | None:
 def _app_dir(value: Any) -> str | None:
     if value and not os.path.isdir(value):
         return "not a directory"
+    return None
+
+
+def _binds(value: Any) -> str | None:
+    for text in value:
+        try:
+            parse_address(text)
+        except ValueError as exc:
+            return f"{text!r}: {exc}"
+    return None
+
+
+def _fds(value: Any) -> str | None:
+    return "descriptor numbers are 0 or more" if any(fd < 0 for fd in value) else None
+
+
+def _file_mode(value: Any) -> str | None:
+    if value and (not all(c in "01234567" for c in value) or int(value, 8) > 0o7777):
+        return "must be an octal file mode such as \"0660\" (or empty)"
     return None
 
 
@@ -283,6 +303,33 @@ class Config:
     SSL_HANDSHAKE_TIMEOUT: float = _setting(
         10.0, "Seconds a client has to finish the TLS handshake.", _at_least(0.01)
     )
+    # -- listening --
+    BIND: list[str] = _setting(
+        [],
+        "Where to listen: host:port, [ipv6]:port, unix:PATH or fd://N; replaces HOST/PORT/UDS.",
+        _binds,
+    )
+    FD: list[int] = _setting(
+        [],
+        "Serve on this inherited listening socket (a descriptor number); replaces HOST/PORT/UDS.",
+        _fds,
+    )
+    UDS_MODE: str = _setting(
+        "", "Octal file mode of the Unix sockets qactuar creates, e.g. 0660 (empty: umask).",
+        _file_mode,
+    )
+    RELOAD: bool = _setting(
+        False, "Development: restart the server when a watched file changes (needs watchfiles)."
+    )
+    RELOAD_DIR: list[str] = _setting(
+        [], "Directory to watch with RELOAD (default: the current directory)."
+    )
+    RELOAD_INCLUDE: list[str] = _setting(
+        [], "Glob of more files to watch with RELOAD, besides *.py (e.g. *.html)."
+    )
+    RELOAD_EXCLUDE: list[str] = _setting(
+        [], "Glob of files RELOAD ignores (editors' and VCS files always are)."
+    )
     ADMIN_HOST: str = _setting(
         "localhost", "Admin socket address (the admin socket is not built yet)."
     )
@@ -330,7 +377,10 @@ class Config:
         elif expected == "str":
             ok = isinstance(value, str)
         elif expected.startswith("list"):
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            item: type = int if expected == "list[int]" else str
+            ok = isinstance(value, list) and all(
+                isinstance(v, item) and not isinstance(v, bool) for v in value
+            )
             value = list(value) if ok else value
         else:
             ok = isinstance(value, dict)
@@ -390,6 +440,7 @@ _TYPE_NAMES = {
     "float": "a number",
     "str": "a string",
     "list[str]": "a list of strings",
+    "list[int]": "a list of integers",
 }
 
 
@@ -443,7 +494,8 @@ def _from_text(key: str, text: str, source: str) -> Any:
         if expected.startswith("list"):
             if stripped.startswith("["):
                 return json.loads(stripped)
-            return [item.strip() for item in stripped.split(",") if item.strip()]
+            items = [item.strip() for item in stripped.split(",") if item.strip()]
+            return [int(item) for item in items] if expected == "list[int]" else items
         return json.loads(stripped)
     except json.JSONDecodeError as exc:
         raise ConfigError(key, text, source, f"invalid JSON: {exc.msg}") from None

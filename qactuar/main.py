@@ -41,9 +41,18 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
     try:
         _setup_logging(config)
         _check_tls(config)
+        if config.RELOAD:
+            from .supervisors.reload import check_reload
+
+            check_reload(config, app)
     except ConfigError as exc:
         print(f"qactuar: {exc}", file=sys.stderr)
         return 2
+    if config.RELOAD:
+        from .supervisors.reload import run_reload
+
+        assert app is None or isinstance(app, str)  # check_reload refuses app objects
+        return run_reload(config, app)
     if config.MODEL == "prefork":
         from .models.prefork import run_prefork
 

@@ -1,9 +1,10 @@
 """The ``prefork`` model: a master that keeps a pool of async workers.
 
-The master binds the listening socket(s), imports the apps (``PRELOAD``),
-forks ``WORKERS`` workers and then only supervises (``arbiter.py``); it never
-serves a request. Each worker (``worker.py``) runs the async model's server
-core on the inherited socket or, with ``REUSE_PORT``, on a ``SO_REUSEPORT``
+The master binds the listening sockets (or takes inherited ones: FD, systemd
+socket activation), imports the apps (``PRELOAD``), forks ``WORKERS``
+workers and then only supervises (``arbiter.py``); it never serves a
+request. Each worker (``worker.py``) runs the async model's server core on
+the inherited sockets or, with ``REUSE_PORT``, on a ``SO_REUSEPORT``
 socket of its own (its *lane*), so that the kernel spreads connections over
 the workers. The master holds every lane too, and a replacement (after
 MAX_REQUESTS, a crash, a reload) takes over its predecessor's lane: a lane's
@@ -23,10 +24,12 @@ import socket
 import sys
 from typing import Any
 
+from ..addresses import Address
 from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError
 from ..importer import AppImportError, build_app
-from ..server import BindError, bind_socket
+from ..server import BindError, bind_sockets
+from ..server.sockets import configured_addresses, describe, resolve, systemd_fds
 from .arbiter import Arbiter
 from .loops import loop_factory
 
@@ -54,33 +57,44 @@ class PreforkSockets:
     def bind(self) -> None:
         config = self.config
         if not config.REUSE_PORT:
-            self.sockets = [bind_socket(config)]
+            self.sockets = bind_sockets(config)  # every BIND, FD and systemd socket
             return
-        if config.UDS:
-            raise ConfigError(
-                "REUSE_PORT", True, config.source_of("REUSE_PORT"), "needs HOST/PORT, not UDS"
-            )
+        address = self._reuse_port_address()
         # Bound, not listening: it holds the port (and learns it when PORT is
         # 0) without taking a share of the connections, which only listening
         # sockets get.
-        try:
-            infos = socket.getaddrinfo(
-                config.HOST or None, config.PORT, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as exc:
-            raise BindError(0, f"cannot resolve HOST {config.HOST!r}: {exc.strerror}") from None
-        infos.sort(key=lambda info: info[0] != socket.AF_INET)
-        family, kind, proto, _, address = infos[0]
+        family, kind, proto, sockaddr = resolve(address)
         sock = _reuse_port_socket(family, kind, proto)
         try:
-            sock.bind(address)
+            sock.bind(sockaddr)
         except OSError as exc:
             sock.close()
-            raise BindError(
-                exc.errno, f"cannot listen on {config.HOST}:{config.PORT}: {exc.strerror}"
-            ) from None
+            raise BindError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
         self._lane_address = sock.getsockname()  # the port the kernel chose for PORT 0
         self.sockets = [sock]
+
+    def _reuse_port_address(self) -> Address:
+        """The one TCP address lanes are made for; ConfigError for anything else.
+
+        A lane is a socket the master makes per worker: it cannot be made for
+        a socket it inherited, and a Unix socket has no SO_REUSEPORT groups.
+        """
+        config = self.config
+
+        def refuse(reason: str) -> ConfigError:
+            return ConfigError("REUSE_PORT", True, config.source_of("REUSE_PORT"), reason)
+
+        if systemd_fds():
+            raise refuse("cannot make lanes from systemd's sockets (LISTEN_FDS): turn it off")
+        addresses = configured_addresses(config)
+        if not addresses:
+            if config.UDS:
+                raise refuse("needs HOST/PORT, not UDS")
+            return Address("tcp", config.HOST, config.PORT)
+        if len(addresses) > 1 or addresses[0].kind != "tcp":
+            shown = ", ".join(str(a) for a in addresses)
+            raise refuse(f"needs exactly one TCP address to make lanes for, not BIND/FD {shown}")
+        return addresses[0]
 
     def lane_for(
         self, taken: set[socket.socket | None], closing: frozenset[socket.socket | None]
@@ -111,8 +125,11 @@ class PreforkSockets:
 
         A worker still stopping on a closed lane holds its own descriptor:
         it accepts what is queued and closes it, which takes the lane out of
-        the kernel's group.
+        the kernel's group. Without REUSE_PORT the sockets are no lanes: every
+        worker serves on all of them, and they stay.
         """
+        if not self.config.REUSE_PORT:
+            return
         for lane in list(self.sockets):
             if lane not in kept and len(self.sockets) > 1:
                 self.sockets.remove(lane)
@@ -134,7 +151,7 @@ class PreforkSockets:
 
     def describe(self) -> list[str]:
         tls = bool(self.config.SSL_CERT_PATH)
-        return [_describe(sock, tls) for sock in self.sockets]
+        return [describe(sock, tls) for sock in self.sockets]
 
 
 def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
@@ -142,14 +159,6 @@ def _reuse_port_socket(family: int, kind: int, proto: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock
-
-
-def _describe(sock: socket.socket, tls: bool) -> str:
-    addr = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{addr}"
-    host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
-    return f"{'https' if tls else 'http'}://{host}:{addr[1]}"
 
 
 def run_prefork(config: Config, target: str | ASGIApp | None) -> int:

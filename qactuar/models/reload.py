@@ -24,7 +24,9 @@ __all__ = ["config_for_reload", "reread_config"]
 logger = logging.getLogger("qt_server")
 
 #: Settings a reload cannot change: the sockets stay those bound at start.
-FIXED_ON_RELOAD = ("MODEL", "HOST", "PORT", "UDS", "BACKLOG", "REUSE_PORT", "PRELOAD")
+FIXED_ON_RELOAD = (
+    "MODEL", "HOST", "PORT", "UDS", "BIND", "FD", "UDS_MODE", "BACKLOG", "REUSE_PORT", "PRELOAD"
+)
 
 
 def reread_config(config: Config) -> Config:

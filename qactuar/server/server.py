@@ -25,7 +25,7 @@ from ..lifespan import LifespanRunner
 from ..websocket import WebSocketOptions
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
-from .sockets import bind_socket
+from .sockets import bind_sockets
 from .tls import ServerTLS, server_tls
 
 __all__ = ["Server", "ServerState"]
@@ -226,7 +226,7 @@ class Server:
     async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
         if sockets is None:
-            sockets = [bind_socket(self.config)]
+            sockets = bind_sockets(self.config)
         context = self.ssl_context()
         state = self.state
 

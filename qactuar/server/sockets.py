@@ -1,50 +1,173 @@
-"""Binding listening sockets from the config, with errors that name the address."""
+"""The listening sockets a config asks for, with errors that name the address.
+
+``bind_sockets(config)`` returns every socket to serve on: the ones systemd
+passed (socket activation: ``LISTEN_FDS``/``LISTEN_PID``, picked up by
+themselves), then those of ``BIND`` and ``FD``; only when there are none of
+those, ``UDS`` or ``HOST``/``PORT``. An inherited socket is checked (a
+listening stream socket) before it is used.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import stat
 
+from ..addresses import Address, parse_address
 from ..config import Config
 
-__all__ = ["BindError", "bind_socket"]
+__all__ = ["BindError", "adopt_fd", "bind_address", "bind_sockets", "configured_addresses",
+           "describe", "systemd_fds"]
+
+logger = logging.getLogger("qt_server")
+
+#: The first descriptor systemd passes (SD_LISTEN_FDS_START).
+SD_LISTEN_FDS_START = 3
+_SYSTEMD_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 
 class BindError(OSError):
     """The configured address cannot be listened on."""
 
 
-def bind_socket(config: Config) -> socket.socket:
-    """A bound, listening, non-blocking socket for HOST/PORT or UDS."""
-    if config.UDS:
-        path = config.UDS
-        if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)  # a stale socket from an earlier run
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-        except OSError as exc:
+def configured_addresses(config: Config) -> list[Address]:
+    """``BIND`` then ``FD`` as addresses (empty: HOST/PORT or UDS apply)."""
+    addresses = [parse_address(text) for text in config.BIND]  # checked by Config
+    return addresses + [Address("fd", fd=fd) for fd in config.FD]
+
+
+def systemd_fds() -> list[tuple[int, str]]:
+    """(descriptor, name) of each socket systemd activated this process with, read once.
+
+    As ``sd_listen_fds(1)``: the variables are removed whatever they say, so
+    that processes started later (a reload's server, an app's subprocess)
+    never take them for their own. The name is the unit's
+    ``FileDescriptorName=`` (LISTEN_FDNAMES), for the log.
+    """
+    count, pid = os.environ.get("LISTEN_FDS"), os.environ.get("LISTEN_PID")
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    for name in _SYSTEMD_VARIABLES:
+        os.environ.pop(name, None)
+    if not count or not pid:
+        return []
+    if not pid.isdigit() or int(pid) != os.getpid():
+        logger.warning("LISTEN_PID=%s is not this process (%d): ignoring LISTEN_FDS",
+                       pid, os.getpid())
+        return []
+    if not count.isdigit():
+        raise BindError(0, f"cannot use socket activation: LISTEN_FDS={count!r} is not a number")
+    names += [""] * int(count)
+    return [(SD_LISTEN_FDS_START + i, names[i]) for i in range(int(count))]
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for every configured address."""
+    if config.BIND:
+        ignored = [key for key in ("HOST", "PORT", "UDS") if config.source_of(key) != "defaults"]
+        if ignored:
+            logger.warning("BIND is set: %s ignored", "/".join(ignored))
+    sockets: list[socket.socket] = []
+    try:
+        for fd, name in systemd_fds():
+            sockets.append(adopt_fd(fd, f"LISTEN_FDS {name}" if name else "LISTEN_FDS"))
+        for address in configured_addresses(config):
+            sockets.append(bind_address(address, config))
+        if not sockets:
+            if config.UDS:
+                sockets.append(bind_address(Address("unix", path=config.UDS), config))
+            else:
+                sockets.append(bind_address(Address("tcp", config.HOST, config.PORT), config))
+    except BaseException:
+        for sock in sockets:
             sock.close()
-            raise BindError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
-    else:
-        host, port = config.HOST, config.PORT
-        try:
-            infos = socket.getaddrinfo(
-                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as exc:
-            raise BindError(0, f"cannot resolve HOST {host!r}: {exc.strerror}") from None
-        # prefer IPv4 so that 'localhost' answers on 127.0.0.1
-        infos.sort(key=lambda info: info[0] != socket.AF_INET)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            raise BindError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(config.BACKLOG)
-    sock.setblocking(False)
+        raise
+    for sock in sockets:
+        sock.setblocking(False)
+    return sockets
+
+
+def bind_address(address: Address, config: Config) -> socket.socket:
+    """One listening socket for ``address`` (an fd is adopted, not bound)."""
+    if address.kind == "fd":
+        return adopt_fd(address.fd, f"fd://{address.fd}")
+    sock = _bind_unix(address.path, config) if address.kind == "unix" else _bind_tcp(address)
+    try:
+        sock.listen(config.BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
     return sock
+
+
+def adopt_fd(fd: int, origin: str) -> socket.socket:
+    """The listening stream socket an inherited descriptor holds, or BindError."""
+    try:
+        sock = socket.socket(fileno=fd)  # learns family and type from the fd
+    except OSError as exc:
+        what = "is not open" if exc.errno == 9 else f"is not a socket ({exc.strerror})"
+        raise BindError(exc.errno, f"cannot serve on {origin}: descriptor {fd} {what}") from None
+    problem = ""
+    if sock.type != socket.SOCK_STREAM:
+        problem = "is not a stream (TCP or Unix stream) socket"
+    elif not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        problem = "is not listening (call listen() on it before passing it)"
+    if problem:
+        sock.detach()  # not ours to close
+        raise BindError(0, f"cannot serve on {origin}: descriptor {fd} {problem}")
+    # inherited on purpose by this process, not to be passed on to the app's own children
+    sock.set_inheritable(False)
+    logger.info("Using inherited socket %d (%s)", fd, origin)
+    return sock
+
+
+def _bind_unix(path: str, config: Config) -> socket.socket:
+    if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+        os.unlink(path)  # a stale socket from an earlier run
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if config.UDS_MODE:
+            os.chmod(path, int(config.UDS_MODE, 8))
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+    return sock
+
+
+def _bind_tcp(address: Address) -> socket.socket:
+    family, kind, proto, sockaddr = resolve(address)
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        # [::]:8000 and 0.0.0.0:8000 may both be bound, as asyncio does
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from None
+    return sock
+
+
+def resolve(address: Address) -> tuple[int, int, int, tuple[object, ...]]:
+    """(family, type, proto, sockaddr) for a TCP address; IPv4 first for names."""
+    try:
+        infos = socket.getaddrinfo(
+            address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise BindError(0, f"cannot resolve {address.host!r} ({address}): {exc.strerror}") from None
+    # prefer IPv4 so that 'localhost' answers on 127.0.0.1
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, sockaddr = infos[0]
+    return family, kind, proto, sockaddr
+
+
+def describe(sock: socket.socket, tls: bool) -> str:
+    """How the ``Listening on`` lines name a socket: a URL, or unix:PATH."""
+    addr = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{addr}"
+    host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
+    return f"{'https' if tls else 'http'}://{host}:{addr[1]}"

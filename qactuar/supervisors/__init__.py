@@ -1,0 +1,1 @@
+"""Processes that run the server as a child of their own (``--reload``)."""

@@ -1,0 +1,373 @@
+"""Where qactuar listens: several BIND addresses, inherited sockets (--fd) and
+systemd socket activation, in each process model, with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from conftest import ROOT, TESTS, free_port, stop_process, wait_for_port
+
+MODELS = ["fork", "async", "prefork"]
+#: Every model's own flags: one prefork worker is enough to serve.
+MODEL_ARGS = ("--workers", "1", "--keep-alive-timeout", "1", "--graceful-timeout", "2")
+SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def free_port6() -> int:
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env() -> dict[str, str]:
+    full = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
+    full.pop("QACTUAR_CONFIG", None)
+    return full
+
+
+class Started:
+    def __init__(self, proc: subprocess.Popen[bytes], log: str) -> None:
+        self.proc = proc
+        self.log = log
+
+    def output(self) -> str:
+        with open(self.log, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+
+@pytest.fixture
+def start(tmp_path: Any) -> Iterator[Any]:
+    """Start a command in tests/apps with the log in a file; stopped by PID at the end."""
+    started: list[Started] = []
+
+    def run(argv: list[str], pass_fds: tuple[int, ...] = ()) -> Started:
+        log = str(tmp_path / f"out-{len(started)}.log")
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(argv, cwd=os.path.join(TESTS, "apps"), env=env(),
+                                    stdout=fh, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, pass_fds=pass_fds)
+        started.append(Started(proc, log))
+        return started[-1]
+
+    yield run
+    for item in started:
+        stop_process(item.proc)
+
+
+def qactuar(*args: str) -> list[str]:
+    return [sys.executable, "-m", "qactuar", *args]
+
+
+def get_unix(path: str, url: str = "http://qactuar/") -> httpx.Response:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path), timeout=5) as client:
+        return client.get(url)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output, output
+    assert len(output.splitlines()) == 1, output
+    return output
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_several_binds_at_once_ipv4_ipv6_and_unix(model, start, tmp_path):
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    port, port6, unused = free_port(), free_port6(), free_port()
+    path = str(tmp_path / "app.sock")
+    server = start(qactuar(
+        "basic:hello", "--model", model, *MODEL_ARGS, "--port", str(unused),
+        "--bind", f"127.0.0.1:{port}", "--bind", f"[::1]:{port6}", "--bind", f"unix:{path}",
+        "--uds-mode", "0660",
+    ))
+    wait_for_port(port, server.proc)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+    assert httpx.get(f"http://[::1]:{port6}/", timeout=5).text == "Hello, world!"
+    assert get_unix(path).text == "Hello, world!"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    output = server.output()
+    for where in (f"http://127.0.0.1:{port}", f"http://[::1]:{port6}", f"unix:{path}"):
+        assert f"Listening on {where}" in output
+    # BIND replaces HOST/PORT, and says so
+    assert "BIND is set: PORT ignored" in output
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", unused), timeout=1):
+        pass
+
+
+def listening_socket(family: int = socket.AF_INET) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if family == socket.AF_INET:
+        sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fd_serves_a_socket_the_test_bound_and_passed(model, start):
+    with listening_socket() as sock:
+        port = sock.getsockname()[1]
+        fd = sock.fileno()
+        server = start(qactuar("basic:hello", "--model", model, *MODEL_ARGS, "--fd", str(fd),
+                               "--port", str(free_port())), pass_fds=(fd,))
+        wait_for_port(port, server.proc)
+        for _ in range(3):
+            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+    assert f"Listening on http://127.0.0.1:{port}" in server.output()
+
+
+def run_with_fd(fd: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(qactuar("basic:hello", "--fd", str(fd), *args), env=env(),
+                          cwd=os.path.join(TESTS, "apps"), pass_fds=(fd,) if fd < 90 else (),
+                          capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("kind", ["closed", "file", "not listening", "udp"])
+def test_a_bad_fd_is_a_one_line_error(kind, model, tmp_path):
+    if kind == "closed":
+        result = run_with_fd(97, "--model", model)
+        expected = "descriptor 97 is not open"
+    elif kind == "file":
+        with open(tmp_path / "f", "w") as fh:
+            result = run_with_fd(fh.fileno(), "--model", model)
+            expected = f"descriptor {fh.fileno()} is not a socket"
+    else:
+        kind_ = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+        with socket.socket(socket.AF_INET, kind_) as sock:
+            sock.bind(("127.0.0.1", 0))
+            result = run_with_fd(sock.fileno(), "--model", model)
+            expected = f"descriptor {sock.fileno()} is " + (
+                "not a stream" if kind == "udp" else "not listening")
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "cannot serve on fd://" in line and expected in line, line
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--bind", "localhost"), "expected host:port"),
+    (("--bind", "::1:8000"), "put an IPv6 address in brackets"),
+    (("--bind", "127.0.0.1:99999"), "the port must be a number"),
+    (("--bind", "unix:"), "unix: needs a path"),
+    (("--uds-mode", "999"), "octal file mode"),
+    (("--fd", "-3"), "descriptor numbers are 0 or more"),
+])
+def test_bad_listening_settings_are_refused_in_one_line(args, message):
+    result = subprocess.run(qactuar("basic:hello", *args), env=env(), timeout=20,
+                            cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "(from command line)" in line and message in line, line
+
+
+def test_bind_error_names_the_address(tmp_path):
+    with listening_socket() as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            qactuar("basic:hello", "--model", "async", "--bind", f"unix:{tmp_path}/a.sock",
+                    "--bind", f"127.0.0.1:{port}"),
+            env=env(), cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True,
+            timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in one_line_error(result)
+
+
+@pytest.mark.parametrize("args", [
+    ("--bind", "127.0.0.1:0", "--bind", "127.0.0.1:0"),
+    ("--bind", "unix:/tmp/qactuar-never.sock"),
+    ("--fd", "3"),
+])
+def test_reuse_port_refuses_what_it_cannot_make_lanes_for(args):
+    result = subprocess.run(qactuar("basic:hello", "--model", "prefork", "--reuse-port", *args),
+                            env=env(), cwd=os.path.join(TESTS, "apps"), capture_output=True,
+                            text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "REUSE_PORT=True" in line and "needs exactly one TCP address" in line, line
+
+
+def test_reuse_port_with_one_bind_makes_lanes_on_it(start):
+    port = free_port()
+    server = start(qactuar("basic:hello", "--model", "prefork", "--workers", "2",
+                           "--reuse-port", "--bind", f"127.0.0.1:{port}"))
+    wait_for_port(port, server.proc)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+
+
+def socket_activate(tmp_path: Any, port: int, model: str, *args: str) -> list[str]:
+    """systemd-socket-activate listening on 127.0.0.1:port and a Unix socket, then qactuar."""
+    assert SOCKET_ACTIVATE is not None
+    pythonpath = os.path.join(TESTS, "apps") + os.pathsep + ROOT
+    return [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}", "-l", str(tmp_path / "act.sock"),
+            "--fdname", "web:local", "-E", f"PYTHONPATH={pythonpath}",
+            *qactuar("listen_apps:environ", "--model", model, *MODEL_ARGS, *args)]
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")
+@pytest.mark.parametrize("model", MODELS)
+def test_systemd_socket_activation_serves_on_the_activated_sockets(model, start, tmp_path):
+    port, unused = free_port(), free_port()
+    server = start(socket_activate(tmp_path, port, model, "--port", str(unused)))
+    # it listens at once; the first connection makes it exec qactuar with the sockets
+    wait_for_port(port, server.proc)
+    first = httpx.get(f"http://127.0.0.1:{port}/", timeout=15).json()
+    # the variables are gone from the server (and so from every process it starts)
+    assert first["LISTEN_FDS"] is None and first["LISTEN_PID"] is None
+    assert first["LISTEN_FDNAMES"] is None
+    assert get_unix(str(tmp_path / "act.sock")).json()["LISTEN_FDS"] is None
+    output = server.output()
+    assert "Using inherited socket 3 (LISTEN_FDS web)" in output
+    assert "Using inherited socket 4 (LISTEN_FDS local)" in output
+    assert f"Listening on http://127.0.0.1:{port}" in output
+    assert f"Listening on unix:{tmp_path / 'act.sock'}" in output
+    # socket activation replaces HOST/PORT
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", unused), timeout=1):
+        pass
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")
+def test_systemd_sockets_meant_for_another_process_are_ignored(start, tmp_path):
+    port, own = free_port(), free_port()
+    server = start([SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}", "-E", "LISTEN_PID=1", "-E",
+                    f"PYTHONPATH={os.path.join(TESTS, 'apps')}{os.pathsep}{ROOT}",
+                    *qactuar("listen_apps:environ", "--model", "async", "--host", "127.0.0.1",
+                             "--port", str(own))])
+    wait_for_port(port, server.proc)  # systemd-socket-activate itself
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        wait_for_port(own, server.proc)  # qactuar binds HOST/PORT instead
+    assert httpx.get(f"http://127.0.0.1:{own}/", timeout=5).json()["LISTEN_FDS"] is None
+    assert "is not this process" in server.output()
+
+
+def unit(name: str) -> dict[str, list[str]]:
+    """``Key=value`` lines of a systemd unit in deploy/ (keys may repeat)."""
+    found: dict[str, list[str]] = {}
+    with open(os.path.join(ROOT, "deploy", name), encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line and not line.startswith(("#", ";", "[")):
+                key, _, value = line.partition("=")
+                found.setdefault(key, []).append(value)
+    return found
+
+
+def test_the_deploy_units_agree_on_the_stop_time():
+    service = unit("qactuar.service")
+    argv = shlex.split(service["ExecStart"][0])
+    graceful = float(argv[argv.index("--graceful-timeout") + 1])
+    assert float(service["TimeoutStopSec"][0]) > graceful + 5  # the master's slack
+    assert service["KillSignal"] == ["SIGTERM"] and service["KillMode"] == ["mixed"]
+    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert "qactuar.socket" in service["Requires"][0]
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")
+def test_the_deploy_units_serve_under_socket_activation_and_reload(start, tmp_path):
+    """deploy/qactuar.socket's ListenStream= (on free ports, the Unix socket in tmp) and
+    deploy/qactuar.service's ExecStart, handed over as systemd does."""
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    socket_unit, service = unit("qactuar.socket"), unit("qactuar.service")
+    port, port6, path = free_port(), free_port6(), str(tmp_path / "qactuar.sock")
+    moved = {"127.0.0.1:8000": f"127.0.0.1:{port}", "[::1]:8000": f"[::1]:{port6}"}
+    listens = [moved.get(value, path) for value in socket_unit["ListenStream"]]
+    assert len(set(listens)) == 3
+    names = ":".join(socket_unit["FileDescriptorName"] * len(listens))
+    argv = shlex.split(service["ExecStart"][0])
+    assert argv[0].endswith("/qactuar") and argv[-1] == "myapp:app"
+    # the test's app, and one worker on this small machine (the last value wins)
+    command = [*qactuar(*argv[1:-1], "--workers", "1"), "listen_apps:environ"]
+    pythonpath = os.path.join(TESTS, "apps") + os.pathsep + ROOT
+    activate = [SOCKET_ACTIVATE, *(f"--listen={value}" for value in listens),
+                f"--fdname={names}", "-E", f"PYTHONPATH={pythonpath}"]
+    server = start([*activate, *command])
+    wait_for_port(port, server.proc)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=15).json()["LISTEN_FDS"] is None
+    assert httpx.get(f"http://[::1]:{port6}/", timeout=5).status_code == 200
+    assert get_unix(path).status_code == 200
+    for fd in (3, 4, 5):
+        assert f"Using inherited socket {fd} (LISTEN_FDS qactuar)" in server.output()
+    # ExecReload: SIGHUP to the main process replaces the workers on the same sockets
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until_logged(server, "SIGHUP: reloading")
+    wait_until_logged(server, "Stopping worker")  # the old worker leaves
+    for _ in range(10):
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+        assert httpx.get(f"http://[::1]:{port6}/", timeout=5).status_code == 200
+        assert get_unix(path).status_code == 200
+
+
+def wait_until_logged(server: Started, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.output():
+        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout}s"
+        time.sleep(0.05)
+
+
+def test_a_prefork_sighup_does_not_move_the_server(start, tmp_path):
+    port, other = free_port(), free_port()
+    config = tmp_path / "qactuar.json"
+    config.write_text(json.dumps({"BIND": [f"127.0.0.1:{port}"], "UDS_MODE": "0600"}))
+    server = start(qactuar("basic:hello", "--model", "prefork", "--workers", "1",
+                           "--config", str(config)))
+    wait_for_port(port, server.proc)
+    wait_until_logged(server, "serving")  # the master handles SIGHUP by now
+    config.write_text(json.dumps({"BIND": [f"127.0.0.1:{other}"], "UDS_MODE": "0666"}))
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until_logged(server, "Stopping worker")
+    output = server.output()
+    assert f"SIGHUP: BIND changed to ['127.0.0.1:{other}']; it takes effect at the next start" \
+        in output
+    assert "SIGHUP: UDS_MODE changed" in output
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", other), timeout=1):
+        pass
+
+
+def test_listening_settings_from_the_environment_and_a_file(tmp_path, monkeypatch):
+    from qactuar.config import ConfigError, load_config
+
+    monkeypatch.delenv("QACTUAR_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QACTUAR_BIND", "127.0.0.1:8000, [::1]:8000,unix:/run/a.sock")
+    monkeypatch.setenv("QACTUAR_FD", "3,4")
+    config = load_config()
+    assert config.BIND == ["127.0.0.1:8000", "[::1]:8000", "unix:/run/a.sock"]
+    assert config.FD == [3, 4]
+    monkeypatch.setenv("QACTUAR_FD", "three")
+    with pytest.raises(ConfigError, match="expected a list of integers"):
+        load_config()
+    monkeypatch.delenv("QACTUAR_FD")
+    monkeypatch.delenv("QACTUAR_BIND")
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({"FD": ["3"]}))
+    with pytest.raises(ConfigError, match=r"config FD=\['3'\] .*expected a list of integers"):
+        load_config(str(path))
+    path.write_text(json.dumps({"FD": [True]}))
+    with pytest.raises(ConfigError, match="expected a list of integers"):
+        load_config(str(path))
+    path.write_text(json.dumps({"FD": [5], "UDS_MODE": "660"}))
+    assert (load_config(str(path)).FD, load_config(str(path)).UDS_MODE) == ([5], "660")
