@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, cast
 
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
+from ..proxy import ProxyHeaderParser, ProxyProtocolError
 from .handoff import asgi_address, http_cycle, websocket_session
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class HTTPProtocol(asyncio.Protocol):
         "client",
         "server",
         "scheme",
+        "forwarded",
+        "_proxy_header",
         "_parsing",
         "_reading",
         "_write_paused",
@@ -85,6 +88,11 @@ class HTTPProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
+        #: The peer is a trusted proxy and PROXY_HEADERS is on: each request's
+        #: proxy headers say who the client is (see ``handoff``).
+        self.forwarded = False
+        #: Reads the PROXY protocol header that must come first (PROXY_PROTOCOL).
+        self._proxy_header: ProxyHeaderParser | None = None
         self._parsing: HTTPCycle | None = None
         self._reading = True
         self._write_paused = False
@@ -101,17 +109,37 @@ class HTTPProtocol(asyncio.Protocol):
     # asyncio callbacks ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A fork child attaches the connection it was handed once more: it
+        # keeps what the parent learnt (addresses from a PROXY header).
+        first = self.transport is None
         self.transport = transport = cast(asyncio.Transport, transport)
-        self.client = asgi_address(transport.get_extra_info("peername"))
-        self.server = asgi_address(transport.get_extra_info("sockname"))
-        if transport.get_extra_info("sslcontext") is not None:
-            self.scheme = "https"
+        if first:
+            self.client = asgi_address(transport.get_extra_info("peername"))
+            self.server = asgi_address(transport.get_extra_info("sockname"))
+            if transport.get_extra_info("sslcontext") is not None:
+                self.scheme = "https"
         self.state.connections.add(self)
         self._reading = True
         if self.cycle is None:
             self.deadline = self.state.clock + self.state.header_timeout
         if self.state.on_open is not None:
             self.state.on_open(self)
+        if first and self.state.trusted_peers is not None:
+            self._judge_peer()
+
+    def _judge_peer(self) -> None:
+        state = self.state
+        trusted = state.trusted_peers
+        assert trusted is not None
+        client = self.client
+        is_trusted = trusted.unix if client is None else trusted.trusts(client[0])
+        self.forwarded = state.proxy_headers and is_trusted
+        if state.proxy_protocol:
+            if is_trusted:
+                self._proxy_header = ProxyHeaderParser()
+            else:
+                logger.info("PROXY protocol: %s is not in FORWARDED_ALLOW_IPS; closed", client)
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -131,6 +159,10 @@ class HTTPProtocol(asyncio.Protocol):
                 self.state.on_close(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._proxy_header is not None:
+            data = self._read_proxy_header(self._proxy_header, data)
+            if not data:
+                return
         if self._ws is not None:
             self._ws.feed(data)
             return
@@ -155,6 +187,27 @@ class HTTPProtocol(asyncio.Protocol):
                     self._ws.feed(parser.upgrade_tail)
             else:
                 self._on_upgrade()
+
+    def _read_proxy_header(self, reader: ProxyHeaderParser, data: bytes) -> bytes:
+        """Consume the PROXY header; return the bytes after it (b"" until it is whole)."""
+        try:
+            header = reader.feed(data)
+        except ProxyProtocolError as exc:
+            logger.info("PROXY protocol from %s: %s; closed", self.client, exc)
+            self._proxy_header = None
+            self.close()
+            return b""
+        if header is None:
+            return b""
+        self._proxy_header = None
+        if header.addresses is not None:
+            self.client, self.server = header.addresses
+            # the HTTP stream is the client's own: its proxy headers count
+            # only if that client is itself a trusted proxy
+            trusted = self.state.trusted_peers
+            assert trusted is not None
+            self.forwarded = self.state.proxy_headers and trusted.trusts(self.client[0])
+        return header.rest
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
@@ -390,6 +443,8 @@ class HTTPProtocol(asyncio.Protocol):
                 self._error = ProtocolError(408, "Request header timeout")
                 self._send_error()
             else:
+                if self._proxy_header is not None:
+                    logger.info("PROXY protocol from %s: no header in time; closed", self.client)
                 self._closing = True
                 assert self.transport is not None
                 self.transport.close()

@@ -1,0 +1,241 @@
+"""Proxy headers: who the client is, when a trusted proxy says so.
+
+Sans-I/O: ``resolve(headers, client, server, scheme, trusted)`` takes a
+request's header list (lower-case names, byte values) and the connection's
+own addresses and returns what the scope should say instead, or None when
+the request carries no proxy header. The caller asks only for connections
+from a trusted proxy (``FORWARDED_ALLOW_IPS``); from anyone else every one
+of these headers is a claim the client made about itself.
+
+Two families are read:
+
+- ``X-Forwarded-For`` / ``-Proto`` / ``-Host`` / ``-Port`` (nginx, HAProxy,
+  cloud balancers). Each proxy appends the address it was reached from to
+  ``X-Forwarded-For``, so the client is the rightmost hop that is not itself
+  a trusted proxy (a client can put anything on the left; every hop to the
+  right of the one we pick was added by a proxy we trust). If every hop is
+  trusted, the leftmost is the client. ``-Proto``/``-Host``/``-Port`` are
+  taken from the same position when they list one value per hop, else
+  their rightmost value (set by the proxy nearest to us).
+- RFC 7239 ``Forwarded``: elements ``for=...;proto=...;host=...``, one per
+  proxy, walked the same way; the chosen element gives all three. Quoted
+  values and ``"[2001:db8::1]:4711"`` nodes are understood; an ``unknown``
+  or obfuscated (``_hidden``) node ends the walk without a client address,
+  while that element's proto and host still count.
+
+When a request has both, the ``X-Forwarded-*`` family wins and ``Forwarded``
+is ignored whole: the proxies that set ``X-Forwarded-For`` (nginx's usual
+recipe, HAProxy's ``option forwardfor``) pass a client's own ``Forwarded``
+field through untouched, so believing it would let the client choose its
+address. A proxy that sends ``Forwarded`` should drop incoming
+``X-Forwarded-*`` fields.
+
+Anything malformed (a hop that is no address, a bad port, a broken
+``Forwarded`` syntax, an unknown scheme) is ignored: the connection's own
+value stays. An address from ``X-Forwarded-For`` has port 0 unless the hop
+carries one, as uvicorn does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from operator import itemgetter
+from typing import Final, NamedTuple
+
+from .trust import TrustedPeers
+
+__all__ = ["PROXY_HEADER_NAMES", "parse_node", "resolve"]
+
+Address = tuple[str, int]
+
+#: Every header field this module reads.
+PROXY_HEADER_NAMES: Final = frozenset(
+    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+     b"forwarded")
+)
+_X_NAMES: Final = PROXY_HEADER_NAMES - {b"forwarded"}
+_SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_name = itemgetter(0)
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+#: One forwarded-pair (or none) and the separator after it (RFC 7239 §4).
+_CTL = r"\x00-\x08\x0a-\x1f\x7f"
+_QUOTED = rf'"(?:[^"\\{_CTL}]|\\[^{_CTL}])*"'
+_ITEM: Final = re.compile(rf"[ \t]*(?:({_TOKEN})=({_TOKEN}|{_QUOTED}))?[ \t]*([;,]|\Z)")
+_ESCAPE: Final = re.compile(r"\\(.)")
+#: A Host value (RFC 9110 §7.2): a bracketed IPv6 literal or a reg-name/IPv4, optional port.
+_HOST: Final = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(?::([0-9]{1,5}))?\Z")
+
+
+class _Hop(NamedTuple):
+    """What one proxy said about the connection it received."""
+
+    client: Address | None
+    proto: str | None
+    host: str | None
+    port: str | None
+
+
+def resolve(
+    headers: list[tuple[bytes, bytes]],
+    client: Address | None,
+    server: Address | None,
+    scheme: str,
+    trusted: TrustedPeers,
+) -> tuple[Address | None, Address | None, str] | None:
+    """(client, server, scheme) as the proxy headers give them; None if there are none.
+
+    ``scheme`` is ``http`` or ``https`` (a WebSocket scope derives ``ws``/``wss``).
+    """
+    if PROXY_HEADER_NAMES.isdisjoint(map(_name, headers)):
+        return None  # the common case: one pass over the names, in C
+    fields: dict[bytes, list[str]] = {}
+    for name, value in headers:
+        if name in PROXY_HEADER_NAMES:
+            fields.setdefault(name, []).append(value.decode("latin-1"))
+    if _X_NAMES.isdisjoint(fields):
+        hop = _forwarded_hop(",".join(fields[b"forwarded"]), trusted)
+    else:
+        hop = _x_forwarded_hop(fields, trusted)
+    if hop is None:
+        return None
+    if hop.client is not None:
+        client = hop.client
+    if hop.proto is not None:
+        scheme = _SCHEMES.get(hop.proto.strip().lower(), scheme)
+    server = _server(hop, server, scheme)
+    return client, server, scheme
+
+
+def _server(hop: _Hop, server: Address | None, scheme: str) -> Address | None:
+    port: int | None = None
+    if hop.port is not None:
+        port = _port(hop.port.strip())
+    if hop.host is not None:
+        match = _HOST.match(hop.host.strip())
+        if match is not None:
+            host = match.group(1)
+            if host.startswith("["):
+                host = host[1:-1]
+            if match.group(2) is not None:
+                port = _port(match.group(2))
+            if port is None:
+                port = _DEFAULT_PORTS[scheme]
+            return (host, port)
+    if port is not None and server is not None:
+        return (server[0], port)
+    return server
+
+
+def _port(text: str) -> int | None:
+    if text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535:
+        return int(text)
+    return None
+
+
+def parse_node(text: str) -> Address | None:
+    """An address from ``1.2.3.4``, ``1.2.3.4:80``, ``::1``, ``[::1]``, ``[::1]:80``.
+
+    None for anything else (``unknown``, an obfuscated ``_name``, a host
+    name, garbage). An obfuscated port (``[::1]:_p``) gives port 0.
+    """
+    text = text.strip()
+    bracketed = text.startswith("[")
+    if bracketed:
+        end = text.find("]")
+        if end < 0:
+            return None
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if bracketed and address.version != 6:
+        return None
+    port = 0
+    if port_text:
+        parsed = _port(port_text)
+        if parsed is not None:
+            port = parsed
+        elif not (port_text.startswith("_") and re.fullmatch(r"_[A-Za-z0-9._-]+", port_text)):
+            return None
+    return (str(address), port)
+
+
+def _pick(hops: list[str], trusted: TrustedPeers) -> tuple[int, Address | None]:
+    """The index of the client's hop (rightmost untrusted, else leftmost) and its address."""
+    for index in range(len(hops) - 1, -1, -1):
+        node = parse_node(hops[index])
+        if node is None or not trusted.trusts(node[0]):
+            return index, node
+    return 0, parse_node(hops[0])
+
+
+def _aligned(values: list[str] | None, index: int, count: int) -> str | None:
+    if not values:
+        return None
+    items = [item.strip() for item in ",".join(values).split(",")]
+    if count and len(items) == count:
+        return items[index]
+    return items[-1]
+
+
+def _x_forwarded_hop(fields: dict[bytes, list[str]], trusted: TrustedPeers) -> _Hop:
+    hops = [h.strip() for h in ",".join(fields.get(b"x-forwarded-for", ())).split(",")]
+    hops = [h for h in hops if h]
+    index, client = _pick(hops, trusted) if hops else (0, None)
+    return _Hop(
+        client,
+        _aligned(fields.get(b"x-forwarded-proto"), index, len(hops)),
+        _aligned(fields.get(b"x-forwarded-host"), index, len(hops)),
+        _aligned(fields.get(b"x-forwarded-port"), index, len(hops)),
+    )
+
+
+def forwarded_elements(text: str) -> list[dict[str, str]] | None:
+    """The elements of a ``Forwarded`` value, names lower-cased; None if malformed."""
+    elements: list[dict[str, str]] = [{}]
+    pos = 0
+    while True:
+        match = _ITEM.match(text, pos)
+        if match is None:
+            return None
+        name, value, sep = match.groups()
+        if name is not None:
+            if value.startswith('"'):
+                value = _ESCAPE.sub(r"\1", value[1:-1])
+            element = elements[-1]
+            if name.lower() in element:
+                return None  # a parameter repeated in one element (§4)
+            element[name.lower()] = value
+        if not sep:
+            break
+        if sep == ",":
+            elements.append({})
+        pos = match.end()
+    return [element for element in elements if element]
+
+
+def _forwarded_hop(text: str, trusted: TrustedPeers) -> _Hop | None:
+    elements = forwarded_elements(text)
+    if not elements:
+        return None
+    chosen = elements[0]
+    client = None
+    for element in reversed(elements):
+        node = parse_node(element["for"]) if "for" in element else None
+        if node is None or not trusted.trusts(node[0]):
+            chosen, client = element, node
+            break
+    else:
+        client = parse_node(chosen["for"])
+    return _Hop(client, chosen.get("proto"), chosen.get("host"), None)
