@@ -115,15 +115,14 @@ def _server(hop: _Hop, server: Address | None, scheme: str) -> Address | None:
         port = _port(hop.port.strip())
     if hop.host is not None:
         match = _HOST.match(hop.host.strip())
-        if match is not None:
+        host_port = _port(match.group(2)) if match is not None and match.group(2) else None
+        if match is not None and (match.group(2) is None or host_port is not None):
             host = match.group(1)
             if host.startswith("["):
                 host = host[1:-1]
-            if match.group(2) is not None:
-                port = _port(match.group(2))
-            if port is None:
-                port = _DEFAULT_PORTS[scheme]
-            return (host, port)
+            if host_port is not None:
+                port = host_port
+            return (host, _DEFAULT_PORTS[scheme] if port is None else port)
     if port is not None and server is not None:
         return (server[0], port)
     return server
