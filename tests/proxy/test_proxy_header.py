@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-import struct
-
 import pytest
+from proxyraw import V2_SIGNATURE, v2, v2_ipv6
 
 from qactuar.proxy import ProxyHeaderParser, ProxyProtocolError
-from qactuar.proxy.proxy_protocol import V2_SIGNATURE
-
-
-def v2(command: int = 1, family: int = 0x11, body: bytes | None = None, tlv: bytes = b"",
-       version: int = 2) -> bytes:
-    if body is None:
-        body = (ipaddress.IPv4Address("198.51.100.4").packed
-                + ipaddress.IPv4Address("192.0.2.1").packed + struct.pack("!HH", 51000, 443))
-    body += tlv
-    return V2_SIGNATURE + bytes([(version << 4) | command, family]) + struct.pack(
-        "!H", len(body)) + body
-
-
-def v2_ipv6(src: str = "2001:db8::7", dst: str = "2001:db8::1") -> bytes:
-    body = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
-            + struct.pack("!HH", 40000, 8443))
-    return v2(family=0x21, body=body)
 
 
 def parse(data: bytes, *, bytewise: bool = False):
