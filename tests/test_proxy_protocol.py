@@ -115,12 +115,16 @@ def test_untrusted_peer_is_closed(spawn_qactuar, model):
         assert "not in FORWARDED_ALLOW_IPS" in srv.output()
 
 
-def test_proxy_headers_after_a_proxy_header_are_the_clients_own(spawn_qactuar):
+def test_proxy_headers_after_a_proxy_header_and_tls(spawn_qactuar):
     """Through a TCP balancer the HTTP stream is the client's: its X-Forwarded-For is forged."""
     srv = spawn_qactuar("--model", "async", "proxied:app")
     forged = b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
     with exchange(srv.port, V1 + forged).sock as sock:
         assert whoami(RawConnection(sock), b"")["client"] == ["198.51.100.4", 51000]
+    # a v2 header saying the client spoke TLS to the balancer: https
+    ssl_tlv = b"\x20\x00\x05\x01\x00\x00\x00\x00"
+    with exchange(srv.port, v2(tlv=ssl_tlv) + WHOAMI).sock as sock:
+        assert whoami(RawConnection(sock), b"")["scheme"] == "https"
     # unless the header names a trusted proxy (an HTTP proxy behind the balancer)
     trusted = b"PROXY TCP4 127.0.0.1 192.0.2.1 51000 443\r\n"
     with exchange(srv.port, trusted + forged).sock as sock:

@@ -11,7 +11,9 @@ raises ``ProxyProtocolError``: the caller closes the connection.
 - v1 is one text line of at most 107 bytes: ``PROXY TCP4|TCP6 src dst
   sport dport\\r\\n`` or ``PROXY UNKNOWN ...\\r\\n``.
 - v2 is binary: a 12-byte signature, version/command, family, a length
-  and the addresses, then TLVs (skipped). ``LOCAL`` (a balancer's own
+  and the addresses, then TLVs. Of those only ``PP2_TYPE_SSL`` is read:
+  its client bit says the balancer took the client's TLS (HAProxy's
+  ``send-proxy-v2-ssl``), so the scope's scheme is ``https``. ``LOCAL`` (a balancer's own
   health check) and families other than TCP over IPv4/IPv6 carry no client:
   the socket's own addresses stay (``addresses`` is None then).
 """
@@ -30,7 +32,9 @@ V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_MAX: Final = 107
 _V2_FIXED = 16
 _TCP4, _TCP6 = 0x11, 0x21
-_ADDRESS_SIZES: Final = {_TCP4: 12, _TCP6: 36}
+_ADDRESS_SIZES: Final = {_TCP4: 12, _TCP6: 36, 0x31: 216}
+_PP2_TYPE_SSL = 0x20
+_PP2_CLIENT_SSL = 0x01
 
 Address = tuple[str, int]
 
@@ -45,6 +49,8 @@ class ProxyHeader(NamedTuple):
     #: Bytes received after the header: the start of the proxied stream.
     rest: bytes
     version: int
+    #: The client spoke TLS to the balancer (v2's PP2_TYPE_SSL TLV).
+    tls: bool = False
 
 
 class ProxyHeaderParser:
@@ -92,14 +98,15 @@ class ProxyHeaderParser:
         rest = buffer[_V2_FIXED + length :]
         if command == 0:  # LOCAL: the balancer's own connection
             return ProxyHeader(None, rest, 2)
-        size = _ADDRESS_SIZES.get(family)
-        if size is None:
-            # UNSPEC, UDP or a Unix socket: nothing a TCP scope can say
-            if family >> 4 > 3 or family & 0x0F > 2:
-                raise ProxyProtocolError(f"PROXY v2: unknown family 0x{family:02x}")
-            return ProxyHeader(None, rest, 2)
+        if family >> 4 > 3 or family & 0x0F > 2:
+            raise ProxyProtocolError(f"PROXY v2: unknown family 0x{family:02x}")
+        size = _ADDRESS_SIZES.get(family, 0)
         if length < size:
             raise ProxyProtocolError("PROXY v2: address block too short")
+        tls = _tls(body[size:])
+        if family not in (_TCP4, _TCP6):
+            # UNSPEC, UDP or a Unix socket: nothing a TCP scope can say
+            return ProxyHeader(None, rest, 2, tls)
         if family == _TCP4:
             src, dst, sport, dport = struct.unpack_from("!4s4sHH", body)
             addresses = (
@@ -112,7 +119,21 @@ class ProxyHeaderParser:
                 (str(ipaddress.IPv6Address(src)), sport),
                 (str(ipaddress.IPv6Address(dst)), dport),
             )
-        return ProxyHeader(addresses, rest, 2)
+        return ProxyHeader(addresses, rest, 2, tls)
+
+
+def _tls(tlvs: bytes) -> bool:
+    """True if the TLVs hold a PP2_TYPE_SSL whose client bit is set; unknown TLVs are skipped."""
+    pos = 0
+    while pos + 3 <= len(tlvs):
+        kind, size = tlvs[pos], int.from_bytes(tlvs[pos + 1 : pos + 3], "big")
+        value = tlvs[pos + 3 : pos + 3 + size]
+        if len(value) < size:
+            raise ProxyProtocolError("PROXY v2: truncated TLV")
+        if kind == _PP2_TYPE_SSL and value[:1] and value[0] & _PP2_CLIENT_SSL:
+            return True
+        pos += 3 + size
+    return False
 
 
 def parse_v1(line: bytes) -> tuple[Address, Address] | None:

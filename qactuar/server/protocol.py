@@ -207,6 +207,8 @@ class HTTPProtocol(asyncio.Protocol):
             trusted = self.state.trusted_peers
             assert trusted is not None
             self.forwarded = self.state.proxy_headers and trusted.trusts(self.client[0])
+        if header.tls:
+            self.scheme = "https"  # the balancer took the client's TLS
         return header.rest
 
     def _handle_events(self, events: list[Event]) -> None:

@@ -84,3 +84,13 @@ def test_v2_local_and_unspec_keep_the_socket_addresses():
     assert parse(v2(command=0) + b"x").rest == b"x"  # LOCAL ignores an address block
     assert parse(v2(family=0x00, body=b"")).addresses is None
     assert parse(v2(family=0x31, body=b"\x00" * 216)).addresses is None  # a Unix socket
+
+
+def test_v2_ssl_tlv_says_the_client_spoke_tls():
+    ssl_tlv = b"\x20\x00\x05" + b"\x01" + b"\x00\x00\x00\x00"  # PP2_TYPE_SSL, client bit
+    assert parse(v2(tlv=b"\x04\x00\x00" + ssl_tlv)).tls
+    assert not parse(v2(tlv=b"\x20\x00\x05" + b"\x00" * 5)).tls
+    assert not parse(v2()).tls
+    assert not parse(b"PROXY TCP4 198.51.100.4 192.0.2.1 51000 443\r\n").tls
+    with pytest.raises(ProxyProtocolError):
+        parse(v2(tlv=b"\x20\x00\x09\x01"))  # a TLV longer than the block
