@@ -34,8 +34,9 @@ def fill(template: str, values: dict[str, Any]) -> str:
     return text
 
 
-def start(argv: list[str], port: int, log_path: str, timeout: float = 15) -> subprocess.Popen[bytes]:
-    """Run ``argv`` in the foreground (stopped by the caller, by PID) once it listens on ``port``."""
+def start(argv: list[str], port: int, log_path: str,
+          timeout: float = 15) -> subprocess.Popen[bytes]:
+    """Run ``argv`` in the foreground (the caller stops it by PID); return once it listens."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
