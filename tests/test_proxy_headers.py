@@ -161,3 +161,15 @@ def test_cli_refuses_a_bad_network_in_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "FORWARDED_ALLOW_IPS" in lines[0] and "10.0.0.0/99" in lines[0]
+
+
+def test_proxy_protocol_with_qactuars_own_tls_is_refused():
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qactuar", "--model", "async", "--proxy-protocol",
+         "--ssl-cert-path", "cert.pem", "proxied:app"],
+        cwd=os.path.join(ROOT, "tests", "apps"), env=env, capture_output=True, text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "PROXY_PROTOCOL" in proc.stderr and "SSL_CERT_PATH" in proc.stderr
