@@ -12,6 +12,12 @@ Timeouts are not timers: the server's sweep compares each connection's
 ``deadline`` with its coarse clock about four times per timeout, which costs
 nothing on the request path.
 
+Behind a proxy (``qactuar/proxy``): the peer is judged against
+FORWARDED_ALLOW_IPS once, as the connection opens; with PROXY_PROTOCOL its
+first bytes must be a PROXY header from a trusted peer, which is consumed
+here (its addresses become ``client``/``server``) before the parser sees a
+byte. Proxy headers are read per request in ``handoff``.
+
 A WebSocket upgrade is checked in ``handoff`` too; a valid one hands the
 connection to a ``WebSocketSession``, which gets every later byte. The
 process models hook in through the shared ``ServerState`` (``run_cycle``,
