@@ -12,11 +12,11 @@ Timeouts are not timers: the server's sweep compares each connection's
 ``deadline`` with its coarse clock about four times per timeout, which costs
 nothing on the request path.
 
-Behind a proxy (``qactuar/proxy``): the peer is judged against
+Behind a proxy (``proxied``): the peer is judged against
 FORWARDED_ALLOW_IPS once, as the connection opens; with PROXY_PROTOCOL its
-first bytes must be a PROXY header from a trusted peer, which is consumed
-here (its addresses become ``client``/``server``) before the parser sees a
-byte. Proxy headers are read per request in ``handoff``.
+first bytes must be a PROXY header from a trusted peer, consumed (its
+addresses become ``client``/``server``) before the parser sees a byte.
+Proxy headers are read per request in ``handoff``.
 
 A WebSocket upgrade is checked in ``handoff`` too; a valid one hands the
 connection to a ``WebSocketSession``, which gets every later byte. The
@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, cast
 
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
-from ..proxy import ProxyHeaderParser, ProxyProtocolError
 from .handoff import asgi_address, http_cycle, websocket_session
+from .proxied import judge_peer, read_proxy_header
 
 if TYPE_CHECKING:
+    from ..proxy import ProxyHeaderParser
     from ..websocket import WebSocketSession
     from .server import ServerState
 
@@ -68,7 +69,7 @@ class HTTPProtocol(asyncio.Protocol):
         "server",
         "scheme",
         "forwarded",
-        "_proxy_header",
+        "proxy_header",
         "_parsing",
         "_reading",
         "_write_paused",
@@ -98,7 +99,7 @@ class HTTPProtocol(asyncio.Protocol):
         #: proxy headers say who the client is (see ``handoff``).
         self.forwarded = False
         #: Reads the PROXY protocol header that must come first (PROXY_PROTOCOL).
-        self._proxy_header: ProxyHeaderParser | None = None
+        self.proxy_header: ProxyHeaderParser | None = None
         self._parsing: HTTPCycle | None = None
         self._reading = True
         self._write_paused = False
@@ -131,21 +132,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.state.on_open is not None:
             self.state.on_open(self)
         if first and self.state.trusted_peers is not None:
-            self._judge_peer()
-
-    def _judge_peer(self) -> None:
-        state = self.state
-        trusted = state.trusted_peers
-        assert trusted is not None
-        client = self.client
-        is_trusted = trusted.unix if client is None else trusted.trusts(client[0])
-        self.forwarded = state.proxy_headers and is_trusted
-        if state.proxy_protocol:
-            if is_trusted:
-                self._proxy_header = ProxyHeaderParser()
-            else:
-                logger.info("PROXY protocol: %s is not in FORWARDED_ALLOW_IPS; closed", client)
-                self.close()
+            judge_peer(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -165,8 +152,8 @@ class HTTPProtocol(asyncio.Protocol):
                 self.state.on_close(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._proxy_header is not None:
-            data = self._read_proxy_header(self._proxy_header, data)
+        if self.proxy_header is not None:
+            data = read_proxy_header(self, self.proxy_header, data)
             if not data:
                 return
         if self._ws is not None:
@@ -193,29 +180,6 @@ class HTTPProtocol(asyncio.Protocol):
                     self._ws.feed(parser.upgrade_tail)
             else:
                 self._on_upgrade()
-
-    def _read_proxy_header(self, reader: ProxyHeaderParser, data: bytes) -> bytes:
-        """Consume the PROXY header; return the bytes after it (b"" until it is whole)."""
-        try:
-            header = reader.feed(data)
-        except ProxyProtocolError as exc:
-            logger.info("PROXY protocol from %s: %s; closed", self.client, exc)
-            self._proxy_header = None
-            self.close()
-            return b""
-        if header is None:
-            return b""
-        self._proxy_header = None
-        if header.addresses is not None:
-            self.client, self.server = header.addresses
-            # the HTTP stream is the client's own: its proxy headers count
-            # only if that client is itself a trusted proxy
-            trusted = self.state.trusted_peers
-            assert trusted is not None
-            self.forwarded = self.state.proxy_headers and trusted.trusts(self.client[0])
-        if header.tls:
-            self.scheme = "https"  # the balancer took the client's TLS
-        return header.rest
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
@@ -451,7 +415,7 @@ class HTTPProtocol(asyncio.Protocol):
                 self._error = ProtocolError(408, "Request header timeout")
                 self._send_error()
             else:
-                if self._proxy_header is not None:
+                if self.proxy_header is not None:
                     logger.info("PROXY protocol from %s: no header in time; closed", self.client)
                 self._closing = True
                 assert self.transport is not None
