@@ -98,10 +98,6 @@ def _apps(value: Any) -> str | None:
     return None
 
 
-def _forwarded_allow_ips(value: Any) -> str | None:
-    return check_entries(value)
-
-
 def _setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
     if isinstance(default, dict | list):
         return field(
@@ -211,7 +207,7 @@ class Config:
     FORWARDED_ALLOW_IPS: list[str] = _setting(
         ["127.0.0.1", "::1"],
         "Trusted proxies: addresses, CIDR networks, 'unix' (Unix-socket peers) or '*'.",
-        _forwarded_allow_ips,
+        check_entries,
     )
     PROXY_PROTOCOL: bool = _setting(
         False, "Expect a PROXY protocol v1/v2 header on every connection (trusted peers only)."
