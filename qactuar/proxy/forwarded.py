@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 import socket
 from operator import itemgetter
-from typing import Final
+from typing import Any, Final
 
 from .trust import TrustedPeers
 
@@ -57,6 +57,10 @@ PROXY_HEADER_NAMES: Final = frozenset(
 _SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _name = itemgetter(0)
+#: Hops remembered per trust set, and the longest header values remembered.
+_MEMO_SIZE = 4096
+_MEMO_BYTES = 512
+_UNKNOWN: Final[Any] = object()
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 #: One forwarded-pair (or none) and the separator after it (RFC 7239 §4).
@@ -85,19 +89,21 @@ def resolve(
     """
     if PROXY_HEADER_NAMES.isdisjoint(map(_name, headers)):
         return None  # the common case: one pass over the names, in C
-    # Behind a proxy this runs for every request: kept to a few operations
-    # for the usual one-hop X-Forwarded-For (about 2 us).
-    fields: dict[bytes, str] = {}
+    # Behind a proxy this runs for every request: the hop a set of values
+    # gives is remembered (a proxy sends the same few over and over).
+    fields: dict[bytes, bytes] = {}
     for name, value in headers:
         if name in PROXY_HEADER_NAMES:
-            text = value.decode("latin-1")
-            fields[name] = fields[name] + "," + text if name in fields else text
-    forwarded = fields.pop(b"forwarded", None)
-    hop: _Hop | None = None
-    if fields:
-        hop = _x_forwarded_hop(fields, trusted)
-    elif forwarded is not None:
-        hop = _forwarded_hop(forwarded, trusted)
+            fields[name] = fields[name] + b"," + value if name in fields else value
+    key = tuple(fields.items())
+    memo = trusted.memo
+    hop: _Hop | None = memo.get(key, _UNKNOWN)
+    if hop is _UNKNOWN:
+        hop = _hop(fields, trusted)
+        if sum(map(len, fields.values())) <= _MEMO_BYTES:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = hop
     if hop is None:
         return None
     hop_client, proto, host, port = hop
@@ -108,6 +114,16 @@ def resolve(
     if host is not None or port is not None:
         server = _server(host, port, server, scheme)
     return client, server, scheme
+
+
+def _hop(fields: dict[bytes, bytes], trusted: TrustedPeers) -> _Hop | None:
+    text = {name: value.decode("latin-1") for name, value in fields.items()}
+    forwarded = text.pop(b"forwarded", None)
+    if text:
+        return _x_forwarded_hop(text, trusted)
+    if forwarded is not None:
+        return _forwarded_hop(forwarded, trusted)
+    return None
 
 
 def _server(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["TrustedPeers", "check_entries"]
 
@@ -40,7 +41,7 @@ def check_entries(values: Iterable[str]) -> str | None:
 class TrustedPeers:
     """``trusts(host)`` for an address string; ``unix`` for Unix-socket peers."""
 
-    __slots__ = ("everyone", "unix", "_exact", "_networks", "_cache")
+    __slots__ = ("everyone", "unix", "_exact", "_networks", "_cache", "memo")
 
     def __init__(self, values: Iterable[str]) -> None:
         entries = _entries(values)
@@ -64,6 +65,10 @@ class TrustedPeers:
             else:
                 self._networks.append(network)
         self._cache: dict[str, bool] = {}
+        #: What ``forwarded.resolve`` learnt from header values with this
+        #: trust set (bounded there), so that a proxy's usual values are
+        #: parsed once.
+        self.memo: dict[Any, Any] = {}
 
     def trusts(self, host: str) -> bool:
         """True if ``host`` (an address as text) is a trusted proxy."""

@@ -188,3 +188,23 @@ def test_parse_node():
     assert parse_node("_hidden") is None
     assert parse_node("[::1]:x") is None
     assert parse_node(" 1.2.3.4 ") == ("1.2.3.4", 0)
+
+
+def test_memo_gives_the_same_answers_and_stays_bounded():
+    peers = TrustedPeers(["127.0.0.1"])
+    headers = [(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-proto", b"https")]
+    first = resolve(headers, PEER, SERVER, "http", peers)
+    assert resolve(headers, PEER, SERVER, "http", peers) == first == (
+        ("203.0.113.7", 0), SERVER, "https")
+    # what the memo holds does not depend on the connection's own values
+    assert resolve(headers[:1] + [(b"x-forwarded-port", b"81")], None, None, "https", peers) == (
+        ("203.0.113.7", 0), None, "https")
+    for i in range(10000):
+        resolve([(b"x-forwarded-for", f"198.51.{i // 256}.{i % 256}".encode())],
+                PEER, SERVER, "http", peers)
+    assert len(peers.memo) <= 4096
+    peers.memo.clear()
+    long_value = b", ".join([b"10.0.0.1"] * 100)
+    assert resolve([(b"x-forwarded-for", long_value)], PEER, SERVER, "http", peers)[0] == (
+        "10.0.0.1", 0)
+    assert not peers.memo  # long values are not kept
