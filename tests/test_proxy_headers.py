@@ -14,6 +14,7 @@ import sys
 import pytest
 from apps.proxied import app as APP  # type: ignore[import-not-found]
 from conftest import ROOT, read_until_closed
+from proxyraw import V1
 from rawhttp import RawConnection
 from wsraw import TEXT, RawWebSocket
 
@@ -173,3 +174,19 @@ def test_proxy_protocol_with_qactuars_own_tls_is_refused():
     )
     assert proc.returncode == 2
     assert "PROXY_PROTOCOL" in proc.stderr and "SSL_CERT_PATH" in proc.stderr
+
+
+@pytest.mark.parametrize(("allow", "served"), [(["unix"], True), (["127.0.0.1"], False)])
+def test_proxy_protocol_on_a_unix_socket(serve, tmp_path, allow, served):
+    path = str(tmp_path / "qactuar.sock")
+    with serve(APP, UDS=path, PROXY_PROTOCOL=True, FORWARDED_ALLOW_IPS=allow), \
+            socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(V1 + b"GET /whoami HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        answer = read_until_closed(sock)
+    if served:
+        assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {
+            "client": ["198.51.100.4", 51000], "server": ["192.0.2.1", 443], "scheme": "http"}
+    else:
+        assert answer == b""
