@@ -32,7 +32,8 @@ V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_MAX: Final = 107
 _V2_FIXED = 16
 _TCP4, _TCP6 = 0x11, 0x21
-_ADDRESS_SIZES: Final = {_TCP4: 12, _TCP6: 36, 0x31: 216}
+#: The address block's size by address family (the family byte's high half).
+_ADDRESS_SIZES: Final = {0x1: 12, 0x2: 36, 0x3: 216}
 _PP2_TYPE_SSL = 0x20
 _PP2_CLIENT_SSL = 0x01
 
@@ -63,6 +64,8 @@ class ProxyHeaderParser:
 
     def feed(self, data: bytes) -> ProxyHeader | None:
         buffer = self._buffer = self._buffer + data
+        if not buffer:
+            return None
         if buffer[:1] == b"P":
             return self._v1(buffer)
         if buffer[:1] == b"\r":
@@ -100,7 +103,7 @@ class ProxyHeaderParser:
             return ProxyHeader(None, rest, 2)
         if family >> 4 > 3 or family & 0x0F > 2:
             raise ProxyProtocolError(f"PROXY v2: unknown family 0x{family:02x}")
-        size = _ADDRESS_SIZES.get(family, 0)
+        size = _ADDRESS_SIZES.get(family >> 4, 0)
         if length < size:
             raise ProxyProtocolError("PROXY v2: address block too short")
         tls = _tls(body[size:])

@@ -94,3 +94,12 @@ def test_v2_ssl_tlv_says_the_client_spoke_tls():
     assert not parse(b"PROXY TCP4 198.51.100.4 192.0.2.1 51000 443\r\n").tls
     with pytest.raises(ProxyProtocolError):
         parse(v2(tlv=b"\x20\x00\x09\x01"))  # a TLV longer than the block
+
+
+def test_v2_udp_and_unix_datagram_keep_the_socket_addresses_and_read_tlvs_after_them():
+    ssl_tlv = b"\x20\x00\x05\x01\x00\x00\x00\x00"
+    header = parse(v2(family=0x12, tlv=ssl_tlv))
+    assert header.addresses is None and header.tls
+    header = parse(v2(family=0x32, body=b"\x00" * 216, tlv=ssl_tlv))
+    assert header.addresses is None and header.tls
+    assert ProxyHeaderParser().feed(b"") is None
