@@ -23,10 +23,13 @@ from typing import Any
 from .addresses import parse_address
 from .http import Limits
 from .logs import DEFAULT_LOGS
+from .proxy.trust import check_entries
 
 __all__ = ["MODELS", "Config", "ConfigError", "load_config"]
 
 CONFIG_ENV = "QACTUAR_CONFIG"
+#: Settings also read from a plain variable other servers use (below QACTUAR_<KEY>).
+_PLAIN_ENV = {"FORWARDED_ALLOW_IPS": "FORWARDED_ALLOW_IPS"}
 #: Every setting may come from the environment as QACTUAR_<KEY>.
 ENV_PREFIX = "QACTUAR_"
 _TRUE = ("1", "true", "yes", "on")
@@ -330,6 +333,19 @@ class Config:
     RELOAD_EXCLUDE: list[str] = _setting(
         [], "Glob of files RELOAD ignores (editors' and VCS files always are)."
     )
+    # -- proxies --
+    PROXY_HEADERS: bool = _setting(
+        True,
+        "Take client, scheme and server from X-Forwarded-* / Forwarded headers of trusted peers.",
+    )
+    FORWARDED_ALLOW_IPS: list[str] = _setting(
+        ["127.0.0.1", "::1"],
+        "Trusted proxies: addresses, CIDR networks, 'unix' (Unix-socket peers) or '*'.",
+        check_entries,
+    )
+    PROXY_PROTOCOL: bool = _setting(
+        False, "Expect a PROXY protocol v1/v2 header on every connection (trusted peers only)."
+    )
     ADMIN_HOST: str = _setting(
         "localhost", "Admin socket address (the admin socket is not built yet)."
     )
@@ -508,7 +524,9 @@ def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, 
     """Settings given as ``QACTUAR_<KEY>`` variables: key -> (value, source).
 
     ``QACTUAR_CONFIG`` names the file and is not a setting. An unknown
-    ``QACTUAR_`` name is refused like an unknown key in the file.
+    ``QACTUAR_`` name is refused like an unknown key in the file. A plain
+    ``FORWARDED_ALLOW_IPS`` (uvicorn's and gunicorn's) counts when
+    ``QACTUAR_FORWARDED_ALLOW_IPS`` is not set.
     """
     environ = os.environ if environ is None else environ
     found: dict[str, tuple[Any, str]] = {}
@@ -523,6 +541,11 @@ def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, 
         if key not in _FIELDS:
             raise ConfigError(key, text, source, "unknown setting")
         found[key] = (_from_text(key, text, source), source)
+    for name, key in _PLAIN_ENV.items():
+        # uvicorn's and gunicorn's variable, for images that already set it
+        if key not in found and name in environ:
+            source = f"environment {name}"
+            found[key] = (_from_text(key, environ[name], source), source)
     return found
 
 

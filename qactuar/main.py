@@ -24,6 +24,18 @@ def _check_tls(config: Config) -> None:
     server_tls(config)
 
 
+def _check_proxy(config: Config) -> None:
+    """A PROXY header comes before the TLS handshake: the TLS layer would take it for one."""
+    if config.PROXY_PROTOCOL and config.SSL_CERT_PATH:
+        raise ConfigError(
+            "PROXY_PROTOCOL",
+            True,
+            config.source_of("PROXY_PROTOCOL"),
+            "cannot be used with SSL_CERT_PATH yet: end TLS at the balancer "
+            "(HAProxy send-proxy-v2-ssl tells qactuar the client used TLS)",
+        )
+
+
 def _setup_logging(config: Config) -> None:
     try:
         setup_logging(config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG)
@@ -40,6 +52,7 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
     """Serve with a finished ``config``; returns the process exit status."""
     try:
         _setup_logging(config)
+        _check_proxy(config)
         _check_tls(config)
         if config.RELOAD:
             from .supervisors.reload import check_reload

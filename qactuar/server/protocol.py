@@ -12,6 +12,12 @@ Timeouts are not timers: the server's sweep compares each connection's
 ``deadline`` with its coarse clock about four times per timeout, which costs
 nothing on the request path.
 
+Behind a proxy (``proxied``): the peer is judged against
+FORWARDED_ALLOW_IPS once, as the connection opens; with PROXY_PROTOCOL its
+first bytes must be a PROXY header from a trusted peer, consumed (its
+addresses become ``client``/``server``) before the parser sees a byte.
+Proxy headers are read per request in ``handoff``.
+
 A WebSocket upgrade is checked in ``handoff`` too; a valid one hands the
 connection to a ``WebSocketSession``, which gets every later byte. The
 process models hook in through the shared ``ServerState`` (``run_cycle``,
@@ -32,8 +38,10 @@ from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
 from .gate import answered_by_server
 from .handoff import asgi_address, http_cycle, websocket_session
+from .proxied import judge_peer, read_proxy_header
 
 if TYPE_CHECKING:
+    from ..proxy import ProxyHeaderParser
     from ..websocket import WebSocketSession
     from .server import ServerState
 
@@ -62,6 +70,8 @@ class HTTPProtocol(asyncio.Protocol):
         "server",
         "scheme",
         "tls",
+        "forwarded",
+        "proxy_header",
         "_parsing",
         "_reading",
         "_write_paused",
@@ -89,6 +99,11 @@ class HTTPProtocol(asyncio.Protocol):
         self.scheme = "http"
         #: The ASGI TLS extension of this connection; None over plain TCP.
         self.tls: dict[str, Any] | None = None
+        #: The peer is a trusted proxy and PROXY_HEADERS is on: each request's
+        #: proxy headers say who the client is (see ``handoff``).
+        self.forwarded = False
+        #: Reads the PROXY protocol header that must come first (PROXY_PROTOCOL).
+        self.proxy_header: ProxyHeaderParser | None = None
         self._parsing: HTTPCycle | None = None
         self._reading = True
         self._write_paused = False
@@ -105,20 +120,26 @@ class HTTPProtocol(asyncio.Protocol):
     # asyncio callbacks ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A fork child attaches the connection it was handed once more: it
+        # keeps what the parent learnt (addresses from a PROXY header).
+        first = self.transport is None
         self.transport = transport = cast(asyncio.Transport, transport)
-        self.client = asgi_address(transport.get_extra_info("peername"))
-        self.server = asgi_address(transport.get_extra_info("sockname"))
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            self.scheme = "https"
-            if self.state.tls is not None:
-                self.tls = self.state.tls.extension(ssl_object)
+        if first:
+            self.client = asgi_address(transport.get_extra_info("peername"))
+            self.server = asgi_address(transport.get_extra_info("sockname"))
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                self.scheme = "https"
+                if self.state.tls is not None:
+                    self.tls = self.state.tls.extension(ssl_object)
         self.state.connections.add(self)
         self._reading = True
         if self.cycle is None:
             self.deadline = self.state.clock + self.state.header_timeout
         if self.state.on_open is not None:
             self.state.on_open(self)
+        if first and self.state.trusted_peers is not None:
+            judge_peer(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -138,6 +159,10 @@ class HTTPProtocol(asyncio.Protocol):
                 self.state.on_close(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.proxy_header is not None:
+            data = read_proxy_header(self, self.proxy_header, data)
+            if not data:
+                return
         if self._ws is not None:
             self._ws.feed(data)
             return
@@ -400,6 +425,8 @@ class HTTPProtocol(asyncio.Protocol):
                 self._error = ProtocolError(408, "Request header timeout")
                 self._send_error()
             else:
+                if self.proxy_header is not None:
+                    logger.info("PROXY protocol from %s: no header in time; closed", self.client)
                 self._closing = True
                 assert self.transport is not None
                 self.transport.close()

@@ -22,6 +22,7 @@ from ..asgi.cycle import HTTPCycle
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..lifespan import LifespanRunner
+from ..proxy import TrustedPeers
 from ..websocket import WebSocketOptions
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
@@ -51,6 +52,13 @@ class ServerState:
         self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
         #: TLS set-up, once the server has loaded it (``Server.ssl_context``).
         self.tls: ServerTLS | None = None
+        #: Proxies whose word about the client is taken (FORWARDED_ALLOW_IPS);
+        #: None when neither proxy headers nor the PROXY protocol are on.
+        self.trusted_peers: TrustedPeers | None = None
+        if config.PROXY_HEADERS or config.PROXY_PROTOCOL:
+            self.trusted_peers = TrustedPeers(config.FORWARDED_ALLOW_IPS)
+        self.proxy_headers = config.PROXY_HEADERS
+        self.proxy_protocol = config.PROXY_PROTOCOL
         self.connections: set[HTTPProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] = {}

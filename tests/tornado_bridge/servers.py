@@ -138,7 +138,9 @@ class QactuarDriver:
         from qactuar import Config, Server
 
         config = Config()
-        settings = {"HOST": "127.0.0.1", "PORT": 0, "LIFESPAN": "off", "ACCESS_LOG": False}
+        # proxy headers are the bridge's to read here (xheaders), as with uvicorn's driver
+        settings = {"HOST": "127.0.0.1", "PORT": 0, "LIFESPAN": "off", "ACCESS_LOG": False,
+                    "PROXY_HEADERS": False}
         config.update(settings, "tests/tornado_bridge")
         # Quiet at INFO ("Listening on ..."): Tornado's tests fail on any log.
         for name in ("qt_server", "qt_access", "websockets"):
