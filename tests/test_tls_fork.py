@@ -54,6 +54,20 @@ def test_fork_an_app_error_over_tls_is_a_500_logged_once(spawn_qactuar, certs, p
     assert words in server.output()
 
 
+def test_fork_a_child_that_leaves_its_body_unread_is_still_heard_over_tls(spawn_qactuar, certs):
+    # The parent pumps the body into the socketpair while the child answers
+    # and goes: a child that closed its end on unread frames reset the
+    # parent's, which then lost the response the child had sent (500
+    # "returned without starting a response", or a missing misuse log).
+    server = serve(spawn_qactuar, certs, "fork")
+    body = b"x" * (1 << 20)
+    with client(certs, server) as http:
+        for _ in range(20):
+            response = http.post("/unread", content=body)
+            assert (response.status_code, response.text) == (200, "not read")
+    assert "without starting a response" not in server.output()
+
+
 def test_fork_a_child_dying_mid_response_closes_the_tls_connection(spawn_qactuar, certs):
     server = serve(spawn_qactuar, certs, "fork")
     with client(certs, server) as http:

@@ -95,6 +95,8 @@ class Channel(asyncio.Protocol):
         #: Sees each frame as it arrives; one it returns True for is not queued.
         self._urgent = urgent
         self.lost: asyncio.Future[None] | None = None
+        #: Set by ``finish()``: frames that still arrive are read and dropped.
+        self._discard = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -111,6 +113,8 @@ class Channel(asyncio.Protocol):
                     break
                 frame = marshal.loads(view[at + 4 : at + 4 + length])
                 at += 4 + length
+                if self._discard:
+                    continue
                 if self._urgent is None or not self._urgent(*frame):
                     self._frames.append(frame)
         if at:
@@ -183,6 +187,25 @@ class Channel(asyncio.Protocol):
             assert self.transport is not None
             self.transport.resume_reading()
         return frame
+
+    async def finish(self) -> None:
+        """Half-close: the other end reads what we sent, then closes; we close after it.
+
+        Closing a Unix socket with unread data in it resets the other end,
+        and a process whose write fails (EPIPE) or whose read is reset loses
+        whatever it had not yet read: so the end that is done sends EOF and
+        reads (dropping) until the other end has closed, and only then closes.
+        """
+        self._discard = True
+        self._frames.clear()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if not self._reading:
+                self._reading = True
+                transport.resume_reading()
+            transport.write_eof()  # after what is buffered
+        if self.lost is not None:
+            await self.lost
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -352,6 +375,5 @@ async def serve_in_child(app: ASGIApp, scope: Scope, sock: socket.socket) -> Non
                 )
         channel.send(_FAILED, None)
     finally:
-        channel.close()  # sends what is buffered first
-        if channel.lost is not None:
-            await channel.lost
+        # the parent reads everything, then closes: only then does the child go
+        await channel.finish()

@@ -74,6 +74,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"answered"})
         with open(scope["query_string"].decode(), "w") as fh:
             fh.write("done after the response")
+    elif path == "/unread":  # answers without reading the request body, and returns
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"not read"})
     elif path == "/misuse":  # a body before its start: send() raises, the app lets it go
         await send({"type": "http.response.body", "body": b"too early"})
     elif path == "/raise":
