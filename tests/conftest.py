@@ -138,6 +138,41 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15)
     raise RuntimeError(f"qactuar did not listen on {port} within {timeout}s")
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of ``pid``'s live children (empty once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def calls_with_peak_children(
+    pid: int, call: Callable[[], int], count: int
+) -> tuple[list[int], int]:
+    """Run ``call`` in ``count`` threads at once; (their results, most children of ``pid`` seen)."""
+    results: list[int] = []
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, len(children_of(pid)))
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    callers = [threading.Thread(target=lambda: results.append(call())) for _ in range(count)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(30)
+    stop.set()
+    sampler.join()
+    return results, peak
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
     """SIGTERM ``proc`` (by PID) and wait; SIGKILL it if it is still there after ``timeout``."""
     if proc.poll() is None:

@@ -10,17 +10,10 @@ import time
 
 import httpx
 import pytest
+from conftest import calls_with_peak_children, children_of
 from rawhttp import RawConnection
 
 FORK = ("forky:app", "--model", "fork")
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(p) for p in fh.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 def rss_kib(pid: int) -> int:
@@ -63,28 +56,9 @@ def test_pipelined_requests_are_answered_in_order(spawn_qactuar):
 
 def test_max_processes_caps_live_children(spawn_qactuar):
     proc = spawn_qactuar(*FORK, "--max-processes", "2")
-    results: list[int] = []
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, len(children_of(proc.proc.pid)))
-            time.sleep(0.005)
-
-    def call() -> None:
-        results.append(httpx.get(proc.url + "/sleep?0.3", timeout=30).status_code)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    callers = [threading.Thread(target=call) for _ in range(10)]
-    for t in callers:
-        t.start()
-    for t in callers:
-        t.join(30)
-    stop.set()
-    sampler.join()
+    results, peak = calls_with_peak_children(
+        proc.proc.pid, lambda: httpx.get(proc.url + "/sleep?0.3", timeout=30).status_code, 10
+    )
     assert results == [200] * 10
     assert 1 <= peak <= 2
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import calls_with_peak_children, children_of
 from rawhttp import RawConnection
 from tlscerts import Certs, client, serve, tls_socket
 from websockets.sync.client import connect
@@ -162,43 +163,18 @@ def test_fork_graceful_stop_lets_tls_requests_finish(spawn_qactuar, certs):
 
 def _children_cmd(pid: int) -> str:
     """Something non-empty once the parent has a child (the request is running)."""
-    return "/sleep" if _children(pid) else ""
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(p) for p in fh.read().split()]
-    except FileNotFoundError:
-        return []
+    return "/sleep" if children_of(pid) else ""
 
 
 def test_fork_max_processes_queues_relayed_requests_with_stats(spawn_qactuar, certs):
     server = serve(spawn_qactuar, certs, "fork", "--max-processes", "2",
                    "--gather-proc-stats", "--log-level", "debug")
-    results: list[int] = []
-    peak = 0
-    stop = threading.Event()
 
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, len(_children(server.proc.pid)))
-            time.sleep(0.005)
-
-    def call() -> None:
+    def call() -> int:
         with client(certs, server) as http:
-            results.append(http.get("/sleep?0.3").status_code)
+            return int(http.get("/sleep?0.3").status_code)
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    callers = [threading.Thread(target=call) for _ in range(6)]
-    for t in callers:
-        t.start()
-    for t in callers:
-        t.join(30)
-    stop.set()
-    sampler.join()
+    results, peak = calls_with_peak_children(server.proc.pid, call, 6)
     assert results == [200] * 6
     assert 1 <= peak <= 2
     deadline = time.monotonic() + 5  # a child is reaped just after its response
