@@ -84,20 +84,15 @@ def test_fork_isolation_background_work_and_disconnect_over_tls(spawn_qactuar, c
         assert http.get("/get").text == "unset"  # the change died with its child
         marker = tmp_path / "background"
         assert http.get(f"/background?{marker}").text == "answered"
-    deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert marker.read_text() == "done after the response"
+    # (the app opens the file, then writes: wait for the text, not the file)
+    assert read_when(marker, "done after the response") == "done after the response"
     # the client leaves mid-request: the app (in its child) sees http.disconnect
     gone = tmp_path / "gone"
     sock = tls_socket(certs, server.port)
     sock.sendall(RawConnection.encode(f"/disconnect?{gone}"))
     time.sleep(0.3)  # let the request reach its child
     sock.close()
-    deadline = time.monotonic() + 5
-    while not gone.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert gone.read_text() == "disconnected"
+    assert read_when(gone, "disconnected") == "disconnected"
 
 
 def test_fork_a_wss_child_lost_before_accept_gets_502(spawn_qactuar, certs):
@@ -159,6 +154,16 @@ def test_fork_graceful_stop_lets_tls_requests_finish(spawn_qactuar, certs):
     caller.join(15)
     assert results == [200]
     assert server.wait() == 0
+
+
+def read_when(path: Any, text: str, timeout: float = 5) -> str:
+    """``path``'s text once it is ``text``, or what it holds when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = path.read_text() if path.exists() else ""
+        if found == text or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.02)
 
 
 def _children_cmd(pid: int) -> str:
