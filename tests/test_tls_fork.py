@@ -227,3 +227,18 @@ def test_limit_concurrency_counts_tls_requests_arriving_together(
             sock.close()
     ok = 101 if request_bytes is _UPGRADE else 200
     assert sorted(statuses) == [ok, 503, 503]
+
+
+@pytest.mark.parametrize("model", ["fork", "async"])
+@pytest.mark.parametrize("query", ["gen", "tuple"])
+def test_an_enum_status_and_headers_not_in_a_list_cross_the_relay(
+    spawn_qactuar, certs, model, query
+):
+    # marshal, the relay's wire, refuses int subclasses and generators: the
+    # fork model answered 500 over TLS what every model answers 201 over TCP
+    server = serve(spawn_qactuar, certs, model)
+    with client(certs, server) as http:
+        response = http.get("/created", params=query)
+    assert (response.status_code, response.text) == (201, "made")
+    assert response.headers["x-made"] == "here"
+    assert "Exception" not in server.output()
