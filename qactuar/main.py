@@ -8,32 +8,15 @@ import sys
 from typing import Any
 
 from .asgi.types import ASGIApp
+from .checks import check_config
 from .config import Config, ConfigError, load_config
 from .importer import AppImportError, build_app
 from .logs import setup_logging
 from .server import BindError
-from .server.tls import server_tls
 
 __all__ = ["run", "serve"]
 
 logger = logging.getLogger("qt_server")
-
-
-def _check_tls(config: Config) -> None:
-    """Load the certificate now, so that a bad file is one line, not a traceback."""
-    server_tls(config)
-
-
-def _check_proxy(config: Config) -> None:
-    """A PROXY header comes before the TLS handshake: the TLS layer would take it for one."""
-    if config.PROXY_PROTOCOL and config.SSL_CERT_PATH:
-        raise ConfigError(
-            "PROXY_PROTOCOL",
-            True,
-            config.source_of("PROXY_PROTOCOL"),
-            "cannot be used with SSL_CERT_PATH yet: end TLS at the balancer "
-            "(HAProxy send-proxy-v2-ssl tells qactuar the client used TLS)",
-        )
 
 
 def _setup_logging(config: Config) -> None:
@@ -52,8 +35,7 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
     """Serve with a finished ``config``; returns the process exit status."""
     try:
         _setup_logging(config)
-        _check_proxy(config)
-        _check_tls(config)
+        check_config(config)
         if config.RELOAD:
             from .supervisors.reload import check_reload
 

@@ -106,6 +106,41 @@ def test_an_open_websocket_counts_for_its_whole_life(spawn_qactuar, model):
         time.sleep(0.02)
 
 
+def upload_then_read(port: int, head: bytes, body: bytes) -> bytes:
+    """Send ``head`` and all of ``body`` without reading, as curl does; then the answer.
+
+    Raises ConnectionResetError or BrokenPipeError if the server closes
+    while the body still arrives (a reset loses the answer in flight).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes after its answer
+            answer += chunk
+        return answer
+
+
+#: A body larger than what the socket buffers and the server's read-ahead hold.
+UPLOAD = b"u" * 4_000_000
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_an_upload_over_the_limit_reads_its_503(spawn_qactuar, model):
+    # The 503 is answered before the body is in: closing at once, with the
+    # body still arriving, reset the connection under the client's upload
+    srv = spawn_qactuar("conventions:app", *model_args(model), "--limit-concurrency", "1")
+    held = hold(srv.port)
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(UPLOAD)
+    try:
+        for _ in range(3):
+            answer = upload_then_read(srv.port, head, UPLOAD)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+            assert b"\r\nretry-after: 1\r\n" in answer.lower()
+    finally:
+        release(held)
+    assert httpx.post(srv.url + "/", content=UPLOAD, timeout=10).text == "hello"
+
+
 def test_limit_off_by_default_lets_many_in(spawn_qactuar):
     srv = spawn_qactuar("conventions:app", "--model", "async")
     held = [hold(srv.port) for _ in range(20)]

@@ -252,6 +252,29 @@ def test_large_upload_over_the_limit_sees_the_413(limited):
     still_served(limited.url)
 
 
+@pytest.mark.parametrize("model", ["fork", "async"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_upload_over_max_body_bytes_reads_its_413(spawn_qactuar, model, framing):
+    # A client that sends its whole body before it reads (curl -d @file)
+    # must get the 413, not a reset under its upload. With Content-Length
+    # the head is refused; chunked, the body's first bytes over the limit
+    # (in the fork model by the child, which reads the body).
+    from test_conventions import upload_then_read
+
+    srv = spawn_qactuar("tls_app:app", "--model", model, "--max-body-bytes", "1000")
+    if framing == "chunked":
+        head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        body = b"10000\r\n" + b"u" * 65536 + b"\r\n"
+        body = body * 61 + b"0\r\n\r\n"
+    else:
+        head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n"
+        body = b"u" * 4_000_000
+    for _ in range(3):
+        answer = upload_then_read(srv.port, head, body)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+    assert httpx.post(srv.url + "/upload", content=b"small", timeout=10).json()["size"] == 5
+
+
 # --- timeouts -----------------------------------------------------------------------------
 
 

@@ -148,22 +148,56 @@ def run_with_fd(fd: int, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("kind", ["closed", "file", "not listening", "udp"])
 def test_a_bad_fd_is_a_one_line_error(kind, model, tmp_path):
     if kind == "closed":
-        result = run_with_fd(97, "--model", model)
+        fd = 97
+        result = run_with_fd(fd, "--model", model)
         expected = "descriptor 97 is not open"
     elif kind == "file":
         with open(tmp_path / "f", "w") as fh:
-            result = run_with_fd(fh.fileno(), "--model", model)
-            expected = f"descriptor {fh.fileno()} is not a socket"
+            fd = fh.fileno()
+            result = run_with_fd(fd, "--model", model)
+            expected = f"descriptor {fd} is not a socket"
     else:
         kind_ = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
         with socket.socket(socket.AF_INET, kind_) as sock:
             sock.bind(("127.0.0.1", 0))
-            result = run_with_fd(sock.fileno(), "--model", model)
-            expected = f"descriptor {sock.fileno()} is " + (
+            fd = sock.fileno()
+            result = run_with_fd(fd, "--model", model)
+            expected = f"descriptor {fd} is " + (
                 "not a stream" if kind == "udp" else "not listening")
     assert result.returncode == 1
     line = one_line_error(result)
-    assert "cannot serve on fd://" in line and expected in line, line
+    # the setting, its value and where it came from, as every config error says
+    assert f"cannot serve on FD={fd} (from command line)" in line and expected in line, line
+
+
+def test_a_bad_fd_in_bind_names_bind_and_its_source(tmp_path):
+    config = tmp_path / "qactuar.json"
+    config.write_text(json.dumps({"BIND": ["fd://98"]}))
+    result = subprocess.run(qactuar("basic:hello", "--model", "async"),
+                            env=dict(env(), QACTUAR_CONFIG=str(config)),
+                            cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True,
+                            timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert f"cannot serve on BIND=fd://98 (from {config})" in line, line
+    assert "descriptor 98 is not open" in line, line
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_descriptor_given_twice_is_served_once(model, start):
+    # --fd N and BIND fd://N (as systemd's fd 3 and --fd 3) name one socket:
+    # adopted twice, it was listened on twice (uvloop refused) and closed twice
+    with listening_socket() as sock:
+        port, fd = sock.getsockname()[1], sock.fileno()
+        server = start(qactuar("basic:hello", "--model", model, *MODEL_ARGS, "--fd", str(fd),
+                               "--bind", f"fd://{fd}"), pass_fds=(fd,))
+        wait_for_port(port, server.proc)
+        for _ in range(3):
+            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
+        stop_process(server.proc)
+    assert server.proc.returncode == 0, server.output()
+    assert server.output().count(f"Listening on http://127.0.0.1:{port}") == 1, server.output()
+    assert "Traceback" not in server.output()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -246,6 +280,17 @@ def test_systemd_socket_activation_serves_on_the_activated_sockets(model, start,
     # socket activation replaces HOST/PORT
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", unused), timeout=1):
         pass
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")
+def test_a_systemd_socket_also_given_as_fd_is_served_once(start, tmp_path):
+    port, unused = free_port(), free_port()
+    server = start(socket_activate(tmp_path, port, "async", "--port", str(unused), "--fd", "3"))
+    wait_for_port(port, server.proc)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=15).status_code == 200
+    output = server.output()
+    assert "Inherited socket 3 (FD=3) is LISTEN_FDS web already" in output, output
+    assert output.count(f"Listening on http://127.0.0.1:{port}") == 1, output
 
 
 @pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")

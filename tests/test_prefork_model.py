@@ -277,6 +277,27 @@ def test_sighup_with_a_broken_config_file_keeps_config_and_workers(prefork, tmp_
     assert httpx.get(master.spawned.url + "/").status_code == 200
 
 
+def test_sighup_to_a_config_start_up_refuses_keeps_config_and_workers(prefork, tmp_path):
+    # PROXY_PROTOCOL with SSL_CERT_PATH is refused at start-up (the PROXY
+    # header would reach the TLS layer): a reload once took it, and every
+    # connection then failed without a word
+    from tlscerts import Certs
+
+    certs = Certs(tmp_path)
+    config = tmp_path / "qactuar.json"
+    config.write_text(json.dumps({"WORKERS": 2}))
+    master = prefork(APP, env={"QACTUAR_CONFIG": str(config)})
+    workers = set(master.workers())
+    config.write_text(json.dumps(
+        {"WORKERS": 3, "PROXY_PROTOCOL": True, "SSL_CERT_PATH": certs.server_pem}))
+    master.spawned.signal(signal.SIGHUP)
+    assert wait_until(lambda: "keeping the current config and workers" in master.log(), 5)
+    assert "PROXY_PROTOCOL" in master.log() and "SSL_CERT_PATH" in master.log()
+    time.sleep(0.3)
+    assert set(master.workers()) == workers
+    assert httpx.get(master.spawned.url + "/").status_code == 200
+
+
 def listening_sockets(port: int) -> int:
     """How many sockets listen on 127.0.0.1:``port`` (what ``ss -ltn`` lists)."""
     with open("/proc/net/tcp") as fh:

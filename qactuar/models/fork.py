@@ -36,9 +36,10 @@ import time
 from array import array
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 from ..asgi.cycle import AppLost, HTTPCycle
-from ..asgi.types import ASGIApp, Scope
+from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..config import Config
 from ..server import Server
 from ..server.protocol import HTTPProtocol
@@ -89,7 +90,11 @@ class ForkServer(Server):
         self.stats = ProcStats() if config.GATHER_PROC_STATS else None
         self.state.run_cycle = self.dispatch
         # LIMIT_CONCURRENCY counts requests in children and those waiting for one
-        self.state.in_flight = lambda: len(self.children) + len(self.waiting)
+        self.state.in_flight = self._in_flight
+        #: Relayed (TLS) requests from dispatch until their relay task ends;
+        #: their children, counted apart so as not to count them twice.
+        self.relaying = 0
+        self.relayed_children = 0
         self.state.on_open = self._opened
         self.state.on_close = self._closed
         #: Descriptors a child closes at once: the listeners, every client's
@@ -131,10 +136,36 @@ class ForkServer(Server):
             # A child cannot own a TLS connection (the session lives in this
             # process's transport): serve it here, relaying the app's messages.
             spawn = functools.partial(self._spawn_relayed, conn)
-            self.state.run_task(cycle, relay_app(spawn))
+            # counted from now on: the relay joins ``waiting`` only once its
+            # task runs, after every other request of this batch of events
+            self.relaying += 1
+            self.state.run_task(cycle, self._counted(relay_app(spawn)))
             return
         conn.pause_reading()  # the child reads this socket from now on
         self._enqueue(cycle)
+
+    def _counted(self, relay: ASGIApp) -> ASGIApp:
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                await relay(scope, receive, send)
+            finally:
+                self.relaying -= 1
+
+        return counted
+
+    def _in_flight(self) -> int:
+        """LIMIT_CONCURRENCY's count: relayed requests, plain ones in children or waiting.
+
+        A waiting request whose client left no longer counts. The walk is
+        short: with the limit on, no more than the limit wait.
+        """
+        waiting = 0
+        for job in self.waiting:
+            if not isinstance(job, _Relayed):
+                transport = cast(HTTPProtocol, job.conn).transport
+                if transport is not None and not transport.is_closing():
+                    waiting += 1
+        return self.relaying + len(self.children) - self.relayed_children + waiting
 
     def _enqueue(self, job: HTTPCycle | _Relayed) -> None:
         self.waiting.append(job)
@@ -259,6 +290,8 @@ class ForkServer(Server):
         # a WebSocket lives in its child for as long as it is open
         child.exempt = scope["type"] == "websocket"
         self.children[child.pid] = child
+        if child.link is not None:
+            self.relayed_children += 1
         asyncio.get_running_loop().add_reader(child.pidfd, self._reap, child)
 
     def _reap(self, child: _Child) -> None:
@@ -273,6 +306,8 @@ class ForkServer(Server):
         os.close(child.pidfd)
         self.child_closes.remove(child.pidfd)
         del self.children[child.pid]
+        if child.link is not None:
+            self.relayed_children -= 1
         outcome = self.slots[child.slot]
         self.free_slots.append(child.slot)
         wall = time.monotonic() - child.started

@@ -21,10 +21,11 @@ fork model's arrangement, and ``relay_app`` knows of that model only the
 to the same ``relay_app``).
 
 The wire: frames of a 4-byte length and a ``marshal``-ed ``(kind, payload)``
-pair. ASGI messages hold only dicts, bytes, str, ints, bools and lists or
+pair. ASGI messages hold dicts, bytes, str, ints, bools and lists or
 tuples of header pairs, which marshal handles fastest of the standard
 codecs; both ends are this program (same interpreter), so nothing untrusted
-is decoded.
+is decoded. What marshal refuses (an ``HTTPStatus``, headers in a
+generator) is made plain and sent again, which costs only those messages.
 
 Costs per request are kept off the round trip: the parent pumps
 ``receive()`` into the socketpair ahead of the app (as a proxy reads ahead;
@@ -51,7 +52,7 @@ import marshal
 import socket
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,8 +163,11 @@ class Channel(asyncio.Protocol):
         return self.transport is None or self.transport.is_closing()
 
     def send(self, kind: int, payload: Any) -> None:
-        """Queue a frame; raises ValueError for what marshal cannot encode."""
-        data = marshal.dumps((kind, payload))
+        """Queue a frame; raises ValueError for what cannot be made plain (``_plain``)."""
+        try:
+            data = marshal.dumps((kind, payload))
+        except ValueError:
+            data = marshal.dumps((kind, _plain(payload)))
         if not self.closing:
             assert self.transport is not None
             self.transport.write(_LENGTH.pack(len(data)) + data)
@@ -297,6 +301,34 @@ async def _pump(receive: Any, channel: Channel, want: asyncio.Event | None) -> N
         if message["type"] in _DISCONNECTS:
             return
         await channel.drain()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with what marshal refuses made plain: off the fast path, on its ValueError.
+
+    Applications pass on what their framework gives them: ``HTTPStatus`` and
+    other int or str enums, headers as a generator or any iterable. Every
+    other model takes those as their base type, and so does the relay.
+    """
+    kind = type(value)
+    if kind in _MARSHALLED or value is None:
+        return value
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, int):  # bool is in _MARSHALLED: an IntEnum or IntFlag
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)  # str() of a (str, Enum) member is its name
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, Iterable):
+        return [_plain(item) for item in value]
+    return value  # marshal raises ValueError: the app's send() fails as it would anywhere
+
+
+_MARSHALLED = frozenset({bool, int, float, str, bytes})
 
 
 # child side --------------------------------------------------------------------

@@ -3,9 +3,10 @@
 Kept apart from the arbiter's supervision loop: this is about which settings
 may change while the sockets stay bound and what a bad file leaves in place,
 not about processes. ``config_for_reload`` returns the config the new workers
-start with, or None to keep the current one (the error is logged). The TLS
-files are loaded here once as a check: new workers read them as they start,
-so a replaced certificate is served after SIGHUP.
+start with, or None to keep the current one (the error is logged). It runs
+start-up's cross-setting checks (``checks.check_config``), which load the TLS
+files once: new workers read them as they start, so a replaced certificate
+is served after SIGHUP.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import logging
 from dataclasses import fields
 from typing import Any
 
+from ..checks import check_config
 from ..config import Config, ConfigError, load_config
 from ..logs import setup_logging
-from ..server.tls import server_tls
 
 __all__ = ["config_for_reload", "reread_config"]
 
@@ -46,20 +47,18 @@ def config_for_reload(current: Config, preloaded: bool) -> Config | None:
     """Re-read ``current``'s sources; None (logged) if the new config cannot be used."""
     try:
         config = reread_config(current)
-        # the new workers load the certificate files as they start: make sure
-        # they can, or keep the workers that serve now
-        server_tls(config)
+        changed = [key for key in FIXED_ON_RELOAD if getattr(config, key) != getattr(current, key)]
+        wanted = {key: getattr(config, key) for key in changed}
+        for key in changed:
+            setattr(config, key, getattr(current, key))
+        # what start-up refuses, with the settings the new workers will have;
+        # the certificate files too: the new workers load them as they start
+        check_config(config)
     except ConfigError as exc:
         logger.error("SIGHUP: %s; keeping the current config and workers", exc)
         return None
-    for key in FIXED_ON_RELOAD:
-        if getattr(config, key) != getattr(current, key):
-            logger.warning(
-                "SIGHUP: %s changed to %r; it takes effect at the next start",
-                key,
-                getattr(config, key),
-            )
-            setattr(config, key, getattr(current, key))
+    for key, value in wanted.items():
+        logger.warning("SIGHUP: %s changed to %r; it takes effect at the next start", key, value)
     if preloaded and config.APPS != current.APPS:
         logger.warning("SIGHUP: APPS changed; with PRELOAD on, a restart loads them")
     if (config.LOGS, config.LOG_LEVEL, config.ACCESS_LOG) != (

@@ -11,7 +11,9 @@
   flight in this process is answered ``503`` with ``Retry-After: 1`` at once,
   never queued. What is in flight is the process model's to count
   (``ServerState.in_flight``): tasks running an app (async, each prefork
-  worker), live children plus requests waiting for one (fork). An open
+  worker), live children plus requests waiting for one whose client is
+  still there, and relayed (TLS) requests from the moment they arrive
+  (fork). An open
   WebSocket counts for its whole life, and an upgrade over the limit is
   refused with 503 too.
 - ``HEADERS``: encoded once here into the lines ``Response`` adds when the

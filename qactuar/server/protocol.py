@@ -38,6 +38,7 @@ from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
 from .gate import answered_by_server
 from .handoff import asgi_address, http_cycle, websocket_session
+from .linger import linger
 from .proxied import judge_peer, read_proxy_header
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class HTTPProtocol(asyncio.Protocol):
         "on_write",
         "_next_waits_for_drain",
         "_ws",
+        "_body_coming",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -116,6 +118,9 @@ class HTTPProtocol(asyncio.Protocol):
         self.on_write: Callable[[], None] | None = None
         self._next_waits_for_drain = False
         self._ws: WebSocketSession | None = None
+        #: A protocol error came while the client may still send a body (413,
+        #: bad bytes mid-body): the error's close lingers (``linger``).
+        self._body_coming = False
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -268,6 +273,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.pause_reading()
         self._error = exc
         broken = self._parsing
+        self._body_coming = broken is not None or exc.status == 413
         if broken is not None:
             self._parsing = None
             if broken in self.pipeline:
@@ -286,8 +292,11 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport.write(
             error_response(exc.status, exc.reason, state.date_line, state.server_line)
         )
-        self.transport.close()
         self._closing = True
+        if self._body_coming:
+            linger(self, self.transport)
+        else:
+            self.transport.close()
 
     def cycle_done(self, cycle: HTTPCycle) -> None:
         """Called by the cycle once its response is complete or abandoned."""
@@ -308,7 +317,13 @@ class HTTPProtocol(asyncio.Protocol):
                 else:
                     self._send_error()
                 return
-        elif not cycle.response.keep_alive or not cycle.body_complete or self.state.shutting_down:
+        elif not cycle.body_complete:
+            # answered before the body is in (a 503 of LIMIT_CONCURRENCY, an
+            # app that did not read it): the client is still sending
+            self._closing = True
+            linger(self, transport)
+            return
+        elif not cycle.response.keep_alive or self.state.shutting_down:
             self._closing = True
             transport.close()
             return

@@ -4,7 +4,8 @@
 passed (socket activation: ``LISTEN_FDS``/``LISTEN_PID``, picked up by
 themselves), then those of ``BIND`` and ``FD``; only when there are none of
 those, ``UDS`` or ``HOST``/``PORT``. An inherited socket is checked (a
-listening stream socket) before it is used.
+listening stream socket) before it is used, and adopted once however many
+times it is given; an error names the setting, its value and its source.
 """
 
 from __future__ import annotations
@@ -68,11 +69,27 @@ def bind_sockets(config: Config) -> list[socket.socket]:
         if ignored:
             logger.warning("BIND is set: %s ignored", "/".join(ignored))
     sockets: list[socket.socket] = []
+    #: Each inherited descriptor is adopted once (systemd's fd 3 and --fd 3
+    #: are one socket; two objects owning it would close it twice).
+    adopted: dict[int, str] = {}
     try:
         for fd, name in systemd_fds():
-            sockets.append(adopt_fd(fd, f"LISTEN_FDS {name}" if name else "LISTEN_FDS"))
-        for address in configured_addresses(config):
-            sockets.append(bind_address(address, config))
+            origin = f"LISTEN_FDS {name}" if name else "LISTEN_FDS"
+            sockets.append(adopt_fd(fd, origin))
+            adopted[fd] = origin
+        given = [("BIND", text, parse_address(text)) for text in config.BIND]
+        given += [("FD", str(fd), Address("fd", fd=fd)) for fd in config.FD]
+        for key, text, address in given:
+            if address.kind != "fd":
+                sockets.append(bind_address(address, config))
+                continue
+            origin = f"{key}={text}"
+            if address.fd in adopted:
+                logger.info("Inherited socket %d (%s) is %s already: served once",
+                            address.fd, origin, adopted[address.fd])
+                continue
+            sockets.append(adopt_fd(address.fd, origin, config.source_of(key)))
+            adopted[address.fd] = origin
         if not sockets:
             if config.UDS:
                 sockets.append(bind_address(Address("unix", path=config.UDS), config))
@@ -100,13 +117,18 @@ def bind_address(address: Address, config: Config) -> socket.socket:
     return sock
 
 
-def adopt_fd(fd: int, origin: str) -> socket.socket:
-    """The listening stream socket an inherited descriptor holds, or BindError."""
+def adopt_fd(fd: int, origin: str, source: str = "") -> socket.socket:
+    """The listening stream socket an inherited descriptor holds, or BindError.
+
+    ``origin`` names it (``FD=3``, ``BIND=fd://3``, ``LISTEN_FDS web``) and
+    ``source`` where that setting came from, as config errors say it.
+    """
+    where = f"{origin} (from {source})" if source else origin
     try:
         sock = socket.socket(fileno=fd)  # learns family and type from the fd
     except OSError as exc:
         what = "is not open" if exc.errno == 9 else f"is not a socket ({exc.strerror})"
-        raise BindError(exc.errno, f"cannot serve on {origin}: descriptor {fd} {what}") from None
+        raise BindError(exc.errno, f"cannot serve on {where}: descriptor {fd} {what}") from None
     problem = ""
     if sock.type != socket.SOCK_STREAM:
         problem = "is not a stream (TCP or Unix stream) socket"
@@ -114,7 +136,7 @@ def adopt_fd(fd: int, origin: str) -> socket.socket:
         problem = "is not listening (call listen() on it before passing it)"
     if problem:
         sock.detach()  # not ours to close
-        raise BindError(0, f"cannot serve on {origin}: descriptor {fd} {problem}")
+        raise BindError(0, f"cannot serve on {where}: descriptor {fd} {problem}")
     # inherited on purpose by this process, not to be passed on to the app's own children
     sock.set_inheritable(False)
     logger.info("Using inherited socket %d (%s)", fd, origin)

@@ -3,8 +3,10 @@
 ``/scope`` answers JSON with the scheme, the TLS extension and the pid;
 ``/upload`` the size and SHA-256 of the body; ``/stream`` sends ?n chunks of
 64 KiB; ``/ws`` (WebSocket) sends the TLS extension, then echoes.
-``/set`` and ``/get`` show whether module state leaks between requests; the
-other paths of ``forky`` (crashes, sleeps) are served too.
+``/created`` answers 201 as ``HTTPStatus.CREATED`` with headers as a
+generator (``?tuple``: a tuple of tuples). ``/set`` and ``/get`` show whether
+module state leaks between requests; the other paths of ``forky`` (crashes,
+sleeps) are served too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import os
 import signal
+from http import HTTPStatus
 from typing import Any
 
 import forky
@@ -79,6 +82,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"not read"})
     elif path == "/misuse":  # a body before its start: send() raises, the app lets it go
         await send({"type": "http.response.body", "body": b"too early"})
+    elif path == "/created":  # what Starlette passes through: an enum, headers not a list
+        rows = ((b"x-made", b"here"), (b"content-type", b"text/plain"))
+        headers = rows if scope["query_string"] == b"tuple" else (row for row in rows)
+        await send({"type": "http.response.start", "status": HTTPStatus.CREATED,
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": b"made"})
     elif path == "/raise":
         raise ValueError("raised in the app")
     else:

@@ -1,0 +1,40 @@
+"""Checks that span several settings: run at start-up and again on a prefork SIGHUP.
+
+A single setting is checked as it lands in ``Config``; what depends on two
+or more (or on files they name) is checked here, once, so that a reload
+cannot accept what start-up refuses. ``check_config`` raises the one-line
+``ConfigError`` either way.
+
+Left to other places, with reason: LOGS is checked by setting logging up
+(``main``; a reload sets it up too and keeps the old on failure); REUSE_PORT
+against BIND/FD/UDS by the prefork master as it binds, and none of those
+keys changes on a reload; FACTORY against APPS by the app import, which a
+reload without PRELOAD repeats in new workers (a failure keeps the old ones).
+"""
+
+from __future__ import annotations
+
+from .config import Config, ConfigError
+from .server.tls import server_tls
+
+__all__ = ["check_config"]
+
+
+def check_config(config: Config) -> None:
+    """ConfigError for a combination of settings the server cannot serve with."""
+    _check_proxy(config)
+    # the certificate files are loaded now, so that a bad file is one line,
+    # not a traceback in every worker
+    server_tls(config)
+
+
+def _check_proxy(config: Config) -> None:
+    """A PROXY header comes before the TLS handshake: the TLS layer would take it for one."""
+    if config.PROXY_PROTOCOL and config.SSL_CERT_PATH:
+        raise ConfigError(
+            "PROXY_PROTOCOL",
+            True,
+            config.source_of("PROXY_PROTOCOL"),
+            "cannot be used with SSL_CERT_PATH yet: end TLS at the balancer "
+            "(HAProxy send-proxy-v2-ssl tells qactuar the client used TLS)",
+        )
