@@ -15,15 +15,27 @@ import copy
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from .addresses import parse_address
+from .config_values import (
+    apps_table,
+    at_least,
+    bind_addresses,
+    check_entries,
+    descriptors,
+    directory,
+    file_mode,
+    header_items,
+    health_path,
+    logging_dict,
+    one_of,
+    port_number,
+    root_path,
+)
 from .http import Limits
 from .logs import DEFAULT_LOGS
-from .proxy.trust import check_entries
 
 __all__ = ["MODELS", "Config", "ConfigError", "load_config"]
 
@@ -55,119 +67,6 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
-def _choice(*options: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if value not in options:
-            return "must be one of " + ", ".join(repr(o) for o in options)
-        return None
-
-    return check
-
-
-def _at_least(low: float) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return f"must be at least {low}" if value < low else None
-
-    return check
-
-
-def _port(value: Any) -> str | None:
-    return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
-
-
-def _root_path(value: Any) -> str | None:
-    if value and not value.startswith("/"):
-        return "must be empty or start with '/'"
-    return None
-
-
-def _logs(value: Any) -> str | None:
-    if value.get("version") != 1:
-        return "a logging.config.dictConfig dictionary needs \"version\": 1"
-    return None
-
-
-def _apps(value: Any) -> str | None:
-    seen: dict[str, str] = {}
-    for route, target in value.items():
-        if not isinstance(route, str) or not route.startswith("/"):
-            return f"route {route!r} must be a string starting with '/'"
-        if not isinstance(target, str) or ":" not in target:
-            return f"app for route {route!r} must be a 'module:attribute' string"
-        same = seen.setdefault(route.rstrip("/"), route)
-        if same != route:
-            return f"routes {same!r} and {route!r} are the same route"
-    return None
-
-
-#: RFC 9110 §5.6.2 token (a header name).
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Fields the server frames or writes itself: a default for them would break it.
-_SERVER_FIELDS = (
-    "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "date", "trailer"
-)
-
-
-def parse_header(item: str) -> tuple[str, str] | str:
-    """``"Name: value"`` as (name, value), or why it cannot be a response header."""
-    name, sep, value = item.partition(":")
-    value = value.strip(" \t")
-    if not sep:
-        # the environment splits a list at commas, which header values may hold
-        return f"{item!r} is not NAME:VALUE (in QACTUAR_HEADERS, a value with a comma " \
-            "needs the JSON array form)"
-    if not _TOKEN.fullmatch(name):
-        return f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
-    if any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in value):
-        return f"the value of {name!r} holds a control character (CR, LF, ...)"
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return f"the value of {name!r} is not Latin-1 text"
-    if name.lower() in _SERVER_FIELDS:
-        return f"{name!r} is written by the server itself"
-    return name, value
-
-
-def _headers(value: Any) -> str | None:
-    for item in value:
-        parsed = parse_header(item)
-        if isinstance(parsed, str):
-            return parsed
-    return None
-
-
-def _health_path(value: Any) -> str | None:
-    if value and (not value.startswith("/") or "?" in value or " " in value):
-        return "must be empty (off) or a path starting with '/', without a query"
-    return None
-
-
-def _app_dir(value: Any) -> str | None:
-    if value and not os.path.isdir(value):
-        return "not a directory"
-    return None
-
-
-def _binds(value: Any) -> str | None:
-    for text in value:
-        try:
-            parse_address(text)
-        except ValueError as exc:
-            return f"{text!r}: {exc}"
-    return None
-
-
-def _fds(value: Any) -> str | None:
-    return "descriptor numbers are 0 or more" if any(fd < 0 for fd in value) else None
-
-
-def _file_mode(value: Any) -> str | None:
-    if value and (not all(c in "01234567" for c in value) or int(value, 8) > 0o7777):
-        return "must be an octal file mode such as \"0660\" (or empty)"
-    return None
-
-
 def _setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None) -> Any:
     if isinstance(default, dict | list):
         return field(
@@ -182,38 +81,40 @@ class Config:
     """Every setting of the server; see the README for what each one does."""
 
     HOST: str = _setting("localhost", "Address to listen on (IPv4, IPv6 or a name).")
-    PORT: int = _setting(8000, "TCP port to listen on; 0 picks a free one.", _port)
+    PORT: int = _setting(8000, "TCP port to listen on; 0 picks a free one.", port_number)
     UDS: str = _setting("", "Listen on this Unix domain socket path instead of HOST/PORT.")
-    MODEL: str = _setting("fork", "Process model: " + ", ".join(MODELS) + ".", _choice(*MODELS))
-    APPS: dict[str, str] = _setting({}, "Route prefix -> 'module:attribute' of the app.", _apps)
+    MODEL: str = _setting("fork", "Process model: " + ", ".join(MODELS) + ".", one_of(*MODELS))
+    APPS: dict[str, str] = _setting(
+        {}, "Route prefix -> 'module:attribute' of the app.", apps_table
+    )
     ROOT_PATH: str = _setting(
-        "", "Prefix the server is mounted under behind a proxy.", _root_path
+        "", "Prefix the server is mounted under behind a proxy.", root_path
     )
     LOOP: str = _setting(
-        "auto", "Event loop: auto, asyncio or uvloop.", _choice("auto", "asyncio", "uvloop")
+        "auto", "Event loop: auto, asyncio or uvloop.", one_of("auto", "asyncio", "uvloop")
     )
     LIFESPAN: str = _setting(
-        "auto", "Lifespan protocol: auto, on or off.", _choice("auto", "on", "off")
+        "auto", "Lifespan protocol: auto, on or off.", one_of("auto", "on", "off")
     )
-    BACKLOG: int = _setting(2048, "Listen backlog of the server socket.", _at_least(1))
+    BACKLOG: int = _setting(2048, "Listen backlog of the server socket.", at_least(1))
     GRACEFUL_TIMEOUT: float = _setting(
-        30.0, "Seconds in-flight requests get to finish on stop.", _at_least(0)
+        30.0, "Seconds in-flight requests get to finish on stop.", at_least(0)
     )
     KEEP_ALIVE_TIMEOUT: float = _setting(
-        5.0, "Seconds an idle keep-alive connection is kept.", _at_least(0.01)
+        5.0, "Seconds an idle keep-alive connection is kept.", at_least(0.01)
     )
     HEADER_TIMEOUT: float = _setting(
-        10.0, "Seconds a client has to send a whole request head.", _at_least(0.01)
+        10.0, "Seconds a client has to send a whole request head.", at_least(0.01)
     )
-    MAX_URL_BYTES: int = _setting(8190, "Longest request target; longer gets 414.", _at_least(16))
+    MAX_URL_BYTES: int = _setting(8190, "Longest request target; longer gets 414.", at_least(16))
     MAX_HEADER_BYTES: int = _setting(
-        65536, "Largest header section; larger gets 431.", _at_least(256)
+        65536, "Largest header section; larger gets 431.", at_least(256)
     )
     MAX_HEADER_COUNT: int = _setting(
-        100, "Most header fields in a request; more gets 431.", _at_least(1)
+        100, "Most header fields in a request; more gets 431.", at_least(1)
     )
     MAX_BODY_BYTES: int = _setting(
-        0, "Largest request body; larger gets 413 (0 = no limit).", _at_least(0)
+        0, "Largest request body; larger gets 413 (0 = no limit).", at_least(0)
     )
     DATE_HEADER: bool = _setting(True, "Add a Date header to responses that lack one.")
     SERVER_HEADER: bool = _setting(True, "Add 'Server: qactuar' to responses that lack one.")
@@ -221,47 +122,47 @@ class Config:
     LOG_LEVEL: str = _setting(
         "",
         "Override the level of every qactuar logger (e.g. warning).",
-        _choice("", "critical", "error", "warning", "info", "debug"),
+        one_of("", "critical", "error", "warning", "info", "debug"),
     )
     LOGS: dict[str, Any] = _setting(
-        DEFAULT_LOGS, "logging.config.dictConfig dictionary.", _logs
+        DEFAULT_LOGS, "logging.config.dictConfig dictionary.", logging_dict
     )
     WS_COMPRESSION: bool = _setting(True, "Offer permessage-deflate to WebSocket clients.")
     WS_MAX_MESSAGE_BYTES: int = _setting(
-        1048576, "Largest WebSocket message (after inflating); larger closes 1009.", _at_least(1)
+        1048576, "Largest WebSocket message (after inflating); larger closes 1009.", at_least(1)
     )
     WS_MAX_QUEUE: int = _setting(
-        32, "WebSocket messages buffered for an app before reading pauses.", _at_least(1)
+        32, "WebSocket messages buffered for an app before reading pauses.", at_least(1)
     )
     WS_PING_INTERVAL: float = _setting(
-        20.0, "Seconds between keep-alive pings on a WebSocket (0 = off).", _at_least(0)
+        20.0, "Seconds between keep-alive pings on a WebSocket (0 = off).", at_least(0)
     )
     WS_PING_TIMEOUT: float = _setting(
-        20.0, "Seconds a WebSocket client has to answer a ping (0 = wait forever).", _at_least(0)
+        20.0, "Seconds a WebSocket client has to answer a ping (0 = wait forever).", at_least(0)
     )
     SSL_CERT_PATH: str = _setting("", "PEM certificate chain; with SSL_KEY_PATH serves HTTPS.")
     SSL_KEY_PATH: str = _setting("", "PEM private key for SSL_CERT_PATH.")
     REQUEST_TIMEOUT: float = _setting(
-        5.0, "fork model: seconds a child may run (0 = off).", _at_least(0)
+        5.0, "fork model: seconds a child may run (0 = off).", at_least(0)
     )
-    MAX_PROCESSES: int = _setting(500, "fork model: most children alive at once.", _at_least(1))
+    MAX_PROCESSES: int = _setting(500, "fork model: most children alive at once.", at_least(1))
     CHECK_PROCESS_INTERVAL: float = _setting(
-        1.0, "fork model: seconds between sweeps.", _at_least(0.001)
+        1.0, "fork model: seconds between sweeps.", at_least(0.001)
     )
     GATHER_PROC_STATS: bool = _setting(False, "fork model: record each child's CPU and memory.")
     WORKERS: int = _setting(
-        0, "prefork model: worker processes (0 = one per CPU).", _at_least(0)
+        0, "prefork model: worker processes (0 = one per CPU).", at_least(0)
     )
     MAX_REQUESTS: int = _setting(
         0, "prefork model: requests a worker serves before it is replaced (0 = no limit).",
-        _at_least(0),
+        at_least(0),
     )
     MAX_REQUESTS_JITTER: int = _setting(
-        0, "prefork model: up to this many more requests, at random, per worker.", _at_least(0)
+        0, "prefork model: up to this many more requests, at random, per worker.", at_least(0)
     )
     WORKER_TIMEOUT: float = _setting(
         30.0, "prefork model: seconds a worker's loop may block before it is killed (0 = off).",
-        _at_least(0),
+        at_least(0),
     )
     PRELOAD: bool = _setting(
         True, "prefork model: import the apps once in the master (off: in each worker)."
@@ -274,21 +175,21 @@ class Config:
         False, "The app named on the command line is a factory: call it to get the app."
     )
     APP_DIR: str = _setting(
-        "", "Directory put first on sys.path before importing apps (default: the cwd).", _app_dir
+        "", "Directory put first on sys.path before importing apps (default: the cwd).", directory
     )
     LIMIT_CONCURRENCY: int = _setting(
         0,
         "Requests in flight per process before new ones get 503 + Retry-After (0 = off).",
-        _at_least(0),
+        at_least(0),
     )
     HEADERS: list[str] = _setting(
-        [], "Default response header NAME:VALUE, added when the app sets none.", _headers
+        [], "Default response header NAME:VALUE, added when the app sets none.", header_items
     )
     HEALTH_PATH: str = _setting(
         "",
         "Path the server answers itself for health checks: 200 ok, 503 while stopping "
         "(empty = off).",
-        _health_path,
+        health_path,
     )
     # -- TLS --
     SSL_KEYFILE_PASSWORD: str = _setting("", "Password of an encrypted SSL_KEY_PATH.")
@@ -298,28 +199,28 @@ class Config:
     SSL_CERT_REQS: str = _setting(
         "none",
         "Client certificates: none, optional or required (needs SSL_CA_CERTS).",
-        _choice("none", "optional", "required"),
+        one_of("none", "optional", "required"),
     )
     SSL_CIPHERS: str = _setting(
         "", "OpenSSL cipher list for TLS 1.2 (empty: Python's defaults)."
     )
     SSL_HANDSHAKE_TIMEOUT: float = _setting(
-        10.0, "Seconds a client has to finish the TLS handshake.", _at_least(0.01)
+        10.0, "Seconds a client has to finish the TLS handshake.", at_least(0.01)
     )
     # -- listening --
     BIND: list[str] = _setting(
         [],
         "Where to listen: host:port, [ipv6]:port, unix:PATH or fd://N; replaces HOST/PORT/UDS.",
-        _binds,
+        bind_addresses,
     )
     FD: list[int] = _setting(
         [],
         "Serve on this inherited listening socket (a descriptor number); replaces HOST/PORT/UDS.",
-        _fds,
+        descriptors,
     )
     UDS_MODE: str = _setting(
         "", "Octal file mode of the Unix sockets qactuar creates, e.g. 0660 (empty: umask).",
-        _file_mode,
+        file_mode,
     )
     RELOAD: bool = _setting(
         False, "Development: restart the server when a watched file changes (needs watchfiles)."
@@ -350,16 +251,16 @@ class Config:
         "localhost", "Admin socket address (the admin socket is not built yet)."
     )
     ADMIN_PORT: int = _setting(
-        1986, "Admin socket port (the admin socket is not built yet).", _port
+        1986, "Admin socket port (the admin socket is not built yet).", port_number
     )
     SELECT_SLEEP_TIME: float = _setting(
-        0.025, "Kept for compatibility with qactuar 0.1; unused.", _at_least(0)
+        0.025, "Kept for compatibility with qactuar 0.1; unused.", at_least(0)
     )
     RECV_TIMEOUT: float = _setting(
-        0.001, "Kept for compatibility with qactuar 0.1; unused.", _at_least(0)
+        0.001, "Kept for compatibility with qactuar 0.1; unused.", at_least(0)
     )
     RECV_BYTES: int = _setting(
-        65536, "Kept for compatibility with qactuar 0.1; unused.", _at_least(1)
+        65536, "Kept for compatibility with qactuar 0.1; unused.", at_least(1)
     )
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..asgi.cycle import HTTPCycle
-from ..config import parse_header
+from ..config_values import parse_header
 
 if TYPE_CHECKING:
     from .server import ServerState
