@@ -211,7 +211,9 @@ class Server:
         quiet_since: dict[HTTPProtocol, float] = {}
         while not self.force_exit:
             now = time.monotonic()
-            waiting = False
+            # a TLS handshake still running (a prefork worker's queued
+            # clients) becomes a connection that may carry a request
+            waiting = bool(state.handshaking)
             for conn in list(state.connections):
                 if conn.cycle is not None or conn.pipeline:
                     continue  # closes after its response

@@ -188,7 +188,12 @@ class TLSAcceptor(asyncio.Protocol):
             self.task.cancel()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        pass  # the handshake task sees it too, and forgets the connection
+        # gone before start_tls took the transport over (uvloop reads, and so
+        # sees an EOF, before that): start_tls would wait for a handshake on a
+        # closed transport, and the number, soon another file's, stay listed
+        self._forget()
+        if self.task is not None:
+            self.task.cancel()
 
 
 def rfc4514_name(subject: Any) -> str:
