@@ -23,7 +23,7 @@ import httpx
 import pytest
 from conftest import ROOT, TESTS
 from rawhttp import RawConnection
-from tlscerts import MODELS, Certs, client, pem, serve, subject
+from tlscerts import MODELS, Certs, client, pem, serve, subject, tls_socket
 from websockets.sync.client import connect
 
 QACTUAR_ARGS = ("--keep-alive-timeout", "1")
@@ -278,3 +278,21 @@ def test_ssl_ciphers_chooses_the_tls_1_2_suite(spawn_qactuar, certs):
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
             tls = json.loads(RawConnection(sock).request("/scope").body)["tls"]
     assert (tls["tls_version"], tls["cipher_suite"]) == (0x0303, 0xC02B)
+
+
+@pytest.mark.parametrize("model, loop", [
+    ("async", "uvloop"), ("async", "asyncio"), ("fork", "uvloop"), ("fork", "asyncio"),
+])
+def test_an_idle_keep_alive_client_does_not_hold_a_graceful_stop(spawn_qactuar, certs, model,
+                                                                  loop):
+    # Closing a TLS connection waits for the client's close_notify; a client
+    # that keeps its connection open without reading never sends one.
+    server = serve(spawn_qactuar, certs, model, "--loop", loop)
+    with tls_socket(certs, server.port) as sock:
+        sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.wait(40) == 0
+        assert time.monotonic() - started < 3.5
+    assert "Graceful timeout" not in server.output()

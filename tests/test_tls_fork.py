@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 from typing import Any
@@ -242,3 +243,31 @@ def test_an_enum_status_and_headers_not_in_a_list_cross_the_relay(
     assert (response.status_code, response.text) == (201, "made")
     assert response.headers["x-made"] == "here"
     assert "Exception" not in server.output()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_fork_a_child_does_not_hold_a_connection_still_in_its_handshake(spawn_qactuar, certs,
+                                                                         loop):
+    # A child forked while another client is still in its TLS handshake must
+    # close that client's socket: else the client, dropped by the parent at
+    # SSL_HANDSHAKE_TIMEOUT, sees no end of its connection until the child exits.
+    server = serve(spawn_qactuar, certs, "fork", "--ssl-handshake-timeout", "1", "--loop", loop)
+    silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        started = time.monotonic()
+        statuses: list[int] = []
+        slow = threading.Thread(
+            target=lambda: statuses.append(client(certs, server).get("/sleep?4").status_code)
+        )
+        slow.start()
+        try:
+            try:
+                assert silent.recv(100) == b""
+            except ConnectionResetError:
+                pass
+            assert time.monotonic() - started < 2.5
+        finally:
+            slow.join(10)
+        assert statuses == [200]
+    finally:
+        silent.close()

@@ -97,6 +97,7 @@ class ForkServer(Server):
         self.relayed_children = 0
         self.state.on_open = self._opened
         self.state.on_close = self._closed
+        self.state.on_handshake = self._handshaking
         #: Descriptors a child closes at once: the listeners, every client's
         #: socket, the pidfds; sorted. Kept up to date here so that a child
         #: closes them from one compact array, mostly in runs of consecutive
@@ -123,6 +124,15 @@ class ForkServer(Server):
     def _opened(self, conn: HTTPProtocol) -> None:
         fd = self._client_fds[conn] = _fileno(conn)
         bisect.insort(self.child_closes, fd)
+
+    def _handshaking(self, fd: int, started: bool) -> None:
+        # a TLS client's socket is a child's to close from accept on, not
+        # only from its handshake's end (HTTPProtocol's on_open): else a child
+        # forked meanwhile holds it open after the parent drops the client
+        if started:
+            bisect.insort(self.child_closes, fd)
+        else:
+            self.child_closes.remove(fd)
 
     def _closed(self, conn: HTTPProtocol) -> None:
         fd = self._client_fds.pop(conn, None)

@@ -38,7 +38,6 @@ from ..http import Response
 from ..importer import AppImportError, build_app
 from ..lifespan import LifespanFailure
 from ..server import Server
-from ..server.protocol import HTTPProtocol
 from .loops import loop_factory
 from .slot import BOOT_ERROR, STACK_SIGNAL, WorkerSlot, WorkerState, beat_interval
 
@@ -168,14 +167,9 @@ class WorkerServer(Server):
         for server in self.servers:
             server.close()  # stop accepting; the other workers take new clients
         loop = asyncio.get_running_loop()
-        context = self.ssl_context()
+        factory = self.protocol_factory()
         for sock in queued:
-            await loop.connect_accepted_socket(
-                lambda: HTTPProtocol(self.state),
-                sock,
-                ssl=context,
-                ssl_handshake_timeout=self.handshake_timeout,
-            )
+            await loop.connect_accepted_socket(factory, sock)
         await super().shutdown()
 
     def _accept_queued(self) -> list[socket.socket]:

@@ -26,8 +26,8 @@ from ..proxy import TrustedPeers
 from ..websocket import WebSocketOptions
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
-from .sockets import bind_sockets
-from .tls import ServerTLS, server_tls
+from .sockets import bind_sockets, describe
+from .tls import ServerTLS, TLSAcceptor, server_tls
 
 __all__ = ["Server", "ServerState"]
 
@@ -70,6 +70,11 @@ class ServerState:
         self.on_open: Callable[[HTTPProtocol], None] | None = None
         #: When set, called as a connection closes.
         self.on_close: Callable[[HTTPProtocol], None] | None = None
+        #: TLS connections accepted whose handshake is still running.
+        self.handshaking: set[TLSAcceptor] = set()
+        #: When set, called with a socket's descriptor as its TLS handshake
+        #: starts (True) and ends (False), before ``on_open`` if it succeeded.
+        self.on_handshake: Callable[[int, bool], None] | None = None
         #: Request cycles run by ``run_task`` that have finished.
         self.requests_served = 0
         #: When set, called after each of those (a prefork worker counts to
@@ -161,9 +166,12 @@ class Server:
             state.tls = server_tls(self.config)
         return state.tls.context if state.tls is not None else None
 
-    @property
-    def handshake_timeout(self) -> float | None:
-        return self.config.SSL_HANDSHAKE_TIMEOUT if self.config.SSL_CERT_PATH else None
+    def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
+        """What serves an accepted connection: HTTP, or a TLS handshake then HTTP."""
+        state = self.state
+        if self.ssl_context() is None:
+            return lambda: HTTPProtocol(state)
+        return lambda: TLSAcceptor(state, HTTPProtocol(state))
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Start up, serve until ``should_exit``, shut down."""
@@ -203,7 +211,9 @@ class Server:
         quiet_since: dict[HTTPProtocol, float] = {}
         while not self.force_exit:
             now = time.monotonic()
-            waiting = False
+            # a TLS handshake still running (a prefork worker's queued
+            # clients) becomes a connection that may carry a request
+            waiting = bool(state.handshaking)
             for conn in list(state.connections):
                 if conn.cycle is not None or conn.pipeline:
                     continue  # closes after its response
@@ -235,23 +245,15 @@ class Server:
         loop = asyncio.get_running_loop()
         if sockets is None:
             sockets = bind_sockets(self.config)
-        context = self.ssl_context()
-        state = self.state
-
-        def factory() -> HTTPProtocol:
-            return HTTPProtocol(state)
-
+        factory = self.protocol_factory()
         for sock in sockets:
-            server = await loop.create_server(
-                factory,
-                sock=sock,
-                backlog=self.config.BACKLOG,
-                ssl=context,
-                ssl_handshake_timeout=self.handshake_timeout,
-            )
+            # TLS runs in TLSAcceptor (start_tls), so the server knows every
+            # socket from accept on, not only once its handshake is done
+            server = await loop.create_server(factory, sock=sock, backlog=self.config.BACKLOG)
             self.servers.append(server)
+        tls = self.ssl_context() is not None
         for sock in self.sockets:
-            logger.info("Listening on %s", _describe(sock, context is not None))
+            logger.info("Listening on %s", describe(sock, tls))
         self.started.set()
 
     async def main_loop(self) -> None:
@@ -295,6 +297,8 @@ class Server:
         for conn in list(state.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        for acceptor in list(state.handshaking):
+            acceptor.abort()
         if state.tasks:
             # the apps saw http.disconnect; give them a moment, then cancel
             await asyncio.wait(list(state.tasks), timeout=1)
@@ -305,11 +309,3 @@ class Server:
         for server in self.servers:
             await server.wait_closed()
 
-
-def _describe(sock: socket.socket, tls: bool) -> str:
-    addr = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{addr}"
-    scheme = "https" if tls else "http"
-    host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
-    return f"{scheme}://{host}:{addr[1]}"

@@ -7,6 +7,14 @@ cannot load with a one-line ``ConfigError`` naming the key. TLS 1.2 is the
 minimum; the handshake itself runs in the event loop's SSL transport, which
 drops a client that has not finished it within ``SSL_HANDSHAKE_TIMEOUT``.
 
+``TLSAcceptor`` holds each accepted TCP connection through its handshake
+(``loop.start_tls``), then hands the TLS transport to its ``HTTPProtocol``.
+The server sees the socket from accept on, not only once the handshake is
+done: a fork child forked meanwhile closes it too (``on_handshake``), and a
+stop aborts handshakes still running. Closing a TLS connection waits for the
+client's close_notify for ``SHUTDOWN_TIMEOUT`` at most (Python's default,
+30 s, let one idle keep-alive client hold a graceful stop that long).
+
 ``ServerTLS.extension(ssl_object)`` is the scope's ``extensions["tls"]``
 (ASGI TLS extension 0.2), built once per connection after the handshake.
 A client certificate that fails verification fails the handshake (Python's
@@ -17,14 +25,22 @@ give only its own certificate, which is then the chain's one entry.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..config import Config, ConfigError
 
-__all__ = ["ServerTLS", "rfc4514_name", "server_tls"]
+if TYPE_CHECKING:
+    from .server import ServerState
+
+__all__ = ["SHUTDOWN_TIMEOUT", "ServerTLS", "TLSAcceptor", "rfc4514_name", "server_tls"]
+
+#: Seconds closing a TLS connection waits for the client's close_notify (and
+#: for what is still buffered to be sent) before the socket is closed anyway.
+SHUTDOWN_TIMEOUT = 2.0
 
 _REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -79,6 +95,105 @@ class ServerTLS:
             "tls_version": _VERSIONS.get(ssl_object.version()),
             "cipher_suite": self.suites.get(cipher[0]) if cipher else None,
         }
+
+
+class TLSAcceptor(asyncio.Protocol):
+    """An accepted TCP connection in its TLS handshake, then ``http``'s."""
+
+    __slots__ = ("state", "http", "transport", "fd", "task", "early")
+
+    def __init__(self, state: ServerState, http: asyncio.Protocol) -> None:
+        self.state = state
+        self.http = http
+        self.transport: asyncio.Transport | None = None
+        self.fd = -1
+        self.task: asyncio.Task[None] | None = None
+        #: What arrived before start_tls took the transport over.
+        self.early = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        # asyncio honours this; uvloop starts reading once this returns, and
+        # what it reads before start_tls runs is kept (data_received)
+        transport.pause_reading()
+        self.fd = transport.get_extra_info("socket").fileno()
+        state = self.state
+        state.handshaking.add(self)
+        if state.on_handshake is not None:
+            state.on_handshake(self.fd, True)
+        self.task = asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    def data_received(self, data: bytes) -> None:
+        self.early += data
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        tls = self.state.tls
+        assert tls is not None
+        loop = asyncio.get_running_loop()
+        if self.early:
+            # runs once start_tls below has put its protocol in place (it
+            # does so before its first await), before that protocol reads
+            loop.call_soon(self._replay, transport)
+        try:
+            tls_transport = await loop.start_tls(
+                transport,
+                self.http,
+                tls.context,
+                server_side=True,
+                ssl_handshake_timeout=tls.handshake_timeout,
+                ssl_shutdown_timeout=SHUTDOWN_TIMEOUT,
+            )
+        except BaseException as exc:  # a failed handshake, a timeout, a client gone, a stop
+            transport.abort()
+            self._forget()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._forget()
+        if tls_transport is None or tls_transport.is_closing():
+            transport.abort()
+            return
+        # the same step as _forget: no fork between it and HTTPProtocol's on_open
+        self.http.connection_made(tls_transport)
+
+    def _replay(self, transport: asyncio.Transport) -> None:
+        """Give the TLS protocol what this one read before it took over."""
+        data, self.early = self.early, b""
+        protocol = transport.get_protocol()
+        if protocol is self or transport.is_closing():
+            return  # start_tls failed before taking over: it aborts the connection
+        if not hasattr(protocol, "buffer_updated"):
+            cast(asyncio.Protocol, protocol).data_received(data)
+            return
+        buffered = cast(asyncio.BufferedProtocol, protocol)
+        while data:
+            buf = memoryview(buffered.get_buffer(len(data)))
+            n = min(len(buf), len(data))
+            buf[:n] = data[:n]
+            buffered.buffer_updated(n)
+            data = data[n:]
+
+    def _forget(self) -> None:
+        state = self.state
+        if self in state.handshaking:
+            state.handshaking.discard(self)
+            if state.on_handshake is not None:
+                state.on_handshake(self.fd, False)
+
+    def abort(self) -> None:
+        """Drop the connection (the server stops) unless its handshake is done."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # gone before start_tls took the transport over (uvloop reads, and so
+        # sees an EOF, before that): start_tls would wait for a handshake on a
+        # closed transport, and the number, soon another file's, stay listed
+        self._forget()
+        if self.task is not None:
+            self.task.cancel()
 
 
 def rfc4514_name(subject: Any) -> str:
