@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import prefork_apps  # type: ignore[import-not-found]
-from conftest import Spawned
+from conftest import Spawned, children_of
 
 from qactuar import Config
 from qactuar.config import ConfigError
@@ -34,14 +34,6 @@ from qactuar.models.slot import WorkerSlot, WorkerState
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 
 APP = "prefork_apps:app"
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(p) for p in fh.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 def alive(pid: int) -> bool:
@@ -134,7 +126,7 @@ class Master:
         self.seen: set[int] = set()
 
     def workers(self) -> list[int]:
-        pids = children(self.pid)
+        pids = children_of(self.pid)
         self.seen.update(pids)
         return pids
 
