@@ -112,7 +112,7 @@ def test_several_binds_at_once_ipv4_ipv6_and_unix(model, start, tmp_path):
     for where in (f"http://127.0.0.1:{port}", f"http://[::1]:{port6}", f"unix:{path}"):
         assert f"Listening on {where}" in output
     # BIND replaces HOST/PORT, and says so
-    assert "BIND is set: PORT ignored" in output
+    assert "BIND set: PORT ignored" in output
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", unused), timeout=1):
         pass
 
@@ -136,6 +136,8 @@ def test_fd_serves_a_socket_the_test_bound_and_passed(model, start):
         for _ in range(3):
             assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
     assert f"Listening on http://127.0.0.1:{port}" in server.output()
+    # FD replaces HOST/PORT, and says so (it used to, silently)
+    assert "FD set: PORT ignored" in server.output()
 
 
 def run_with_fd(fd: int, *args: str) -> subprocess.CompletedProcess[str]:

@@ -64,10 +64,6 @@ def systemd_fds() -> list[tuple[int, str]]:
 
 def bind_sockets(config: Config) -> list[socket.socket]:
     """Bound, listening, non-blocking sockets for every configured address."""
-    if config.BIND:
-        ignored = [key for key in ("HOST", "PORT", "UDS") if config.source_of(key) != "defaults"]
-        if ignored:
-            logger.warning("BIND is set: %s ignored", "/".join(ignored))
     sockets: list[socket.socket] = []
     #: Each inherited descriptor is adopted once (systemd's fd 3 and --fd 3
     #: are one socket; two objects owning it would close it twice).
@@ -90,7 +86,9 @@ def bind_sockets(config: Config) -> list[socket.socket]:
                 continue
             sockets.append(adopt_fd(address.fd, origin, config.source_of(key)))
             adopted[address.fd] = origin
-        if not sockets:
+        if sockets:
+            _warn_ignored(config, bool(adopted) and not config.BIND and not config.FD)
+        else:
             if config.UDS:
                 sockets.append(bind_address(Address("unix", path=config.UDS), config))
             else:
@@ -102,6 +100,16 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     for sock in sockets:
         sock.setblocking(False)
     return sockets
+
+
+def _warn_ignored(config: Config, activated: bool) -> None:
+    """HOST/PORT/UDS set (not defaults) but replaced by BIND, FD or systemd's sockets."""
+    ignored = [key for key in ("HOST", "PORT", "UDS") if config.source_of(key) != "defaults"]
+    if ignored:
+        by = "systemd's sockets" if activated else " and ".join(
+            key for key in ("BIND", "FD") if getattr(config, key)
+        ) + " set"
+        logger.warning("%s: %s ignored", by, "/".join(ignored))
 
 
 def bind_address(address: Address, config: Config) -> socket.socket:
