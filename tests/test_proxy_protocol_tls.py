@@ -11,6 +11,7 @@ header and the ClientHello must leave in one ``sendall``) and asks
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import ssl
 import time
@@ -165,3 +166,15 @@ def test_untrusted_peer_is_closed(spawn_qactuar, certs, model):
     assert closed_unanswered(raw(srv.port, V1)) < 1.5
     if model != "prefork":
         assert "not in FORWARDED_ALLOW_IPS" in srv.output()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stop_closes_a_connection_waiting_for_its_header(spawn_qactuar, certs, model):
+    srv = serve(spawn_qactuar, certs, model, "--header-timeout", "30")
+    waiting = raw(srv.port, V1[:20])
+    assert whoami(certs, srv.port, V1)["client"] == CLIENT  # the server has accepted it
+    started = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=15) == 0
+    closed_unanswered(waiting)
+    assert time.monotonic() - started < 5, srv.output()

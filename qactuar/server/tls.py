@@ -194,10 +194,13 @@ class TLSAcceptor(asyncio.Protocol):
         if self.header is not None:
             try:
                 header = await asyncio.wait_for(self.header, self.state.header_timeout)
-            except TimeoutError:
-                logger.info("PROXY protocol from %s: no header in time; closed", self._peer())
+            except BaseException as exc:  # no header in time, a stop
+                if isinstance(exc, TimeoutError):
+                    logger.info("PROXY protocol from %s: no header in time; closed", self._peer())
                 transport.abort()
                 self._forget()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return
         if self.early:
             # runs once start_tls below has put its protocol in place (it
