@@ -14,7 +14,7 @@ reload without PRELOAD repeats in new workers (a failure keeps the old ones).
 
 from __future__ import annotations
 
-from .config import Config, ConfigError
+from .config import Config
 from .server.tls import server_tls
 
 __all__ = ["check_config"]
@@ -22,19 +22,7 @@ __all__ = ["check_config"]
 
 def check_config(config: Config) -> None:
     """ConfigError for a combination of settings the server cannot serve with."""
-    _check_proxy(config)
     # the certificate files are loaded now, so that a bad file is one line,
     # not a traceback in every worker
     server_tls(config)
 
-
-def _check_proxy(config: Config) -> None:
-    """A PROXY header comes before the TLS handshake: the TLS layer would take it for one."""
-    if config.PROXY_PROTOCOL and config.SSL_CERT_PATH:
-        raise ConfigError(
-            "PROXY_PROTOCOL",
-            True,
-            config.source_of("PROXY_PROTOCOL"),
-            "cannot be used with SSL_CERT_PATH yet: end TLS at the balancer "
-            "(HAProxy send-proxy-v2-ssl tells qactuar the client used TLS)",
-        )

@@ -164,16 +164,22 @@ def test_cli_refuses_a_bad_network_in_one_line(tmp_path):
     assert len(lines) == 1 and "FORWARDED_ALLOW_IPS" in lines[0] and "10.0.0.0/99" in lines[0]
 
 
-def test_proxy_protocol_with_qactuars_own_tls_is_refused():
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run(
-        [sys.executable, "-m", "qactuar", "--model", "async", "--proxy-protocol",
-         "--ssl-cert-path", "cert.pem", "proxied:app"],
-        cwd=os.path.join(ROOT, "tests", "apps"), env=env, capture_output=True, text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 2
-    assert "PROXY_PROTOCOL" in proc.stderr and "SSL_CERT_PATH" in proc.stderr
+def test_proxy_protocol_with_qactuars_own_tls_starts(spawn_qactuar, tmp_path):
+    """Once refused at start-up; the PROXY header is now read before the handshake."""
+    from tlscerts import Certs
+
+    certs = Certs(tmp_path)
+    srv = spawn_qactuar("--model", "async", "--proxy-protocol",
+                        "--ssl-cert-path", certs.server_pem, "proxied:app")
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    raw.sendall(V1)
+    with certs.context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["client"] == ["198.51.100.4", 51000]
 
 
 @pytest.mark.parametrize(("allow", "served"), [(["unix"], True), (["127.0.0.1"], False)])

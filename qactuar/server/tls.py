@@ -15,6 +15,14 @@ stop aborts handshakes still running. Closing a TLS connection waits for the
 client's close_notify for ``SHUTDOWN_TIMEOUT`` at most (Python's default,
 30 s, let one idle keep-alive client hold a graceful stop that long).
 
+With PROXY_PROTOCOL the balancer's header comes first, in clear, before the
+client's ClientHello: the acceptor closes a peer not in FORWARDED_ALLOW_IPS
+at once, reads the header (``ProxyHeaderParser``; a bad one closes the
+connection, none complete within HEADER_TIMEOUT too), hands what followed it
+to the handshake as early bytes, and gives the header's addresses to the
+connection once the handshake is done (``proxied.apply_proxy_header``; the
+scheme stays https, the TLS extension is this connection's own).
+
 ``ServerTLS.extension(ssl_object)`` is the scope's ``extensions["tls"]``
 (ASGI TLS extension 0.2), built once per connection after the handshake.
 A client certificate that fails verification fails the handshake (Python's
@@ -26,14 +34,18 @@ give only its own certificate, which is then the chain's one entry.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..config import Config, ConfigError
+from ..proxy import ProxyHeader, ProxyHeaderParser, ProxyProtocolError
+from .proxied import apply_proxy_header, peer_trusted
 
 if TYPE_CHECKING:
+    from .protocol import HTTPProtocol
     from .server import ServerState
 
 __all__ = ["SHUTDOWN_TIMEOUT", "ServerTLS", "TLSAcceptor", "rfc4514_name", "server_tls"]
@@ -41,6 +53,8 @@ __all__ = ["SHUTDOWN_TIMEOUT", "ServerTLS", "TLSAcceptor", "rfc4514_name", "serv
 #: Seconds closing a TLS connection waits for the client's close_notify (and
 #: for what is still buffered to be sent) before the socket is closed anyway.
 SHUTDOWN_TIMEOUT = 2.0
+
+logger = logging.getLogger("qt_server")
 
 _REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -100,9 +114,9 @@ class ServerTLS:
 class TLSAcceptor(asyncio.Protocol):
     """An accepted TCP connection in its TLS handshake, then ``http``'s."""
 
-    __slots__ = ("state", "http", "transport", "fd", "task", "early")
+    __slots__ = ("state", "http", "transport", "fd", "task", "early", "proxy", "header")
 
-    def __init__(self, state: ServerState, http: asyncio.Protocol) -> None:
+    def __init__(self, state: ServerState, http: HTTPProtocol) -> None:
         self.state = state
         self.http = http
         self.transport: asyncio.Transport | None = None
@@ -110,28 +124,84 @@ class TLSAcceptor(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         #: What arrived before start_tls took the transport over.
         self.early = b""
+        #: Reads the PROXY header that comes before the handshake (PROXY_PROTOCOL).
+        self.proxy: ProxyHeaderParser | None = None
+        #: Set once that header is whole.
+        self.header: asyncio.Future[ProxyHeader] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
-        # asyncio honours this; uvloop starts reading once this returns, and
-        # what it reads before start_tls runs is kept (data_received)
-        transport.pause_reading()
         self.fd = transport.get_extra_info("socket").fileno()
         state = self.state
+        loop = asyncio.get_running_loop()
+        if state.proxy_protocol:
+            peer = transport.get_extra_info("peername")
+            client = peer[:2] if isinstance(peer, tuple) else None
+            if not peer_trusted(state, client):
+                logger.info("PROXY protocol: %s is not in FORWARDED_ALLOW_IPS; closed", client)
+                transport.abort()
+                return
+            # read on until the header is whole (data_received)
+            self.proxy = ProxyHeaderParser()
+            self.header = loop.create_future()
+        else:
+            # asyncio honours this; uvloop starts reading once this returns, and
+            # what it reads before start_tls runs is kept (data_received)
+            transport.pause_reading()
         state.handshaking.add(self)
         if state.on_handshake is not None:
             state.on_handshake(self.fd, True)
-        self.task = asyncio.get_running_loop().create_task(self._handshake(transport))
+        self.task = loop.create_task(self._handshake(transport))
 
     def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.proxy is not None:
+            self._read_proxy_header(transport, self.proxy, data)
+            return
         self.early += data
-        assert self.transport is not None
-        self.transport.pause_reading()
+        transport.pause_reading()
+
+    def _read_proxy_header(
+        self, transport: asyncio.Transport, reader: ProxyHeaderParser, data: bytes
+    ) -> None:
+        try:
+            header = reader.feed(data)
+        except ProxyProtocolError as exc:
+            # closed unanswered: the peer is a balancer, and what follows is
+            # not known to be TLS
+            logger.info("PROXY protocol from %s: %s; closed", self._peer(), exc)
+            self.proxy = None
+            transport.abort()
+            return
+        if header is None:
+            return
+        self.proxy = None
+        self.early = header.rest
+        transport.pause_reading()
+        assert self.header is not None
+        if not self.header.done():
+            self.header.set_result(header)
+
+    def _peer(self) -> Any:
+        return self.transport.get_extra_info("peername") if self.transport else None
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         tls = self.state.tls
         assert tls is not None
         loop = asyncio.get_running_loop()
+        header = None
+        if self.header is not None:
+            try:
+                header = await asyncio.wait_for(self.header, self.state.header_timeout)
+            except BaseException as exc:  # no header in time, a stop
+                if isinstance(exc, TimeoutError):
+                    logger.info("PROXY protocol from %s: no header in time; closed", self._peer())
+                transport.abort()
+                self._forget()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
         if self.early:
             # runs once start_tls below has put its protocol in place (it
             # does so before its first await), before that protocol reads
@@ -157,6 +227,10 @@ class TLSAcceptor(asyncio.Protocol):
             return
         # the same step as _forget: no fork between it and HTTPProtocol's on_open
         self.http.connection_made(tls_transport)
+        if header is not None:
+            # before any byte reaches the connection (this same step), and
+            # before a fork child or the relay's scope could read it
+            apply_proxy_header(self.http, header)
 
     def _replay(self, transport: asyncio.Transport) -> None:
         """Give the TLS protocol what this one read before it took over."""
