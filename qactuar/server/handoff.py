@@ -47,24 +47,27 @@ def asgi_address(addr: Any) -> tuple[str, int] | None:
     return None
 
 
-def _forwarded(
+def _addresses(
     conn: HTTPProtocol, head: RequestHead
 ) -> tuple[tuple[str, int] | None, tuple[str, int] | None, str]:
-    """(client, server, scheme) for a request that came through a trusted proxy."""
-    trusted = conn.state.trusted_peers
-    assert trusted is not None
-    view = resolve(head.headers, conn.client, conn.server, conn.scheme, trusted)
-    return (conn.client, conn.server, conn.scheme) if view is None else view
+    """(client, server, scheme) of the request: the connection's, or a trusted proxy's word.
+
+    From a trusted proxy, a request without proxy headers costs one pass over
+    the header names, in C (the benchmarks' clients are trusted).
+    """
+    if conn.forwarded and not PROXY_HEADER_NAMES.isdisjoint(map(_name, head.headers)):
+        trusted = conn.state.trusted_peers
+        assert trusted is not None
+        view = resolve(head.headers, conn.client, conn.server, conn.scheme, trusted)
+        if view is not None:
+            return view
+    return conn.client, conn.server, conn.scheme
 
 
 def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
     """The cycle that serves ``head`` on ``conn``; the caller decides when it runs."""
     state = conn.state
-    client, server, scheme = conn.client, conn.server, conn.scheme
-    # from a trusted proxy, a request without proxy headers costs one pass
-    # over the header names, in C (the benchmarks' clients are trusted)
-    if conn.forwarded and not PROXY_HEADER_NAMES.isdisjoint(map(_name, head.headers)):
-        client, server, scheme = _forwarded(conn, head)
+    client, server, scheme = _addresses(conn, head)
     root_path = state.root_path
     scope: dict[str, Any] = {
         "type": "http",
@@ -112,11 +115,7 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
     if state.limit_concurrency and over_limit(state):
         _refuse(conn, 503, "Service Unavailable", UNAVAILABLE_HEADERS)
         return None
-    client, server, scheme = conn.client, conn.server, conn.scheme
-    # from a trusted proxy, a request without proxy headers costs one pass
-    # over the header names, in C (the benchmarks' clients are trusted)
-    if conn.forwarded and not PROXY_HEADER_NAMES.isdisjoint(map(_name, head.headers)):
-        client, server, scheme = _forwarded(conn, head)
+    client, server, scheme = _addresses(conn, head)
     root_path = state.root_path
     scope: dict[str, Any] = {
         "type": "websocket",
