@@ -27,7 +27,8 @@ from ..websocket import WebSocketOptions
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
 from .sockets import bind_sockets, describe
-from .tls import ServerTLS, TLSAcceptor, server_tls
+from .tls import ServerTLS, server_tls
+from .tls_accept import TLSAcceptor
 
 __all__ = ["Server", "ServerState"]
 
