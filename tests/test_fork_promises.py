@@ -19,8 +19,6 @@ import pytest
 from conftest import Spawned, alive, wait_for
 from rawhttp import RawConnection
 
-FORK = ("promises_app:app", "--model", "fork")
-
 
 def marked(folder: Path, name: str) -> int:
     """Wait for the app's ``<name>-<pid>`` file; the pid of the process that wrote it."""
@@ -28,8 +26,9 @@ def marked(folder: Path, name: str) -> int:
     return int(found[0].name.rsplit("-", 1)[1])
 
 
-def start(spawn_qactuar, folder: Path, *args: str, **kwargs) -> Spawned:
-    return spawn_qactuar(*FORK, *args, env={"PROMISES_DIR": str(folder)}, **kwargs)
+def start(spawn_qactuar, folder: Path, *args: str, model: str = "fork", **kwargs) -> Spawned:
+    return spawn_qactuar("promises_app:app", "--model", model, *args,
+                         env={"PROMISES_DIR": str(folder)}, **kwargs)
 
 
 def test_children_outliving_graceful_timeout_are_killed_and_the_parent_exits_0(
@@ -134,3 +133,27 @@ def test_proc_stats_show_each_childs_real_cpu_wall_time_and_peak_rss(spawn_qactu
     assert big_f["rss"] - light_f["rss"] >= 90 * 1024, (big_f, light_f)
     # one line per child, from the parent
     assert len(re.findall(r"KiB peak RSS", log)) == 3
+
+
+@pytest.mark.parametrize("model", [
+    "async",
+    pytest.param("fork", marks=pytest.mark.xfail(strict=True, reason=(
+        "a child forked before the stop never learns of it: its response keeps "
+        "the connection alive, and the parent closes it only once idle"))),
+])
+def test_a_response_finished_during_the_stop_says_connection_close(
+    spawn_qactuar, tmp_path, model
+):
+    """README, async: "Every model stops the same way: responses finished during the
+    stop say Connection: close"."""
+    server = start(spawn_qactuar, tmp_path, "--graceful-timeout", "20", model=model)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(RawConnection.encode("/hold"))
+        marked(tmp_path, "held")
+        server.signal(signal.SIGTERM)
+        wait_for(lambda: "SIGTERM: stopping gracefully" in server.output(), 10, server.output)
+        (tmp_path / "release").touch()
+        response = RawConnection(sock, timeout=20).read_response()
+        assert response.status == 200
+        assert response.headers.get("connection") == "close"
+    assert server.wait(15) == 0
