@@ -85,18 +85,26 @@ def test_children_ignore_a_signal_to_the_whole_process_group(spawn_qactuar, tmp_
     assert "Graceful timeout" not in server.output()
 
 
-def test_work_after_the_response_completes_in_the_child(spawn_qactuar, tmp_path):
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+def test_work_after_the_response_completes_in_the_child(spawn_qactuar, tmp_path, connection):
     """README, fork: "A child keeps running until its application returns, so work
     an app does after its response (Starlette background tasks) completes"."""
     server = start(spawn_qactuar, tmp_path)
-    response = httpx.get(server.url + "/after", timeout=10)
-    assert response.status_code == 200
-    child = int(response.text.split()[1])
-    assert child != server.proc.pid
-    (tmp_path / "release").touch()  # only now, with the response in hand
-    done = wait_for(lambda: (tmp_path / f"after-{child}").exists(), 10, server.output)
-    assert done and (tmp_path / f"after-{child}").read_text() == "done"
-    wait_for(lambda: not alive(child), 10)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        conn = RawConnection(sock, timeout=20)
+        sock.sendall(f"GET /after HTTP/1.1\r\nHost: t\r\nConnection: {connection}\r\n\r\n"
+                     .encode())
+        response = conn.read_response()
+        assert response.status == 200
+        child = int(response.body.split()[1])
+        assert child != server.proc.pid
+        if connection == "close":
+            assert sock.recv(100) == b""  # the client sees the end while the app goes on
+        (tmp_path / "release").touch()  # only now, with the response in hand
+        wait_for(lambda: (tmp_path / f"after-{child}").exists(), 10, server.output)
+    assert (tmp_path / f"after-{child}").read_text() == "done"
+    server.signal(signal.SIGTERM)
+    assert server.wait(15) == 0  # every child reaped and its end logged by now
     assert "exited" not in server.output() and "killed" not in server.output()
 
 
@@ -120,7 +128,8 @@ def test_proc_stats_show_each_childs_real_cpu_wall_time_and_peak_rss(spawn_qactu
         light = int(client.get("/pid").text)
         busy = int(client.get("/cpu?0.4").text)  # 0.4 s of CPU time
         big = int(client.get("/alloc?96").text)  # 96 MiB touched
-    log = wait_for(lambda: f"child {big}:" in server.output() and server.output(), 10)
+    log = wait_for(lambda: all(f"child {pid}:" in server.output() for pid in (light, busy, big))
+                   and server.output(), 10, server.output)
     light_f, busy_f, big_f = (child_figures(log, pid) for pid in (light, busy, big))
     # CPU: what the busy child burnt, and the light one did not
     assert busy_f["user"] + busy_f["sys"] >= 390, busy_f

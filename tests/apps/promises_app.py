@@ -10,7 +10,8 @@ Every path tells the test what it is doing through files in ``$PROMISES_DIR``
 - ``/ignore-term``: ignores SIGTERM from now on, writes ``ignoring-<pid>``,
   then waits as ``/hold`` does;
 - ``/after``: answers ``answered <pid>`` at once, waits until ``release``
-  exists, then writes ``after-<pid>`` (work after the response);
+  exists, works for 0.3 s, then writes ``after-<pid>`` (work after the
+  response);
 - ``/cpu?S``: burns S seconds of CPU time, ``/alloc?M``: touches M MiB;
   both answer with the pid;
 - anything else answers with the pid.
@@ -80,6 +81,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/after":
         await _reply(send, f"answered {pid}")
         await _until_released()
+        await asyncio.sleep(0.3)  # the work takes a while
         _mark("after", "done")
     elif path == "/cpu":
         until = time.process_time() + float(query)
