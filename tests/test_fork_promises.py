@@ -12,7 +12,10 @@ import os
 import re
 import signal
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +29,8 @@ def marked(folder: Path, name: str) -> int:
     return int(found[0].name.rsplit("-", 1)[1])
 
 
-def start(spawn_qactuar, folder: Path, *args: str, model: str = "fork", **kwargs) -> Spawned:
+def start(spawn_qactuar: Callable[..., Spawned], folder: Path, *args: str, model: str = "fork",
+          **kwargs: Any) -> Spawned:
     return spawn_qactuar("promises_app:app", "--model", model, *args,
                          env={"PROMISES_DIR": str(folder)}, **kwargs)
 
@@ -40,9 +44,12 @@ def test_children_outliving_graceful_timeout_are_killed_and_the_parent_exits_0(
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
         sock.sendall(RawConnection.encode("/hold"))  # never released
         child = marked(tmp_path, "held")
+        term_at = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(15) == 0
+        stopped_in = time.monotonic() - term_at
         assert sock.recv(65536) == b""  # closed without a response
+    assert stopped_in >= 1.0  # it had its GRACEFUL_TIMEOUT
     assert not alive(child)
     log = server.output()
     assert "Graceful timeout: closing 1 connection(s) still busy" in log

@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -30,10 +31,10 @@ def serving(server: Spawned) -> list[int]:
     return [int(pid) for pid in re.findall(r"Worker (\d+) serving", server.output())]
 
 
-def prefork(spawn_qactuar, folder: Path, *args: str, app: str = APP, **env: str) -> Spawned:
-    """A prefork master of one worker (unless ``args`` say otherwise)."""
-    server = spawn_qactuar(app, "--model", "prefork", "--workers", "1", *args,
-                           env={"PROMISES_DIR": str(folder), **env})
+def prefork(spawn_qactuar: Callable[..., Spawned], folder: Path, *args: str) -> Spawned:
+    """A prefork master of one worker serving promises_app, once that worker serves."""
+    server = spawn_qactuar(APP, "--model", "prefork", "--workers", "1", *args,
+                           env={"PROMISES_DIR": str(folder)})
     wait_for(lambda: serving(server), 10, server.output)
     return server
 
