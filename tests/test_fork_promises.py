@@ -140,6 +140,7 @@ def test_proc_stats_show_each_childs_real_cpu_wall_time_and_peak_rss(spawn_qactu
     light_f, busy_f, big_f = (child_figures(log, pid) for pid in (light, busy, big))
     # CPU: what the busy child burnt, and the light one did not
     assert busy_f["user"] + busy_f["sys"] >= 390, busy_f
+    assert busy_f["user"] > 2 * busy_f["sys"], busy_f  # a pure-Python loop
     # (the parent starts the clock once fork() returns: the child may run first)
     assert busy_f["wall"] >= busy_f["user"] + busy_f["sys"] - 50, busy_f
     assert light_f["user"] + light_f["sys"] < 200, light_f

@@ -12,8 +12,8 @@ Every path tells the test what it is doing through files in ``$PROMISES_DIR``
 - ``/after``: answers ``answered <pid>`` at once, waits until ``release``
   exists, works for 0.3 s, then writes ``after-<pid>`` (work after the
   response);
-- ``/cpu?S``: burns S seconds of CPU time, ``/alloc?M``: touches M MiB;
-  both answer with the pid;
+- ``/cpu?S``: burns S seconds of CPU time (user time, mostly);
+  ``/alloc?M``: touches M MiB; both answer with the pid;
 - anything else answers with the pid.
 
 Every wait ends after a minute at most.
@@ -85,8 +85,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         _mark("after", "done")
     elif path == "/cpu":
         until = time.process_time() + float(query)
-        while time.process_time() < until:
-            pass
+        while time.process_time() < until:  # (a system call: rarely)
+            for _ in range(20000):
+                pass
         await _reply(send, str(pid))
     elif path == "/alloc":
         block = bytearray(int(query) * 1024 * 1024)
