@@ -256,3 +256,29 @@ def browser() -> str:
         pytest.skip("chromium is not installed and cannot be as an ordinary user: "
                     "sudo apt-get install chromium")
     return path
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10,
+             why: Callable[[], str] | None = None) -> Any:
+    """Poll ``check()`` until it returns something true and return that.
+
+    Fails the test after ``timeout`` seconds, with ``why()`` (a process's
+    output, say) in the message.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout}s\n{why() if why else ''}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

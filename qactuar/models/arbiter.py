@@ -235,12 +235,13 @@ class Arbiter:
         worker.stop_sent = time.monotonic()
         self.kill(worker, signal.SIGTERM)
 
-    def reap(self) -> None:
+    def reap(self, killed: frozenset[int] = frozenset()) -> None:
+        """Forget the workers that exited; wait for those in ``killed`` (SIGKILLed)."""
         # Worker by worker, not waitpid(-1): a preloaded app's own child
         # processes keep their exit status for the app.
         for worker in list(self.workers.values()):
             try:
-                pid, status = os.waitpid(worker.pid, os.WNOHANG)
+                pid, status = os.waitpid(worker.pid, 0 if worker.pid in killed else os.WNOHANG)
             except ChildProcessError:
                 pid, status = worker.pid, 0
             if pid == 0:
@@ -261,6 +262,9 @@ class Arbiter:
             return
         if worker.killed:
             logger.error("Worker %d %s (%s)", worker.pid, how, worker.killed)
+            if not (worker.ready or worker.stop_sent or self.stopping):
+                self.on_boot_failure(worker, status, how)  # it never served
+                return
         elif self.stopping:
             logger.info("Worker %d %s", worker.pid, how)
             return
@@ -279,6 +283,8 @@ class Arbiter:
         reason = worker.slot.reason
         if reason:
             logger.error("Worker %d failed to start (%s): %s", worker.pid, how, reason)
+        elif worker.killed:
+            reason = f"worker {worker.pid} {worker.killed}"  # on_exit logged it
         else:
             reason = f"worker {worker.pid} {how} before it served"
             logger.error("Worker %d failed to start: %s", worker.pid, how)
@@ -300,9 +306,13 @@ class Arbiter:
         self.spawn_after = time.monotonic() + delay
         return delay
 
-    def check_workers(self) -> None:
-        """Note ready workers; kill hung ones and those that overrun their stop."""
+    def check_workers(self) -> frozenset[int]:
+        """Note ready workers; kill hung ones and those that overrun their stop.
+
+        Returns the pids of the workers killed before they served.
+        """
         now = time.monotonic()
+        starts: set[int] = set()
         timeout = self.config.WORKER_TIMEOUT
         # The last beat may be up to one interval older than the block began:
         # never kill a loop blocked for less than WORKER_TIMEOUT.
@@ -315,7 +325,16 @@ class Arbiter:
                 worker.ready = True
                 self.boot_failures = 0
             silent = now - worker.slot.heartbeat
-            if timeout and silent > silence_limit:
+            starting = now - worker.started
+            if timeout and not worker.ready and not worker.stop_sent and starting > silence_limit:
+                # imports (PRELOAD off) and lifespan startup count, even when
+                # the loop runs (a startup that awaits forever)
+                worker.killed = f"still starting after {starting:.1f}s, WORKER_TIMEOUT {timeout:g}s"
+                logger.error("Worker %d: %s; killing it. Where it was stuck:", worker.pid,
+                             worker.killed)
+                self.kill_with_stack(worker)
+                starts.add(worker.pid)
+            elif timeout and silent > silence_limit:
                 worker.killed = f"its event loop was blocked for more than {timeout:g}s"
                 logger.error(
                     "Worker %d: no heartbeat for %.1fs (WORKER_TIMEOUT %gs); killing it. "
@@ -329,6 +348,7 @@ class Arbiter:
                 worker.killed = f"still stopping {drain_limit:g}s after SIGTERM"
                 logger.error("Worker %d: %s; killing it", worker.pid, worker.killed)
                 self.kill_with_stack(worker)
+        return frozenset(starts)
 
     def kill_with_stack(self, worker: WorkerRecord) -> None:
         """SIGKILL, once the worker has printed its threads' stacks (faulthandler)."""
@@ -402,7 +422,12 @@ class Arbiter:
                 logger.error("Workers cannot start: %s. Stopping.", self.halt_reason)
                 self.stop("now")
                 return BOOT_ERROR
-            self.check_workers()
+            failed_starts = self.check_workers()
+            if failed_starts:
+                # a failed start counts (back-off, giving up) before a
+                # replacement starts
+                self.reap(failed_starts)
+                continue
             self.maintain()
             tick = beat_interval(self.config.WORKER_TIMEOUT)
             self.sleep(min(tick, max(0.0, self.spawn_after - time.monotonic()) or tick))
