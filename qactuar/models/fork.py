@@ -379,6 +379,8 @@ class ForkServer(Server):
     def kill_overdue(self, now: float) -> None:
         """Kill every child (WebSockets aside) running longer than REQUEST_TIMEOUT at ``now``."""
         timeout = self.config.REQUEST_TIMEOUT
+        if not timeout:
+            return
         for child in list(self.children.values()):
             if not child.timed_out and not child.exempt and now - child.started > timeout:
                 child.timed_out = True

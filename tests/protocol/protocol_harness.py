@@ -66,11 +66,14 @@ class FakeTransport(asyncio.Transport):
         self.lost = False
         self.reading = True
         self.eof_written = False
-        # the fork model's parent asks for the socket's descriptor
-        self._sock = socket.socket()
+        self._sock: socket.socket | None = None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": CLIENT, "sockname": SERVER, "socket": self._sock}.get(name, default)
+        if name == "socket":  # the fork model's parent notes its descriptor
+            if self._sock is None:
+                self._sock = socket.socket()
+            return self._sock
+        return {"peername": CLIENT, "sockname": SERVER}.get(name, default)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.closed:
@@ -94,7 +97,8 @@ class FakeTransport(asyncio.Transport):
 
     def _lost(self) -> None:
         self.lost = True
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
         self.protocol.connection_lost(None)
 
     def is_closing(self) -> bool:
@@ -169,12 +173,12 @@ def run(test: Callable[[Clock], Awaitable[None]]) -> None:
     loop = ClockLoop(clock)
     try:
         loop.run_until_complete(test(clock))
+    finally:
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in pending:
             task.cancel()
         if pending:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    finally:
         loop.close()
 
 
