@@ -256,3 +256,13 @@ def browser() -> str:
         pytest.skip("chromium is not installed and cannot be as an ordinary user: "
                     "sudo apt-get install chromium")
     return path
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5) -> bool:
+    """Poll ``predicate`` every 10 ms until it is true (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())

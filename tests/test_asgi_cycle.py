@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
-from conftest import read_until_closed
+from conftest import read_until_closed, wait_until
 
 
 @pytest.fixture
@@ -37,15 +37,6 @@ def split_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, body
-
-
-def wait_for(predicate: Any, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 # -- scope ---------------------------------------------------------------------
@@ -153,7 +144,7 @@ def test_disconnect_is_delivered_while_the_app_is_running(serve):
             return
         received.append(await receive())  # the (empty) request body
         waiting.set()
-        received.append(await asyncio.wait_for(receive(), 10))  # blocks until the client goes
+        received.append(await asyncio.wait_until(receive(), 10))  # blocks until the client goes
         try:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"too late"})
@@ -167,8 +158,8 @@ def test_disconnect_is_delivered_while_the_app_is_running(serve):
         time.sleep(0.1)
         assert len(received) == 1  # still waiting in receive()
         sock.close()
-        assert wait_for(lambda: len(received) == 2)
-        assert wait_for(lambda: bool(send_error), 2)
+        assert wait_until(lambda: len(received) == 2)
+        assert wait_until(lambda: bool(send_error), 2)
     assert received[0]["type"] == "http.request"
     assert received[1] == {"type": "http.disconnect"}
     assert isinstance(send_error[0], OSError)
@@ -187,7 +178,7 @@ def test_a_cancelled_receive_does_not_disturb_another(serve):
 
         async def listen() -> None:
             try:
-                outcome.append(await asyncio.wait_for(receive(), 10))
+                outcome.append(await asyncio.wait_until(receive(), 10))
             except BaseException as exc:
                 outcome.append(exc)
                 raise
@@ -206,7 +197,7 @@ def test_a_cancelled_receive_does_not_disturb_another(serve):
         assert waiting.wait(5)
         time.sleep(0.1)
         sock.close()
-        assert wait_for(lambda: bool(outcome))
+        assert wait_until(lambda: bool(outcome))
     assert outcome == [{"type": "http.disconnect"}]
 
 
@@ -219,7 +210,7 @@ def test_disconnect_during_the_body_upload(serve):
             return
         try:
             for _ in range(100):
-                message = await asyncio.wait_for(receive(), 10)
+                message = await asyncio.wait_until(receive(), 10)
                 received.append(message)
                 if message["type"] == "http.disconnect" or not message.get("more_body"):
                     break
@@ -229,7 +220,7 @@ def test_disconnect_during_the_body_upload(serve):
     with serve(app) as srv:
         sock = srv.connect()
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100)
-        assert wait_for(lambda: len(received) >= 1)
+        assert wait_until(lambda: len(received) >= 1)
         sock.close()
         assert done.wait(5)
     assert received[0] == {"type": "http.request", "body": b"a" * 100, "more_body": True}
