@@ -353,7 +353,7 @@ def test_slow_clients_never_hold_up_others(serve):
     # the bound is far below that, and far above an answer on a loaded machine.
     head = b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Trickle: " + b"t" * 1000
     with serve(echo_body, LIFESPAN="off", HEADER_TIMEOUT=30) as srv:
-        socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=2)
+        socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
                  for _ in range(50)]
         stop = threading.Event()
         trickling = threading.Event()
