@@ -476,14 +476,29 @@ def test_back_pressure_when_the_app_does_not_read(served: Served, tmp_path: Any)
     assert reply.payload == f"got {sent_frames}".encode()
 
 
-def test_a_client_that_does_not_read_holds_the_app_back(served: Served) -> None:
+def test_a_client_that_does_not_read_holds_the_app_back(served: Served, tmp_path: Any) -> None:
     """The app's sends wait while the client reads nothing (100 MiB offered): memory stays flat."""
     name = ident()
-    with RawWebSocket.open(served.port, f"/flood?n=1600&id={name}") as ws:
+    progress = str(tmp_path / f"sent-{name}")
+
+    def sent() -> int:
+        try:
+            with open(progress) as fh:
+                return int(fh.read() or 0)
+        except FileNotFoundError:
+            return 0
+
+    with RawWebSocket.open(served.port, f"/flood?n=1600&id={name}&progress={progress}") as ws:
         pid = int(ws.header("x-pid") or 0)
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         before = memory_kib(pid, "VmRSS")
-        time.sleep(1.0)
+        # until the app has sent something and then stood still for 0.5 s
+        count, since = 0, time.monotonic()
+        deadline = since + 20
+        while time.monotonic() < deadline and (count == 0 or time.monotonic() - since < 0.5):
+            if sent() != count:
+                count, since = sent(), time.monotonic()
+            time.sleep(0.02)
         grown = memory_kib(pid, "VmRSS") - before
         ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     report = served.report(name)

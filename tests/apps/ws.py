@@ -14,6 +14,7 @@ Routes (websocket scope):
   /crash            raise before accept (-> 500)
   /scope            accept, send the scope (JSON-able parts) as text
   /flood?n=N        accept (header x-pid), send N binary messages of 64 KiB, then "done";
+                    with progress=PATH, the count sent so far is written to PATH after each;
                     reports {"sent": count, "error": exception class} if a send fails
   /slowaccept       wait 0.5 s, then accept; reports {"accept": "ok"} or the exception's
                     class and whether it is an OSError, then the disconnect
@@ -195,9 +196,14 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
         chunk = os.urandom(65536)
         sent = 0
         try:
+            progress = _query(scope).get("progress")
             for _ in range(int(_query(scope)["n"])):
                 await send({"type": "websocket.send", "bytes": chunk})
                 sent += 1
+                if progress:
+                    with open(progress + ".tmp", "w") as fh:
+                        fh.write(str(sent))
+                    os.replace(progress + ".tmp", progress)
             await send({"type": "websocket.send", "text": "done"})
         except OSError as exc:
             _report(scope, {"sent": sent, "error": type(exc).__name__})
