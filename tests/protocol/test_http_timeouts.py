@@ -9,8 +9,10 @@ tests (tests/test_limits.py) add only that the real sweep runs at all.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from protocol_harness import GET, Clock, Harness, header_lines, ok_app, run, settle, status_of
 
 HEADER, KEEP_ALIVE = 10.0, 3.0
@@ -168,5 +170,23 @@ def test_a_body_arriving_slowly_is_not_cut_by_the_header_timeout() -> None:
         await settle()
         data = transport.take()
         assert status_of(data) == 200 and data.endswith(b"abcd")
+
+    run(scenario)
+
+
+def test_a_proxy_that_never_finishes_its_proxy_header_is_closed_unanswered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario(clock: Clock) -> None:
+        h = Harness(ok_app, clock, HEADER_TIMEOUT=HEADER, KEEP_ALIVE_TIMEOUT=KEEP_ALIVE,
+                    PROXY_PROTOCOL=True, FORWARDED_ALLOW_IPS=["127.0.0.1"])
+        conn, transport = h.connect()
+        conn.data_received(b"PROXY TCP4 192.0.2.1 ")
+        await h.advance(HEADER - 0.01)
+        assert not transport.closed
+        with caplog.at_level(logging.INFO, "qt_server"):
+            await h.advance(0.01)
+        assert transport.closed and transport.written == b""  # not known to speak HTTP
+        assert "no header in time; closed" in caplog.text
 
     run(scenario)

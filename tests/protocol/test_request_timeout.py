@@ -154,8 +154,29 @@ def test_a_request_timeout_of_0_kills_no_child() -> None:
     in_fork_server(scenario)
 
 
-# The relayed path (a TLS connection the parent keeps): the relay raises
-# AppLost(504) in the parent's cycle when the sweep killed its child.
+def test_a_relayed_request_past_request_timeout_gets_504() -> None:
+    """A connection the parent keeps (TLS): the same sweep, answered by the relay."""
+    async def scenario(server: SleepForks, clock: Clock) -> None:
+        conn = HTTPProtocol(server.state)
+        transport = FakeTransport(conn)
+        conn.connection_made(transport)
+        conn.tls = {}  # as a TLS connection's: dispatch relays it
+        conn.data_received(GET)
+        await settle()
+        child = server.child()
+        assert child.link is not None
+        server.kill_overdue(child.started + TIMEOUT + 0.01)
+        await server.reaped(child)
+        await settle()
+        data = bytes(transport.written)
+        assert status(data) == 504, data
+        assert transport.closed
+
+    in_fork_server(scenario)
+
+
+# The relay raises AppLost(504) in the parent's cycle when the sweep killed
+# its child; before or after the response began, as a child's own could be.
 
 
 def lost_after(sent: list[dict[str, Any]]) -> Any:
