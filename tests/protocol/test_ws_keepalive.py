@@ -42,12 +42,18 @@ class Peer:
                 return
 
     async def open(self) -> None:
+        """The handshake; the app accepts and sends nothing yet."""
+        events = await self.open_and_read()
+        assert len(events) == 1, events
+
+    async def open_and_read(self) -> list[Frame | Response]:
+        """The handshake; the 101 and what the app sent right after it."""
         self.client.send_request(self.client.connect())
         self.answer()
         await settle()
         events = self.frames_and_response()
-        assert len(events) == 1 and isinstance(events[0], Response), events
-        assert events[0].status_code == 101
+        assert isinstance(events[0], Response) and events[0].status_code == 101, events
+        return events
 
     def frames_and_response(self) -> list[Frame | Response]:
         self.client.receive_data(self.transport.take())
@@ -185,5 +191,29 @@ def test_messages_do_not_replace_pongs() -> None:
         assert not p.transport.closed
         await p.h.advance(1)
         assert [opcode for opcode, _ in p.frames()] == [Opcode.CLOSE]
+
+    run(scenario)
+
+
+def test_a_client_that_never_answers_the_servers_close_is_dropped_by_the_keepalive() -> None:
+    """The app closes and waits for its disconnect; the client never answers the close."""
+    async def scenario(clock: Clock) -> None:
+        p = peer(clock)
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 4001})
+            while (message := await receive())["type"] != "websocket.disconnect":
+                pass
+            p.disconnects.append(message)
+
+        p.app = app  # type: ignore[method-assign]
+        await p.open_and_read()
+        p.drop()  # the client's answering close frame is lost
+        for _ in range(int(INTERVAL + TIMEOUT)):
+            await p.h.advance(1)
+        assert p.transport.closed
+        assert [m["code"] for m in p.disconnects] == [1006]
 
     run(scenario)
