@@ -210,17 +210,26 @@ class RawWebSocket:
 
 def http_exchange(port: int, request: bytes, timeout: float = 5) -> tuple[int, dict[str, str],
                                                                           bytes]:
-    """Send ``request``; read the response until the server closes: status, headers, body."""
+    """Send ``request``; read the response until the server closes: status, headers, body.
+
+    Raises TimeoutError if the server has not closed the connection within ``timeout``.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
         data = b""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the server did not close the connection: {data[:200]!r}")
+            sock.settimeout(remaining)
             try:
                 chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
+            except ConnectionResetError:
                 break
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the server did not close the connection: {data[:200]!r}") from None
             if not chunk:
                 break
             data += chunk

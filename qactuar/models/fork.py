@@ -373,13 +373,18 @@ class ForkServer(Server):
         timeout = self.config.REQUEST_TIMEOUT
         while True:
             await asyncio.sleep(self.config.CHECK_PROCESS_INTERVAL)
-            if not timeout:
-                continue
-            now = time.monotonic()
-            for child in list(self.children.values()):
-                if not child.timed_out and not child.exempt and now - child.started > timeout:
-                    child.timed_out = True
-                    _kill(child.pid)
+            if timeout:
+                self.kill_overdue(time.monotonic())
+
+    def kill_overdue(self, now: float) -> None:
+        """Kill every child (WebSockets aside) running longer than REQUEST_TIMEOUT at ``now``."""
+        timeout = self.config.REQUEST_TIMEOUT
+        if not timeout:
+            return
+        for child in list(self.children.values()):
+            if not child.timed_out and not child.exempt and now - child.started > timeout:
+                child.timed_out = True
+                _kill(child.pid)
 
     async def main_loop(self) -> None:
         sweep = asyncio.get_running_loop().create_task(self.check_children())

@@ -96,18 +96,27 @@ class ServerState:
         self.in_flight: Callable[[], int] = lambda: len(self.tasks)
         self._date_enabled = config.DATE_HEADER
         self.date_line = b""
+        #: What ``tick`` reads the clock from (a test drives time by hand).
+        self.monotonic: Callable[[], float] = time.monotonic
         #: Coarse monotonic clock, advanced by the sweep; used for deadlines.
-        self.clock = time.monotonic()
+        self.clock = self.monotonic()
         self._second = 0
         self.tick()
 
     def tick(self) -> None:
         """Advance the clock and, once a second, the Date line."""
-        self.clock = time.monotonic()
+        self.clock = self.monotonic()
         now = int(time.time())
         if now != self._second and self._date_enabled:
             self._second = now
             self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
+
+    def sweep(self) -> None:
+        """Time out every connection whose deadline ``clock`` has reached."""
+        now = self.clock
+        for conn in list(self.connections):
+            if conn.deadline and now >= conn.deadline:
+                conn.check_timeout(now)
 
     def run_task(self, cycle: HTTPCycle, app: ASGIApp | None = None) -> None:
         """Run ``cycle`` as a task on this loop, with ``app`` (default: the server's)."""
@@ -268,10 +277,7 @@ class Server:
             except TimeoutError:
                 pass
             state.tick()
-            now = state.clock
-            for conn in list(state.connections):
-                if conn.deadline and now >= conn.deadline:
-                    conn.check_timeout(now)
+            state.sweep()
 
     async def shutdown(self) -> None:
         state = self.state

@@ -43,6 +43,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         os._exit(4)
+    elif path == "/halfsleep":  # part of a response, then a hang (REQUEST_TIMEOUT's case)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        await asyncio.sleep(float(query or "60"))
     elif path == "/leak":
         LEAK.append(b"x" * (1024 * 1024))
         await _reply(send, str(len(LEAK)).encode())

@@ -14,15 +14,21 @@ Routes (websocket scope):
   /crash            raise before accept (-> 500)
   /scope            accept, send the scope (JSON-able parts) as text
   /flood?n=N        accept (header x-pid), send N binary messages of 64 KiB, then "done";
+                    with progress=PATH, the count sent so far is written to PATH after each;
                     reports {"sent": count, "error": exception class} if a send fails
   /slowaccept       wait 0.5 s, then accept; reports {"accept": "ok"} or the exception's
                     class and whether it is an OSError, then the disconnect
+  /slowaccept?flag=PATH  the same, but instead of 0.5 s: create PATH.in, then wait until
+                    PATH exists
 
 Every websocket app writes its websocket.disconnect message as JSON to
 $QT_WS_REPORT_DIR/<id>.json, where <id> is the query parameter ``id`` (so a
 test in another process learns the close code the app saw). After a
 disconnect the app lingers ``linger`` seconds (query parameter) before it
-returns, which keeps a fork-model child alive for memory readings.
+returns, which keeps a fork-model child alive for memory readings, or, with
+``release=PATH``, until PATH exists.
+
+HTTP scope: ``/sleep?S`` answers 200 after S seconds.
 
 HTTP scope: ``/?<tag>`` is a page whose script opens a websocket to
 ``/echo?id=browser-<tag>`` (offering "chat.v1"), sends a short and a 260 kB
@@ -123,10 +129,7 @@ async def _echo(scope: Scope, receive: Any, send: Any) -> None:
 
 async def _hold(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "websocket.accept"})
-    flag = _query(scope)["flag"]
-    deadline = time.monotonic() + 30
-    while not os.path.exists(flag) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await _until_exists(_query(scope)["flag"])
     count = 0
     while True:
         message = await receive()
@@ -168,7 +171,12 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
     elif path == "/hold":
         await _hold(scope, receive, send)
     elif path == "/slowaccept":
-        await asyncio.sleep(0.5)
+        flag = _query(scope).get("flag")
+        if flag:
+            open(flag + ".in", "w").close()
+            await _until_exists(flag)
+        else:
+            await asyncio.sleep(0.5)
         try:
             await send({"type": "websocket.accept"})
         except Exception as exc:  # the client left while the app was deciding
@@ -188,9 +196,14 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
         chunk = os.urandom(65536)
         sent = 0
         try:
+            progress = _query(scope).get("progress")
             for _ in range(int(_query(scope)["n"])):
                 await send({"type": "websocket.send", "bytes": chunk})
                 sent += 1
+                if progress:
+                    with open(progress + ".tmp", "w") as fh:
+                        fh.write(str(sent))
+                    os.replace(progress + ".tmp", progress)
             await send({"type": "websocket.send", "text": "done"})
         except OSError as exc:
             _report(scope, {"sent": sent, "error": type(exc).__name__})
@@ -203,6 +216,15 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
     linger = float(_query(scope).get("linger", "0"))
     if linger:
         await asyncio.sleep(linger)
+    release = _query(scope).get("release")
+    if release:
+        await _until_exists(release)
+
+
+async def _until_exists(path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -211,6 +233,11 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         return
     if scope["type"] != "http":
         return  # lifespan: not supported (LIFESPAN auto carries on)
+    if scope["path"] == "/sleep":
+        await asyncio.sleep(float(scope["query_string"] or b"1"))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"slept"})
+        return
     body = PAGE if scope["path"] == "/" else b"not found"
     await send({"type": "http.response.start", "status": 200 if scope["path"] == "/" else 404,
                 "headers": [(b"content-type", b"text/html; charset=utf-8"),
