@@ -152,12 +152,7 @@ def test_proc_stats_show_each_childs_real_cpu_wall_time_and_peak_rss(spawn_qactu
     assert len(re.findall(r"KiB peak RSS", log)) == 3
 
 
-@pytest.mark.parametrize("model", [
-    "async",
-    pytest.param("fork", marks=pytest.mark.xfail(strict=True, reason=(
-        "a child forked before the stop never learns of it: its response keeps "
-        "the connection alive, and the parent closes it only once idle"))),
-])
+@pytest.mark.parametrize("model", ["async", "fork"])
 def test_a_response_finished_during_the_stop_says_connection_close(
     spawn_qactuar, tmp_path, model
 ):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import logging
 import mmap
@@ -45,7 +46,14 @@ from ..server import Server
 from ..server.protocol import HTTPProtocol
 from .async_ import serve_with_signals
 from .exits import describe_exit
-from .fork_child import GOING_AWAY, REUSE, UNTOUCHED, serve_connection, serve_relayed
+from .fork_child import (
+    GOING_AWAY,
+    REUSE,
+    STOPPING,
+    UNTOUCHED,
+    serve_connection,
+    serve_relayed,
+)
 from .loops import loop_factory
 from .relay import ChildLink, relay_app
 from .stats import ProcStats
@@ -411,6 +419,12 @@ class ForkServer(Server):
         for fd in self._listeners:
             self.child_closes.remove(fd)
         self._listeners = []
+        for child in list(self.children.values()):
+            # a child owning its HTTP connection answers "connection: close"
+            # from now on (a relayed request's connection is the core's here)
+            if not child.exempt and child.link is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, STOPPING)
         await super().shutdown()
         for child in list(self.children.values()):
             _kill(child.pid)
@@ -434,5 +448,7 @@ def _kill(pid: int) -> None:
 def run_fork(app: ASGIApp, config: Config) -> int:
     """Serve ``app`` with a process per request until stopped."""
     server = ForkServer(app, config)
+    # pending in a child until it can act on it (fork_child.STOPPING)
+    signal.pthread_sigmask(signal.SIG_BLOCK, (STOPPING,))
     with asyncio.Runner(loop_factory=loop_factory(config.LOOP)) as runner:
         return runner.run(serve_with_signals(server, None))

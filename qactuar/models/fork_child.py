@@ -34,13 +34,18 @@ from .relay import serve_in_child
 if TYPE_CHECKING:
     from .fork import ForkServer
 
-__all__ = ["GOING_AWAY", "serve_connection", "serve_relayed"]
+__all__ = ["GOING_AWAY", "STOPPING", "serve_connection", "serve_relayed"]
 
 child_logger = logging.getLogger("qt_child")
 
 #: Sent by the parent when graceful time is up: a child closes its WebSocket
 #: with 1001 (the parent cannot: the session lives in the child).
 GOING_AWAY = signal.SIGUSR1
+#: Sent by the parent when a graceful stop begins: a child serving HTTP
+#: answers with ``Connection: close`` from then on, as every model does in a
+#: stop. The parent keeps it blocked, so a child forked just before the stop
+#: holds it pending until its handler is in place (``_serve``).
+STOPPING = signal.SIGUSR2
 
 # slot values: what the child did with its connection
 UNTOUCHED, RESPONDING, REUSE, CLOSE = 0, 1, 2, 3
@@ -144,6 +149,13 @@ async def _serve(
     state.run_cycle = run_cycle
     conn.on_write = mark_responding
     transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
+
+    def stopping() -> None:
+        state.shutting_down = True
+        conn.shutdown()  # what is answered from now on says "connection: close"
+
+    loop.add_signal_handler(STOPPING, stopping)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (STOPPING,))
     run_cycle(cycle)
     keep_alive = await finished
     if keep_alive:
