@@ -560,8 +560,10 @@ def test_sigterm_with_an_open_websocket_stops_cleanly(prefork):
         ws.send("hello")
         assert ws.recv(timeout=5) == "hello"
         master.spawned.signal(signal.SIGTERM)
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=8)
+    # README: once GRACEFUL_TIMEOUT is up, an open WebSocket gets a 1001 close
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value
     assert master.spawned.wait(10) == 0
     assert "Traceback" not in master.log(), master.log()
 
