@@ -221,23 +221,27 @@ def test_sighup_rereads_config_and_replaces_every_worker_without_failures(
 
 
 def test_sighup_to_fewer_reuse_port_workers_leaves_no_lane_unserved(prefork, tmp_path):
-    # The new workers take two of the three lanes and import for 3 s; the
+    # The new workers take two of the three lanes and import for 5 s; the
     # old worker on the third lane goes and the lane closes, and no old
     # worker stops before the new one on its lane serves: every client
     # meanwhile is answered at once.
     config, flag = tmp_path / "qactuar.json", tmp_path / "slow"
     config.write_text(json.dumps({"WORKERS": 3}))
-    env = {"QACTUAR_CONFIG": str(config), "SLOW_IMPORT_FLAG": str(flag)}
+    env = {"QACTUAR_CONFIG": str(config), "SLOW_IMPORT_FLAG": str(flag),
+           "SLOW_IMPORT_SECONDS": "5"}
     master = prefork("slow_import:app", "--reuse-port", "--no-preload", env=env, wait=False)
     old = set(master.wait_workers(3))
     flag.touch()
     config.write_text(json.dumps({"WORKERS": 2}))
     master.spawned.signal(signal.SIGHUP)
     unanswered, resets = [], []
-    deadline = time.monotonic() + 2.5  # the new workers are still importing
+    # Clients for 1.5 s, each given 2.5 s to be answered: all that before the
+    # new workers have imported (5 s), so only an old worker can answer them.
+    deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", master.spawned.port), timeout=1) as sock:
+            with socket.create_connection(("127.0.0.1", master.spawned.port),
+                                          timeout=2.5) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 answer = sock.recv(100)
         except (ConnectionResetError, BrokenPipeError) as exc:
@@ -600,7 +604,9 @@ def test_second_sigint_stops_at_once(prefork):
     master.spawned.signal(signal.SIGINT)
     wait_for_output(master.spawned, "SIGINT: stopping gracefully")
     time.sleep(0.5)
-    assert master.spawned.proc.poll() is None, "the first SIGINT waits for the request"
+    # the first SIGINT waits for the request: its connection stays open
+    assert thread.is_alive() and not result, result
+    assert master.spawned.proc.poll() is None
     master.spawned.signal(signal.SIGINT)
     assert master.spawned.wait(10) == 0  # not the 30 s GRACEFUL_TIMEOUT
     thread.join(5)
