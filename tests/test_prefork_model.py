@@ -83,7 +83,7 @@ class Load:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
-        wait_until(lambda: len(self.ok) >= 20, 5)
+        assert wait_until(lambda: len(self.ok) >= 20, 10), f"no load: {self.failed[:3]}"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -507,7 +507,9 @@ async def app(scope, receive, send):
 )
 def test_app_that_cannot_start_stops_the_master(prefork, app, args, message, exit_status):
     master = prefork(app, "--workers", "2", *args, wait=False)
+    started = time.monotonic()
     status = master.spawned.wait(15)
+    assert time.monotonic() - started < 5  # the back-offs of 5 crashes add up to 1.5 s
     assert status == exit_status
     log = master.log()
     assert message in log
@@ -642,8 +644,8 @@ def test_workers_default_to_one_per_cpu(prefork):
     master = prefork(APP, wait=False)
     cpus = len(os.sched_getaffinity(0))
     assert master.wait_workers(cpus)
-    time.sleep(0.3)
-    assert len(master.workers()) == cpus
+    assert f"Master {master.pid} keeps {cpus} workers" in master.log()
+    assert len(re.findall(r"Started worker", master.log())) == cpus
 
 
 def test_unix_socket_is_shared_by_the_workers(prefork, tmp_path):
