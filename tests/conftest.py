@@ -292,3 +292,15 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5) -> bool:
             return True
         time.sleep(0.01)
     return bool(predicate())
+
+
+def wait_for_output(spawned: Spawned, text: str, timeout: float = 10) -> str:
+    """Poll ``spawned``'s output until it holds ``text``; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    output = spawned.output()
+    while text not in output:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{text!r} not in the output within {timeout}s:\n{output}")
+        time.sleep(0.02)
+        output = spawned.output()
+    return output

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import threading
 import time
+import types
 from typing import Any
 
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
+from conftest import read_until_closed, wait_for_output
 from rawhttp import RawConnection
+
+from qactuar.server import server as server_module
 
 
 def request_in_thread(url: str, timeout: float = 10) -> tuple[threading.Thread, dict[str, Any]]:
@@ -45,10 +50,9 @@ def refuses_connections(port: int, timeout: float = 3) -> bool:
 
 
 def test_sigterm_lets_in_flight_request_finish(spawn_qactuar):
-    proc = spawn_qactuar("--model", "async", "basic:slow")
+    proc = spawn_qactuar("--model", "async", "basic:slow_in_flight")
     thread, result = request_in_thread(proc.url + "/?seconds=1.5")
-    time.sleep(0.4)  # the request is in flight
-    started = time.monotonic()
+    wait_for_output(proc, "in flight")
     proc.signal(signal.SIGTERM)
     assert refuses_connections(proc.port), "new connections still accepted after SIGTERM"
     assert thread.is_alive(), "refused only once the request was over"
@@ -56,37 +60,40 @@ def test_sigterm_lets_in_flight_request_finish(spawn_qactuar):
     assert result.get("status") == 200, result
     assert result["text"] == "done"
     assert proc.wait(10) == 0
-    assert time.monotonic() - started < 5
 
 
 def test_graceful_timeout_bounds_the_wait(spawn_qactuar):
-    proc = spawn_qactuar("--model", "async", "basic:slow", "--graceful-timeout", "0.5")
+    proc = spawn_qactuar("--model", "async", "basic:slow_in_flight", "--graceful-timeout", "0.5")
     thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
-    time.sleep(0.4)
+    wait_for_output(proc, "in flight")
     started = time.monotonic()
     proc.signal(signal.SIGTERM)
     status = proc.wait(10)
     elapsed = time.monotonic() - started
     thread.join(5)
+    assert not thread.is_alive()
     assert elapsed < 4, f"took {elapsed:.1f}s to stop with GRACEFUL_TIMEOUT 0.5"
     assert status == 0
-    assert "status" not in result  # the unfinished request was cut, not answered
-    assert isinstance(result.get("error"), httpx.HTTPError)
+    # the unfinished request was cut: the connection closed with no response
+    assert isinstance(result.get("error"), httpx.RemoteProtocolError), result
+    assert "Graceful timeout: closing 1 connection(s) still busy" in proc.output()
 
 
 def test_second_sigint_stops_at_once(spawn_qactuar):
-    proc = spawn_qactuar("--model", "async", "basic:slow")  # GRACEFUL_TIMEOUT is 30s by default
+    proc = spawn_qactuar("--model", "async", "basic:slow_in_flight")  # GRACEFUL_TIMEOUT 30 s
     thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
-    time.sleep(0.4)
+    wait_for_output(proc, "in flight")
     proc.signal(signal.SIGINT)
+    wait_for_output(proc, "SIGINT: stopping gracefully")
     time.sleep(0.3)
-    assert proc.proc.poll() is None  # the first SIGINT waits for the request
-    started = time.monotonic()
+    # the first SIGINT waits for the request: its connection stays open
+    assert thread.is_alive() and not result, result
+    assert proc.proc.poll() is None
     proc.signal(signal.SIGINT)
-    proc.wait(10)
-    assert time.monotonic() - started < 3
+    assert proc.wait(10) == 0  # not the 30 s GRACEFUL_TIMEOUT
     thread.join(5)
-    assert "status" not in result
+    assert not thread.is_alive()
+    assert isinstance(result.get("error"), httpx.RemoteProtocolError), result
 
 
 @pytest.mark.parametrize("loop, expected", [
@@ -101,40 +108,31 @@ def test_loop_option_serves(spawn_qactuar, loop, expected):
     assert proc.wait(10) == 0
 
 
-def test_stops_accepting_as_soon_as_told(serve):
-    with serve(basic.hello) as srv:  # default timeouts: one sweep per second
-        state = srv.server.state
-        # set should_exit just after a sweep, the worst case for a sweeping server
-        clock = state.clock
-        deadline = time.monotonic() + 3
-        while state.clock == clock and time.monotonic() < deadline:
-            time.sleep(0.002)
+def test_stops_accepting_as_soon_as_told(serve, monkeypatch):
+    # A controlled clock: the main loop's sweep never fires on its own (its
+    # wait has no timeout), so only should_exit itself can stop the server.
+    def no_sweep(awaitable: Any, timeout: float | None) -> Any:
+        return real_wait_for(awaitable, None)
+
+    real_wait_for = asyncio.wait_for
+    monkeypatch.setattr(server_module, "asyncio",
+                        types.SimpleNamespace(**{**vars(asyncio), "wait_for": no_sweep}))
+    with serve(basic.hello) as srv:
+        assert httpx.get(srv.url + "/", timeout=5).status_code == 200
+        clock = srv.server.state.clock
         srv.server.should_exit = True
-        time.sleep(0.2)
-        try:
-            with srv.connect(timeout=2) as sock:
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-                sock.settimeout(2)
-                data = sock.recv(65536)
-        except OSError:
-            data = b""
-    assert not data.startswith(b"HTTP/1.1 200"), "served a new connection after should_exit"
+        assert refuses_connections(srv.port, timeout=10), "accepted after should_exit"
+        assert srv.server.state.clock != clock  # stopped by the wake-up, not a sweep
 
 
 def test_response_finished_during_stop_says_connection_close(spawn_qactuar):
     # --keep-alive-timeout 1: the server sweeps (and sees the signal) every 0.25 s
-    proc = spawn_qactuar("--model", "async", "basic:slow", "--keep-alive-timeout", "1")
+    proc = spawn_qactuar("--model", "async", "basic:slow_in_flight", "--keep-alive-timeout", "1")
     with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
         sock.sendall(b"GET /?seconds=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.3)
+        wait_for_output(proc, "in flight")
         proc.signal(signal.SIGTERM)
-        data = b""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            piece = sock.recv(65536)
-            if not piece:
-                break
-            data += piece
+        data = read_until_closed(sock, 10)
     head = data.partition(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 200")
     assert data.endswith(b"done")

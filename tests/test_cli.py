@@ -62,7 +62,7 @@ def test_version():
 def test_import_errors_are_one_line(target, words):
     result = run_qactuar(target, "--port", "0")
     output = (result.stdout + result.stderr).strip()
-    assert result.returncode != 0
+    assert result.returncode == 2  # README: an app that cannot be imported exits 2
     assert "Traceback" not in output
     lines = output.splitlines()
     assert len(lines) == 1, lines
@@ -70,10 +70,23 @@ def test_import_errors_are_one_line(target, words):
     assert words in lines[0]
 
 
+@pytest.mark.parametrize("model", ["fork", "async", "prefork"])
+@pytest.mark.parametrize("target", ["nosuchmodule:app", "broken_import:app", "basic:hello"])
+def test_an_app_that_cannot_be_imported_exits_2_in_every_model(model, target):
+    # README: an import error, or a --factory that is not callable, is one
+    # line and status 2, in every model (prefork checks it in the master)
+    args = ("--factory",) if target == "basic:hello" else ()
+    result = run_qactuar(target, *args, "--model", model, "--workers", "1", "--port", "0")
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, output
+    assert len(output.splitlines()) == 1, output
+    assert target in output
+
+
 def test_no_app_and_no_apps_is_an_error(tmp_path):
     result = run_qactuar("--port", "0", cwd=str(tmp_path))
     output = (result.stdout + result.stderr).strip()
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert len(output.splitlines()) == 1
     assert "APPS" in output
 
@@ -111,7 +124,7 @@ def test_address_in_use_is_one_line(spawn_qactuar):
     first = spawn_qactuar("basic:hello")
     result = run_qactuar("basic:hello", "--host", "127.0.0.1", "--port", str(first.port))
     output = (result.stdout + result.stderr).strip()
-    assert result.returncode != 0
+    assert result.returncode == 1  # README: an address that cannot be bound exits 1
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1, output
     assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in output

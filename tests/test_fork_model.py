@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -69,8 +70,9 @@ def test_request_timeout_gives_504_and_kills_the_child(spawn_qactuar):
     response = httpx.get(proc.url + "/sleep?30", timeout=10)
     elapsed = time.monotonic() - start
     assert response.status_code == 504
-    assert elapsed < 0.5 + 0.1 + 1.0
-    deadline = time.monotonic() + 2
+    # after REQUEST_TIMEOUT, and not much later (the child sleeps 30 s)
+    assert 0.5 <= elapsed < 0.5 + 0.1 + 2.5
+    deadline = time.monotonic() + 10
     while children_of(proc.proc.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert children_of(proc.proc.pid) == []
@@ -130,37 +132,34 @@ def test_module_state_does_not_leak_between_requests(spawn_qactuar):
 def test_slow_clients_cost_no_child(spawn_qactuar):
     proc = spawn_qactuar(*FORK, "--header-timeout", "4", "--no-access-log")
     slow = []
+
+    def normal_requests_among_slow_clients() -> int:
+        served = 0
+        for step in range(2):  # the slow ones send a byte now and then, as slowloris does
+            served += httpx.get(proc.url + "/pid", timeout=5).status_code == 200
+            for sock in slow:
+                sock.sendall(b"ET /"[step : step + 1])
+            time.sleep(0.5)
+        return served
+
     try:
         for _ in range(300):
             sock = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
             sock.sendall(b"G")
             slow.append(sock)
-        for step in range(2):  # one byte every 2 s, as a slowloris client does
-            start = time.monotonic()
-            response = httpx.get(proc.url + "/pid", timeout=5)
-            assert response.status_code == 200
-            assert time.monotonic() - start < 1.0
-            # the normal request's child exits; none is ever made for the slow ones
-            deadline = time.monotonic() + 1
-            while children_of(proc.proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert children_of(proc.proc.pid) == []
-            time.sleep(1.0)
-            for sock in slow:
-                sock.sendall(b"ET /"[step : step + 1])
-            time.sleep(1.0)
+        # children counted all along: only the normal requests' ones, one at a time
+        results, peak = calls_with_peak_children(
+            proc.proc.pid, normal_requests_among_slow_clients, 1)
+        assert results == [2]
+        assert peak <= 1
         # the header timeout (4 s from the first byte) closes them all
-        deadline = time.monotonic() + 4
-        closed = 0
+        deadline = time.monotonic() + 15
+        answers = set()
         for sock in slow:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = sock.recv(1024)
-            except (TimeoutError, ConnectionResetError):
-                continue
-            if data.startswith(b"HTTP/1.1 408") or data == b"":
-                closed += 1
-        assert closed == 300
+            data = sock.recv(1024)
+            answers.add(b"408" if data.startswith(b"HTTP/1.1 408") else data)
+        assert answers <= {b"408", b""}, answers
     finally:
         for sock in slow:
             sock.close()
@@ -210,10 +209,10 @@ def test_a_running_child_does_not_hold_other_clients_open(spawn_qactuar, path):
         assert RawConnection(idle).request("/pid").status == 200
         answered = time.monotonic()
         caller = _slow_request_in_a_child(proc, 4, path)
-        idle.settimeout(3)
+        idle.settimeout(10)
         assert idle.recv(100) == b""  # the parent's keep-alive timeout closed it
-        assert time.monotonic() - answered < 2.0
-        assert caller.is_alive()  # and the child holding a copy is still running
+        # while the child holding a copy still runs (4 s; the timeout is 0.5 s)
+        assert caller.is_alive(), f"closed after {time.monotonic() - answered:.1f}s"
     caller.join(10)
 
 
@@ -222,7 +221,7 @@ def test_a_running_child_does_not_keep_the_port_open_after_sigterm(spawn_qactuar
     proc = spawn_qactuar(*FORK, "--graceful-timeout", "10")
     caller = _slow_request_in_a_child(proc, 3, path)
     proc.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10
     refused = False
     while not refused and time.monotonic() < deadline:
         try:
@@ -230,7 +229,8 @@ def test_a_running_child_does_not_keep_the_port_open_after_sigterm(spawn_qactuar
             time.sleep(0.05)
         except ConnectionRefusedError:
             refused = True
-    assert refused, "the listening socket stayed open in the running child"
+    assert refused, "the listening socket stayed open"
+    # refused while the child (3 s) still runs: it did not hold the port open
     assert caller.is_alive()
     caller.join(10)
     assert proc.wait() == 0
@@ -258,7 +258,7 @@ def test_a_request_on_a_kept_connection_during_a_graceful_stop_is_served(spawn_q
 def test_proc_stats_are_logged(spawn_qactuar):
     proc = spawn_qactuar(*FORK, "--gather-proc-stats", "--log-level", "debug")
     assert httpx.get(proc.url + "/pid").status_code == 200
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 10
     while "peak RSS" not in proc.output() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "KiB peak RSS" in proc.output()
@@ -275,13 +275,15 @@ def test_seed_model_number_alias_selects_fork(spawn_qactuar, tmp_path):
 
 def test_a_child_the_parent_cannot_watch_is_killed_and_answered_503(spawn_qactuar):
     # pidfd_open fails after the fork (out of descriptors): the parent must not
-    # lose the child, its slot or the connection
+    # lose the child, its slot or the connection. The child sleeps for 30 s, so
+    # it is still running when the parent kills it (a quick /pid child may have
+    # answered and exited first, on a loaded machine: the next test's case).
     proc = spawn_qactuar(*FORK, "--max-processes", "1", launcher="failing_fork",
                          env={"FAIL_PIDFDS": "1"})
-    assert httpx.get(proc.url + "/pid", timeout=5).status_code == 503
+    assert httpx.get(proc.url + "/sleep?30", timeout=10).status_code == 503
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200  # the one slot is free
-    assert "cannot watch child" in proc.output()
-    deadline = time.monotonic() + 2
+    assert re.search(r"cannot watch child \d+ for .*: killed it", proc.output()), proc.output()
+    deadline = time.monotonic() + 10
     while children_of(proc.proc.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert children_of(proc.proc.pid) == []  # no zombie left behind

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import httpx
 import pytest
 from apps import core  # type: ignore[import-not-found]
+from conftest import wait_for_output
 
 #: Process-level lifespan behaviour holds for the async model and the default fork model.
 MODELS = pytest.mark.parametrize("model", ["async", "fork"])
@@ -47,11 +47,11 @@ def test_state_reaches_each_request_as_a_copy(serve):
     assert second["state"] == first["state"]
 
 
-@MODELS
-def test_failed_startup_exits_non_zero_with_the_message(spawn_qactuar, model):
+@pytest.mark.parametrize("model", ["async", "fork", "prefork"])
+def test_failed_startup_exits_3_with_the_message(spawn_qactuar, model):
     proc = spawn_qactuar("--model", model, "core:startup_fails", wait=False)
     status = proc.wait(10)
-    assert status != 0
+    assert status == 3  # README, Lifespan
     assert "database at db.example:5432 unreachable" in proc.output()
 
 
@@ -86,9 +86,10 @@ def test_lifespan_auto_tolerates_an_app_that_raises(spawn_qactuar):
     assert proc.wait(10) == 0
 
 
-def test_lifespan_on_refuses_an_app_that_raises(spawn_qactuar):
-    proc = spawn_qactuar("core:no_lifespan", "--lifespan", "on", wait=False)
-    assert proc.wait(10) != 0
+@pytest.mark.parametrize("model", ["async", "fork", "prefork"])
+def test_lifespan_on_refuses_an_app_that_raises(spawn_qactuar, model):
+    proc = spawn_qactuar("core:no_lifespan", "--lifespan", "on", "--model", model, wait=False)
+    assert proc.wait(10) == 3  # a failed startup
     assert "unsupported scope type lifespan" in proc.output()
 
 
@@ -119,7 +120,7 @@ def test_a_failing_mounted_app_stops_start_up(spawn_qactuar, tmp_path):
                                          "/db": "core:startup_fails"}}))
     proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf), "QT_SHUTDOWN_FILE": str(marker)},
                          wait=False)
-    assert proc.wait(10) != 0
+    assert proc.wait(10) == 3
     output = proc.output()
     assert "app at /db: database at db.example:5432 unreachable" in output
     assert output.count("lifespan startup failed") == 1, output
@@ -127,21 +128,24 @@ def test_a_failing_mounted_app_stops_start_up(spawn_qactuar, tmp_path):
     assert marker.read_text() == "shutdown root\n"
 
 
-def test_second_sigint_stops_a_hanging_lifespan_shutdown(spawn_qactuar):
-    proc = spawn_qactuar("core:hangs_on_shutdown")
+@MODELS
+def test_second_sigint_stops_a_hanging_lifespan_shutdown(spawn_qactuar, model):
+    proc = spawn_qactuar("core:hangs_on_shutdown", "--model", model)
     assert httpx.get(proc.url + "/", timeout=5).status_code == 200
     proc.signal(signal.SIGINT)
-    time.sleep(0.3)
+    wait_for_output(proc, "lifespan shutdown hangs")
     proc.signal(signal.SIGINT)
-    wait_or_kill(proc, 2)
+    assert wait_or_kill(proc, 10) == 0  # it would hang for an hour
+    assert "Lifespan shutdown abandoned" in proc.output()
 
 
-def test_sigterm_stops_a_hanging_lifespan_startup(spawn_qactuar):
-    proc = spawn_qactuar("core:hangs_on_startup", wait=False)
-    time.sleep(0.8)
-    assert proc.proc.poll() is None
+@MODELS
+def test_sigterm_stops_a_hanging_lifespan_startup(spawn_qactuar, model):
+    proc = spawn_qactuar("core:hangs_on_startup", "--model", model, wait=False)
+    wait_for_output(proc, "lifespan startup hangs")  # imported, in startup
     proc.signal(signal.SIGTERM)
-    wait_or_kill(proc, 2)
+    assert wait_or_kill(proc, 10) == 0  # it would hang for an hour
+    assert "Stopped during lifespan startup" in proc.output()
 
 
 def test_failed_shutdown_is_reported(spawn_qactuar, tmp_path):
@@ -151,7 +155,7 @@ def test_failed_shutdown_is_reported(spawn_qactuar, tmp_path):
     proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf)})
     assert httpx.get(proc.url + "/q", timeout=5).json() == {"served": True}
     proc.signal(signal.SIGTERM)
-    assert proc.wait(10) != 0
+    assert proc.wait(10) == 3  # as for a failed startup (not a README promise)
     output = proc.output()
     assert "app at /q: could not flush the queue" in output
     assert "app at /r: RuntimeError('exploded during shutdown')" in output

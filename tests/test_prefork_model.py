@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import prefork_apps  # type: ignore[import-not-found]
-from conftest import Spawned, children_of
+from conftest import Spawned, children_of, wait_for_output
 
 from qactuar import Config
 from qactuar.config import ConfigError
@@ -34,6 +34,8 @@ from qactuar.models.slot import WorkerSlot, WorkerState
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 
 APP = "prefork_apps:app"
+#: APP, printing "in flight <pid>" when a request reaches it
+MARKED = "prefork_apps:marked"
 
 
 def alive(pid: int) -> bool:
@@ -81,7 +83,7 @@ class Load:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
-        wait_until(lambda: len(self.ok) >= 20, 5)
+        assert wait_until(lambda: len(self.ok) >= 20, 10), f"no load: {self.failed[:3]}"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -219,23 +221,27 @@ def test_sighup_rereads_config_and_replaces_every_worker_without_failures(
 
 
 def test_sighup_to_fewer_reuse_port_workers_leaves_no_lane_unserved(prefork, tmp_path):
-    # The new workers take two of the three lanes and import for 3 s; the
+    # The new workers take two of the three lanes and import for 5 s; the
     # old worker on the third lane goes and the lane closes, and no old
     # worker stops before the new one on its lane serves: every client
     # meanwhile is answered at once.
     config, flag = tmp_path / "qactuar.json", tmp_path / "slow"
     config.write_text(json.dumps({"WORKERS": 3}))
-    env = {"QACTUAR_CONFIG": str(config), "SLOW_IMPORT_FLAG": str(flag)}
+    env = {"QACTUAR_CONFIG": str(config), "SLOW_IMPORT_FLAG": str(flag),
+           "SLOW_IMPORT_SECONDS": "5"}
     master = prefork("slow_import:app", "--reuse-port", "--no-preload", env=env, wait=False)
     old = set(master.wait_workers(3))
     flag.touch()
     config.write_text(json.dumps({"WORKERS": 2}))
     master.spawned.signal(signal.SIGHUP)
     unanswered, resets = [], []
-    deadline = time.monotonic() + 2.5  # the new workers are still importing
+    # Clients for 1.5 s, each given 2.5 s to be answered: all that before the
+    # new workers have imported (5 s), so only an old worker can answer them.
+    deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", master.spawned.port), timeout=1) as sock:
+            with socket.create_connection(("127.0.0.1", master.spawned.port),
+                                          timeout=2.5) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 answer = sock.recv(100)
         except (ConnectionResetError, BrokenPipeError) as exc:
@@ -255,6 +261,17 @@ def test_sighup_to_fewer_reuse_port_workers_leaves_no_lane_unserved(prefork, tmp
     assert len(new) == 2
 
 
+def assert_kept(master: Master, workers: set[int]) -> None:
+    """The refused reload changed nothing: a SIGTTIN after it adds a third worker to these."""
+    master.spawned.signal(signal.SIGTTIN)  # acted on after the SIGHUP: a positive marker
+    assert wait_until(lambda: "SIGTTIN: " in master.log(), 5), master.log()
+    assert "SIGTTIN: 3 workers" in master.log()  # WORKERS is still 2, not the file's 3
+    assert workers < set(master.wait_workers(3))
+    assert "SIGHUP: reloading" not in master.log()
+    assert "Stopping worker" not in master.log()
+    assert httpx.get(master.spawned.url + "/", timeout=5).status_code == 200
+
+
 def test_sighup_with_a_broken_config_file_keeps_config_and_workers(prefork, tmp_path):
     config = tmp_path / "qactuar.json"
     config.write_text(json.dumps({"WORKERS": 2}))
@@ -264,9 +281,7 @@ def test_sighup_with_a_broken_config_file_keeps_config_and_workers(prefork, tmp_
     master.spawned.signal(signal.SIGHUP)
     assert wait_until(lambda: "keeping the current config and workers" in master.log(), 5)
     assert "invalid JSON" in master.log()
-    time.sleep(0.3)
-    assert set(master.workers()) == workers
-    assert httpx.get(master.spawned.url + "/").status_code == 200
+    assert_kept(master, workers)
 
 
 def test_sighup_to_a_config_start_up_refuses_keeps_config_and_workers(prefork, tmp_path):
@@ -281,9 +296,7 @@ def test_sighup_to_a_config_start_up_refuses_keeps_config_and_workers(prefork, t
     master.spawned.signal(signal.SIGHUP)
     assert wait_until(lambda: "keeping the current config and workers" in master.log(), 5)
     assert "SSL_CERT_PATH" in master.log() and "cannot read it" in master.log()
-    time.sleep(0.3)
-    assert set(master.workers()) == workers
-    assert httpx.get(master.spawned.url + "/").status_code == 200
+    assert_kept(master, workers)
 
 
 def listening_sockets(port: int) -> int:
@@ -302,13 +315,11 @@ def test_ttin_then_ttou_add_and_remove_a_worker_without_failures(prefork, socket
         master.spawned.signal(signal.SIGTTIN)
         three = master.wait_workers(3)
         assert before < set(three)
-        time.sleep(0.3)
-        assert listening_sockets(port) == (3 if sockets else 1)
+        assert wait_until(lambda: listening_sockets(port) == (3 if sockets else 1), 5)
         master.spawned.signal(signal.SIGTTOU)
         two = master.wait_workers(2)
-        time.sleep(0.3)
         # the removed worker's lane is closed: no connection waits on it
-        assert listening_sockets(port) == (2 if sockets else 1)
+        assert wait_until(lambda: listening_sockets(port) == (2 if sockets else 1), 5)
     if sockets:
         # README, prefork caveats: when the pool shrinks, a connection that
         # lands on the leaving worker's lane between its last accept and its
@@ -324,23 +335,26 @@ def test_ttin_then_ttou_add_and_remove_a_worker_without_failures(prefork, socket
 # supervision ---------------------------------------------------------------------------
 
 
-def test_worker_killed_with_sigkill_is_replaced_within_a_second(prefork):
+def test_worker_killed_with_sigkill_is_replaced_at_once(prefork):
     master = prefork(APP, "--workers", "2")
     with Load(master.spawned.url + "/") as load:
         victim, other = master.workers()
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         new = wait_until(
-            lambda: (ready_lines(master.log()) - {victim, other}) & set(master.workers()), 1.0
+            lambda: (ready_lines(master.log()) - {victim, other}) & set(master.workers()), 10
         )
         replaced_in = time.monotonic() - killed_at
         assert new, f"no replacement serving after {replaced_in:.2f}s\n{master.log()}"
         seen_new = wait_until(lambda: load.pids() & new, 5)
-    assert replaced_in < 1.0
+    # at once, with no pause for the cause (a fork and a loop start take well
+    # under a second; 3 s leaves a loaded machine 2 s)
+    assert replaced_in < 3.0
     assert seen_new, "the replacement answered requests"
-    # only requests in flight on the killed worker may fail: one per client thread
+    # only requests in flight on the killed worker may fail: one per client thread,
+    # each when the kill cuts it (2 s for a loaded machine to tell the client)
     assert len(load.failed) <= 3, load.failed
-    assert all(killed_at <= o.at < killed_at + 1 for o in load.failed), load.failed
+    assert all(killed_at <= o.at < killed_at + replaced_in + 2 for o in load.failed), load.failed
     assert f"Worker {victim} died: killed by SIGKILL" in master.log()
 
 
@@ -382,7 +396,7 @@ def test_a_failed_fork_of_a_worker_is_retried_and_the_master_goes_on(spawn_qactu
 
 
 def test_worker_with_blocked_loop_is_killed_after_worker_timeout(prefork):
-    master = prefork(APP, "--workers", "2", "--worker-timeout", "1.5")
+    master = prefork(MARKED, "--workers", "2", "--worker-timeout", "1.5")
     blocked: dict[str, Any] = {}
 
     def block() -> None:
@@ -394,26 +408,31 @@ def test_worker_with_blocked_loop_is_killed_after_worker_timeout(prefork):
         blocked["seconds"] = time.monotonic() - started
 
     # A client whose connection the blocked worker accepted just before it
-    # blocked waits for nothing: it gives up after a second and
-    # reconnects, and only a worker that is not blocked can accept.
-    with Load(master.spawned.url + "/", keep_alive_threads=0, fresh_threads=3,
-              timeout=1.0) as load:
+    # blocked waits until that worker is killed; only a worker that is not
+    # blocked accepts meanwhile.
+    with Load(master.spawned.url + "/", keep_alive_threads=0, fresh_threads=3) as load:
         thread = threading.Thread(target=block, daemon=True)
         started = time.monotonic()
         thread.start()
+        wait_for_output(master.spawned, "in flight /block")  # the worker's loop blocks now
+        blocking = time.monotonic()
         thread.join(10)
-        during = [o for o in load.ok if started + 0.2 < o.at < started + 1.5]
+        assert not thread.is_alive()
+        cut = started + blocked["seconds"]
+        during = [o for o in load.ok if blocking < o.at < cut]
         killed = re.search(r"Worker (\d+): no heartbeat for [\d.]+s \(WORKER_TIMEOUT 1.5s\)",
                            master.log())
         assert killed, master.log()
         master.wait_workers(2, without={int(killed.group(1))})
-        time.sleep(0.3)
-    assert "status" not in blocked, "the blocked request was cut when its worker was killed"
+    assert isinstance(blocked.get("error"), httpx.RemoteProtocolError), \
+        "the blocked request was cut when its worker was killed"
+    # the blocked worker is killed after WORKER_TIMEOUT (1.5 s), not before
     assert 1.5 <= blocked["seconds"] < 4, blocked
-    assert len(during) >= 10, "the other worker served while one was blocked"
-    # at most one request per client was in flight on the blocked worker
+    assert len(during) >= 5, "the other worker served while one was blocked"
+    # at most one request per client was in flight on the blocked worker,
+    # cut when that worker was killed (2 s for a loaded machine to tell it)
     assert len(load.failed) <= 3, load.failed
-    assert all(started <= o.at < started + 3 for o in load.failed), load.failed
+    assert all(started <= o.at < cut + 2 for o in load.failed), load.failed
     assert f"Worker {killed.group(1)} killed by SIGKILL" in master.log()
     # the stack it was stuck in, for whoever reads the log
     stack = master.log().split("Where it was stuck:", 1)[1]
@@ -475,21 +494,23 @@ async def app(scope, receive, send):
 
 
 @pytest.mark.parametrize(
-    ("app", "args", "message"),
+    ("app", "args", "message", "exit_status"),
     [
-        ("broken_import:app", (), "No module named 'no_such_dependency'"),
-        ("broken_import:app", ("--no-preload",), "No module named 'no_such_dependency'"),
-        ("prefork_apps:failing_startup", (), "database unreachable"),
-        ("exits_at_import:app", ("--no-preload",), "exited with status 1"),
+        # README: an import error caught in the master (PRELOAD) exits 2 as in the
+        # other models; a master that gives up on its workers exits 3
+        ("broken_import:app", (), "No module named 'no_such_dependency'", 2),
+        ("broken_import:app", ("--no-preload",), "No module named 'no_such_dependency'", 3),
+        ("prefork_apps:failing_startup", (), "database unreachable", 3),
+        ("exits_at_import:app", ("--no-preload",), "exited with status 1", 3),
     ],
     ids=["import-preload", "import-no-preload", "lifespan-startup", "worker-crash"],
 )
-def test_app_that_cannot_start_stops_the_master(prefork, app, args, message):
+def test_app_that_cannot_start_stops_the_master(prefork, app, args, message, exit_status):
     master = prefork(app, "--workers", "2", *args, wait=False)
     started = time.monotonic()
     status = master.spawned.wait(15)
-    assert time.monotonic() - started < 5
-    assert status != 0
+    assert time.monotonic() - started < 5  # the back-offs of 5 crashes add up to 1.5 s
+    assert status == exit_status
     log = master.log()
     assert message in log
     # a failure the worker reports stops at once; a crash after a few tries
@@ -505,26 +526,29 @@ def test_app_that_cannot_start_stops_the_master(prefork, app, args, message):
 
 def test_sigterm_lets_slow_requests_finish_then_master_and_workers_exit(prefork, tmp_path):
     lifespan = tmp_path / "lifespan.txt"
-    master = prefork(APP, "--workers", "2", env={"QT_LIFESPAN_FILE": str(lifespan)})
+    master = prefork(MARKED, "--workers", "2", env={"QT_LIFESPAN_FILE": str(lifespan)})
     workers = master.workers()
     results: list[Any] = []
 
     def slow() -> None:
         try:
-            results.append(httpx.get(master.spawned.url + "/slow?seconds=1.5", timeout=10))
+            results.append(httpx.get(master.spawned.url + "/slow?seconds=3", timeout=15))
         except httpx.HTTPError as exc:
             results.append(exc)
 
     threads = [threading.Thread(target=slow, daemon=True) for _ in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
+    assert wait_until(lambda: master.log().count("in flight") == 3, 10), master.log()
     master.spawned.signal(signal.SIGTERM)
-    refused = wait_until(lambda: _refuses(master.spawned.port), 1.0)
-    status = master.spawned.wait(10)
+    refused = wait_until(lambda: _refuses(master.spawned.port), 10)
+    # refused while the requests were still running, not once they were over
+    in_flight = sum(thread.is_alive() for thread in threads)
+    status = master.spawned.wait(15)
     for thread in threads:
         thread.join(5)
     assert refused, "new connections are refused once stopping"
+    assert in_flight == 3
     assert [getattr(r, "status_code", r) for r in results] == [200, 200, 200]
     assert status == 0
     assert all(not alive(pid) for pid in workers)
@@ -542,45 +566,54 @@ def test_sigterm_with_an_open_websocket_stops_cleanly(prefork):
         ws.send("hello")
         assert ws.recv(timeout=5) == "hello"
         master.spawned.signal(signal.SIGTERM)
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=8)
+    # README: once GRACEFUL_TIMEOUT is up, an open WebSocket gets a 1001 close
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value
     assert master.spawned.wait(10) == 0
     assert "Traceback" not in master.log(), master.log()
 
 
 def test_graceful_timeout_bounds_the_drain(prefork):
-    master = prefork(APP, "--workers", "2", "--graceful-timeout", "0.5")
+    master = prefork(MARKED, "--workers", "2", "--graceful-timeout", "0.5")
     workers = master.workers()
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(_get(master.spawned.url
                                                                 + "/slow?seconds=20")))
     thread.start()
-    time.sleep(0.4)
+    wait_for_output(master.spawned, "in flight")
     started = time.monotonic()
     master.spawned.signal(signal.SIGTERM)
     assert master.spawned.wait(10) == 0
     elapsed = time.monotonic() - started
     thread.join(5)
+    assert not thread.is_alive()
     assert elapsed < 3, f"took {elapsed:.1f}s to stop with GRACEFUL_TIMEOUT 0.5"
-    assert isinstance(result[0], httpx.HTTPError), "the unfinished request was cut"
+    # the unfinished request was cut: its connection closed with no response
+    assert isinstance(result[0], httpx.RemoteProtocolError), result
     assert all(not alive(pid) for pid in workers)
 
 
 def test_second_sigint_stops_at_once(prefork):
-    master = prefork(APP, "--workers", "2")
+    master = prefork(MARKED, "--workers", "2")  # GRACEFUL_TIMEOUT 30 s
     workers = master.workers()
+    result: list[Any] = []
     thread = threading.Thread(
-        target=lambda: _swallow(master.spawned.url + "/slow?seconds=20"), daemon=True
+        target=lambda: result.append(_get(master.spawned.url + "/slow?seconds=20")), daemon=True
     )
     thread.start()
-    time.sleep(0.4)
+    wait_for_output(master.spawned, "in flight")
     master.spawned.signal(signal.SIGINT)
+    wait_for_output(master.spawned, "SIGINT: stopping gracefully")
     time.sleep(0.5)
-    assert master.spawned.proc.poll() is None, "the first SIGINT waits for the request"
-    started = time.monotonic()
+    # the first SIGINT waits for the request: its connection stays open
+    assert thread.is_alive() and not result, result
+    assert master.spawned.proc.poll() is None
     master.spawned.signal(signal.SIGINT)
-    assert master.spawned.wait(10) == 0
-    assert time.monotonic() - started < 3
+    assert master.spawned.wait(10) == 0  # not the 30 s GRACEFUL_TIMEOUT
+    thread.join(5)
+    assert not thread.is_alive()
+    assert isinstance(result[0], httpx.RemoteProtocolError), result
     assert all(not alive(pid) for pid in workers)
 
 
@@ -611,8 +644,8 @@ def test_workers_default_to_one_per_cpu(prefork):
     master = prefork(APP, wait=False)
     cpus = len(os.sched_getaffinity(0))
     assert master.wait_workers(cpus)
-    time.sleep(0.3)
-    assert len(master.workers()) == cpus
+    assert f"Master {master.pid} keeps {cpus} workers" in master.log()
+    assert len(re.findall(r"Started worker", master.log())) == cpus
 
 
 def test_unix_socket_is_shared_by_the_workers(prefork, tmp_path):
@@ -961,10 +994,3 @@ def _get(url: str) -> httpx.Response | httpx.HTTPError:
         return httpx.get(url, timeout=30)
     except httpx.HTTPError as exc:
         return exc
-
-
-def _swallow(url: str) -> None:
-    try:
-        httpx.get(url, timeout=30)
-    except httpx.HTTPError:
-        pass

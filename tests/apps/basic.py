@@ -58,3 +58,14 @@ async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 not_an_app = 42
+
+
+async def slow_in_flight(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``slow``, printing ``in flight <pid>`` (flushed) once the request is in the app.
+
+    A test waits for that line in the server's output to know the request is
+    in flight, instead of sleeping.
+    """
+    if scope["type"] == "http":
+        print(f"in flight {os.getpid()}", flush=True)
+    await slow(scope, receive, send)

@@ -95,6 +95,7 @@ async def hangs_on_shutdown(scope: Scope, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "lifespan.startup.complete"})
         await receive()
+        print("lifespan shutdown hangs", flush=True)  # the tests wait for this line
         await asyncio.sleep(3600)  # never answers lifespan.shutdown
         return
     await _json(send, {"served": True})
@@ -103,6 +104,7 @@ async def hangs_on_shutdown(scope: Scope, receive: Any, send: Any) -> None:
 async def hangs_on_startup(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await receive()
+        print("lifespan startup hangs", flush=True)  # the tests wait for this line
         await asyncio.sleep(3600)  # never answers lifespan.startup
         return
     await _json(send, {"served": True})

@@ -57,3 +57,14 @@ async def failing_startup(scope: dict[str, Any], receive: Any, send: Any) -> Non
         await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
         return
     await app(scope, receive, send)
+
+
+async def marked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``app``, printing ``in flight <path> <pid>`` (flushed) once an HTTP request is in it.
+
+    A test waits for that line in the server's output to know a request is
+    in flight, instead of sleeping.
+    """
+    if scope["type"] == "http":
+        print(f"in flight {scope['path']} {os.getpid()}", flush=True)
+    await app(scope, receive, send)
