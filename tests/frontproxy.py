@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import httpx
-from conftest import ROOT
+from support import ROOT
 
 DEPLOY = os.path.join(ROOT, "deploy")
 #: The test client's own address: anything in 127.0.0.0/8 is this machine.

@@ -26,7 +26,6 @@ from rawhttp import RawConnection
 from tlscerts import MODELS, Certs, client, pem, serve, subject, tls_socket
 from websockets.sync.client import connect
 
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
 
 
 @pytest.fixture(scope="module")

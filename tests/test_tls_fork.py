@@ -23,7 +23,6 @@ from rawhttp import RawConnection
 from tlscerts import Certs, client, serve, tls_socket
 from websockets.sync.client import connect
 
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
 
 
 @pytest.fixture(scope="module")
