@@ -17,7 +17,6 @@ import time
 import pytest
 from conftest import free_port, stop_process
 from frontproxy import CLIENT_ADDRESS, connect_from_client_address, fill, start
-from rawhttp import RawConnection
 from websockets.sync.client import connect as ws_connect
 
 QACTUAR_ARGS = ("--workers", "1", "--proxy-protocol", "--health-path", "/healthz")
@@ -44,7 +43,7 @@ def test_two_hosts_behind_haproxy(spawn_qactuar, tmp_path):
         for _ in range(4):  # round robin: two connections to each host
             with connect_from_client_address(port) as sock:
                 sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
-                got = json.loads(RawConnection(sock).read_response().body)
+                got = json.loads(RawClient.over(sock).response().body)
                 assert got == {"client": list(sock.getsockname()),
                                "server": ["127.0.0.1", port], "scheme": "http"}
         with ws_connect(f"ws://127.0.0.1:{port}/ws", sock=connect_from_client_address(port),

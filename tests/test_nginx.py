@@ -29,7 +29,6 @@ from frontproxy import (
     start,
     wait_for_unix_socket,
 )
-from rawhttp import RawConnection
 from websockets.sync.client import connect as ws_connect
 
 QACTUAR_ARGS = ("--workers", "1", "--log-level", "warning")
@@ -113,7 +112,7 @@ def direct_whoami(port: int, source: str) -> dict[str, Any]:
                                   source_address=(source, 0)) as sock:
         sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n"
                      b"X-Forwarded-Proto: https\r\nForwarded: for=6.6.6.7;proto=https\r\n\r\n")
-        return json.loads(RawConnection(sock).read_response().body)
+        return json.loads(RawClient.over(sock).response().body)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -179,7 +178,7 @@ def test_proxy_protocol_through_nginx_stream(spawn_qactuar, nginx, workdir, mode
     for _ in range(2):
         with connect_from_client_address(port) as sock:
             sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
-            got = json.loads(RawConnection(sock).read_response().body)
+            got = json.loads(RawClient.over(sock).response().body)
             assert got == {"client": list(sock.getsockname()), "server": ["127.0.0.1", port],
                            "scheme": "http"}
     with ws_connect(f"ws://127.0.0.1:{port}/ws", sock=connect_from_client_address(port),

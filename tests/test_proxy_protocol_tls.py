@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from proxyraw import V1, v2
-from rawhttp import RawConnection
 from tlscerts import MODELS, Certs
 
 QACTUAR_ARGS = ("--keep-alive-timeout", "1", "--proxy-protocol", "--header-timeout", "2",
@@ -49,7 +48,7 @@ def raw(port: int, header: bytes = b"") -> socket.socket:
 def whoami(certs: Certs, port: int, header: bytes) -> dict:
     """The header, then HTTPS on the same socket: the scope's client, server and scheme."""
     with certs.context().wrap_socket(raw(port, header), server_hostname="127.0.0.1") as sock:
-        response = RawConnection(sock).request("/whoami")
+        response = RawClient.over(sock).request("/whoami")
         assert response.status == 200, response.body
         return json.loads(response.body)
 
@@ -128,7 +127,7 @@ def test_keep_alive_keeps_the_headers_client(spawn_qactuar, certs, model):
     """The fork parent relays each request of the connection: every scope has the address."""
     srv = serve(spawn_qactuar, certs, model)
     with certs.context().wrap_socket(raw(srv.port, V1), server_hostname="127.0.0.1") as sock:
-        conn = RawConnection(sock)
+        conn = RawClient.over(sock)
         for _ in range(3):
             assert json.loads(conn.request("/whoami").body)["client"] == CLIENT
 

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 from conftest import calls_with_peak_children, children_of
-from rawhttp import RawConnection
 from tlscerts import Certs, client, serve, tls_socket
 from websockets.sync.client import connect
 
@@ -89,7 +88,7 @@ def test_fork_isolation_background_work_and_disconnect_over_tls(spawn_qactuar, c
     # the client leaves mid-request: the app (in its child) sees http.disconnect
     gone = tmp_path / "gone"
     sock = tls_socket(certs, server.port)
-    sock.sendall(RawConnection.encode(f"/disconnect?{gone}"))
+    sock.sendall(encode_request(f"/disconnect?{gone}"))
     time.sleep(0.3)  # let the request reach its child
     sock.close()
     assert read_when(gone, "disconnected") == "disconnected"

@@ -135,10 +135,12 @@ class RawClient:
                 raise EOFError(f"connection closed before {marker!r}: {self.buf[:200]!r}")
         raise AssertionError("unbounded read")
 
-    def response(self, method: bytes = b"GET", timeout: float | None = None) -> RawResponse:
-        """The next response (1xx interim ones collected); its body read by its framing."""
+    def response(self, method: bytes = b"GET", timeout: float | None = None,
+                 interim: bool = False) -> RawResponse:
+        """The next response, its body read by its framing. 1xx interim responses are
+        collected in its ``interim`` unless ``interim`` is set: then one is returned."""
         deadline = time.monotonic() + (timeout or self.timeout)
-        interim = []
+        interims = []
         for _ in range(10):
             status_line = self._line(deadline)
             assert status_line.startswith(b"HTTP/1."), status_line
@@ -151,13 +153,13 @@ class RawClient:
                 name, sep, value = line.partition(b":")
                 assert sep and name == name.strip(), line
                 headers.append((name.lower(), value.strip()))
-            if status >= 200:
+            if status >= 200 or interim:
                 break
-            interim.append(status_line)
+            interims.append(status_line)
         else:
             raise AssertionError("too many interim responses")
         names = [n for n, _ in headers]
-        if method == b"HEAD" or status in (204, 304):
+        if method == b"HEAD" or status in (204, 304) or status < 200:
             body = raw = b""
         elif b"transfer-encoding" in names:
             assert dict(headers)[b"transfer-encoding"].lower() == b"chunked", headers
@@ -185,7 +187,7 @@ class RawClient:
             self.read_to_close(deadline - time.monotonic())
             body = raw = self.buf
             self.buf = b""
-        return RawResponse(status, status_line, headers, body, raw, interim)
+        return RawResponse(status, status_line, headers, body, raw, interims)
 
     def request(self, path: str, method: str = "GET", body: bytes = b"",
                 headers: tuple[tuple[str, str], ...] = ()) -> RawResponse:
