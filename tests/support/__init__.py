@@ -14,12 +14,15 @@ from .processes import (
     TESTS,
     LeftoverProcessWarning,
     Spawned,
+    accepts,
     calls_with_peak_children,
     children_of,
+    free_port,
     held_socket,
     process_group,
     qactuar_env,
     run_qactuar,
+    start_program,
     start_qactuar,
     stop_process,
     sweep_group,
@@ -45,10 +48,10 @@ from .threaded import (
 from .waiting import wait_until
 
 __all__ = [
-    "APPS", "READ_TIMEOUT", "ROOT", "TESTS", "LeftoverProcessWarning", "QactuarDriver",
-    "RawClient", "RawResponse", "RunningServer", "Served", "ServerDriver", "Spawned",
+    "APPS", "LeftoverProcessWarning", "QactuarDriver", "READ_TIMEOUT", "ROOT", "RawClient",
+    "RawResponse", "RunningServer", "Served", "ServerDriver", "Spawned", "TESTS", "accepts",
     "bind_free_port", "calls_with_peak_children", "children_of", "encode_request", "exchange",
-    "held_socket", "process_group", "qactuar_env", "read_until_closed", "run_qactuar",
-    "serve_in_thread", "serve_qactuar", "start_qactuar", "still_served", "stop_process",
-    "sweep_group", "wait_until",
+    "free_port", "held_socket", "process_group", "qactuar_env", "read_until_closed", "run_qactuar",
+    "serve_in_thread", "serve_qactuar", "start_program", "start_qactuar", "still_served",
+    "stop_process", "sweep_group", "wait_until",
 ]

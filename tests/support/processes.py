@@ -66,6 +66,47 @@ def held_socket(host: str = "127.0.0.1", family: int = socket.AF_INET) -> socket
     return sock
 
 
+def free_port() -> int:
+    """A port free a moment ago: ONLY for programs that cannot be handed a listening
+    socket (nginx, HAProxy). Another process may take it before they bind; they then
+    fail to start, loudly. qactuar gets a held socket (start_qactuar)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_program(argv: Sequence[str], log_path: str, ready: Callable[[], object],
+                  what: str, timeout: float = START_TIMEOUT) -> subprocess.Popen[bytes]:
+    """Run another program (a proxy, a browser) in its own process group, output to
+    ``log_path``; return once ``ready()`` is true. Stop it with ``stop_process``."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def started() -> object:
+        if proc.poll() is not None:
+            with open(log_path, encoding="utf-8", errors="replace") as fh:
+                raise AssertionError(
+                    f"{argv[0]} exited with {proc.returncode}: {fh.read()[-2000:]}")
+        return ready()
+
+    try:
+        wait_until(started, timeout, what=what, interval=0.05)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something accepts TCP connections on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def run_qactuar(*args: str, env: dict[str, str] | None = None, cwd: str | None = None,
                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """``qactuar <args>`` expected to stop by itself (at start-up): its exit and output."""
