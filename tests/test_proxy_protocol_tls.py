@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from proxyraw import V1, v2
+from support import RawClient
 from tlscerts import MODELS, Certs
 
-QACTUAR_ARGS = ("--keep-alive-timeout", "1", "--proxy-protocol", "--header-timeout", "2",
-                "--log-level", "info")
+QACTUAR_ARGS = ("--proxy-protocol", "--header-timeout", "2", "--log-level", "info")
 WHOAMI = b"GET /whoami HTTP/1.1\r\nHost: test\r\n\r\n"
 CLIENT = ["198.51.100.4", 51000]
 
@@ -97,13 +97,8 @@ def whoami_in_one_send(certs: Certs, port: int, header: bytes) -> dict:
 def closed_unanswered(sock: socket.socket, within: float = 10) -> float:
     """Seconds until the server closed ``sock``, having written not a byte."""
     started = time.monotonic()
-    sock.settimeout(within)
-    with sock:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-    assert data == b""
+    with RawClient.over(sock) as conn:
+        assert conn.closed_by_server(within), f"not closed, or answered: {conn.buf[:100]!r}"
     return time.monotonic() - started
 
 
