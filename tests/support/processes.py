@@ -76,12 +76,17 @@ def free_port() -> int:
 
 
 def start_program(argv: Sequence[str], log_path: str, ready: Callable[[], object],
-                  what: str, timeout: float = START_TIMEOUT) -> subprocess.Popen[bytes]:
-    """Run another program (a proxy, a browser) in its own process group, output to
-    ``log_path``; return once ``ready()`` is true. Stop it with ``stop_process``."""
+                  what: str, timeout: float = START_TIMEOUT, cwd: str | None = None,
+                  env: dict[str, str] | None = None,
+                  pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Run another program (a proxy, a browser, a wrapper of qactuar) in its own process
+    group, output to ``log_path``; return once ``ready()`` is true (AssertionError naming
+    ``what`` if it is not in time or the program exits first). Stop it with
+    ``stop_process``. ``env`` replaces the environment."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd,
+                                env=env, pass_fds=tuple(pass_fds))
 
     def started() -> object:
         if proc.poll() is not None:
@@ -108,12 +113,13 @@ def accepts(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def run_qactuar(*args: str, env: dict[str, str] | None = None, cwd: str | None = None,
-                timeout: float = 30) -> subprocess.CompletedProcess[str]:
+                timeout: float = 30,
+                pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess[str]:
     """``qactuar <args>`` expected to stop by itself (at start-up): its exit and output."""
     return subprocess.run(
         [sys.executable, "-m", "qactuar", *args], cwd=cwd or APPS, env=qactuar_env(env),
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True, pass_fds=tuple(pass_fds),
     )
 
 
