@@ -189,3 +189,15 @@ def test_own_binding_reads_the_port_from_the_log(tmp_path: Any) -> None:
         assert httpx.get(spawned.url + "/").text == "Hello, world!"
     finally:
         stop_process(spawned.proc)
+
+
+@pytest.mark.parametrize("model", ["fork", "async", "prefork"])
+def test_a_server_that_logs_no_info_is_ready_once_it_polls_its_socket(tmp_path: Any,
+                                                                     model: str) -> None:
+    spawned = start_qactuar("basic:hello", "--model", model, "--workers", "1",
+                            "--log-level", "warning", log_path=str(tmp_path / "log"))
+    try:
+        assert "Listening on" not in spawned.output()
+        assert httpx.get(spawned.url + "/", timeout=5).text == "Hello, world!"
+    finally:
+        stop_process(spawned.proc)

@@ -192,9 +192,11 @@ def start_qactuar(*args: str, log_path: str, listen: Literal["held", "own"] = "h
     held = held_socket() if listen == "held" else None
     argv = [sys.executable, "-m", launcher, *_listen_args(args, listen), *args]
     fds = list(pass_fds)
+    inode = 0
     if held is not None:
         argv[3:3] = ["--fd", str(held.fileno())]
         fds.append(held.fileno())
+        inode = os.fstat(held.fileno()).st_ino
     try:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -213,9 +215,12 @@ def start_qactuar(*args: str, log_path: str, listen: Literal["held", "own"] = "h
     if ready is None:
         return spawned
     try:
-        output = spawned.wait_for_log(ready)
+        if inode and ready == "Listening on":
+            _wait_serving(spawned, inode)
+        else:
+            spawned.wait_for_log(ready)
         if held is None:
-            found = _LISTENING.search(output)
+            found = _LISTENING.search(spawned.output())
             if found:
                 spawned.host = found.group(1)
                 spawned.port = int(found.group(2))
@@ -224,6 +229,44 @@ def start_qactuar(*args: str, log_path: str, listen: Literal["held", "own"] = "h
         spawned.stop()
         raise
     return spawned
+
+
+def _wait_serving(spawned: Spawned, inode: int) -> None:
+    """Until qactuar serves the held socket: its ``Listening on`` line, or, when its
+    INFO lines do not reach the output (LOGS, --log-level warning), until a process of
+    its group polls the socket (an epoll instance watching its inode)."""
+
+    def serving() -> bool:
+        output = spawned.output()
+        if "Listening on" in output:
+            return True
+        if spawned.proc.poll() is not None:
+            raise AssertionError(
+                f"qactuar exited with {spawned.proc.returncode} before serving:\n"
+                + output[-3000:])
+        if "Using inherited socket" in output:
+            return False  # its INFO lines show: the Listening line comes
+        return polled_by_group(spawned.pid, inode)
+
+    wait_until(serving, START_TIMEOUT, what="qactuar to serve its socket")
+
+
+def polled_by_group(pgid: int, inode: int) -> bool:
+    """True if a process of group ``pgid`` has an epoll instance watching ``inode``."""
+    needle = f" ino:{inode:x} "
+    for pid in process_group(pgid):
+        try:
+            entries = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{entry}") as fh:
+                    if needle in fh.read():
+                        return True
+            except OSError:
+                continue
+    return False
 
 
 def process_group(pgid: int) -> list[int]:

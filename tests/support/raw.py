@@ -83,16 +83,16 @@ class RawClient:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def _fill(self, deadline: float) -> bool:
-        """Read once more; False at EOF (or a reset). TimeoutError past ``deadline``."""
+    def _recv(self, deadline: float) -> bytes:
+        """One read: b"" at EOF (or a reset). TimeoutError past ``deadline``."""
         if self.eof:
-            return False
+            return b""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"no complete response in time; buffered {self.buf[:200]!r}")
         self.sock.settimeout(remaining)
         try:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(262144)
         except ConnectionResetError:
             data = b""
         except TimeoutError:
@@ -100,9 +100,13 @@ class RawClient:
                 f"no complete response in time; buffered {self.buf[:200]!r}") from None
         if not data:
             self.eof = True
-            return False
+        return data
+
+    def _fill(self, deadline: float) -> bool:
+        """Read once more into the buffer; False at EOF."""
+        data = self._recv(deadline)
         self.buf += data
-        return True
+        return bool(data)
 
     def _line(self, deadline: float) -> bytes:
         for _ in range(100_000):
@@ -115,12 +119,18 @@ class RawClient:
         raise AssertionError("unbounded line")
 
     def _exact(self, size: int, deadline: float) -> bytes:
+        chunks, have = [self.buf], len(self.buf)  # joined once: no quadratic copying
         for _ in range(1_000_000):
-            if len(self.buf) >= size:
-                data, self.buf = self.buf[:size], self.buf[size:]
-                return data
-            if not self._fill(deadline):
-                raise EOFError(f"connection closed with {len(self.buf)} of {size} bytes")
+            if have >= size:
+                data = b"".join(chunks)
+                self.buf = data[size:]
+                return data[:size]
+            chunk = self._recv(deadline)
+            if not chunk:
+                self.buf = b"".join(chunks)
+                raise EOFError(f"connection closed with {have} of {size} bytes")
+            chunks.append(chunk)
+            have += len(chunk)
         raise AssertionError("unbounded read")
 
     def read_until(self, marker: bytes, timeout: float | None = None) -> bytes:
@@ -198,10 +208,16 @@ class RawClient:
     def read_to_close(self, timeout: float | None = None) -> bytes:
         """Read until the server ends the stream; TimeoutError if it does not in time."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        for _ in range(1_000_000):
-            if not self._fill(deadline):
-                return self.buf
-        raise AssertionError("unbounded read")
+        chunks = [self.buf]
+        try:
+            for _ in range(1_000_000):
+                chunk = self._recv(deadline)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+            raise AssertionError("unbounded read")
+        finally:
+            self.buf = b"".join(chunks)
 
     def closed_by_server(self, timeout: float = READ_TIMEOUT) -> bool:
         """True if the server closes the connection (nothing more sent) within ``timeout``."""
