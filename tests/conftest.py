@@ -44,7 +44,8 @@ def serve() -> Callable[..., Any]:
 def spawn_qactuar(tmp_path: Any, request: Any) -> Iterator[Callable[..., Spawned]]:
     """Start ``qactuar <args>`` in tests/apps' directory (support.start_qactuar); all are stopped.
 
-    The port is held (``--fd``); ``listen="own"`` lets qactuar bind. ``wait``
+    The port is held (``--fd``) unless the arguments need qactuar to bind (an
+    address, ``--reuse-port``) or ``listen="own"`` says so. ``wait``
     (default) returns once it logged ``Listening on``. A test module's
     ``QACTUAR_ARGS`` go before the arguments. ``launcher`` is the module run
     with ``-m``: ``failing_fork`` makes chosen fork() calls fail
@@ -55,7 +56,7 @@ def spawn_qactuar(tmp_path: Any, request: Any) -> Iterator[Callable[..., Spawned
 
     def spawn(*args: str, wait: bool = True, env: dict[str, str] | None = None,
               cwd: str | None = None, launcher: str = "qactuar",
-              listen: Literal["held", "own"] = "held",
+              listen: Literal["held", "own", "auto"] = "auto",
               ready: str = "Listening on") -> Spawned:
         log_path = str(tmp_path / f"qactuar-{len(started)}.log")
         spawned = start_qactuar(

@@ -3,11 +3,12 @@
 ``start_qactuar(*args, log_path=...)`` runs ``python -m qactuar`` in
 tests/apps (PYTHONPATH: tests/apps, then the repository) in a session and
 process group of its own. By default the port is *held*: the test binds and
-listens on 127.0.0.1:0 itself and passes the socket with ``--fd N``, so no
-other process can take the port between a probe and the server's bind.
-``listen="own"`` lets qactuar bind (the arguments name the address, or
-``--host 127.0.0.1 --port 0`` is added and the port read from its
-``Listening on`` line) for the tests of binding itself.
+listens on 127.0.0.1:0 itself, passes the socket with ``--fd N`` and closes
+its copy, so no other process can take the port between a probe and the
+server's bind. ``listen="own"`` (chosen by itself when the arguments name an
+address or ``--reuse-port``) lets qactuar bind: the arguments' address, or
+``--host 127.0.0.1 --port 0`` and the port read from its ``Listening on``
+line.
 
 ``stop_process`` sends SIGTERM to the PID, waits, SIGKILLs after a bound
 (and then fails the test: a server that does not stop is a bug), and sweeps
@@ -42,6 +43,8 @@ START_TIMEOUT = 20.0
 
 #: Arguments that say where qactuar listens: with them, qactuar binds (listen="own").
 ADDRESS_ARGS = ("--host", "--port", "--bind", "--uds", "--fd")
+#: Arguments with which qactuar must bind itself: an address, or REUSE_PORT's lanes.
+OWN_BINDING_ARGS = (*ADDRESS_ARGS, "--reuse-port")
 
 
 class LeftoverProcessWarning(UserWarning):
@@ -130,10 +133,42 @@ class Spawned:
                  host: str = "127.0.0.1") -> None:
         self.proc = proc
         self.pid = proc.pid
-        self.port = port
-        self.host = host
-        self.url = f"http://{host}:{port}"
+        self._port = port
+        self._host = host
+        self.url_override: str | None = None
         self.log_path = log_path
+
+    def _resolve(self) -> None:
+        """A server that bound its own port 0: the port from its ``Listening on`` line."""
+        if self._port:
+            return
+        found = _LISTENING.search(self.wait_for_log("Listening on http"))
+        assert found is not None
+        self._host, self._port = found.group(1).strip("[]"), int(found.group(2))
+
+    @property
+    def port(self) -> int:
+        self._resolve()
+        return self._port
+
+    @port.setter
+    def port(self, value: int) -> None:
+        self._port = value
+
+    @property
+    def host(self) -> str:
+        self._resolve()
+        return self._host
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (a test may set another, e.g. https://...)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return self.url_override or f"http://{host}:{self.port}"
+
+    @url.setter
+    def url(self, value: str) -> None:
+        self.url_override = value
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -168,6 +203,13 @@ class Spawned:
         stop_process(self.proc, timeout)
 
 
+def _listen_mode(args: Sequence[str], listen: str) -> str:
+    """``auto``: held, unless the arguments need qactuar to bind (an address, --reuse-port)."""
+    if listen != "auto":
+        return listen
+    return "own" if any(a.split("=")[0] in OWN_BINDING_ARGS for a in args) else "held"
+
+
 def _listen_args(args: Sequence[str], listen: str) -> list[str]:
     given = [a for a in args if a.split("=")[0] in ADDRESS_ARGS]
     if listen == "held":
@@ -180,15 +222,18 @@ def _listen_args(args: Sequence[str], listen: str) -> list[str]:
 _LISTENING = re.compile(r"Listening on https?://(\[[^\]]+\]|[^:/\s]+):(\d+)")
 
 
-def start_qactuar(*args: str, log_path: str, listen: Literal["held", "own"] = "held",
+def start_qactuar(*args: str, log_path: str,
+                  listen: Literal["held", "own", "auto"] = "auto",
                   ready: str | None = "Listening on", env: dict[str, str] | None = None,
                   cwd: str | None = None, launcher: str = "qactuar",
                   pass_fds: Sequence[int] = ()) -> Spawned:
     """Start ``python -m <launcher> <args>`` in its own process group (see the module's doc).
 
-    ``ready``: the output to wait for before returning (None: return at once,
-    for a server expected to fail or to be driven through its start-up).
+    ``listen``: "held", "own", or "auto" (held unless ``args`` name an address or
+    ``--reuse-port``). ``ready``: the output to wait for before returning (None:
+    return at once, for a server expected to fail or to be driven through its start-up).
     """
+    listen = _listen_mode(args, listen)  # type: ignore[assignment]
     held = held_socket() if listen == "held" else None
     argv = [sys.executable, "-m", launcher, *_listen_args(args, listen), *args]
     fds = list(pass_fds)
@@ -219,12 +264,6 @@ def start_qactuar(*args: str, log_path: str, listen: Literal["held", "own"] = "h
             _wait_serving(spawned, inode)
         else:
             spawned.wait_for_log(ready)
-        if held is None:
-            found = _LISTENING.search(spawned.output())
-            if found:
-                spawned.host = found.group(1)
-                spawned.port = int(found.group(2))
-                spawned.url = f"http://{spawned.host}:{spawned.port}"
     except BaseException:
         spawned.stop()
         raise
