@@ -14,13 +14,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from typing import Any
 
 import httpx
+from support import ROOT, wait_until
 from websockets.sync.client import connect
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def chromium() -> str | None:
@@ -49,36 +47,38 @@ class Chromium:
 
     def page_socket(self, timeout: float = 30) -> str:
         """The DevTools websocket URL of the page (Chromium writes its port to the profile)."""
-        deadline = time.monotonic() + timeout
         active = os.path.join(self.profile, "DevToolsActivePort")
-        while time.monotonic() < deadline:
+
+        def page() -> str | None:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"chromium exited with {self.proc.returncode}")
-            if os.path.exists(active):
-                with open(active, encoding="ascii") as fh:
-                    lines = fh.read().split()
-                port = lines[0] if lines else ""
-                if port:
-                    try:
-                        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-                    except httpx.HTTPError:
-                        targets = []
-                    pages = [t for t in targets if t.get("type") == "page"]
-                    if pages:
-                        return str(pages[0]["webSocketDebuggerUrl"])
-            time.sleep(0.1)
-        raise TimeoutError("chromium did not open its DevTools port")
+            if not os.path.exists(active):
+                return None
+            with open(active, encoding="ascii") as fh:
+                lines = fh.read().split()
+            if not lines or not lines[0]:
+                return None
+            try:
+                targets = httpx.get(f"http://127.0.0.1:{lines[0]}/json/list", timeout=5).json()
+            except httpx.HTTPError:
+                return None  # not serving DevTools yet
+            pages = [t for t in targets if t.get("type") == "page"]
+            return str(pages[0]["webSocketDebuggerUrl"]) if pages else None
+
+        found = wait_until(page, timeout, what="chromium's DevTools port", interval=0.1)
+        assert found is not None
+        return found
 
     def wait_for(self, expression: str, timeout: float = 30) -> str:
         """Evaluate ``expression`` in the page until it is truthy; the page's HTML then."""
         with connect(self.page_socket(), open_timeout=10, max_size=None) as devtools:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.evaluate(devtools, expression):
-                    return str(self.evaluate(devtools, "document.documentElement.outerHTML"))
-                time.sleep(0.1)
-            html = self.evaluate(devtools, "document.documentElement.outerHTML")
-        raise AssertionError(f"the page never got to {expression!r}:\n{html}")
+            try:
+                wait_until(lambda: self.evaluate(devtools, expression), timeout,
+                           what=f"the page to get to {expression!r}", interval=0.1)
+            except AssertionError as exc:
+                html = self.evaluate(devtools, "document.documentElement.outerHTML")
+                raise AssertionError(f"{exc}:\n{html}") from None
+            return str(self.evaluate(devtools, "document.documentElement.outerHTML"))
 
     def evaluate(self, devtools: Any, expression: str) -> Any:
         self.calls += 1

@@ -1,131 +1,97 @@
-"""Shared fixtures: qactuar servers on free loopback ports, raw sockets, processes.
+"""Shared fixtures over tests/support (the helpers themselves live there).
 
 ``serve(app, **settings)`` runs a real ``qactuar.Server`` (the async model's
-core) in a background thread with its own event loop and yields its base
-URL; ``spawn_qactuar(*args)`` runs the ``qactuar`` command as a process and
-stops it by PID.
+core) in a background thread with its own event loop and yields a
+``RunningServer`` (``.url``, ``.port``, ``.server``); ``spawn_qactuar(*args)``
+runs the ``qactuar`` command as a process on a held port and stops it, and
+its process group, by PID.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from support import (
+    ROOT,
+    TESTS,
+    RunningServer,
+    Spawned,
+    calls_with_peak_children,
+    children_of,
+    read_until_closed,
+    serve_qactuar,
+    start_qactuar,
+    stop_process,
+)
 
-from qactuar import Config, Server
-from qactuar.asgi.types import ASGIApp
-from qactuar.importer import load_app
+__all__ = ["ROOT", "TESTS", "RunningServer", "Spawned", "calls_with_peak_children",
+           "children_of", "free_port", "read_until_closed", "serve_in_thread", "stop_process",
+           "wait_for_port"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.dirname(os.path.abspath(__file__))
+
+@pytest.fixture
+def serve() -> Callable[..., Any]:
+    """``with serve(app, **settings) as srv: httpx.get(srv.url)`` (support.serve_qactuar)."""
+    return serve_qactuar
+
+
+@pytest.fixture
+def spawn_qactuar(tmp_path: Any, request: Any) -> Iterator[Callable[..., Spawned]]:
+    """Start ``qactuar <args>`` in tests/apps' directory (support.start_qactuar); all are stopped.
+
+    The port is held (``--fd``) unless the arguments need qactuar to bind (an
+    address, ``--reuse-port``) or ``listen="own"`` says so. ``wait``
+    (default) returns once it logged ``Listening on``. A test module's
+    ``QACTUAR_ARGS`` go before the arguments. ``launcher`` is the module run
+    with ``-m``: ``failing_fork`` makes chosen fork() calls fail
+    (``FAIL_FORKS`` in ``env``). Stopping a server sweeps its process group;
+    one that does not stop within the bound fails the test.
+    """
+    started: list[Spawned] = []
+
+    def spawn(*args: str, wait: bool = True, env: dict[str, str] | None = None,
+              cwd: str | None = None, launcher: str = "qactuar",
+              listen: Literal["held", "own", "auto"] = "auto",
+              ready: str = "Listening on") -> Spawned:
+        log_path = str(tmp_path / f"qactuar-{len(started)}.log")
+        spawned = start_qactuar(
+            *getattr(request.module, "QACTUAR_ARGS", ()), *args, log_path=log_path,
+            listen=listen, ready=ready if wait else None, env=env, cwd=cwd, launcher=launcher)
+        started.append(spawned)
+        return spawned
+
+    yield spawn
+    failures = []
+    for spawned in started:
+        try:
+            spawned.stop()
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, failures
+
+
+# -- legacy aliases: each goes when the files named migrate to tests/support --------------
+
+# legacy alias: remove when test_limits.py, test_websocket_frames.py migrate
+serve_in_thread = serve_qactuar
 
 
 def free_port() -> int:
+    """legacy alias: remove when test_cli.py, test_websocket.py migrate (ports are held now:
+    support.held_socket / start_qactuar)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-class RunningServer:
-    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop, port: int) -> None:
-        self.server = server
-        self.loop = loop
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-
-    def connect(self, timeout: float = 5) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        return sock
-
-    def raw(self, data: bytes, timeout: float = 5) -> bytes:
-        """Send ``data`` on a new connection; read until the server closes it."""
-        with self.connect(timeout) as sock:
-            sock.sendall(data)
-            return read_until_closed(sock, timeout)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 5) -> bytes:
-    sock.settimeout(timeout)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: ASGIApp | str, **settings: Any) -> Iterator[RunningServer]:
-    """A qactuar Server on 127.0.0.1:<free port> in a thread, stopped on exit."""
-    settings.setdefault("HOST", "127.0.0.1")
-    settings.setdefault("PORT", 0)
-    settings.setdefault("LIFESPAN", "auto")
-    settings.setdefault("GRACEFUL_TIMEOUT", 5)
-    config = Config()
-    config.update(settings, "test")
-    server = Server(load_app(app), config)
-    loop = asyncio.new_event_loop()
-    errors: list[BaseException] = []
-    ready = threading.Event()
-
-    async def main() -> None:
-        try:
-            await server.serve()
-        except BaseException as exc:  # reported to the test below
-            errors.append(exc)
-        finally:
-            ready.set()
-
-    async def watch() -> None:
-        task = loop.create_task(main())
-        await asyncio.wait([task, loop.create_task(server.started.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
-        ready.set()
-        await task
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(watch(),), daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("server did not start within 10s")
-    if errors:
-        thread.join(5)
-        raise errors[0]
-    port = server.sockets[0].getsockname()[1]
-    running = RunningServer(server, loop, port)
-    try:
-        yield running
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        if not thread.is_alive():
-            loop.close()
-
-
-@pytest.fixture
-def serve() -> Callable[..., Any]:
-    """``with serve(app, **settings) as srv: httpx.get(srv.url)``."""
-    return serve_in_thread
-
-
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """legacy alias: remove when test_cli.py, test_websocket.py migrate (wait for the
+    ``Listening on`` line: Spawned.wait_for_log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -136,114 +102,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15)
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"qactuar did not listen on {port} within {timeout}s")
-
-
-def children_of(pid: int) -> list[int]:
-    """The pids of ``pid``'s live children (empty once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(p) for p in fh.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def calls_with_peak_children(
-    pid: int, call: Callable[[], int], count: int
-) -> tuple[list[int], int]:
-    """Run ``call`` in ``count`` threads at once; (their results, most children of ``pid`` seen)."""
-    results: list[int] = []
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, len(children_of(pid)))
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    callers = [threading.Thread(target=lambda: results.append(call())) for _ in range(count)]
-    for t in callers:
-        t.start()
-    for t in callers:
-        t.join(30)
-    stop.set()
-    sampler.join()
-    return results, peak
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """SIGTERM ``proc`` (by PID) and wait; SIGKILL it if it is still there after ``timeout``."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-class Spawned:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: str) -> None:
-        self.proc = proc
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float = 20) -> int:
-        return self.proc.wait(timeout)
-
-    def output(self) -> str:
-        """All the process printed so far (stdout and stderr interleaved)."""
-        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-@pytest.fixture
-def spawn_qactuar(tmp_path: Any, request: Any) -> Iterator[Callable[..., Spawned]]:
-    """Start ``qactuar <args>`` in tests/apps' directory; every process is stopped.
-
-    A test module's ``QACTUAR_ARGS`` go before the arguments. Modules that
-    do not time keep-alive set ``--keep-alive-timeout 1``: the server then
-    sweeps (and so notices a stop signal) every 0.25 s instead of every
-    second, and their processes stop sooner.
-
-    ``launcher`` is the module run with ``-m``: ``failing_fork`` makes chosen
-    fork() calls fail (``FAIL_FORKS`` in ``env``).
-    """
-    started: list[Spawned] = []
-
-    def spawn(*args: str, port: int | None = None, wait: bool = True,
-              env: dict[str, str] | None = None, cwd: str | None = None,
-              launcher: str = "qactuar") -> Spawned:
-        port = port or free_port()
-        full_env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
-        full_env.pop("QACTUAR_CONFIG", None)
-        full_env.update(env or {})
-        log_path = str(tmp_path / f"qactuar-{len(started)}.log")
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", launcher, "--host", "127.0.0.1", "--port", str(port),
-                 *getattr(request.module, "QACTUAR_ARGS", ()), *args],
-                cwd=cwd or os.path.join(TESTS, "apps"), env=full_env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        spawned = Spawned(proc, port, log_path)
-        started.append(spawned)
-        if wait:
-            wait_for_port(port, proc)
-        return spawned
-
-    yield spawn
-    for spawned in started:
-        spawned.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,12 @@
-"""A minimal HTTP/1.1 reader for raw-socket tests: one response at a time."""
+"""legacy alias: remove when test_fork_model.py and test_async_model.py migrate to
+support.RawClient (``RawClient.over(sock)``, ``.response()``, ``encode_request``,
+``response.text_header(name)``)."""
 
 from __future__ import annotations
 
 import socket
-import time
+
+from support import RawClient, encode_request
 
 
 class RawResponse:
@@ -13,47 +16,21 @@ class RawResponse:
         self.body = body
 
 
-class RawConnection:
-    """Reads responses off one socket, keeping surplus bytes for the next one."""
+class RawConnection(RawClient):
+    """support.RawClient over ``sock``, answering responses with headers as a dict."""
 
     def __init__(self, sock: socket.socket, timeout: float = 10) -> None:
-        self.sock = sock
-        self.buffer = b""
-        self.timeout = timeout
-        sock.settimeout(timeout)
+        super().__init__(0, timeout, sock=sock)
 
-    def _fill(self, deadline: float) -> None:
-        if time.monotonic() > deadline:
-            raise TimeoutError("no complete response in time")
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError(f"connection closed; buffered: {self.buffer[:200]!r}")
-        self.buffer += data
+    def read_response(self) -> RawResponse:  # type: ignore[override]
+        response = self.response(interim=True)  # as rawhttp did: a 100 is a response
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in response.headers}
+        return RawResponse(response.status, headers, response.body)
 
-    def read_response(self) -> RawResponse:
-        deadline = time.monotonic() + self.timeout
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill(deadline)
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(self.buffer) < length:
-            self._fill(deadline)
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return RawResponse(status, headers, body)
-
-    def request(self, path: str, method: str = "GET", body: bytes = b"") -> RawResponse:
-        self.sock.sendall(self.encode(path, method, body))
+    def request(self, path: str, method: str = "GET", body: bytes = b"",  # type: ignore[override]
+                headers: tuple[tuple[str, str], ...] = ()) -> RawResponse:
+        self.send(encode_request(path, method, body, headers))
         return self.read_response()
 
-    @staticmethod
-    def encode(path: str, method: str = "GET", body: bytes = b"") -> bytes:
-        head = f"{method} {path} HTTP/1.1\r\nHost: test\r\n"
-        if body or method == "POST":
-            head += f"Content-Length: {len(body)}\r\n"
-        return head.encode() + b"\r\n" + body
+    encode = staticmethod(encode_request)

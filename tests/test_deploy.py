@@ -17,7 +17,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from support import ROOT
 
 from qactuar.cli import main as cli
 from qactuar.config import Config, environment_settings, load_config

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 from browser import Chromium
-from conftest import ROOT
+from support import ROOT
 
 MODELS = ["async", "fork", "prefork"]
 

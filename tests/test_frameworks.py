@@ -9,22 +9,18 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import serve_in_thread
+from support import serve_qactuar, wait_until
 
 from qactuar.importer import build_app
 
 APPS = {"/star": "frameworks:starlette_app", "/fast": "frameworks:fastapi_app"}
 
 
-#: KEEP_ALIVE_TIMEOUT 1 s for every server spawn_qactuar starts here (see conftest).
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
     pytest.importorskip("multipart")
     apps = {route: "apps." + target for route, target in APPS.items()}
-    with serve_in_thread(build_app(apps), KEEP_ALIVE_TIMEOUT=0.8) as srv:
+    with serve_qactuar(build_app(apps)) as srv:
         with httpx.Client(base_url=srv.url, timeout=10) as client:
             yield client
 
@@ -71,9 +67,7 @@ def test_starlette_sees_is_disconnected(client):
 
     with pytest.raises(httpx.ReadTimeout):
         client.get("/star/long-poll", timeout=0.3)
-    deadline = time.monotonic() + 3
-    while not frameworks.long_poll_seen and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: frameworks.long_poll_seen, what="the long poll to see its client leave")
     assert frameworks.long_poll_seen == ["disconnected"]
 
 

@@ -12,12 +12,10 @@ import json
 import os
 import shutil
 import socket
-import time
 
 import pytest
-from conftest import free_port, stop_process
 from frontproxy import CLIENT_ADDRESS, connect_from_client_address, fill, start
-from rawhttp import RawConnection
+from support import RawClient, free_port, read_until_closed, stop_process, wait_until
 from websockets.sync.client import connect as ws_connect
 
 QACTUAR_ARGS = ("--workers", "1", "--proxy-protocol", "--health-path", "/healthz")
@@ -44,7 +42,7 @@ def test_two_hosts_behind_haproxy(spawn_qactuar, tmp_path):
         for _ in range(4):  # round robin: two connections to each host
             with connect_from_client_address(port) as sock:
                 sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
-                got = json.loads(RawConnection(sock).read_response().body)
+                got = json.loads(RawClient.over(sock).response().body)
                 assert got == {"client": list(sock.getsockname()),
                                "server": ["127.0.0.1", port], "scheme": "http"}
         with ws_connect(f"ws://127.0.0.1:{port}/ws", sock=connect_from_client_address(port),
@@ -53,22 +51,12 @@ def test_two_hosts_behind_haproxy(spawn_qactuar, tmp_path):
             ws.send("through haproxy")
             assert ws.recv(timeout=10) == "through haproxy"
         # every host served the client
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            logs = [host.output() for host in hosts]
-            if all(f"ACCESS {CLIENT_ADDRESS}:" in log for log in logs):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"not every host saw the client: {logs}")
+        for host in hosts:
+            host.wait_for_log(f"ACCESS {CLIENT_ADDRESS}:")
         # and HAProxy's HTTP checks, each behind a v2 LOCAL header, pass on
         # both (L7OK: a 2xx answer) ...
-        deadline = time.monotonic() + 15
-        while (status := check_status(tmp_path / "haproxy.sock")) != {
-            "web1": "L7OK", "web2": "L7OK"
-        } and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert status == {"web1": "L7OK", "web2": "L7OK"}
+        wait_until(lambda: check_status(tmp_path / "haproxy.sock") == {
+            "web1": "L7OK", "web2": "L7OK"}, what="both health checks L7OK", interval=0.2)
         # ... answered by the server itself on HEALTH_PATH, not by the app
         # (which answers any path, and would write an access line)
         assert not any("/healthz" in host.output() for host in hosts)
@@ -82,9 +70,7 @@ def check_status(stats_socket: os.PathLike[str]) -> dict[str, str]:
         sock.settimeout(5)
         sock.connect(os.fspath(stats_socket))
         sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        data = read_until_closed(sock)
     rows = csv.DictReader(data.decode().lstrip("# ").splitlines())
     return {row["svname"]: row["check_status"] for row in rows
             if row["pxname"] == "qactuar" and row["svname"].startswith("web")}

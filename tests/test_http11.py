@@ -1,13 +1,12 @@
 """HTTP/1.1 over real sockets: keep-alive, pipelining, bodies, framing, Expect.
 
-Raw clients send exact bytes and read exact bytes (``RawResponse`` below,
-also used by test_smuggling.py and test_limits.py); httpx plays the ordinary
-client. Every read has a timeout and every loop a bound.
+Raw clients send exact bytes and read exact bytes (support.RawClient);
+httpx plays the ordinary client. Every read has a timeout and every loop a
+bound.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Iterator
@@ -15,183 +14,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
-from conftest import serve_in_thread
+from support import READ_TIMEOUT, RawClient, serve_qactuar, still_served
 
-READ_TIMEOUT = 3.0
-
-
-# --- a raw HTTP/1.1 response reader ---------------------------------------------------
-
-
-class RawResponse:
-    def __init__(self, status: int, status_line: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, raw_body: bytes, interim: list[bytes]) -> None:
-        self.status = status
-        self.status_line = status_line
-        #: (lower-cased name, value) in order
-        self.headers = headers
-        self.body = body
-        #: the body bytes as framed on the wire (chunk sizes included)
-        self.raw_body = raw_body
-        #: status lines of 1xx responses that came first
-        self.interim = interim
-
-    def get(self, name: bytes) -> list[bytes]:
-        return [v for n, v in self.headers if n == name]
-
-    def header(self, name: bytes) -> bytes | None:
-        values = self.get(name)
-        assert len(values) <= 1, (name, values)
-        return values[0] if values else None
-
-    def json(self):
-        return json.loads(self.body)
-
-    def __repr__(self) -> str:
-        return f"<RawResponse {self.status_line!r} {self.headers!r} {self.body[:80]!r}>"
-
-
-class Client:
-    """A raw socket with a buffer: send bytes, read framed responses."""
-
-    def __init__(self, port: int, timeout: float = READ_TIMEOUT) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.timeout = timeout
-        self.buf = b""
-        self.eof = False
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self, deadline: float) -> bool:
-        """Read once more; False at EOF. Raises TimeoutError past ``deadline``."""
-        if self.eof:
-            return False
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("no response in time")
-        self.sock.settimeout(remaining)
-        try:
-            data = self.sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-        except TimeoutError:
-            raise TimeoutError("no response in time") from None
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def _line(self, deadline: float) -> bytes:
-        for _ in range(100_000):
-            end = self.buf.find(b"\r\n")
-            if end >= 0:
-                line, self.buf = self.buf[:end], self.buf[end + 2 :]
-                return line
-            if not self._fill(deadline):
-                raise EOFError(f"connection closed mid-line: {self.buf!r}")
-        raise AssertionError("unbounded line")
-
-    def _exact(self, size: int, deadline: float) -> bytes:
-        for _ in range(1_000_000):
-            if len(self.buf) >= size:
-                data, self.buf = self.buf[:size], self.buf[size:]
-                return data
-            if not self._fill(deadline):
-                raise EOFError(f"connection closed with {len(self.buf)} of {size} bytes")
-        raise AssertionError("unbounded read")
-
-    def response(self, method: bytes = b"GET", timeout: float | None = None) -> RawResponse:
-        deadline = time.monotonic() + (timeout or self.timeout)
-        interim = []
-        for _ in range(10):
-            status_line = self._line(deadline)
-            assert status_line.startswith(b"HTTP/1.1 "), status_line
-            status = int(status_line[9:12])
-            headers = []
-            for _ in range(1000):
-                line = self._line(deadline)
-                if not line:
-                    break
-                name, sep, value = line.partition(b":")
-                assert sep and name == name.strip(), line
-                headers.append((name.lower(), value.strip()))
-            if status >= 200:
-                break
-            interim.append(status_line)
-        else:
-            raise AssertionError("too many interim responses")
-        names = [n for n, _ in headers]
-        if method == b"HEAD" or status in (204, 304):
-            body = raw = b""
-        elif b"transfer-encoding" in names:
-            assert dict(headers)[b"transfer-encoding"].lower() == b"chunked", headers
-            assert b"content-length" not in names, headers
-            body, raw = b"", b""
-            for _ in range(1_000_000):
-                size_line = self._line(deadline)
-                raw += size_line + b"\r\n"
-                size = int(size_line.split(b";")[0], 16)
-                if size == 0:
-                    for _ in range(100):
-                        trailer = self._line(deadline)
-                        raw += trailer + b"\r\n"
-                        if not trailer:
-                            break
-                    break
-                chunk = self._exact(size + 2, deadline)
-                assert chunk.endswith(b"\r\n"), chunk[-10:]
-                raw += chunk
-                body += chunk[:-2]
-        elif b"content-length" in names:
-            assert names.count(b"content-length") == 1, headers
-            body = raw = self._exact(int(dict(headers)[b"content-length"]), deadline)
-        else:
-            for _ in range(1_000_000):
-                if not self._fill(deadline):
-                    break
-            body = raw = self.buf
-            self.buf = b""
-        return RawResponse(status, status_line, headers, body, raw, interim)
-
-    def closed_by_server(self, timeout: float = READ_TIMEOUT) -> bool:
-        """True if the server closes the connection (nothing more sent) within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        try:
-            for _ in range(1000):
-                if self.buf:
-                    return False
-                if not self._fill(deadline):
-                    return True
-        except TimeoutError:
-            return False
-        return False
-
-    def nothing_within(self, timeout: float) -> bool:
-        """True if the server neither sends nor closes within ``timeout``."""
-        if self.buf:
-            return False
-        try:
-            self._fill(time.monotonic() + timeout)
-        except TimeoutError:
-            return True
-        return False
-
-
-def still_served(url: str) -> None:
-    """A second, ordinary client is served: the server is fine."""
-    response = httpx.get(url + "/", timeout=READ_TIMEOUT)
-    assert response.status_code == 200
+#: test_limits.py imports these two from here: legacy, remove when it migrates to support
+Client = RawClient
+__all__ = ["Client", "still_served"]
 
 
 # --- apps -----------------------------------------------------------------------------
@@ -242,19 +69,19 @@ async def no_read(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator:
-    with serve_in_thread(basic.echo) as srv:
+    with serve_qactuar(basic.echo) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def stream_server() -> Iterator:
-    with serve_in_thread(stream) as srv:
+    with serve_qactuar(stream) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def whole_server() -> Iterator:
-    with serve_in_thread(whole) as srv:
+    with serve_qactuar(whole) as srv:
         yield srv
 
 
@@ -274,7 +101,7 @@ def test_keep_alive_one_connection_serves_many_requests(echo_server):
 
 
 def test_keep_alive_raw_http11(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         for i in range(3):
             c.send(b"GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
             response = c.response()
@@ -285,7 +112,7 @@ def test_keep_alive_raw_http11(echo_server):
 
 
 def test_http11_connection_close_is_honoured(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         response = c.response()
         assert response.status == 200
@@ -294,7 +121,7 @@ def test_http11_connection_close_is_honoured(echo_server):
 
 
 def test_http10_without_keep_alive_closes(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET /old HTTP/1.0\r\n\r\n")
         response = c.response()
         assert response.status == 200
@@ -304,7 +131,7 @@ def test_http10_without_keep_alive_closes(echo_server):
 
 
 def test_http10_with_keep_alive_keeps_the_connection(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         for i in range(3):
             c.send(b"GET /k%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
             response = c.response()
@@ -318,7 +145,7 @@ def test_http10_with_keep_alive_keeps_the_connection(echo_server):
 
 
 def test_pipelined_requests_are_answered_in_order_with_bodies(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(
             b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
             b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -343,7 +170,7 @@ def test_pipelined_requests_with_a_slow_first_are_still_in_order(serve):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": scope["path"].encode()})
 
-    with serve(app, LIFESPAN="off") as srv, Client(srv.port) as c:
+    with serve(app, LIFESPAN="off") as srv, RawClient(srv.port) as c:
         c.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
         assert [c.response().body for _ in range(2)] == [b"/slow", b"/fast"]
         # one at a time: the second app call did not start before the first ended
@@ -355,7 +182,7 @@ def test_pipelined_requests_sent_in_odd_pieces(echo_server):
         b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
         b"GET /b?q=1 HTTP/1.1\r\nHost: x\r\n\r\n"
     )
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         for i in range(0, len(data), 7):
             c.send(data[i : i + 7])
             time.sleep(0.002)
@@ -400,14 +227,14 @@ def test_many_pipelined_requests_without_reading_are_bounded(serve):
 
 
 def test_content_length_body_reaches_the_app(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
         report = c.response().json()
         assert report["method"] == "POST" and report["body"] == "hello world"
 
 
 def test_chunked_body_with_extensions_and_trailers_reaches_the_app(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(
             b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5;ext=1\r\nhello\r\n1;a;b=\"c\"\r\n \r\n5\r\nworld\r\n"
@@ -421,7 +248,7 @@ def test_chunked_body_with_extensions_and_trailers_reaches_the_app(echo_server):
 
 
 def test_body_sent_slowly_arrives_whole(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
         for piece in (b"01234", b"567", b"89"):
             time.sleep(0.05)
@@ -440,7 +267,7 @@ def test_large_body_reaches_the_app_in_several_events(echo_server):
 
 
 def test_streaming_response_is_chunked_to_http11(stream_server):
-    with Client(stream_server.port) as c:
+    with RawClient(stream_server.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         response = c.response()
         assert response.header(b"transfer-encoding") == b"chunked"
@@ -453,7 +280,7 @@ def test_streaming_response_is_chunked_to_http11(stream_server):
 
 
 def test_streaming_response_is_close_delimited_to_http10(stream_server):
-    with Client(stream_server.port) as c:
+    with RawClient(stream_server.port) as c:
         c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         response = c.response()
         assert response.header(b"transfer-encoding") is None
@@ -464,7 +291,7 @@ def test_streaming_response_is_close_delimited_to_http10(stream_server):
 
 
 def test_head_gets_headers_and_no_body(whole_server):
-    with Client(whole_server.port) as c:
+    with RawClient(whole_server.port) as c:
         c.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         head = c.response(method=b"HEAD")
         assert head.status == 200
@@ -475,7 +302,7 @@ def test_head_gets_headers_and_no_body(whole_server):
 
 
 def test_head_on_a_streaming_app_gets_no_body(stream_server):
-    with Client(stream_server.port) as c:
+    with RawClient(stream_server.port) as c:
         c.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         head = c.response(method=b"HEAD")
         assert head.header(b"transfer-encoding") is None
@@ -486,7 +313,7 @@ def test_head_on_a_streaming_app_gets_no_body(stream_server):
 @pytest.mark.parametrize("app_server", ["whole_server", "stream_server"])
 def test_204_and_304_have_no_body_even_if_the_app_sends_one(status, app_server, request):
     srv = request.getfixturevalue(app_server)
-    with Client(srv.port) as c:
+    with RawClient(srv.port) as c:
         c.send(b"GET /?status=%d HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
                % status)
         first = c.response()
@@ -501,7 +328,7 @@ def test_204_and_304_have_no_body_even_if_the_app_sends_one(status, app_server, 
 
 
 def test_expect_100_continue_when_the_app_reads_the_body(serve):
-    with serve(no_read, LIFESPAN="off") as srv, Client(srv.port) as c:
+    with serve(no_read, LIFESPAN="off") as srv, RawClient(srv.port) as c:
         c.send(b"POST /read HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                b"Content-Length: 5\r\n\r\n")
         c._fill(time.monotonic() + READ_TIMEOUT)
@@ -514,7 +341,7 @@ def test_expect_100_continue_when_the_app_reads_the_body(serve):
 
 
 def test_no_100_continue_when_the_app_answers_without_reading(serve):
-    with serve(no_read, LIFESPAN="off") as srv, Client(srv.port) as c:
+    with serve(no_read, LIFESPAN="off") as srv, RawClient(srv.port) as c:
         c.send(b"POST /ignore HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                b"Content-Length: 5\r\n\r\n")
         response = c.response()
@@ -526,7 +353,7 @@ def test_no_100_continue_when_the_app_answers_without_reading(serve):
 
 
 def test_date_and_server_headers_by_default(whole_server):
-    with Client(whole_server.port) as c:
+    with RawClient(whole_server.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         response = c.response()
         assert response.header(b"server") == b"qactuar"
@@ -536,7 +363,7 @@ def test_date_and_server_headers_by_default(whole_server):
 
 def test_date_and_server_headers_can_be_turned_off(serve):
     with serve(whole, LIFESPAN="off", DATE_HEADER=False, SERVER_HEADER=False) as srv:
-        with Client(srv.port) as c:
+        with RawClient(srv.port) as c:
             c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             response = c.response()
             assert response.header(b"server") is None
@@ -545,7 +372,7 @@ def test_date_and_server_headers_can_be_turned_off(serve):
 
 
 def test_apps_own_server_and_date_are_not_duplicated(whole_server):
-    with Client(whole_server.port) as c:
+    with RawClient(whole_server.port) as c:
         c.send(b"GET /own HTTP/1.1\r\nHost: x\r\n\r\n")
         response = c.response()
         assert response.get(b"server") == [b"mine/1.0"]
@@ -556,14 +383,14 @@ def test_apps_own_server_and_date_are_not_duplicated(whole_server):
 
 
 def test_header_names_are_lower_cased_in_the_scope(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHOST: x\r\nX-Mixed-Case: Value\r\nx-mixed-case: two\r\n\r\n")
         headers = c.response().json()["headers"]
         assert headers == [["host", "x"], ["x-mixed-case", "Value"], ["x-mixed-case", "two"]]
 
 
 def test_raw_path_as_sent_and_path_percent_decoded(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET /caf%C3%A9/a%2Fb%20c?x=%20y HTTP/1.1\r\nHost: x\r\n\r\n")
         report = c.response().json()
         assert report["raw_path"] == "/caf%C3%A9/a%2Fb%20c"
@@ -572,7 +399,7 @@ def test_raw_path_as_sent_and_path_percent_decoded(echo_server):
 
 
 def test_absolute_form_target_reaches_the_app_as_a_path(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET http://example.com/abs/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
         report = c.response().json()
         assert (report["path"], report["raw_path"], report["query_string"]) == (
@@ -585,14 +412,14 @@ def test_absolute_form_target_reaches_the_app_as_a_path(echo_server):
 def test_bytes_after_a_closing_request_do_not_corrupt_a_close_delimited_body(stream_server):
     # An HTTP/1.0 client's stray bytes after its request must not turn into
     # a 400 appended to the close-delimited body it is reading.
-    with Client(stream_server.port) as c:
+    with RawClient(stream_server.port) as c:
         c.send(b"GET / HTTP/1.0\r\n\r\nstray bytes\r\n\r\n")
         response = c.response()
         assert response.body == b"hello world"
 
 
 def test_pipelined_request_after_connection_close_gets_one_answer(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET /first HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
         response = c.response()
@@ -602,13 +429,13 @@ def test_pipelined_request_after_connection_close_gets_one_answer(echo_server):
 
 
 def test_trailing_whitespace_in_header_values_does_not_reach_the_app(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x  \r\nX-Token: abc \t \r\n\r\n")
         assert c.response().json()["headers"] == [["host", "x"], ["x-token", "abc"]]
 
 
 def test_fragment_sent_by_a_client_does_not_reach_path_or_query(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET /page?a=1#section HTTP/1.1\r\nHost: x\r\n\r\n")
         report = c.response().json()
         assert (report["path"], report["raw_path"], report["query_string"]) == (
@@ -618,7 +445,7 @@ def test_fragment_sent_by_a_client_does_not_reach_path_or_query(echo_server):
 def test_h2c_upgrade_post_body_reaches_the_app(echo_server):
     # curl --http2 -d data http://... asks for h2c with a body; qactuar does
     # not switch, so the request must be served as HTTP/1.1 with its body.
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
                b"Content-Length: 9\r\n\r\npost data")
@@ -628,7 +455,7 @@ def test_h2c_upgrade_post_body_reaches_the_app(echo_server):
 
 
 def test_http30_request_line_gets_505(echo_server):
-    with Client(echo_server.port) as c:
+    with RawClient(echo_server.port) as c:
         c.send(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n")
         assert c.response().status == 505
         assert c.closed_by_server()
@@ -641,7 +468,7 @@ async def no_content_with_length(scope, receive, send):
 
 
 def test_204_never_carries_content_length(serve):
-    with serve(no_content_with_length, LIFESPAN="off") as srv, Client(srv.port) as c:
+    with serve(no_content_with_length, LIFESPAN="off") as srv, RawClient(srv.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         for _ in range(2):
             response = c.response()
@@ -657,7 +484,7 @@ async def bad_headers(scope, receive, send):
 
 @pytest.mark.parametrize("path", [b"/crlf", b"/ctl"])
 def test_invalid_response_header_value_gives_500_not_the_bytes(serve, path):
-    with serve(bad_headers, LIFESPAN="off") as srv, Client(srv.port) as c:
+    with serve(bad_headers, LIFESPAN="off") as srv, RawClient(srv.port) as c:
         c.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         response = c.response()
         assert response.status == 500
@@ -674,7 +501,7 @@ async def overrun(scope, receive, send):
 
 
 def test_body_overrunning_content_length_never_reaches_the_client_as_a_response(serve):
-    with serve(overrun, LIFESPAN="off") as srv, Client(srv.port) as c:
+    with serve(overrun, LIFESPAN="off") as srv, RawClient(srv.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         try:
             response = c.response()
@@ -687,7 +514,7 @@ def test_body_overrunning_content_length_never_reaches_the_client_as_a_response(
 
 
 def test_expect_100_continue_is_ignored_for_http10(serve):
-    with serve(no_read, LIFESPAN="off") as srv, Client(srv.port) as c:
+    with serve(no_read, LIFESPAN="off") as srv, RawClient(srv.port) as c:
         c.send(b"POST /read HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
         assert c.nothing_within(0.3)
         c.send(b"ok")
@@ -708,12 +535,7 @@ def test_answer_before_the_body_is_read_says_connection_close(serve):
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
             head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
             sock.sendall(head + b"z" * 1000)
-            data = b""
-            while b"too big" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = RawClient.over(sock).read_until(b"too big")
         head = data.split(b"\r\n\r\n", 1)[0].lower()
         assert head.startswith(b"http/1.1 413")
         assert b"connection: close" in head

@@ -1,5 +1,9 @@
 """Where qactuar listens: several BIND addresses, inherited sockets (--fd) and
-systemd socket activation, in each process model, with real processes."""
+systemd socket activation, in each process model, with real processes.
+
+These test qactuar's own binding, so most let it bind a port found free a
+moment before (support.free_port): the one place the tests probe ports.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,27 @@ import socket
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, TESTS, free_port, stop_process, wait_for_port
+from support import (
+    APPS,
+    ROOT,
+    TESTS,
+    Spawned,
+    accepts,
+    free_port,
+    qactuar_env,
+    run_qactuar,
+    start_program,
+    stop_process,
+)
 
 MODELS = ["fork", "async", "prefork"]
 #: Every model's own flags: one prefork worker is enough to serve.
-MODEL_ARGS = ("--workers", "1", "--keep-alive-timeout", "1", "--graceful-timeout", "2")
+MODEL_ARGS = ("--workers", "1", "--graceful-timeout", "2")
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 
 
@@ -42,38 +56,26 @@ def free_port6() -> int:
 
 
 def env() -> dict[str, str]:
-    full = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
-    full.pop("QACTUAR_CONFIG", None)
-    return full
-
-
-class Started:
-    def __init__(self, proc: subprocess.Popen[bytes], log: str) -> None:
-        self.proc = proc
-        self.log = log
-
-    def output(self) -> str:
-        with open(self.log, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+    return qactuar_env()
 
 
 @pytest.fixture
-def start(tmp_path: Any) -> Iterator[Any]:
-    """Start a command in tests/apps with the log in a file; stopped by PID at the end."""
-    started: list[Started] = []
+def start(tmp_path: Any) -> Iterator[Callable[..., Spawned]]:
+    """Start a command in tests/apps in its own process group, the log in a file, once
+    ``port`` accepts connections (0: at once); stopped by PID, its group swept, at the end."""
+    started: list[Spawned] = []
 
-    def run(argv: list[str], pass_fds: tuple[int, ...] = ()) -> Started:
+    def run(argv: list[str], port: int = 0, pass_fds: tuple[int, ...] = ()) -> Spawned:
         log = str(tmp_path / f"out-{len(started)}.log")
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen(argv, cwd=os.path.join(TESTS, "apps"), env=env(),
-                                    stdout=fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, pass_fds=pass_fds)
-        started.append(Started(proc, log))
+        proc = start_program(argv, log, lambda: not port or accepts(port),
+                             what=f"{argv[0]} to listen on {port}", cwd=APPS, env=env(),
+                             pass_fds=pass_fds)
+        started.append(Spawned(proc, port, log))
         return started[-1]
 
     yield run
     for item in started:
-        stop_process(item.proc)
+        item.stop()
 
 
 def qactuar(*args: str) -> list[str]:
@@ -102,8 +104,7 @@ def test_several_binds_at_once_ipv4_ipv6_and_unix(model, start, tmp_path):
         "basic:hello", "--model", model, *MODEL_ARGS, "--port", str(unused),
         "--bind", f"127.0.0.1:{port}", "--bind", f"[::1]:{port6}", "--bind", f"unix:{path}",
         "--uds-mode", "0660",
-    ))
-    wait_for_port(port, server.proc)
+    ), port=port)
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
     assert httpx.get(f"http://[::1]:{port6}/", timeout=5).text == "Hello, world!"
     assert get_unix(path).text == "Hello, world!"
@@ -132,7 +133,7 @@ def test_fd_serves_a_socket_the_test_bound_and_passed(model, start):
         fd = sock.fileno()
         server = start(qactuar("basic:hello", "--model", model, *MODEL_ARGS, "--fd", str(fd),
                                "--port", str(free_port())), pass_fds=(fd,))
-        wait_for_port(port, server.proc)
+        server.wait_for_log(f"Listening on http://127.0.0.1:{port}")
         for _ in range(3):
             assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
     assert f"Listening on http://127.0.0.1:{port}" in server.output()
@@ -141,9 +142,8 @@ def test_fd_serves_a_socket_the_test_bound_and_passed(model, start):
 
 
 def run_with_fd(fd: int, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(qactuar("basic:hello", "--fd", str(fd), *args), env=env(),
-                          cwd=os.path.join(TESTS, "apps"), pass_fds=(fd,) if fd < 90 else (),
-                          capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    return run_qactuar("basic:hello", "--fd", str(fd), *args,
+                       pass_fds=(fd,) if fd < 90 else ())
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -175,10 +175,8 @@ def test_a_bad_fd_is_a_one_line_error(kind, model, tmp_path):
 def test_a_bad_fd_in_bind_names_bind_and_its_source(tmp_path):
     config = tmp_path / "qactuar.json"
     config.write_text(json.dumps({"BIND": ["fd://98"]}))
-    result = subprocess.run(qactuar("basic:hello", "--model", "async"),
-                            env=dict(env(), QACTUAR_CONFIG=str(config)),
-                            cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True,
-                            timeout=20, stdin=subprocess.DEVNULL)
+    result = run_qactuar("basic:hello", "--model", "async",
+                         env={"QACTUAR_CONFIG": str(config)})
     assert result.returncode == 1
     line = one_line_error(result)
     assert f"cannot serve on BIND=fd://98 (from {config})" in line, line
@@ -193,7 +191,7 @@ def test_a_descriptor_given_twice_is_served_once(model, start):
         port, fd = sock.getsockname()[1], sock.fileno()
         server = start(qactuar("basic:hello", "--model", model, *MODEL_ARGS, "--fd", str(fd),
                                "--bind", f"fd://{fd}"), pass_fds=(fd,))
-        wait_for_port(port, server.proc)
+        server.wait_for_log(f"Listening on http://127.0.0.1:{port}")
         for _ in range(3):
             assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
         stop_process(server.proc)
@@ -211,9 +209,7 @@ def test_a_descriptor_given_twice_is_served_once(model, start):
     (("--fd", "-3"), "descriptor numbers are 0 or more"),
 ])
 def test_bad_listening_settings_are_refused_in_one_line(args, message):
-    result = subprocess.run(qactuar("basic:hello", *args), env=env(), timeout=20,
-                            cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
+    result = run_qactuar("basic:hello", *args)
     assert result.returncode == 2
     line = one_line_error(result)
     assert "(from command line)" in line and message in line, line
@@ -222,11 +218,8 @@ def test_bad_listening_settings_are_refused_in_one_line(args, message):
 def test_bind_error_names_the_address(tmp_path):
     with listening_socket() as taken:
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            qactuar("basic:hello", "--model", "async", "--bind", f"unix:{tmp_path}/a.sock",
-                    "--bind", f"127.0.0.1:{port}"),
-            env=env(), cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True,
-            timeout=20, stdin=subprocess.DEVNULL)
+        result = run_qactuar("basic:hello", "--model", "async",
+                             "--bind", f"unix:{tmp_path}/a.sock", "--bind", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in one_line_error(result)
 
@@ -237,9 +230,7 @@ def test_bind_error_names_the_address(tmp_path):
     ("--fd", "3"),
 ])
 def test_reuse_port_refuses_what_it_cannot_make_lanes_for(args):
-    result = subprocess.run(qactuar("basic:hello", "--model", "prefork", "--reuse-port", *args),
-                            env=env(), cwd=os.path.join(TESTS, "apps"), capture_output=True,
-                            text=True, timeout=20, stdin=subprocess.DEVNULL)
+    result = run_qactuar("basic:hello", "--model", "prefork", "--reuse-port", *args)
     assert result.returncode == 2
     line = one_line_error(result)
     assert "REUSE_PORT=True" in line and "needs exactly one TCP address" in line, line
@@ -247,9 +238,8 @@ def test_reuse_port_refuses_what_it_cannot_make_lanes_for(args):
 
 def test_reuse_port_with_one_bind_makes_lanes_on_it(start):
     port = free_port()
-    server = start(qactuar("basic:hello", "--model", "prefork", "--workers", "2",
-                           "--reuse-port", "--bind", f"127.0.0.1:{port}"))
-    wait_for_port(port, server.proc)
+    start(qactuar("basic:hello", "--model", "prefork", "--workers", "2",
+                  "--reuse-port", "--bind", f"127.0.0.1:{port}"), port=port)
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
 
 
@@ -266,9 +256,8 @@ def socket_activate(tmp_path: Any, port: int, model: str, *args: str) -> list[st
 @pytest.mark.parametrize("model", MODELS)
 def test_systemd_socket_activation_serves_on_the_activated_sockets(model, start, tmp_path):
     port, unused = free_port(), free_port()
-    server = start(socket_activate(tmp_path, port, model, "--port", str(unused)))
     # it listens at once; the first connection makes it exec qactuar with the sockets
-    wait_for_port(port, server.proc)
+    server = start(socket_activate(tmp_path, port, model, "--port", str(unused)), port=port)
     first = httpx.get(f"http://127.0.0.1:{port}/", timeout=15).json()
     # the variables are gone from the server (and so from every process it starts)
     assert first["LISTEN_FDS"] is None and first["LISTEN_PID"] is None
@@ -287,8 +276,8 @@ def test_systemd_socket_activation_serves_on_the_activated_sockets(model, start,
 @pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")
 def test_a_systemd_socket_also_given_as_fd_is_served_once(start, tmp_path):
     port, unused = free_port(), free_port()
-    server = start(socket_activate(tmp_path, port, "async", "--port", str(unused), "--fd", "3"))
-    wait_for_port(port, server.proc)
+    server = start(socket_activate(tmp_path, port, "async", "--port", str(unused), "--fd", "3"),
+                   port=port)
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=15).status_code == 200
     output = server.output()
     assert "Inherited socket 3 (FD=3) is LISTEN_FDS web already" in output, output
@@ -301,10 +290,10 @@ def test_systemd_sockets_meant_for_another_process_are_ignored(start, tmp_path):
     server = start([SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}", "-E", "LISTEN_PID=1", "-E",
                     f"PYTHONPATH={os.path.join(TESTS, 'apps')}{os.pathsep}{ROOT}",
                     *qactuar("listen_apps:environ", "--model", "async", "--host", "127.0.0.1",
-                             "--port", str(own))])
-    wait_for_port(port, server.proc)  # systemd-socket-activate itself
+                             "--port", str(own))], port=port)  # systemd-socket-activate
     with socket.create_connection(("127.0.0.1", port), timeout=5):
-        wait_for_port(own, server.proc)  # qactuar binds HOST/PORT instead
+        # qactuar binds HOST/PORT instead
+        server.wait_for_log(f"Listening on http://127.0.0.1:{own}")
     assert httpx.get(f"http://127.0.0.1:{own}/", timeout=5).json()["LISTEN_FDS"] is None
     assert "is not this process" in server.output()
 
@@ -350,8 +339,7 @@ def test_the_deploy_units_serve_under_socket_activation_and_reload(start, tmp_pa
     pythonpath = os.path.join(TESTS, "apps") + os.pathsep + ROOT
     activate = [SOCKET_ACTIVATE, *(f"--listen={value}" for value in listens),
                 f"--fdname={names}", "-E", f"PYTHONPATH={pythonpath}"]
-    server = start([*activate, *command])
-    wait_for_port(port, server.proc)
+    server = start([*activate, *command], port=port)
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=15).json()["LISTEN_FDS"] is None
     assert httpx.get(f"http://[::1]:{port6}/", timeout=5).status_code == 200
     assert get_unix(path).status_code == 200
@@ -359,19 +347,12 @@ def test_the_deploy_units_serve_under_socket_activation_and_reload(start, tmp_pa
         assert f"Using inherited socket {fd} (LISTEN_FDS qactuar)" in server.output()
     # ExecReload: SIGHUP to the main process replaces the workers on the same sockets
     server.proc.send_signal(signal.SIGHUP)
-    wait_until_logged(server, "SIGHUP: reloading")
-    wait_until_logged(server, "Stopping worker")  # the old worker leaves
+    server.wait_for_log("SIGHUP: reloading")
+    server.wait_for_log("Stopping worker")  # the old worker leaves
     for _ in range(10):
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
         assert httpx.get(f"http://[::1]:{port6}/", timeout=5).status_code == 200
         assert get_unix(path).status_code == 200
-
-
-def wait_until_logged(server: Started, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in server.output():
-        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout}s"
-        time.sleep(0.05)
 
 
 def test_a_prefork_sighup_does_not_move_the_server(start, tmp_path):
@@ -379,12 +360,11 @@ def test_a_prefork_sighup_does_not_move_the_server(start, tmp_path):
     config = tmp_path / "qactuar.json"
     config.write_text(json.dumps({"BIND": [f"127.0.0.1:{port}"], "UDS_MODE": "0600"}))
     server = start(qactuar("basic:hello", "--model", "prefork", "--workers", "1",
-                           "--config", str(config)))
-    wait_for_port(port, server.proc)
-    wait_until_logged(server, "serving")  # the master handles SIGHUP by now
+                           "--config", str(config)), port=port)
+    server.wait_for_log("serving")  # the master handles SIGHUP by now
     config.write_text(json.dumps({"BIND": [f"127.0.0.1:{other}"], "UDS_MODE": "0666"}))
     server.proc.send_signal(signal.SIGHUP)
-    wait_until_logged(server, "Stopping worker")
+    server.wait_for_log("Stopping worker")
     output = server.output()
     assert f"SIGHUP: BIND changed to ['127.0.0.1:{other}']; it takes effect at the next start" \
         in output

@@ -20,19 +20,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import Spawned, free_port, stop_process
-from frontproxy import (
-    CLIENT_ADDRESS,
-    client,
-    connect_from_client_address,
-    fill,
-    start,
-    wait_for_unix_socket,
-)
-from rawhttp import RawConnection
+from frontproxy import CLIENT_ADDRESS, client, connect_from_client_address, fill, start
+from support import RawClient, Spawned, free_port, stop_process
 from websockets.sync.client import connect as ws_connect
 
-QACTUAR_ARGS = ("--workers", "1", "--log-level", "warning")
+QACTUAR_ARGS = ("--workers", "1")
 MODELS = ["fork", "async", "prefork"]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -94,8 +86,7 @@ def backend(spawn_qactuar: Callable[..., Spawned], model: str, transport: str, w
         return srv, {"QACTUAR_TCP": f"127.0.0.1:{srv.port}",
                      "QACTUAR_UDS": os.path.join(workdir, "none.sock")}
     path = os.path.join(workdir, "qactuar.sock")
-    srv = spawn_qactuar("--model", model, "--uds", path, *args, "proxied:app", wait=False)
-    wait_for_unix_socket(path, srv.proc)
+    srv = spawn_qactuar("--model", model, "--uds", path, *args, "proxied:app", listen="own")
     return srv, {"QACTUAR_TCP": f"127.0.0.1:{free_port()}", "QACTUAR_UDS": path}
 
 
@@ -113,7 +104,7 @@ def direct_whoami(port: int, source: str) -> dict[str, Any]:
                                   source_address=(source, 0)) as sock:
         sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n"
                      b"X-Forwarded-Proto: https\r\nForwarded: for=6.6.6.7;proto=https\r\n\r\n")
-        return json.loads(RawConnection(sock).read_response().body)
+        return json.loads(RawClient.over(sock).response().body)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -179,7 +170,7 @@ def test_proxy_protocol_through_nginx_stream(spawn_qactuar, nginx, workdir, mode
     for _ in range(2):
         with connect_from_client_address(port) as sock:
             sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
-            got = json.loads(RawConnection(sock).read_response().body)
+            got = json.loads(RawClient.over(sock).response().body)
             assert got == {"client": list(sock.getsockname()), "server": ["127.0.0.1", port],
                            "scheme": "http"}
     with ws_connect(f"ws://127.0.0.1:{port}/ws", sock=connect_from_client_address(port),
@@ -189,4 +180,4 @@ def test_proxy_protocol_through_nginx_stream(spawn_qactuar, nginx, workdir, mode
     # without nginx, no PROXY header: closed unanswered
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
         sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert sock.recv(100) == b""
+        assert RawClient.over(sock).closed_by_server(10)

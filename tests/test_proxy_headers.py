@@ -6,16 +6,12 @@ The process models share the core; tests/test_nginx.py runs all three behind a r
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
 from apps.proxied import app as APP  # type: ignore[import-not-found]
-from conftest import ROOT, read_until_closed
 from proxyraw import V1
-from rawhttp import RawConnection
+from support import RawClient, read_until_closed, run_qactuar
 from wsraw import TEXT, RawWebSocket
 
 from qactuar.config import Config, ConfigError, load_config
@@ -26,7 +22,7 @@ def whoami(port: int, *headers: str, family: int = socket.AF_INET) -> dict:
     with socket.create_connection((host, port), timeout=5) as sock:
         lines = "".join(f"{h}\r\n" for h in headers)
         sock.sendall(f"GET /whoami HTTP/1.1\r\nHost: test\r\n{lines}\r\n".encode("latin-1"))
-        response = RawConnection(sock).read_response()
+        response = RawClient.over(sock).response()
     assert response.status == 200, response.body
     return json.loads(response.body)
 
@@ -94,7 +90,7 @@ def _unix_whoami(path: str, *headers: str) -> dict:
         sock.connect(path)
         lines = "".join(f"{h}\r\n" for h in headers)
         sock.sendall(f"GET /whoami HTTP/1.1\r\nHost: test\r\n{lines}\r\n".encode())
-        response = RawConnection(sock).read_response()
+        response = RawClient.over(sock).response()
     return json.loads(response.body)
 
 
@@ -112,9 +108,9 @@ def test_unix_socket_peers_trusted_only_with_unix(serve, tmp_path, allow, believ
 
 def test_keep_alive_requests_are_judged_each_on_its_own(serve):
     with serve(APP) as srv, srv.connect() as sock:
-        conn = RawConnection(sock)
+        conn = RawClient.over(sock)
         sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n")
-        assert json.loads(conn.read_response().body)["client"] == ["203.0.113.7", 0]
+        assert json.loads(conn.response().body)["client"] == ["203.0.113.7", 0]
         sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert json.loads(read_until_closed(sock).partition(b"\r\n\r\n")[2])["client"][0] == (
             "127.0.0.1")
@@ -151,14 +147,9 @@ def test_bad_entry_is_refused_naming_key_value_and_source(monkeypatch, tmp_path)
     assert "environment FORWARDED_ALLOW_IPS" in str(info.value)
 
 
-def test_cli_refuses_a_bad_network_in_one_line(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("FORWARDED_ALLOW_IPS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "qactuar", "--forwarded-allow-ips", "10.0.0.0/99", "proxied:app"],
-        cwd=os.path.join(ROOT, "tests", "apps"), env=env, capture_output=True, text=True,
-        timeout=30,
-    )
+def test_cli_refuses_a_bad_network_in_one_line(monkeypatch):
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    proc = run_qactuar("--forwarded-allow-ips", "10.0.0.0/99", "proxied:app")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "FORWARDED_ALLOW_IPS" in lines[0] and "10.0.0.0/99" in lines[0]
@@ -175,9 +166,7 @@ def test_proxy_protocol_with_qactuars_own_tls_starts(spawn_qactuar, tmp_path):
     raw.sendall(V1)
     with certs.context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
         sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        answer = read_until_closed(sock, 10)
     assert answer.startswith(b"HTTP/1.1 200")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["client"] == ["198.51.100.4", 51000]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from conftest import ROOT
+from support import ROOT
 
 from qactuar.config import settings_doc
 

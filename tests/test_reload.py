@@ -10,16 +10,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, TESTS
+from support import APPS, ROOT, TESTS, qactuar_env, wait_until
 
 MODELS = ["fork", "async", "prefork"]
-QACTUAR_ARGS = ("--keep-alive-timeout", "1", "--graceful-timeout", "2", "--workers", "1")
+QACTUAR_ARGS = ("--graceful-timeout", "2", "--workers", "1")
 
 APP = '''
 async def app(scope, receive, send):
@@ -32,16 +30,6 @@ async def app(scope, receive, send):
 
 def write_app(path: Any, body: bytes) -> None:
     path.write_text(APP % body)
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def body(url: str) -> bytes | None:
@@ -71,7 +59,7 @@ def test_an_edit_is_served_and_a_syntax_error_keeps_the_last_good_code(
     write_app(module, b"one")
     server = spawn_qactuar("reloaded:app", "--model", model, "--reload",
                            "--reload-dir", str(tmp_path), cwd=str(tmp_path))
-    wait_until(lambda: body(server.url) == b"one", 15, "the first code answers")
+    wait_until(lambda: body(server.url) == b"one", 15, what="the first code answers")
 
     write_app(module, b"second")
     seen: list[bytes | None] = []
@@ -80,12 +68,11 @@ def test_an_edit_is_served_and_a_syntax_error_keeps_the_last_good_code(
         seen.append(body(server.url))
         return seen[-1] == b"second"
 
-    wait_until(second, 10, "the edited code answers")
+    wait_until(second, 10, what="the edited code answers")
     assert set(seen) <= {b"one", b"second"}  # no request fails while the server restarts
 
     module.write_text(APP.replace("async def app(", "async def app((") % b"broken")
-    wait_until(lambda: "Reload: the code does not load" in server.output(), 10,
-               "the broken code is reported")
+    server.wait_for_log("Reload: the code does not load")
     output = server.output()
     [line] = [line for line in output.splitlines() if "Cannot load app" in line]
     assert "SyntaxError" in line and "reloaded.py" in line
@@ -94,13 +81,13 @@ def test_an_edit_is_served_and_a_syntax_error_keeps_the_last_good_code(
     assert body(server.url) == b"second"  # the last good code goes on serving
 
     write_app(module, b"third!")
-    wait_until(lambda: body(server.url) == b"third!", 10, "the fixed code answers")
+    wait_until(lambda: body(server.url) == b"third!", 10, what="the fixed code answers")
     assert server.proc.poll() is None
 
     server.signal(signal.SIGINT)
     assert server.wait(20) == 0
     for pid in server_pids(server.output()):
-        wait_until(lambda pid=pid: gone(pid), 10, f"server {pid} has ended")
+        wait_until(lambda pid=pid: gone(pid), 10, what=f"server {pid} has ended")
 
 
 def test_only_watched_files_restart_the_server(spawn_qactuar, tmp_path):
@@ -109,30 +96,28 @@ def test_only_watched_files_restart_the_server(spawn_qactuar, tmp_path):
     server = spawn_qactuar("reloaded:app", "--model", "async", "--reload",
                            "--reload-include", "*.html", "--reload-exclude", "skip_*.py",
                            cwd=str(tmp_path))  # RELOAD_DIR: the current directory
-    wait_until(lambda: body(server.url) == b"one", 15, "the first code answers")
+    wait_until(lambda: body(server.url) == b"one", 15, what="the first code answers")
     (tmp_path / "notes.txt").write_text("not watched")
     (tmp_path / "skip_me.py").write_text("x = 1")
     (tmp_path / "page.html").write_text("<p>watched</p>")
-    wait_until(lambda: "page.html changed" in server.output(), 10, "the .html file restarts")
+    server.wait_for_log("page.html changed")  # the .html file restarts
     assert "notes.txt" not in server.output() and "skip_me.py" not in server.output()
 
 
 def test_a_killed_supervisor_leaves_no_server_behind(spawn_qactuar, tmp_path):
     write_app(tmp_path / "reloaded.py", b"one")
     server = spawn_qactuar("reloaded:app", "--model", "prefork", "--reload", cwd=str(tmp_path))
-    wait_until(lambda: body(server.url) == b"one", 15, "the first code answers")
-    [master] = wait_until(lambda: server_pids(server.output()), 5, "the supervisor's log")
+    wait_until(lambda: body(server.url) == b"one", 15, what="the first code answers")
+    [master] = wait_until(lambda: server_pids(server.output()), 5, what="the supervisor's log")
     server.signal(signal.SIGKILL)
     server.wait(5)
-    wait_until(lambda: gone(master), 15, "the server stops when its supervisor dies")
+    wait_until(lambda: gone(master), 15, what="the server stops when its supervisor dies")
 
 
 def run_script(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                          text=True, timeout=20, cwd=os.path.join(TESTS, "apps"),
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run([sys.executable, "-c", code], env=qactuar_env(env),
+                          capture_output=True, text=True, timeout=20, cwd=APPS,
+                          stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def test_reload_refuses_an_app_object():
@@ -175,7 +160,7 @@ def test_reload_serves_the_config_apps_too(spawn_qactuar, tmp_path):
     (tmp_path / "qactuar_config.json").write_text(json.dumps(
         {"APPS": {"/api": "reloaded:app", "/": "basic:hello"}, "MODEL": "async"}))
     server = spawn_qactuar("--reload", cwd=str(tmp_path))
-    wait_until(lambda: body(server.url + "/api/") == b"one", 15, "the first code answers")
+    wait_until(lambda: body(server.url + "/api/") == b"one", 15, what="the first code answers")
     write_app(tmp_path / "reloaded.py", b"second")
-    wait_until(lambda: body(server.url + "/api/") == b"second", 10, "the edited code answers")
+    wait_until(lambda: body(server.url + "/api/") == b"second", 10, what="the edited code answers")
     assert body(server.url + "/") == b"Hello, world!"

@@ -34,14 +34,9 @@ EXPECTED = [
 ]
 
 
-#: KEEP_ALIVE_TIMEOUT 1 s for every server spawn_qactuar starts here (see conftest).
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
-
-
 @pytest.fixture
 def serve_apps(serve):
     def start(apps: dict[str, str], **settings: Any) -> Any:
-        settings.setdefault("KEEP_ALIVE_TIMEOUT", 0.8)
         # in this process the apps package is importable as "apps"
         return serve(build_app({k: "apps." + v for k, v in apps.items()}), **settings)
 

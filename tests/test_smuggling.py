@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import serve_in_thread
-from test_http11 import Client, still_served
+from support import RawClient, serve_qactuar, still_served
 
 SEEN: list[tuple[str, str, bytes]] = []
 
@@ -35,7 +34,7 @@ async def counting(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator:
-    with serve_in_thread(counting, LIFESPAN="off") as srv:
+    with serve_qactuar(counting, LIFESPAN="off") as srv:
         yield srv
 
 
@@ -114,7 +113,7 @@ CASES: dict[str, tuple[bytes, int, bool]] = {
 
 @pytest.mark.parametrize(("data", "status", "in_body"), CASES.values(), ids=CASES.keys())
 def test_refused_closed_and_the_server_goes_on(server, data, status, in_body):
-    with Client(server.port) as c:
+    with RawClient(server.port) as c:
         c.send(data)
         response = c.response()
         assert response.status_line.startswith(b"HTTP/1.1 %d " % status), response
@@ -128,7 +127,7 @@ def test_refused_closed_and_the_server_goes_on(server, data, status, in_body):
 @pytest.mark.parametrize(("data", "status", "in_body"), CASES.values(), ids=CASES.keys())
 def test_refused_after_a_good_keep_alive_request(server, data, status, in_body):
     # the first request on the connection is answered; the bad one is refused
-    with Client(server.port) as c:
+    with RawClient(server.port) as c:
         c.send(b"GET /good HTTP/1.1\r\nHost: x\r\n\r\n")
         assert c.response().status == 200
         c.send(data)
@@ -139,7 +138,7 @@ def test_refused_after_a_good_keep_alive_request(server, data, status, in_body):
 
 
 def test_bad_request_pipelined_behind_a_good_one_gets_the_good_answer_first(server):
-    with Client(server.port) as c:
+    with RawClient(server.port) as c:
         c.send(b"GET /good HTTP/1.1\r\nHost: x\r\n\r\n"
                + head(HOST + b"Content-Length: 1\r\nContent-Length: 2\r\n", b"ab"))
         first, second = c.response(), c.response()
@@ -170,7 +169,7 @@ SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
     ids=["CL.TE", "TE.CL", "TE obfuscated", "TE space before colon"],
 )
 def test_smuggled_request_is_never_served(server, data):
-    with Client(server.port) as c:
+    with RawClient(server.port) as c:
         c.send(data)
         assert c.response().status == 400
         assert c.closed_by_server()
@@ -179,7 +178,7 @@ def test_smuggled_request_is_never_served(server, data):
 
 
 def test_request_inside_a_valid_body_is_body_not_a_request(server):
-    with Client(server.port) as c:
+    with RawClient(server.port) as c:
         c.send(head(HOST + b"Content-Length: %d\r\n" % len(SMUGGLED), SMUGGLED, path=b"/post"))
         assert c.response().status == 200
         c.send(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -15,18 +15,14 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, TESTS
-from rawhttp import RawConnection
+from support import RawClient, read_until_closed, run_qactuar, wait_until
 from tlscerts import MODELS, Certs, client, pem, serve, subject, tls_socket
 from websockets.sync.client import connect
-
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +53,7 @@ def test_tls_1_2_client_and_keep_alive(spawn_qactuar, certs, model):
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            conn = RawConnection(sock)
+            conn = RawClient.over(sock)
             first = json.loads(conn.request("/scope").body)
             second = json.loads(conn.request("/scope").body)
     assert first["tls"]["tls_version"] == second["tls"]["tls_version"] == 0x0303
@@ -120,18 +116,9 @@ def test_plain_and_silent_clients_cost_only_their_connection(spawn_qactuar, cert
             assert http.get("/scope").status_code == 200
         assert time.monotonic() - started < 5
         # the plain client is dropped at once, the silent one after the timeout
-        data = b""
-        try:
-            data = plain.recv(100)
-        except ConnectionResetError:
-            pass
-        assert not data.startswith(b"HTTP/1.1 200")
-        silent.settimeout(10)
+        assert not read_until_closed(plain, 10).startswith(b"HTTP/1.1 200")
         started = time.monotonic()
-        try:
-            assert silent.recv(100) == b""
-        except ConnectionResetError:
-            pass
+        assert RawClient.over(silent).closed_by_server(10)
         assert time.monotonic() - started < 5
     finally:
         silent.close()
@@ -178,29 +165,19 @@ def test_prefork_sighup_rereads_the_certificate(spawn_qactuar, certs, tmp_path):
     assert served_cert(server.port) == old  # nothing changes before the signal
     server.signal(signal.SIGHUP)
     new = ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
-    deadline = time.monotonic() + 15
-    while served_cert(server.port) != new and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert served_cert(server.port) == new
+    wait_until(lambda: served_cert(server.port) == new, 20,
+               what="the renewed certificate to be served", interval=0.1)
     # a broken file at the next SIGHUP keeps the workers serving the last good one
     with open(path, "w") as fh:
         fh.write("not a certificate")
     server.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 5
-    while "SIGHUP: config SSL_CERT_PATH" not in server.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "SIGHUP: config SSL_CERT_PATH" in server.output()
+    server.wait_for_log("SIGHUP: config SSL_CERT_PATH")
     assert served_cert(server.port) == new
 
 
-def run_qactuar(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
-    env.pop("QACTUAR_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "qactuar", "basic:hello", "--port", "0", *args],
-        cwd=os.path.join(TESTS, "apps"), env=env, capture_output=True, text=True, timeout=20,
-        stdin=subprocess.DEVNULL,
-    )
+def run_hello(*args: str) -> subprocess.CompletedProcess[str]:
+    """``qactuar basic:hello --port 0 <args>``, expected to stop at start-up."""
+    return run_qactuar("basic:hello", "--port", "0", *args)
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +203,7 @@ def encrypted_key(certs: Certs) -> str:
 ])
 def test_tls_settings_that_do_not_load_are_one_line(certs, encrypted_key, args, key):
     args = [a.format(encrypted=encrypted_key, ca=certs.ca_pem) for a in args]
-    result = run_qactuar("--ssl-cert-path", certs.server_pem, *args)
+    result = run_hello("--ssl-cert-path", certs.server_pem, *args)
     assert result.returncode == 2
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert len(lines) == 1, lines
@@ -234,7 +211,7 @@ def test_tls_settings_that_do_not_load_are_one_line(certs, encrypted_key, args, 
 
 
 def test_tls_settings_without_a_certificate_are_refused():
-    result = run_qactuar("--ssl-ca-certs", "/etc/hostname")
+    result = run_hello("--ssl-ca-certs", "/etc/hostname")
     assert result.returncode == 2
     assert "SSL_CA_CERTS" in result.stderr and "needs SSL_CERT_PATH" in result.stderr
 
@@ -276,7 +253,7 @@ def test_ssl_ciphers_chooses_the_tls_1_2_suite(spawn_qactuar, certs):
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            tls = json.loads(RawConnection(sock).request("/scope").body)["tls"]
+            tls = json.loads(RawClient.over(sock).request("/scope").body)["tls"]
     assert (tls["tls_version"], tls["cipher_suite"]) == (0x0303, 0xC02B)
 
 
@@ -290,7 +267,7 @@ def test_an_idle_keep_alive_client_does_not_hold_a_graceful_stop(spawn_qactuar, 
     server = serve(spawn_qactuar, certs, model, "--loop", loop)
     with tls_socket(certs, server.port) as sock:
         sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        assert RawClient.over(sock).response().status == 200
         started = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(40) == 0

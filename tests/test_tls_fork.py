@@ -18,12 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import calls_with_peak_children, children_of
-from rawhttp import RawConnection
+from support import RawClient, calls_with_peak_children, children_of, encode_request, wait_until
 from tlscerts import Certs, client, serve, tls_socket
 from websockets.sync.client import connect
-
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +46,7 @@ def test_fork_an_app_error_over_tls_is_a_500_logged_once(spawn_qactuar, certs, p
     with client(certs, server) as http:
         assert http.get(path).status_code == 500
         assert http.get("/pid").status_code == 200
-    deadline = time.monotonic() + 5
-    while words not in server.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    server.wait_for_log(words)
     assert server.output().count("Exception in ASGI application") == 1
     assert words in server.output()
 
@@ -90,7 +85,7 @@ def test_fork_isolation_background_work_and_disconnect_over_tls(spawn_qactuar, c
     # the client leaves mid-request: the app (in its child) sees http.disconnect
     gone = tmp_path / "gone"
     sock = tls_socket(certs, server.port)
-    sock.sendall(RawConnection.encode(f"/disconnect?{gone}"))
+    sock.sendall(encode_request(f"/disconnect?{gone}"))
     time.sleep(0.3)  # let the request reach its child
     sock.close()
     assert read_when(gone, "disconnected") == "disconnected"
@@ -148,28 +143,18 @@ def test_fork_graceful_stop_lets_tls_requests_finish(spawn_qactuar, certs):
     caller = threading.Thread(target=call)
     caller.start()
     started.wait(10)
-    deadline = time.monotonic() + 5
-    while "/sleep" not in _children_cmd(server.proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: children_of(server.proc.pid), what="the request's child")
     server.signal(signal.SIGTERM)
     caller.join(15)
     assert results == [200]
     assert server.wait() == 0
 
 
-def read_when(path: Any, text: str, timeout: float = 5) -> str:
-    """``path``'s text once it is ``text``, or what it holds when ``timeout`` runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = path.read_text() if path.exists() else ""
-        if found == text or time.monotonic() >= deadline:
-            return found
-        time.sleep(0.02)
-
-
-def _children_cmd(pid: int) -> str:
-    """Something non-empty once the parent has a child (the request is running)."""
-    return "/sleep" if children_of(pid) else ""
+def read_when(path: Any, text: str) -> str:
+    """``path``'s text once it is ``text`` (AssertionError if it does not come to say it)."""
+    wait_until(lambda: path.exists() and path.read_text() == text,
+               what=f"{path} to say {text!r}")
+    return text
 
 
 def test_fork_max_processes_queues_relayed_requests_with_stats(spawn_qactuar, certs):
@@ -183,9 +168,7 @@ def test_fork_max_processes_queues_relayed_requests_with_stats(spawn_qactuar, ce
     results, peak = calls_with_peak_children(server.proc.pid, call, 6)
     assert results == [200] * 6
     assert 1 <= peak <= 2
-    deadline = time.monotonic() + 5  # a child is reaped just after its response
-    while server.output().count("KiB peak RSS") < 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    server.wait_for_log("KiB peak RSS", count=6)  # a child is reaped just after its response
     assert server.output().count("KiB peak RSS") == 6  # GATHER_PROC_STATS, per child
 
 
@@ -215,13 +198,7 @@ def test_limit_concurrency_counts_tls_requests_arriving_together(
             server.signal(signal.SIGCONT)
         statuses = []
         for sock in socks:
-            sock.settimeout(10)
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 65536:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                head += chunk
+            head = RawClient.over(sock, 10).read_until(b"\r\n\r\n")
             statuses.append(int(head.split(b" ", 2)[1]))
     finally:
         for sock in socks:
@@ -261,10 +238,7 @@ def test_fork_a_child_does_not_hold_a_connection_still_in_its_handshake(spawn_qa
         )
         slow.start()
         try:
-            try:
-                assert silent.recv(100) == b""
-            except ConnectionResetError:
-                pass
+            assert RawClient.over(silent).closed_by_server(10)
             assert time.monotonic() - started < 2.5
         finally:
             slow.join(10)

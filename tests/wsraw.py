@@ -20,6 +20,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from support import exchange, wait_until
+
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 ZERO_MASK = b"\x00\x00\x00\x00"
@@ -210,30 +212,11 @@ class RawWebSocket:
 
 def http_exchange(port: int, request: bytes, timeout: float = 5) -> tuple[int, dict[str, str],
                                                                           bytes]:
-    """Send ``request``; read the response until the server closes: status, headers, body.
+    """Send ``request``; the response, read until the server closes: status, headers, body.
 
-    Raises TimeoutError if the server has not closed the connection within ``timeout``.
+    TimeoutError if the server does not close in time (support.exchange).
     """
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        data = b""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"the server did not close the connection: {data[:200]!r}")
-            sock.settimeout(remaining)
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            except TimeoutError:
-                raise TimeoutError(
-                    f"the server did not close the connection: {data[:200]!r}") from None
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = exchange(port, request, timeout).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {}
@@ -246,10 +229,14 @@ def http_exchange(port: int, request: bytes, timeout: float = 5) -> tuple[int, d
 def read_report(directory: str, ident: str, timeout: float = 5) -> dict[str, Any]:
     """The disconnect message tests/apps/ws.py wrote for connection ``ident``, once it has."""
     path = os.path.join(directory, f"{ident}.json")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
+
+    def report() -> dict[str, Any] | None:
+        try:
             with open(path, encoding="utf-8") as fh:
                 return dict(json.load(fh)["message"])
-        time.sleep(0.02)
-    raise AssertionError(f"the app reported no disconnect for {ident} in {timeout}s")
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None  # not yet, or not all written yet
+
+    found = wait_until(report, timeout, what=f"the app's disconnect report for {ident}")
+    assert found is not None
+    return found

@@ -203,6 +203,9 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
                 await opened
         except Exception:
             handler.log_exception(*sys.exc_info())
+            # Tornado drops the connection; in ASGI an app that just returns
+            # gets a normal close (1000) from some servers: say it failed.
+            self.close(1011)
             self._abort()
             self._connection.websocket_over.set()
             return

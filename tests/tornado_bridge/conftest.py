@@ -28,16 +28,6 @@ def serve(server_name: str) -> Serve:
 
 
 @pytest.fixture
-def serve_uvicorn() -> Serve:
-    """Like ``serve``, under uvicorn only (for tests that need one server)."""
-
-    def _serve(app: Any) -> AbstractContextManager[str]:
-        return serve_in_thread(DRIVERS["uvicorn"](), app)
-
-    return _serve
-
-
-@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 

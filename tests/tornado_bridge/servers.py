@@ -2,8 +2,10 @@
 
 A *driver* serves an ASGI app on an already bound, listening socket, on
 the running event loop: ``await driver.start(app, sock)`` then
-``await driver.stop()``.  `serve_in_thread` runs a driver on its own loop in
-a background thread for tests written with a blocking client.
+``await driver.stop()`` (support.threaded.ServerDriver). tests/support's
+``serve_in_thread`` runs one on its own loop in a background thread for
+tests written with a blocking client, and fails the test on a server error
+or a stop that hangs.
 
 To serve the bridge's tests with another server, add a driver class and
 its name to `DRIVERS` (the ``server`` fixture is parametrized over it).
@@ -16,21 +18,17 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import uvicorn
 import uvicorn.server
+from support import QactuarDriver as _QactuarServer
+from support import ServerDriver
+from support import serve_in_thread as _serve_in_thread
 
 # ``with serve(asgi_app) as base_url:`` (the ``serve`` fixtures).
 Serve = Callable[[Any], contextlib.AbstractContextManager[str]]
-
-
-class ServerDriver(Protocol):
-    async def start(self, app: Any, sock: socket.socket) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class UvicornDriver:
@@ -39,8 +37,10 @@ class UvicornDriver:
     def __init__(self, **config: Any) -> None:
         self._config = config
         self._server: uvicorn.Server | None = None
+        self.task: asyncio.Future[Any] | None = None  # it serves from callbacks
 
-    async def start(self, app: Any, sock: socket.socket) -> None:
+    async def start(self, app: Any, sock: socket.socket | None) -> None:
+        assert sock is not None
         options: dict[str, Any] = {
             "lifespan": "off",
             "log_config": None,
@@ -87,9 +87,10 @@ class HypercornDriver:
 
     def __init__(self) -> None:
         self._shutdown: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.task: asyncio.Future[Any] | None = None
 
-    async def start(self, app: Any, sock: socket.socket) -> None:
+    async def start(self, app: Any, sock: socket.socket | None) -> None:
+        assert sock is not None
         from hypercorn.asyncio import serve
         from hypercorn.config import Config
 
@@ -112,47 +113,34 @@ class HypercornDriver:
             assert self._shutdown is not None
             await self._shutdown.wait()
 
-        self._task = asyncio.ensure_future(
+        self.task = asyncio.ensure_future(
             serve(app, config, shutdown_trigger=shutdown_trigger, mode="asgi")  # type: ignore[arg-type]
         )
         await started.wait()
 
     async def stop(self) -> None:
-        if self._shutdown is None or self._task is None:
+        if self._shutdown is None or self.task is None:
             return
         self._shutdown.set()
         try:
-            await asyncio.wait_for(self._task, 5)
+            await asyncio.wait_for(self.task, 5)
         finally:
             self._shutdown = None
-            self._task = None
 
 
-class QactuarDriver:
-    """qactuar's server core (the async model's) on the current loop."""
+class QactuarDriver(_QactuarServer):
+    """qactuar's server (the async model's core: ``Server.serve()``) on the current loop.
+
+    Lifespan off (the bridge's apps are served per test), no access log,
+    proxy headers the bridge's to read (xheaders) as with uvicorn's driver,
+    and a stop like Tornado's close_all_connections: no draining.
+    """
 
     def __init__(self) -> None:
-        self._server: Any = None
-
-    async def start(self, app: Any, sock: socket.socket) -> None:
-        from qactuar import Config, Server
-
-        config = Config()
-        # proxy headers are the bridge's to read here (xheaders), as with uvicorn's driver
-        settings = {"HOST": "127.0.0.1", "PORT": 0, "LIFESPAN": "off", "ACCESS_LOG": False,
-                    "PROXY_HEADERS": False}
-        config.update(settings, "tests/tornado_bridge")
+        super().__init__(drain=False, LIFESPAN="off", ACCESS_LOG=False, PROXY_HEADERS=False)
         # Quiet at INFO ("Listening on ..."): Tornado's tests fail on any log.
         for name in ("qt_server", "qt_access", "websockets"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._server = Server(app, config)
-        await self._server.start_serving([sock])
-
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.force_exit = True  # Like close_all_connections: don't drain.
-            await server.shutdown()
 
 
 DRIVERS: dict[str, Callable[[], ServerDriver]] = {
@@ -162,58 +150,12 @@ DRIVERS: dict[str, Callable[[], ServerDriver]] = {
 }
 
 
-def bind_free_port() -> tuple[socket.socket, int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock, sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_in_thread(
     driver: ServerDriver,
     app: Any,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> Iterator[str]:
-    """Serve ``app`` from a background thread; yields the base URL."""
-    sock, port = bind_free_port()
-    loop = loop_factory()
-    ready = threading.Event()
-    stopping: asyncio.Event | None = None
-    errors: list[BaseException] = []
-
-    async def main() -> None:
-        nonlocal stopping
-        stopping = asyncio.Event()
-        try:
-            await driver.start(app, sock)
-        except BaseException as exc:
-            errors.append(exc)
-            ready.set()
-            raise
-        ready.set()
-        await stopping.wait()
-        await driver.stop()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    ready.wait(10)
-    if errors:
-        raise errors[0]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        assert stopping is not None
-        loop.call_soon_threadsafe(stopping.set)
-        thread.join(10)
-        assert not thread.is_alive(), "test server thread did not stop"
-        # Cancel whatever a test left running (e.g. a handler still waiting).
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=5))
-        loop.close()
-        sock.close()
+    """Serve ``app`` from a background thread (support.serve_in_thread); yields the base URL."""
+    with _serve_in_thread(driver, app, loop_factory=loop_factory) as served:
+        yield served.url

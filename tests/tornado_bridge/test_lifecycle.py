@@ -247,13 +247,13 @@ class LegacyLoopHandler(tornado.web.RequestHandler):
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
-def test_ioloop_callbacks_work_on_the_servers_loop(loop_kind: str) -> None:
+def test_ioloop_callbacks_work_on_the_servers_loop(loop_kind: str, server_name: str) -> None:
     factory = asyncio.new_event_loop
     if loop_kind == "uvloop":
         uvloop = pytest.importorskip("uvloop")
         factory = uvloop.new_event_loop
     app = wrap([("/", LegacyLoopHandler)])
-    with serve_in_thread(DRIVERS["uvicorn"](), app, loop_factory=factory) as url:
+    with serve_in_thread(DRIVERS[server_name](), app, loop_factory=factory) as url:
         result = httpx.get(f"{url}/").json()
     assert result["result"] == "called later"
     assert result["loop"].startswith(loop_kind)

@@ -1,4 +1,8 @@
-"""URLs under an ASGI mount: full paths by default, or stripped ones."""
+"""URLs under an ASGI mount: full paths by default, or stripped ones.
+
+The mounts are qactuar's own router (qactuar/routing.py, what the APPS
+setting builds), a plain ASGI app: under every driver.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import httpx
 import tornado.web
 from tornado.routing import PathMatches, RuleRouter
 
+from qactuar.routing import Router
 from qactuar.tornado_bridge import wrap
 
-from .mounts import PrefixRouter
 from .servers import Serve
 
 
@@ -37,7 +41,7 @@ def test_default_mount_sees_full_paths(serve: Serve, tmp_path: Path) -> None:
         static_path=_static(tmp_path),
         static_url_prefix="/legacy/static/",
     )
-    with serve(PrefixRouter({"/legacy": app})) as url, httpx.Client(base_url=url) as client:
+    with serve(Router({"/legacy": app})) as url, httpx.Client(base_url=url) as client:
         page = client.get("/legacy/item/7").json()
         static = client.get(page["static"])
     assert page == {
@@ -55,7 +59,7 @@ def test_same_stripped_app_at_two_mounts_links_under_each(serve: Serve, tmp_path
         strip_root_path=True,
         static_path=_static(tmp_path),
     )
-    router = PrefixRouter({"/a": app, "/": app})
+    router = Router({"/a": app, "/": app})
     with serve(router) as url, httpx.Client(base_url=url) as client:
         under_a = client.get("/a/item/7").json()
         at_root = client.get("/item/8").json()
@@ -84,7 +88,7 @@ def test_stripped_mount_with_percent_encoded_prefix(serve: Serve, tmp_path: Path
         strip_root_path=True,
         static_path=_static(tmp_path),
     )
-    with serve(PrefixRouter({"/caf\u00e9 bar": app})) as url:
+    with serve(Router({"/caf\u00e9 bar": app})) as url:
         page = httpx.get(f"{url}/caf%C3%A9%20bar/item/3").json()
     assert page["path"] == "/item/3"
     assert page["link"] == "/caf%C3%A9%20bar/item/42"
@@ -101,7 +105,7 @@ class ItemHandler(tornado.web.RequestHandler):
 
 def test_single_handler_pattern_matches_below_its_mount(serve: Serve) -> None:
     app = wrap(ItemHandler, pattern=r"/(\d+)", kwargs={"store": {"7": "seven"}})
-    router = PrefixRouter({"/items": app, "/": app})
+    router = Router({"/items": app, "/": app})
     with serve(router) as url, httpx.Client(base_url=url) as client:
         mounted = client.get("/items/7")
         at_root = client.get("/7")
@@ -117,7 +121,7 @@ class AnyPathHandler(tornado.web.RequestHandler):
 
 
 def test_single_handler_serves_every_path_by_default(serve: Serve) -> None:
-    router = PrefixRouter({"/any": wrap(AnyPathHandler)})
+    router = Router({"/any": wrap(AnyPathHandler)})
     with serve(router) as url, httpx.Client(base_url=url) as client:
         assert client.get("/any").text == "/any"
         assert client.get("/any/deep/er").text == "/any/deep/er"

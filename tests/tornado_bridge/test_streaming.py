@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import tornado.web
+from support import read_until_closed, wait_until
 
 from qactuar.tornado_bridge import wrap
 
@@ -146,9 +147,7 @@ def test_client_gone_during_upload_calls_on_connection_close(serve: Serve) -> No
         sock = _raw_request(
             url, b"PUT /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10
         )
-        deadline = time.monotonic() + WAIT
-        while not record.get("pieces") and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: record.get("pieces"), WAIT, what="the first piece of the upload")
         sock.close()
         assert record["closed"].wait(WAIT), "on_connection_close was not called"
 
@@ -168,13 +167,8 @@ def test_early_answer_closes_connection_with_unread_body(serve: Serve) -> None:
         sock = _raw_request(
             url, b"PUT /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
-        received = b""
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            received += data
-        sock.close()
+        with sock:
+            received = read_until_closed(sock, WAIT)
     assert received.startswith(b"HTTP/1.1 401")
 
 
@@ -192,9 +186,9 @@ class EchoHandler(tornado.web.RequestHandler):
 
 
 @pytest.mark.parametrize("size", [0, 1, 70_000, 1_000_000])
-def test_request_body_arrives_whole(serve_uvicorn: Serve, size: int) -> None:
+def test_request_body_arrives_whole(serve: Serve, size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
-    with serve_uvicorn(wrap([("/", EchoHandler)])) as url:
+    with serve(wrap([("/", EchoHandler)])) as url:
         response = httpx.post(f"{url}/", content=payload, timeout=WAIT)
     assert response.content == payload
 
@@ -203,13 +197,8 @@ def test_body_slower_than_body_timeout_gets_408(serve: Serve) -> None:
     app = wrap([("/", EchoHandler)], body_timeout=0.2)
     with serve(app) as url:
         sock = _raw_request(url, b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
-        received = b""
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            received += data
-        sock.close()
+        with sock:
+            received = read_until_closed(sock, WAIT)
     assert received.startswith(b"HTTP/1.1 408")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from typing import Any
 
@@ -14,10 +13,11 @@ import tornado.websocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as _connect
+from wsraw import TEXT, RawWebSocket
 
+from qactuar.routing import Router
 from qactuar.tornado_bridge import wrap
 
-from .mounts import PrefixRouter
 from .servers import Serve, UvicornDriver, serve_in_thread
 
 WAIT = 10.0
@@ -89,9 +89,22 @@ def test_messages_both_ways_with_path_args_and_subprotocol(serve: Serve) -> None
     assert log[0] == ("open", "lobby", "chat.v2")
 
 
-def test_server_close_code_and_reason_reach_client_and_on_close(serve_uvicorn: Serve) -> None:
+HYPERCORN_DROPS_CLOSE = pytest.mark.xfail(
+    strict=True, reason="Hypercorn does not pass the client's close code and reason on in "
+    "websocket.disconnect, so on_close cannot see them")
+
+
+def _known_limits(request: pytest.FixtureRequest, server_name: str) -> None:
+    if server_name == "hypercorn":
+        request.applymarker(HYPERCORN_DROPS_CLOSE)
+
+
+def test_server_close_code_and_reason_reach_client_and_on_close(
+    serve: Serve, server_name: str, request: pytest.FixtureRequest
+) -> None:
+    _known_limits(request, server_name)
     app, log, closed = _chat()
-    with serve_uvicorn(app) as url, connect(_ws(url, "/chat/x")) as ws:
+    with serve(app) as url, connect(_ws(url, "/chat/x")) as ws:
         ws.recv(WAIT)
         ws.send("leave")
         with pytest.raises(ConnectionClosed):
@@ -102,9 +115,12 @@ def test_server_close_code_and_reason_reach_client_and_on_close(serve_uvicorn: S
     assert log[-1] == ("close", 4000, "see you")
 
 
-def test_client_close_code_and_reason_reach_on_close(serve_uvicorn: Serve) -> None:
+def test_client_close_code_and_reason_reach_on_close(
+    serve: Serve, server_name: str, request: pytest.FixtureRequest
+) -> None:
+    _known_limits(request, server_name)
     app, log, closed = _chat()
-    with serve_uvicorn(app) as url:
+    with serve(app) as url:
         with connect(_ws(url, "/chat/x")) as ws:
             ws.recv(WAIT)
             ws.close(4001, "bye")
@@ -113,10 +129,10 @@ def test_client_close_code_and_reason_reach_on_close(serve_uvicorn: Serve) -> No
 
 
 def test_handshake_carries_handler_headers_but_not_a_second_date_or_server(
-    serve_uvicorn: Serve,
+    serve: Serve,
 ) -> None:
     app, _, _ = _chat()
-    with serve_uvicorn(app) as url, connect(_ws(url, "/chat/x")) as ws:
+    with serve(app) as url, connect(_ws(url, "/chat/x")) as ws:
         assert ws.response is not None
         headers = ws.response.headers
         assert headers.get_all("Set-Cookie") == ["seen=yes; Path=/"]
@@ -124,9 +140,9 @@ def test_handshake_carries_handler_headers_but_not_a_second_date_or_server(
         assert not any("Tornado" in value for value in headers.get_all("Server"))
 
 
-def test_check_origin_refusal_is_a_403(serve_uvicorn: Serve) -> None:
+def test_check_origin_refusal_is_a_403(serve: Serve) -> None:
     app, log, _ = _chat()
-    with serve_uvicorn(app) as url:
+    with serve(app) as url:
         with pytest.raises(InvalidStatus) as refused:
             connect(_ws(url, "/chat/x"), origin="http://evil.example")  # type: ignore[arg-type]
     assert refused.value.response.status_code == 403
@@ -134,9 +150,9 @@ def test_check_origin_refusal_is_a_403(serve_uvicorn: Serve) -> None:
     assert log == []
 
 
-def test_error_in_prepare_is_sent_as_http_response(serve_uvicorn: Serve) -> None:
+def test_error_in_prepare_is_sent_as_http_response(serve: Serve) -> None:
     app, _, _ = _chat()
-    with serve_uvicorn(app) as url:
+    with serve(app) as url:
         with pytest.raises(InvalidStatus) as refused:
             connect(_ws(url, "/chat/x?deny=1"))
     assert refused.value.response.status_code == 401
@@ -148,18 +164,18 @@ class PlainHandler(tornado.web.RequestHandler):
         self.write("just a page")
 
 
-def test_plain_handler_answers_a_handshake_as_tornado_does(serve_uvicorn: Serve) -> None:
+def test_plain_handler_answers_a_handshake_as_tornado_does(serve: Serve) -> None:
     """Tornado serves a GET with Upgrade: websocket to a plain handler as a GET."""
-    with serve_uvicorn(wrap([("/", PlainHandler)])) as url:
+    with serve(wrap([("/", PlainHandler)])) as url:
         with pytest.raises(InvalidStatus) as answered:
             connect(_ws(url, "/"))
     assert answered.value.response.status_code == 200
     assert answered.value.response.body == b"just a page"
 
 
-def test_message_over_max_message_size_closes_with_1009(serve_uvicorn: Serve) -> None:
+def test_message_over_max_message_size_closes_with_1009(serve: Serve) -> None:
     app, log, closed = _chat(websocket_max_message_size=100)
-    with serve_uvicorn(app) as url, connect(_ws(url, "/chat/x")) as ws:
+    with serve(app) as url, connect(_ws(url, "/chat/x")) as ws:
         ws.recv(WAIT)
         ws.send("a" * 100)
         assert ws.recv(WAIT) == "echo: " + "a" * 100
@@ -175,11 +191,12 @@ class BrokenOpenHandler(tornado.websocket.WebSocketHandler):
         raise RuntimeError("boom")
 
 
-def test_error_in_open_drops_the_connection(serve_uvicorn: Serve) -> None:
-    with serve_uvicorn(wrap([("/", BrokenOpenHandler)])) as url, connect(_ws(url, "/")) as ws:
+def test_error_in_open_drops_the_connection(serve: Serve) -> None:
+    with serve(wrap([("/", BrokenOpenHandler)])) as url, connect(_ws(url, "/")) as ws:
         with pytest.raises(ConnectionClosed):
             ws.recv(WAIT)
-        assert ws.close_code != 1000
+        # no normal closure: Tornado drops the connection (1006), the bridge says 1011
+        assert ws.close_code in (1006, 1011)
 
 
 FLOOD = 20_000
@@ -205,29 +222,18 @@ class FloodHandler(tornado.websocket.WebSocketHandler):
             self.write_message(str(self.stats["ticks"]))
 
 
-def test_a_flood_of_messages_does_not_hold_the_loop(serve_uvicorn: Serve) -> None:
+def test_a_flood_of_messages_does_not_hold_the_loop(serve: Serve) -> None:
     """Messages arriving all at once: on_message must not starve the loop."""
     stats: dict[str, Any] = {}
     # Masked binary frames with a one-byte payload and an all-zero mask.
     frames = b"\x82\x81\x00\x00\x00\x00x" * FLOOD
-    with serve_uvicorn(wrap([("/", FloodHandler, {"stats": stats})])) as url:
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
-            sock.sendall(
-                b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                b"Sec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n"
-            )
-            handshake = b""
-            while b"\r\n\r\n" not in handshake:
-                handshake += sock.recv(4096)
-            assert handshake.startswith(b"HTTP/1.1 101")
-            sock.sendall(frames)
-            reply = handshake.split(b"\r\n\r\n", 1)[1]
-            while len(reply) < 2 or len(reply) < 2 + reply[1]:
-                reply += sock.recv(4096)
-    # An unmasked text frame: 0x81, length, payload (the tick count).
-    ticks = int(reply[2 : 2 + reply[1]])
+    with serve(wrap([("/", FloodHandler, {"stats": stats})])) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with RawWebSocket.open(port, "/", timeout=WAIT) as ws:
+            ws.send(frames)
+            reply = ws.read_frame(WAIT)
+    assert (reply.opcode, reply.fin) == (TEXT, True)
+    ticks = int(reply.payload)
     # Tornado yields every 256 small frames; without that, only the few TCP
     # reads the server makes would let the ticker run.
     assert ticks > FLOOD // 256 // 2
@@ -246,11 +252,11 @@ class WriterHandler(tornado.websocket.WebSocketHandler):
         self.done.set()
 
 
-def test_write_after_close_raises_websocket_closed_error(serve_uvicorn: Serve) -> None:
+def test_write_after_close_raises_websocket_closed_error(serve: Serve) -> None:
     result: dict[str, Any] = {}
     done = threading.Event()
     app = wrap([("/", WriterHandler, {"result": result, "done": done})])
-    with serve_uvicorn(app) as url:
+    with serve(app) as url:
         with connect(_ws(url, "/")) as ws:
             ws.close()
         assert done.wait(WAIT)
@@ -274,11 +280,11 @@ def test_handshake_sent_as_plain_http_gets_426() -> None:
     assert response.headers["sec-websocket-version"] == "13"
 
 
-def test_single_websocket_handler_under_a_mount(serve_uvicorn: Serve) -> None:
+def test_single_websocket_handler_under_a_mount(serve: Serve) -> None:
     log: list[Any] = []
     closed = threading.Event()
     app = wrap(ChatHandler, pattern=r"/(\w+)", kwargs={"log": log, "closed": closed})
-    with serve_uvicorn(PrefixRouter({"/rooms": app})) as url:
+    with serve(Router({"/rooms": app})) as url:
         with connect(_ws(url, "/rooms/kitchen")) as ws:
             assert ws.recv(WAIT) == '{"joined": "kitchen"}'
         assert closed.wait(WAIT)

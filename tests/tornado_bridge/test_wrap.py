@@ -157,23 +157,21 @@ class PingHandler(tornado.web.RequestHandler):
         self.write("pong")
 
 
-def test_ioloop_stranded_before_serving_is_reported(serve_uvicorn: Any) -> None:
+def test_ioloop_stranded_before_serving_is_reported(serve: Any) -> None:
     """An IOLoop made before the server's loop (e.g. at import time) is named."""
     from tornado.ioloop import IOLoop
 
     stranded = IOLoop(make_current=False)  # bound to a loop the server never runs
     try:
         with pytest.warns(TornadoBridgeWarning, match="1 Tornado IOLoop"):
-            with serve_uvicorn(wrap(PingHandler)) as url:
+            with serve(wrap(PingHandler)) as url:
                 assert httpx.get(url).text == "pong"
     finally:
         stranded.close(all_fds=True)
 
 
-def test_no_stranded_ioloop_no_warning(
-    serve_uvicorn: Any, recwarn: pytest.WarningsRecorder
-) -> None:
-    with serve_uvicorn(wrap(PingHandler)) as url:
+def test_no_stranded_ioloop_no_warning(serve: Any, recwarn: pytest.WarningsRecorder) -> None:
+    with serve(wrap(PingHandler)) as url:
         assert httpx.get(url).text == "pong"
     assert not [w for w in recwarn if issubclass(w.category, TornadoBridgeWarning)]
 

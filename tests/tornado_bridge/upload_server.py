@@ -1,8 +1,9 @@
 """A server process for the flat-memory upload test.
 
-``python upload_server.py SERVER`` serves a ``@stream_request_body`` handler
-through ``wrap()`` under the named ASGI server on a free port, prints the
-port, and runs until its stdin closes.  The handler answers with the bytes it
+``python upload_server.py SERVER PORT_FILE`` serves a ``@stream_request_body``
+handler through ``wrap()`` under the named ASGI server (a driver of
+servers.py) on a free port, writes the port and a newline to PORT_FILE, and
+runs until its stdin closes.  The handler answers with the bytes it
 received and the process's resident memory before and at most during the
 upload, sampled from /proc.
 """
@@ -15,10 +16,11 @@ import sys
 
 import tornado.web
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # servers, and tests/ for support
 
-from servers import DRIVERS, bind_free_port  # type: ignore[import-not-found]  # noqa: E402
+from servers import DRIVERS  # type: ignore[import-not-found]  # noqa: E402
+from support import bind_free_port  # noqa: E402
 
 from qactuar.tornado_bridge import wrap  # noqa: E402
 
@@ -54,15 +56,16 @@ class UploadHandler(tornado.web.RequestHandler):
         )
 
 
-async def main(server_name: str) -> None:
+async def main(server_name: str, port_file: str) -> None:
     sock, port = bind_free_port()
     driver = DRIVERS[server_name]()
     await driver.start(wrap([("/upload", UploadHandler)]), sock)
-    print(port, flush=True)
+    with open(port_file, "w") as fh:
+        fh.write(f"{port}\n")
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
     await driver.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

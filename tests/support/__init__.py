@@ -1,0 +1,57 @@
+"""Test support: one of each helper the tests share (see each module's doc).
+
+- ``raw``: the raw HTTP/1.1 reader (``RawClient``, ``read_until_closed``, ``exchange``);
+- ``processes``: starting ``qactuar`` as a process on a held port, stopping it
+  with its whole process group (``start_qactuar``, ``stop_process``, ``run_qactuar``);
+- ``waiting``: the poll helper (``wait_until``);
+- ``threaded``: serving an app in a thread with a driver (``serve_in_thread``,
+  ``QactuarDriver``, ``serve_qactuar``).
+"""
+
+from .processes import (
+    APPS,
+    ROOT,
+    TESTS,
+    LeftoverProcessWarning,
+    Spawned,
+    accepts,
+    calls_with_peak_children,
+    children_of,
+    free_port,
+    held_socket,
+    process_group,
+    qactuar_env,
+    run_qactuar,
+    start_program,
+    start_qactuar,
+    stop_process,
+    sweep_group,
+)
+from .raw import (
+    READ_TIMEOUT,
+    RawClient,
+    RawResponse,
+    encode_request,
+    exchange,
+    read_until_closed,
+    still_served,
+)
+from .threaded import (
+    QactuarDriver,
+    RunningServer,
+    Served,
+    ServerDriver,
+    bind_free_port,
+    serve_in_thread,
+    serve_qactuar,
+)
+from .waiting import wait_until
+
+__all__ = [
+    "APPS", "LeftoverProcessWarning", "QactuarDriver", "READ_TIMEOUT", "ROOT", "RawClient",
+    "RawResponse", "RunningServer", "Served", "ServerDriver", "Spawned", "TESTS", "accepts",
+    "bind_free_port", "calls_with_peak_children", "children_of", "encode_request", "exchange",
+    "free_port", "held_socket", "process_group", "qactuar_env", "read_until_closed", "run_qactuar",
+    "serve_in_thread", "serve_qactuar", "start_program", "start_qactuar", "still_served",
+    "stop_process", "sweep_group", "wait_until",
+]
