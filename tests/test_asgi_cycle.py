@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import threading
@@ -13,19 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
-from conftest import read_until_closed, wait_until
-
-
-def split_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, body
-
+from support import RawClient, read_until_closed, wait_until
 
 # -- scope ---------------------------------------------------------------------
 
@@ -45,7 +32,7 @@ def test_scope_has_every_key_the_spec_lists(serve):
             sock.sendall(b"GET /caf%C3%A9/x?a=1&b=%20 HTTP/1.1\r\nHost: t\r\n"
                          b"X-Custom-Header: Yes\r\nX-Dup: 1\r\nAccept: */*\r\nX-Dup: 2\r\n"
                          b"Connection: close\r\n\r\n")
-            status, _, _ = split_response(read_until_closed(sock))
+            status = RawClient.over(sock).response().status
             client_port = sock.getsockname()[1]
     assert status == 204
     scope = seen[0]
@@ -73,10 +60,11 @@ def test_scope_has_every_key_the_spec_lists(serve):
 
 def test_http10_and_root_path_in_scope(serve):
     with serve(basic.echo, ROOT_PATH="/prefix") as srv:
-        data = srv.raw(b"GET /x HTTP/1.0\r\n\r\n")
-    status, _, body = split_response(data)
-    report = json.loads(body)
-    assert status == 200
+        with RawClient(srv.port) as client:
+            client.send(b"GET /x HTTP/1.0\r\n\r\n")
+            response = client.response()
+    report = response.json()
+    assert response.status == 200
     assert report["http_version"] == "1.0"
     assert report["root_path"] == "/prefix"
     assert report["path"] == "/prefix/x"
@@ -116,7 +104,8 @@ def test_chunked_body_streams_with_more_body(serve):
                      b"Connection: close\r\n\r\n5\r\nhello\r\n")
         assert first_chunk.wait(5)  # the app has "hello" before the rest is sent
         sock.sendall(b"6\r\n world\r\n0\r\n\r\n")
-        status, _, data = split_response(read_until_closed(sock))
+        response = RawClient.over(sock).response()
+        status, data = response.status, response.body
     assert status == 200
     assert data == b"11"
     assert events[0] == (5, True)
@@ -154,8 +143,8 @@ def test_disconnect_is_delivered_while_the_app_is_running(serve):
         assert waiting.wait(5)
         assert still_waiting == [True]
         sock.close()
-        assert wait_until(lambda: len(received) == 2)
-        assert wait_until(lambda: bool(send_error))
+        wait_until(lambda: len(received) == 2, what="the app's receive() to return http.disconnect")
+        wait_until(lambda: send_error, what="send() after the disconnect to raise")
     assert received[0]["type"] == "http.request"
     assert received[1] == {"type": "http.disconnect"}
     assert isinstance(send_error[0], OSError)
@@ -196,7 +185,7 @@ def test_a_cancelled_receive_does_not_disturb_another(serve):
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         assert waiting.wait(5)
         sock.close()
-        assert wait_until(lambda: bool(outcome))
+        wait_until(lambda: outcome, what="the listener's receive() to return")
     assert outcome == [{"type": "http.disconnect"}]
 
 
@@ -219,7 +208,7 @@ def test_disconnect_during_the_body_upload(serve):
     with serve(app) as srv:
         sock = srv.connect()
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100)
-        assert wait_until(lambda: len(received) >= 1)
+        wait_until(lambda: received, what="the app to receive the first 100 bytes")
         sock.close()
         assert done.wait(5)
     assert received[0] == {"type": "http.request", "body": b"a" * 100, "more_body": True}
@@ -336,9 +325,9 @@ def test_exception_after_start_closes_without_complete_body(serve, qt_exception_
     with serve(app, KEEP_ALIVE_TIMEOUT=60) as srv:  # only a close ends the read
         # raw() reads until the server closes (TimeoutError if it leaves it open)
         data = srv.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", timeout=5)
-    status, headers, body = split_response(data)
-    assert status == 200
-    assert headers.get("transfer-encoding") == "chunked"
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    assert b"\r\ntransfer-encoding: chunked\r\n" in head.lower() + b"\r\n", head
     assert body == b"7\r\npartial\r\n"  # no terminating chunk: the client sees it cut
     assert any("boom after start" in logging.Formatter().format(r)
                for r in qt_exception_records)
@@ -358,8 +347,10 @@ def test_exception_after_start_with_content_length_is_cut_short(serve):
             httpx.get(srv.url + "/", timeout=5)
         # the same on the wire: the head, 10 bytes, the end of the connection
         data = srv.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", timeout=5)
-    status, headers, body = split_response(data)
-    assert (status, headers.get("content-length"), body) == (200, "100", b"x" * 10)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    assert b"\r\ncontent-length: 100\r\n" in head.lower() + b"\r\n", head
+    assert body == b"x" * 10
 
 
 def test_app_returning_mid_body_closes_the_connection(serve, qt_exception_records):
@@ -372,9 +363,9 @@ def test_app_returning_mid_body_closes_the_connection(serve, qt_exception_record
     with serve(app, KEEP_ALIVE_TIMEOUT=60) as srv:  # only a close ends the read
         # raw() reads until the server closes (TimeoutError if it leaves it open)
         data = srv.raw(b"GET /half HTTP/1.1\r\nHost: t\r\n\r\n", timeout=5)
-    status, headers, body = split_response(data)
-    assert status == 200
-    assert headers.get("transfer-encoding") == "chunked"
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    assert b"\r\ntransfer-encoding: chunked\r\n" in head.lower() + b"\r\n", head
     assert body == b"4\r\nhalf\r\n"  # no terminating chunk
     assert any("/half" in r.getMessage() for r in qt_exception_records)
 
@@ -482,7 +473,8 @@ def test_reading_pauses_while_the_app_leaves_the_body_unread(serve):
             sock.settimeout(10)
             while pushed < total:
                 pushed += sock.send(piece[: total - pushed])
-            status, _, body = split_response(read_until_closed(sock, timeout=10))
+            response = RawClient.over(sock, timeout=10).response()
+            status, body = response.status, response.body
         finally:
             may_read.set()
             sock.close()

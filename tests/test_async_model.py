@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
-from conftest import read_until_closed, wait_for_output
-from rawhttp import RawConnection
+from support import RawClient, wait_until
 
 from qactuar.server import server as server_module
 
@@ -35,26 +34,23 @@ def request_in_thread(url: str, timeout: float = 10) -> tuple[threading.Thread, 
     return thread, result
 
 
-def refuses_connections(port: int, timeout: float = 3) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                pass
-        except ConnectionRefusedError:
-            return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
+def refuses(port: int) -> bool:
+    """True if a connection to ``port`` is refused now (a timeout is not a refusal)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
 
 
 def test_sigterm_lets_in_flight_request_finish(spawn_qactuar):
     proc = spawn_qactuar("--model", "async", "basic:slow_in_flight")
     thread, result = request_in_thread(proc.url + "/?seconds=1.5")
-    wait_for_output(proc, "in flight")
+    proc.wait_for_log("in flight")
     proc.signal(signal.SIGTERM)
-    assert refuses_connections(proc.port), "new connections still accepted after SIGTERM"
+    wait_until(lambda: refuses(proc.port), 3, what="new connections refused after SIGTERM")
     assert thread.is_alive(), "refused only once the request was over"
     thread.join(10)
     assert result.get("status") == 200, result
@@ -65,7 +61,7 @@ def test_sigterm_lets_in_flight_request_finish(spawn_qactuar):
 def test_graceful_timeout_bounds_the_wait(spawn_qactuar):
     proc = spawn_qactuar("--model", "async", "basic:slow_in_flight", "--graceful-timeout", "0.5")
     thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
-    wait_for_output(proc, "in flight")
+    proc.wait_for_log("in flight")
     started = time.monotonic()
     proc.signal(signal.SIGTERM)
     status = proc.wait(10)
@@ -82,9 +78,9 @@ def test_graceful_timeout_bounds_the_wait(spawn_qactuar):
 def test_second_sigint_stops_at_once(spawn_qactuar):
     proc = spawn_qactuar("--model", "async", "basic:slow_in_flight")  # GRACEFUL_TIMEOUT 30 s
     thread, result = request_in_thread(proc.url + "/?seconds=20", timeout=20)
-    wait_for_output(proc, "in flight")
+    proc.wait_for_log("in flight")
     proc.signal(signal.SIGINT)
-    wait_for_output(proc, "SIGINT: stopping gracefully")
+    proc.wait_for_log("SIGINT: stopping gracefully")
     time.sleep(0.3)
     # the first SIGINT waits for the request: its connection stays open
     assert thread.is_alive() and not result, result
@@ -121,22 +117,20 @@ def test_stops_accepting_as_soon_as_told(serve, monkeypatch):
         assert httpx.get(srv.url + "/", timeout=5).status_code == 200
         clock = srv.server.state.clock
         srv.server.should_exit = True
-        assert refuses_connections(srv.port, timeout=10), "accepted after should_exit"
+        wait_until(lambda: refuses(srv.port), 10, what="connections refused after should_exit")
         assert srv.server.state.clock != clock  # stopped by the wake-up, not a sweep
 
 
 def test_response_finished_during_stop_says_connection_close(spawn_qactuar):
-    # --keep-alive-timeout 1: the server sweeps (and sees the signal) every 0.25 s
-    proc = spawn_qactuar("--model", "async", "basic:slow_in_flight", "--keep-alive-timeout", "1")
-    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
-        sock.sendall(b"GET /?seconds=1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        wait_for_output(proc, "in flight")
+    proc = spawn_qactuar("--model", "async", "basic:slow_in_flight")
+    with RawClient(proc.port, timeout=10) as client:
+        client.send(b"GET /?seconds=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        proc.wait_for_log("in flight")
         proc.signal(signal.SIGTERM)
-        data = read_until_closed(sock, 10)
-    head = data.partition(b"\r\n\r\n")[0].lower()
-    assert head.startswith(b"http/1.1 200")
-    assert data.endswith(b"done")
-    assert b"\r\nconnection: close" in head
+        response = client.response()
+        assert client.closed_by_server(10)
+    assert (response.status, response.body) == (200, b"done")
+    assert response.text_header("connection") == "close"
 
 
 @pytest.mark.parametrize("model", ["async", "fork"])
@@ -146,12 +140,11 @@ def test_request_arriving_just_after_sigterm_on_an_idle_connection_is_answered(
     # the way: a graceful stop answers it (saying connection: close) instead
     # of closing the connection under it.
     proc = spawn_qactuar("basic:hello", "--model", model)
-    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
-        conn = RawConnection(sock)
+    with RawClient(proc.port) as conn:
         assert conn.request("/").status == 200
         proc.signal(signal.SIGTERM)
         time.sleep(0.05)
         response = conn.request("/")
         assert response.status == 200
-        assert response.headers.get("connection") == "close"
+        assert response.text_header("connection") == "close"
     assert proc.wait() == 0

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import fields
+from typing import Any
 
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
-from conftest import free_port, stop_process, wait_for_port
-from test_config import ROOT, TESTS, run_qactuar
+from support import APPS, Spawned, qactuar_env, run_qactuar, start_program
 
 from qactuar import Config, Server
-
-#: KEEP_ALIVE_TIMEOUT 1 s for every server spawn_qactuar starts here (see conftest).
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
 
 
 def test_help_documents_every_option():
@@ -97,8 +94,9 @@ def test_no_argument_serves_the_config_apps(spawn_qactuar, tmp_path):
     assert httpx.get(proc.url + "/", timeout=5).text == "Hello, world!"
 
 
-def test_app_module_in_the_current_directory(tmp_path):
-    # -P: Python itself does not put the cwd on sys.path (as with the console script)
+def test_app_module_in_the_current_directory(spawn_qactuar, tmp_path):
+    # PYTHONSAFEPATH (-P): Python itself does not put the cwd on sys.path (as
+    # with the console script): qactuar does
     (tmp_path / "cwd_app.py").write_text(
         "async def app(scope, receive, send):\n"
         "    if scope['type'] != 'http':\n"
@@ -106,18 +104,8 @@ def test_app_module_in_the_current_directory(tmp_path):
         "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
         "    await send({'type': 'http.response.body', 'body': b'from cwd'})\n"
     )
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("QACTUAR_CONFIG", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "qactuar", "cwd_app:app", "--host", "127.0.0.1",
-         "--port", str(port)], cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc)
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "from cwd"
-    finally:
-        stop_process(proc, 10)
+    proc = spawn_qactuar("cwd_app:app", cwd=str(tmp_path), env={"PYTHONSAFEPATH": "1"})
+    assert httpx.get(proc.url + "/", timeout=5).text == "from cwd"
 
 
 def test_address_in_use_is_one_line(spawn_qactuar):
@@ -131,57 +119,58 @@ def test_address_in_use_is_one_line(spawn_qactuar):
     assert "[Errno" not in output
 
 
-def spawn_script(code: str, port: int, cwd: str | None = None) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
-    env.pop("QACTUAR_CONFIG", None)
-    return subprocess.Popen([sys.executable, "-c", code], env=env,
-                            cwd=cwd or os.path.join(TESTS, "apps"), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.fixture
+def spawn_script(tmp_path: Any) -> Iterator[Callable[..., Spawned]]:
+    """``spawn_script(code, cwd=None)``: ``python -c code`` serving on a port of its own
+    choosing (``port=0``: its port read from its ``Listening on`` line); all are stopped."""
+    started: list[Spawned] = []
+
+    def spawn(code: str, cwd: str | None = None) -> Spawned:
+        log_path = str(tmp_path / f"script-{len(started)}.log")
+        open(log_path, "w").close()
+
+        def listening() -> bool:
+            with open(log_path, encoding="utf-8", errors="replace") as fh:
+                return "Listening on" in fh.read()
+
+        proc = start_program([sys.executable, "-c", code], log_path, listening,
+                             "the script's server to listen", cwd=cwd or APPS,
+                             env=qactuar_env())
+        started.append(Spawned(proc, 0, log_path))
+        return started[-1]
+
+    yield spawn
+    for spawned in started:
+        spawned.stop()
 
 
 @pytest.mark.parametrize("app", ["basic.hello", "'basic:hello'"])
-def test_run_serves_programmatically(app):
-    port = free_port()
-    proc = spawn_script(
-        f"import basic, qactuar\nqactuar.run({app}, host='127.0.0.1', port={port})\n", port)
-    try:
-        wait_for_port(port, proc)
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, world!"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+def test_run_serves_programmatically(spawn_script, app):
+    proc = spawn_script(f"import basic, qactuar\nqactuar.run({app}, host='127.0.0.1', port=0)\n")
+    assert httpx.get(proc.url + "/", timeout=5).text == "Hello, world!"
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
 
 
-def test_run_reads_the_config_file_under_its_arguments(tmp_path):
-    port = free_port()
+def test_run_reads_the_config_file_under_its_arguments(spawn_script, tmp_path):
     (tmp_path / "qactuar_config.json").write_text(
         '{"ROOT_PATH": "/file", "PORT": 1, "HOST": "192.0.2.1"}')
     proc = spawn_script(
-        f"import basic, qactuar\nqactuar.run(basic.echo, host='127.0.0.1', port={port})\n",
-        port, cwd=str(tmp_path))
-    try:
-        wait_for_port(port, proc)
-        report = httpx.get(f"http://127.0.0.1:{port}/x", timeout=5).json()
-        assert report["root_path"] == "/file"
-    finally:
-        stop_process(proc, 10)
+        "import basic, qactuar\nqactuar.run(basic.echo, host='127.0.0.1', port=0)\n",
+        cwd=str(tmp_path))
+    assert proc.host == "127.0.0.1"
+    report = httpx.get(proc.url + "/x", timeout=5).json()
+    assert report["root_path"] == "/file"
 
 
-def test_run_with_a_config_object():
-    port = free_port()
+def test_run_with_a_config_object(spawn_script):
     proc = spawn_script(
         "import basic, qactuar\n"
-        f"conf = qactuar.Config(HOST='127.0.0.1', PORT={port}, ROOT_PATH='/conf')\n"
-        "qactuar.run(app=basic.echo, conf=conf)\n", port)
-    try:
-        wait_for_port(port, proc)
-        report = httpx.get(f"http://127.0.0.1:{port}/x", timeout=5).json()
-        assert report["root_path"] == "/conf"
-    finally:
-        stop_process(proc, 10)
+        "conf = qactuar.Config(HOST='127.0.0.1', PORT=0, ROOT_PATH='/conf')\n"
+        "qactuar.run(app=basic.echo, conf=conf)\n")
+    assert proc.host == "127.0.0.1"
+    report = httpx.get(proc.url + "/x", timeout=5).json()
+    assert report["root_path"] == "/conf"
 
 
 def test_server_embedded_in_a_running_loop_with_its_own_socket():
@@ -192,7 +181,7 @@ def test_server_embedded_in_a_running_loop_with_its_own_socket():
     port = sock.getsockname()[1]
 
     async def main() -> tuple[int, str, bool]:
-        server = Server(basic.echo, Config(KEEP_ALIVE_TIMEOUT=0.8))
+        server = Server(basic.echo, Config())
         task = asyncio.create_task(server.serve(sockets=[sock]))
         await asyncio.wait_for(server.started.wait(), 5)
         async with httpx.AsyncClient(timeout=5) as client:
@@ -209,10 +198,9 @@ def test_server_embedded_in_a_running_loop_with_its_own_socket():
 
 
 def test_run_refuses_a_bad_setting():
-    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
     result = subprocess.run(
         [sys.executable, "-c", "import basic, qactuar\nqactuar.run(basic.hello, port=-3)\n"],
-        env=env, cwd=os.path.join(TESTS, "apps"), capture_output=True, text=True, timeout=20,
+        env=qactuar_env(), cwd=APPS, capture_output=True, text=True, timeout=20,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -221,13 +209,11 @@ def test_run_refuses_a_bad_setting():
 
 
 def test_run_names_a_config_object_as_the_source():
-    env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT)
-    env.pop("QACTUAR_CONFIG", None)
     code = ("import basic, qactuar\n"
             "logs = {'version': 1, 'handlers': {'h': {'class': 'no_such_mod.Handler'}}}\n"
             "qactuar.run(basic.hello, conf=qactuar.Config(LOGS=logs))\n")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=20, cwd=os.path.join(TESTS, "apps"))
+    result = subprocess.run([sys.executable, "-c", code], env=qactuar_env(), capture_output=True,
+                            text=True, timeout=20, cwd=APPS)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines

@@ -11,8 +11,14 @@ import time
 
 import httpx
 import pytest
-from conftest import calls_with_peak_children, children_of
-from rawhttp import RawConnection
+from support import (
+    RawClient,
+    calls_with_peak_children,
+    children_of,
+    encode_request,
+    read_until_closed,
+    wait_until,
+)
 
 FORK = ("forky:app", "--model", "fork")
 
@@ -25,16 +31,33 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def refuses(port: int) -> bool:
+    """True if a connection to ``port`` is refused now (a timeout is not a refusal)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def no_children(proc) -> None:
+    """Until the server's children are all gone (none left behind, no zombie)."""
+    wait_until(lambda: not children_of(proc.proc.pid), 10,
+               what=f"no child of {proc.proc.pid} left")
+
+
 def test_each_keep_alive_request_gets_a_new_child(spawn_qactuar):
     proc = spawn_qactuar(*FORK)
-    with socket.create_connection(("127.0.0.1", proc.port)) as sock:
-        conn = RawConnection(sock)
+    with RawClient(proc.port) as conn:
+        sock = conn.sock
         local = sock.getsockname()
         pids = []
         for _ in range(50):
             response = conn.request("/pid")
             assert response.status == 200
-            assert response.headers.get("connection") != "close"
+            assert response.text_header("connection") != "close"
             pids.append(int(response.body))
         assert sock.getsockname() == local  # the same connection throughout
     assert len(set(pids)) == 50
@@ -43,14 +66,13 @@ def test_each_keep_alive_request_gets_a_new_child(spawn_qactuar):
 
 def test_pipelined_requests_are_answered_in_order(spawn_qactuar):
     proc = spawn_qactuar(*FORK)
-    with socket.create_connection(("127.0.0.1", proc.port)) as sock:
-        conn = RawConnection(sock)
-        sock.sendall(
-            RawConnection.encode("/echo", "POST", b"first")
-            + RawConnection.encode("/echo", "POST", b"second")
-            + RawConnection.encode("/echo", "POST", b"third")
+    with RawClient(proc.port) as conn:
+        conn.send(
+            encode_request("/echo", "POST", b"first")
+            + encode_request("/echo", "POST", b"second")
+            + encode_request("/echo", "POST", b"third")
         )
-        bodies = [conn.read_response().body for _ in range(3)]
+        bodies = [conn.response().body for _ in range(3)]
         assert bodies == [b"first", b"second", b"third"]
         assert conn.request("/pid").status == 200  # and the connection goes on
 
@@ -72,10 +94,7 @@ def test_request_timeout_gives_504_and_kills_the_child(spawn_qactuar):
     assert response.status_code == 504
     # after REQUEST_TIMEOUT, and not much later (the child sleeps 30 s)
     assert 0.5 <= elapsed < 0.5 + 0.1 + 2.5
-    deadline = time.monotonic() + 10
-    while children_of(proc.proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert children_of(proc.proc.pid) == []
+    no_children(proc)
     assert httpx.get(proc.url + "/pid").status_code == 200
     assert "REQUEST_TIMEOUT" in proc.output()
 
@@ -99,13 +118,8 @@ def test_a_dying_child_costs_only_its_request(spawn_qactuar, path, words):
 def test_a_child_dying_mid_response_closes_the_connection(spawn_qactuar):
     proc = spawn_qactuar(*FORK)
     with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
-        sock.sendall(RawConnection.encode("/half"))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        sock.sendall(encode_request("/half"))
+        data = read_until_closed(sock, 10)
     assert data.startswith(b"HTTP/1.1 200")
     assert not data.endswith(b"0\r\n\r\n")  # never a complete chunked body
     assert b"502" not in data
@@ -156,8 +170,7 @@ def test_slow_clients_cost_no_child(spawn_qactuar):
         deadline = time.monotonic() + 15
         answers = set()
         for sock in slow:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            data = sock.recv(1024)
+            data = read_until_closed(sock, max(0.01, deadline - time.monotonic()))
             answers.add(b"408" if data.startswith(b"HTTP/1.1 408") else data)
         assert answers <= {b"408", b""}, answers
     finally:
@@ -175,9 +188,8 @@ def test_sigterm_lets_running_children_finish(spawn_qactuar):
     callers = [threading.Thread(target=call) for _ in range(3)]
     for t in callers:
         t.start()
-    deadline = time.monotonic() + 5
-    while len(children_of(proc.proc.pid)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(children_of(proc.proc.pid)) >= 3, 10,
+               what="a child for each of the 3 requests")
     proc.signal(signal.SIGTERM)
     for t in callers:
         t.join(10)
@@ -192,10 +204,8 @@ def _slow_request_in_a_child(proc, seconds: float, path: str = "/sleep") -> thre
     )
     before = set(children_of(proc.proc.pid))  # one still exiting does not count
     caller.start()
-    deadline = time.monotonic() + 5
-    while not set(children_of(proc.proc.pid)) - before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert set(children_of(proc.proc.pid)) - before
+    wait_until(lambda: set(children_of(proc.proc.pid)) - before, 10,
+               what=f"a child to run GET {path}")
     return caller
 
 
@@ -205,12 +215,11 @@ def test_a_running_child_does_not_hold_other_clients_open(spawn_qactuar, path):
     # client the parent closes sees no FIN until that child exits. /block
     # blocks the child's event loop: the closing cannot wait for it.
     proc = spawn_qactuar(*FORK, "--keep-alive-timeout", "0.5")
-    with socket.create_connection(("127.0.0.1", proc.port)) as idle:
-        assert RawConnection(idle).request("/pid").status == 200
+    with RawClient(proc.port) as idle:
+        assert idle.request("/pid").status == 200
         answered = time.monotonic()
         caller = _slow_request_in_a_child(proc, 4, path)
-        idle.settimeout(10)
-        assert idle.recv(100) == b""  # the parent's keep-alive timeout closed it
+        assert idle.read_to_close(10) == b""  # the parent's keep-alive timeout closed it
         # while the child holding a copy still runs (4 s; the timeout is 0.5 s)
         assert caller.is_alive(), f"closed after {time.monotonic() - answered:.1f}s"
     caller.join(10)
@@ -221,15 +230,7 @@ def test_a_running_child_does_not_keep_the_port_open_after_sigterm(spawn_qactuar
     proc = spawn_qactuar(*FORK, "--graceful-timeout", "10")
     caller = _slow_request_in_a_child(proc, 3, path)
     proc.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    refused = False
-    while not refused and time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", proc.port), timeout=1).close()
-            time.sleep(0.05)
-        except ConnectionRefusedError:
-            refused = True
-    assert refused, "the listening socket stayed open"
+    wait_until(lambda: refuses(proc.port), 10, what="the listening socket to be closed")
     # refused while the child (3 s) still runs: it did not hold the port open
     assert caller.is_alive()
     caller.join(10)
@@ -241,15 +242,14 @@ def test_a_request_on_a_kept_connection_during_a_graceful_stop_is_served(spawn_q
     # free: a child forked then must not close whatever reuses them (its own
     # event loop's, say).
     proc = spawn_qactuar(*FORK, "--graceful-timeout", "10")
-    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
-        conn = RawConnection(sock)
+    with RawClient(proc.port, timeout=10) as conn:
         assert conn.request("/pid").status == 200
         caller = _slow_request_in_a_child(proc, 1.5)  # keeps the server draining
         proc.signal(signal.SIGTERM)
         time.sleep(0.05)  # within IDLE_GRACE: the request is answered, then closed
         response = conn.request("/sleep?0.5")
         assert response.status == 200, response.body
-        assert response.headers.get("connection") == "close"
+        assert response.text_header("connection") == "close"
     caller.join(10)
     assert proc.wait() == 0
     assert "killed by" not in proc.output()
@@ -258,10 +258,7 @@ def test_a_request_on_a_kept_connection_during_a_graceful_stop_is_served(spawn_q
 def test_proc_stats_are_logged(spawn_qactuar):
     proc = spawn_qactuar(*FORK, "--gather-proc-stats", "--log-level", "debug")
     assert httpx.get(proc.url + "/pid").status_code == 200
-    deadline = time.monotonic() + 10
-    while "peak RSS" not in proc.output() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "KiB peak RSS" in proc.output()
+    proc.wait_for_log("KiB peak RSS", 10)
 
 
 def test_seed_model_number_alias_selects_fork(spawn_qactuar, tmp_path):
@@ -283,10 +280,7 @@ def test_a_child_the_parent_cannot_watch_is_killed_and_answered_503(spawn_qactua
     assert httpx.get(proc.url + "/sleep?30", timeout=10).status_code == 503
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200  # the one slot is free
     assert re.search(r"cannot watch child \d+ for .*: killed it", proc.output()), proc.output()
-    deadline = time.monotonic() + 10
-    while children_of(proc.proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert children_of(proc.proc.pid) == []  # no zombie left behind
+    no_children(proc)
 
 
 def test_a_child_that_answered_before_the_parent_could_watch_it_is_not_answered_twice(
@@ -296,8 +290,7 @@ def test_a_child_that_answered_before_the_parent_could_watch_it_is_not_answered_
     # must get that response alone, and its connection must go on
     proc = spawn_qactuar(*FORK, launcher="failing_fork",
                          env={"FAIL_PIDFDS": "1", "FAIL_PIDFDS_DELAY": "0.5"})
-    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
-        conn = RawConnection(sock)
+    with RawClient(proc.port, timeout=10) as conn:
         first = conn.request("/pid")
         assert first.status == 200
         second = conn.request("/pid")

@@ -19,13 +19,22 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Spawned, alive, wait_for
-from rawhttp import RawConnection
+from support import RawClient, Spawned, encode_request, read_until_closed, wait_until
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def marked(folder: Path, name: str) -> int:
     """Wait for the app's ``<name>-<pid>`` file; the pid of the process that wrote it."""
-    found = wait_for(lambda: sorted(folder.glob(f"{name}-*[0-9]")), 10)
+    found = wait_until(lambda: sorted(folder.glob(f"{name}-*[0-9]")), 10,
+                       what=f"the app's {name}-<pid> marker")
     return int(found[0].name.rsplit("-", 1)[1])
 
 
@@ -42,13 +51,13 @@ def test_children_outliving_graceful_timeout_are_killed_and_the_parent_exits_0(
     GRACEFUL_TIMEOUT, then kill the rest and exit 0"."""
     server = start(spawn_qactuar, tmp_path, "--graceful-timeout", "1")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(RawConnection.encode("/hold"))  # never released
+        sock.sendall(encode_request("/hold"))  # never released
         child = marked(tmp_path, "held")
         term_at = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(15) == 0
         stopped_in = time.monotonic() - term_at
-        assert sock.recv(65536) == b""  # closed without a response
+        assert read_until_closed(sock, 10) == b""  # closed without a response
     assert stopped_in >= 1.0  # it had its GRACEFUL_TIMEOUT
     assert not alive(child)
     log = server.output()
@@ -60,14 +69,14 @@ def test_a_second_sigint_stops_now(spawn_qactuar, tmp_path):
     """README, fork: "SIGINT twice: stop now" (GRACEFUL_TIMEOUT 30 s here)."""
     server = start(spawn_qactuar, tmp_path, "--graceful-timeout", "30")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(RawConnection.encode("/hold"))
+        sock.sendall(encode_request("/hold"))
         child = marked(tmp_path, "held")
         server.signal(signal.SIGINT)
-        wait_for(lambda: "SIGINT: stopping gracefully" in server.output(), 10, server.output)
+        server.wait_for_log("SIGINT: stopping gracefully", 10)
         assert alive(child)  # the first one lets it run
         server.signal(signal.SIGINT)
         assert server.wait(10) == 0  # far sooner than GRACEFUL_TIMEOUT
-        assert sock.recv(65536) == b""
+        assert read_until_closed(sock, 10) == b""
     assert not alive(child)
     assert "Second SIGINT: stopping now" in server.output()
 
@@ -79,14 +88,14 @@ def test_children_ignore_a_signal_to_the_whole_process_group(spawn_qactuar, tmp_
     server = start(spawn_qactuar, tmp_path, "--graceful-timeout", "20", launcher="own_group")
     assert os.getpgid(server.proc.pid) == server.proc.pid
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(RawConnection.encode("/hold"))
+        sock.sendall(encode_request("/hold"))
         child = marked(tmp_path, "held")
         assert os.getpgid(child) == server.proc.pid
         os.killpg(server.proc.pid, signum)  # the parent and its child at once
         name = signal.Signals(signum).name
-        wait_for(lambda: f"{name}: stopping gracefully" in server.output(), 10, server.output)
+        server.wait_for_log(f"{name}: stopping gracefully", 10)
         (tmp_path / "release").touch()
-        response = RawConnection(sock, timeout=20).read_response()
+        response = RawClient.over(sock, 20).response()
     assert (response.status, response.body) == (200, f"released {child}".encode())
     assert server.wait(15) == 0
     assert "Graceful timeout" not in server.output()
@@ -98,17 +107,19 @@ def test_work_after_the_response_completes_in_the_child(spawn_qactuar, tmp_path,
     an app does after its response (Starlette background tasks) completes"."""
     server = start(spawn_qactuar, tmp_path)
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        conn = RawConnection(sock, timeout=20)
-        sock.sendall(f"GET /after HTTP/1.1\r\nHost: t\r\nConnection: {connection}\r\n\r\n"
+        conn = RawClient.over(sock, 20)
+        conn.send(f"GET /after HTTP/1.1\r\nHost: t\r\nConnection: {connection}\r\n\r\n"
                      .encode())
-        response = conn.read_response()
+        response = conn.response()
         assert response.status == 200
         child = int(response.body.split()[1])
         assert child != server.proc.pid
         if connection == "close":
-            assert sock.recv(100) == b""  # the client sees the end while the app goes on
+            # the client sees the end while the app goes on
+            assert conn.read_to_close(10) == b""
         (tmp_path / "release").touch()  # only now, with the response in hand
-        wait_for(lambda: (tmp_path / f"after-{child}").exists(), 10, server.output)
+        wait_until(lambda: (tmp_path / f"after-{child}").exists(), 10,
+                   what="the child's work after its response")
     assert (tmp_path / f"after-{child}").read_text() == "done"
     server.signal(signal.SIGTERM)
     assert server.wait(15) == 0  # every child reaped and its end logged by now
@@ -135,8 +146,8 @@ def test_proc_stats_show_each_childs_real_cpu_wall_time_and_peak_rss(spawn_qactu
         light = int(client.get("/pid").text)
         busy = int(client.get("/cpu?0.4").text)  # 0.4 s of CPU time
         big = int(client.get("/alloc?96").text)  # 96 MiB touched
-    log = wait_for(lambda: all(f"child {pid}:" in server.output() for pid in (light, busy, big))
-                   and server.output(), 10, server.output)
+    log = wait_until(lambda: all(f"child {pid}:" in server.output() for pid in (light, busy, big))
+                     and server.output(), 10, what="a GATHER_PROC_STATS line for each child")
     light_f, busy_f, big_f = (child_figures(log, pid) for pid in (light, busy, big))
     # CPU: what the busy child burnt, and the light one did not
     assert busy_f["user"] + busy_f["sys"] >= 390, busy_f
@@ -160,12 +171,12 @@ def test_a_response_finished_during_the_stop_says_connection_close(
     stop say Connection: close"."""
     server = start(spawn_qactuar, tmp_path, "--graceful-timeout", "20", model=model)
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(RawConnection.encode("/hold"))
+        sock.sendall(encode_request("/hold"))
         marked(tmp_path, "held")
         server.signal(signal.SIGTERM)
-        wait_for(lambda: "SIGTERM: stopping gracefully" in server.output(), 10, server.output)
+        server.wait_for_log("SIGTERM: stopping gracefully", 10)
         (tmp_path / "release").touch()
-        response = RawConnection(sock, timeout=20).read_response()
+        response = RawClient.over(sock, 20).response()
         assert response.status == 200
-        assert response.headers.get("connection") == "close"
+        assert response.text_header("connection") == "close"
     assert server.wait(15) == 0

@@ -8,24 +8,9 @@ import signal
 import httpx
 import pytest
 from apps import core  # type: ignore[import-not-found]
-from conftest import wait_for_output
 
 #: Process-level lifespan behaviour holds for the async model and the default fork model.
 MODELS = pytest.mark.parametrize("model", ["async", "fork"])
-
-
-#: KEEP_ALIVE_TIMEOUT 1 s for every server spawn_qactuar starts here (see conftest).
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
-
-
-def wait_or_kill(proc, timeout: float) -> int:
-    """``proc.wait(timeout)``; a process still running then is killed (and the test fails)."""
-    try:
-        return proc.wait(timeout)
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait(5)
 
 
 @MODELS
@@ -133,18 +118,18 @@ def test_second_sigint_stops_a_hanging_lifespan_shutdown(spawn_qactuar, model):
     proc = spawn_qactuar("core:hangs_on_shutdown", "--model", model)
     assert httpx.get(proc.url + "/", timeout=5).status_code == 200
     proc.signal(signal.SIGINT)
-    wait_for_output(proc, "lifespan shutdown hangs")
+    proc.wait_for_log("lifespan shutdown hangs")
     proc.signal(signal.SIGINT)
-    assert wait_or_kill(proc, 10) == 0  # it would hang for an hour
+    assert proc.wait(10) == 0  # it would hang for an hour
     assert "Lifespan shutdown abandoned" in proc.output()
 
 
 @MODELS
 def test_sigterm_stops_a_hanging_lifespan_startup(spawn_qactuar, model):
     proc = spawn_qactuar("core:hangs_on_startup", "--model", model, wait=False)
-    wait_for_output(proc, "lifespan startup hangs")  # imported, in startup
+    proc.wait_for_log("lifespan startup hangs")  # imported, in startup
     proc.signal(signal.SIGTERM)
-    assert wait_or_kill(proc, 10) == 0  # it would hang for an hour
+    assert proc.wait(10) == 0  # it would hang for an hour
     assert "Stopped during lifespan startup" in proc.output()
 
 

@@ -23,8 +23,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import read_until_closed, serve_in_thread, wait_until
-from test_http11 import Client, still_served
+from support import RawClient, exchange, read_until_closed, serve_qactuar, still_served
 
 TIMEOUT = 0.5  # HEADER_TIMEOUT and KEEP_ALIVE_TIMEOUT of the ``timed`` server
 MARGIN = 2.5  # what an end-to-end timeout may take beyond its setting
@@ -61,25 +60,25 @@ LIMITS = dict(
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator:
-    with serve_in_thread(echo_body, LIFESPAN="off", **LIMITS) as srv:
+    with serve_qactuar(echo_body, LIFESPAN="off", **LIMITS) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def timed() -> Iterator:
-    with serve_in_thread(echo_body, LIFESPAN="off", HEADER_TIMEOUT=TIMEOUT,
+    with serve_qactuar(echo_body, LIFESPAN="off", HEADER_TIMEOUT=TIMEOUT,
                          KEEP_ALIVE_TIMEOUT=TIMEOUT) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def default() -> Iterator:
-    with serve_in_thread(echo_body, LIFESPAN="off") as srv:
+    with serve_qactuar(echo_body, LIFESPAN="off") as srv:
         yield srv
 
 
 def refused_with(srv, data: bytes, status: int) -> None:
-    with Client(srv.port) as c:
+    with RawClient(srv.port) as c:
         c.send(data)
         response = c.response()
         assert response.status == status, response
@@ -112,7 +111,7 @@ def send_until_answered(sock: socket.socket, pieces, pause: float = 0.005,
 
 
 def test_url_at_the_limit_is_served(limited):
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"GET /" + b"a" * 99 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert c.response().status == 200
 
@@ -126,7 +125,7 @@ def test_url_too_long_with_query_gets_414(limited):
 
 
 def test_endless_url_gets_414_before_the_line_ends(limited):
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         sent = send_until_answered(c.sock, [b"GET /"] + [b"a" * 10] * 1000)
         assert sent < 1000
         assert c.response().status == 414
@@ -139,7 +138,7 @@ def test_endless_url_gets_414_before_the_line_ends(limited):
 
 def test_header_section_at_the_limit_is_served(limited):
     fields = b"Host: x\r\nX-Pad: " + b"p" * 900 + b"\r\n"
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
         assert c.response().status == 200
 
@@ -157,7 +156,7 @@ def test_many_headers_sent_slowly_in_pieces_get_431_before_the_head_ends(limited
     # each piece is small and the head never ends: the size limit (431, not
     # the header timeout's 408) stops it, well before the client is done
     fields = [b"X-%03d: %s\r\n" % (i, b"v" * 40) for i in range(200)]
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
         sent = send_until_answered(c.sock, fields, pause=0.002)
         assert sent < 2048
@@ -168,7 +167,7 @@ def test_many_headers_sent_slowly_in_pieces_get_431_before_the_head_ends(limited
 
 
 def test_one_huge_header_trickling_in_gets_431(limited):
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
         sent = send_until_answered(c.sock, [b"v" * 50] * 100, pause=0.002)
         assert sent < 2048
@@ -179,7 +178,7 @@ def test_one_huge_header_trickling_in_gets_431(limited):
 
 def test_header_count_at_the_limit_is_served(limited):
     fields = b"Host: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(9))
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
         assert c.response().status == 200
 
@@ -193,7 +192,7 @@ def test_too_many_headers_get_431(limited):
 
 
 def test_body_at_the_limit_is_served(limited):
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"b" * 100)
         response = c.response()
         assert (response.status, response.body) == (200, b"b" * 100)
@@ -211,7 +210,7 @@ def test_body_over_the_limit_by_content_length_with_the_body_gets_413(limited):
 
 
 def test_expect_100_continue_over_the_limit_gets_413_and_no_100(limited):
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                b"Content-Length: 101\r\n\r\n")
         response = c.response()
@@ -221,7 +220,7 @@ def test_expect_100_continue_over_the_limit_gets_413_and_no_100(limited):
 
 
 def test_chunked_body_over_the_limit_gets_413(limited):
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         sent = send_until_answered(c.sock, [b"20\r\n" + b"c" * 32 + b"\r\n"] * 100, pause=0.002)
         assert sent < 1000
@@ -238,7 +237,7 @@ def test_chunked_body_over_the_limit_sent_at_once_gets_413(limited):
 
 def test_endless_trailer_gets_431(limited):
     # trailers are part of the message's fields: they are bounded like the head
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5\r\nhello\r\n0\r\nX-Trailer: ")
         sent = send_until_answered(c.sock, [b"t" * 100] * 500, pause=0.002)
@@ -259,10 +258,9 @@ def test_no_body_limit_by_default_5_mib_echoed_whole(default):
 def test_large_upload_over_the_limit_sees_the_413(limited):
     # a client that sends its whole (too large) body without waiting, as
     # curl -d @file does, must still be able to read the 413
-    with Client(limited.port) as c:
+    with RawClient(limited.port) as c:
         c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n")
         send_until_answered(c.sock, [b"u" * 65536] * 61, pause=0)
-        time.sleep(0.2)
         assert c.response().status == 413
     still_served(limited.url)
 
@@ -274,8 +272,6 @@ def test_an_upload_over_max_body_bytes_reads_its_413(spawn_qactuar, model, frami
     # must get the 413, not a reset under its upload. With Content-Length
     # the head is refused; chunked, the body's first bytes over the limit
     # (in the fork model by the child, which reads the body).
-    from test_conventions import upload_then_read
-
     srv = spawn_qactuar("tls_app:app", "--model", model, "--max-body-bytes", "1000")
     if framing == "chunked":
         head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -285,7 +281,7 @@ def test_an_upload_over_max_body_bytes_reads_its_413(spawn_qactuar, model, frami
         head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n"
         body = b"u" * 4_000_000
     for _ in range(3):
-        answer = upload_then_read(srv.port, head, body)
+        answer = exchange(srv.port, head + body, timeout=10)  # as curl -d @file
         assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
     assert httpx.post(srv.url + "/upload", content=b"small", timeout=10).json()["size"] == 5
 
@@ -294,7 +290,7 @@ def test_an_upload_over_max_body_bytes_reads_its_413(spawn_qactuar, model, frami
 
 
 def test_half_a_head_gets_408_and_a_close_after_the_header_timeout(timed):
-    with Client(timed.port) as c:
+    with RawClient(timed.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")
         started = time.monotonic()
         response = c.response(timeout=TIMEOUT + MARGIN + 2)
@@ -307,7 +303,7 @@ def test_half_a_head_gets_408_and_a_close_after_the_header_timeout(timed):
 
 
 def test_a_client_that_sends_nothing_is_closed_after_the_header_timeout(timed):
-    with Client(timed.port) as c:
+    with RawClient(timed.port) as c:
         started = time.monotonic()
         assert c.closed_by_server(TIMEOUT + MARGIN + 2)
         elapsed = time.monotonic() - started
@@ -317,7 +313,7 @@ def test_a_client_that_sends_nothing_is_closed_after_the_header_timeout(timed):
 
 
 def test_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(timed):
-    with Client(timed.port) as c:
+    with RawClient(timed.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert c.response().status == 200
         started = time.monotonic()
@@ -342,7 +338,7 @@ def test_request_timeout_after_bytes_were_sent_closes_the_connection(spawn_qactu
     assert data.endswith(b"\r\n\r\n7\r\npartial\r\n"), data  # cut after the chunk
     assert data.count(b"HTTP/1.1 ") == 1
     assert 0.45 <= elapsed <= 0.5 + MARGIN
-    assert wait_until(lambda: "killed after REQUEST_TIMEOUT" in srv.output())
+    srv.wait_for_log("killed after REQUEST_TIMEOUT")
     assert httpx.get(srv.url + "/pid", timeout=10).status_code == 200
 
 

@@ -6,28 +6,15 @@ import json
 import re
 import signal
 import socket
-import time
 
 import httpx
 import pytest
+from support import read_until_closed, wait_until
 
 ACCESS = re.compile(
     r'ACCESS 127\.0\.0\.1:(\d+) - "(\S+) (\S+) HTTP/(1\.[01])" (\d{3}) (\d+) ([\d.]+)ms$',
     re.M,
 )
-
-
-#: KEEP_ALIVE_TIMEOUT 1 s for every server spawn_qactuar starts here (see conftest).
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
-
-
-def wait_for_output(proc, predicate, timeout: float = 3) -> str:
-    deadline = time.monotonic() + timeout
-    output = proc.output()
-    while not predicate(output) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        output = proc.output()
-    return output
 
 
 @pytest.mark.parametrize("model", ["async", "fork"])
@@ -38,7 +25,7 @@ def test_one_access_line_per_request(spawn_qactuar, model):
             client.get(path)
         port = client.get("/e?seconds=0").extensions["network_stream"].get_extra_info(
             "client_addr")[1]
-    output = wait_for_output(proc, lambda out: len(ACCESS.findall(out)) >= 4)
+    output = proc.wait_for_log("ACCESS 127.0.0.1:", 10, count=4)
     lines = ACCESS.findall(output)
     assert [(m, p) for _, m, p, *_ in lines] == [
         ("GET", "/a?seconds=0"), ("GET", "/b/c?seconds=0.3"), ("GET", "/d?seconds=0"),
@@ -59,9 +46,8 @@ def test_access_line_for_errors_and_http10(spawn_qactuar, tmp_path):
     httpx.get(proc.url + "/boom", timeout=5)
     with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
         sock.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
-        while sock.recv(65536):
-            pass
-    output = wait_for_output(proc, lambda out: len(ACCESS.findall(out)) >= 3)
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
+    output = proc.wait_for_log("ACCESS 127.0.0.1:", 10, count=3)
     lines = [(m, p, v, s, n) for _, m, p, v, s, n, _ in ACCESS.findall(output)]
     assert ("GET", "/nowhere", "1.1", "404", "10") in lines
     assert ("GET", "/hello", "1.0", "200", "13") in lines
@@ -86,9 +72,8 @@ def test_logs_replaces_the_whole_dictionary(spawn_qactuar, tmp_path):
     conf.write_text(json.dumps({"LOGS": logs}))
     proc = spawn_qactuar("basic:hello", env={"QACTUAR_CONFIG": str(conf)})
     assert httpx.get(proc.url + "/via-file", timeout=5).status_code == 200
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and "via-file" not in access_file.read_text():
-        time.sleep(0.05)
+    wait_until(lambda: "via-file" in access_file.read_text(), 10,
+               what="the access line in LOGS' file")
     text = access_file.read_text()
     assert re.search(r'^custom-access 127\.0\.0\.1:\d+ - "GET /via-file HTTP/1\.1" 200 13 ',
                      text, re.M), text
@@ -110,9 +95,8 @@ def test_logs_with_only_a_root_handler_gets_qactuars_lines(spawn_qactuar, tmp_pa
     conf.write_text(json.dumps({"LOGS": logs}))
     proc = spawn_qactuar("basic:hello", env={"QACTUAR_CONFIG": str(conf)})
     assert httpx.get(proc.url + "/via-root", timeout=5).status_code == 200
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and "via-root" not in log_file.read_text():
-        time.sleep(0.05)
+    wait_until(lambda: "via-root" in log_file.read_text(), 10,
+               what="the access line in the root handler's file")
     text = log_file.read_text()
     assert "Listening on" in text
     assert '"GET /via-root HTTP/1.1" 200 13' in text

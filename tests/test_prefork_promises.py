@@ -20,10 +20,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Spawned, alive, wait_for
-from rawhttp import RawConnection
+from support import Spawned, encode_request, read_until_closed, wait_until
 
 APP = "promises_app:app"
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def serving(server: Spawned) -> list[int]:
@@ -35,13 +43,14 @@ def prefork(spawn_qactuar: Callable[..., Spawned], folder: Path, *args: str) -> 
     """A prefork master of one worker serving promises_app, once that worker serves."""
     server = spawn_qactuar(APP, "--model", "prefork", "--workers", "1", *args,
                            env={"PROMISES_DIR": str(folder)})
-    wait_for(lambda: serving(server), 10, server.output)
+    wait_until(lambda: serving(server), 10, what="'Worker <pid> serving' in the output")
     return server
 
 
 def marked(folder: Path, name: str) -> int:
     """Wait for the app's ``<name>-<pid>`` file; the pid of the process that wrote it."""
-    found = wait_for(lambda: sorted(folder.glob(f"{name}-*[0-9]")), 10)
+    found = wait_until(lambda: sorted(folder.glob(f"{name}-*[0-9]")), 10,
+                       what=f"the app's {name}-<pid> marker")
     return int(found[0].name.rsplit("-", 1)[1])
 
 
@@ -53,10 +62,10 @@ def test_sigquit_closes_the_workers_connections_at_once(spawn_qactuar, tmp_path)
     at once" (GRACEFUL_TIMEOUT 30 s here)."""
     server = prefork(spawn_qactuar, tmp_path, "--graceful-timeout", "30")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(RawConnection.encode("/hold"))
+        sock.sendall(encode_request("/hold"))
         worker = marked(tmp_path, "held")
         server.signal(signal.SIGQUIT)
-        assert sock.recv(65536) == b""  # closed without a response
+        assert read_until_closed(sock, 10) == b""  # closed without a response
         # by the worker itself: the master logs before it kills
         assert "killing it" not in server.output()
         assert server.wait(10) == 0
@@ -69,13 +78,13 @@ def test_sigquit_kills_a_worker_still_running_after_a_second(spawn_qactuar, tmp_
     second is killed" (its event loop is blocked: it cannot act on SIGQUIT)."""
     server = prefork(spawn_qactuar, tmp_path, "--graceful-timeout", "30", "--worker-timeout", "0")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(RawConnection.encode("/block"))
+        sock.sendall(encode_request("/block"))
         worker = marked(tmp_path, "blocked")
         quit_at = time.monotonic()
         server.signal(signal.SIGQUIT)
         assert server.wait(10) == 0
         stopped_in = time.monotonic() - quit_at
-        assert sock.recv(65536) == b""
+        assert read_until_closed(sock, 10) == b""
     assert stopped_in >= 1.0
     assert not alive(worker)
     assert f"Worker {worker} still running; killing it" in server.output()
@@ -86,13 +95,13 @@ def test_a_worker_ignoring_sigterm_is_killed_5s_after_graceful_timeout(spawn_qac
     still running 5 s after that"."""
     server = prefork(spawn_qactuar, tmp_path, "--graceful-timeout", "0.5")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-        sock.sendall(RawConnection.encode("/ignore-term"))
+        sock.sendall(encode_request("/ignore-term"))
         worker = marked(tmp_path, "ignoring")
         term_at = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(15) == 0
         stopped_in = time.monotonic() - term_at
-        assert sock.recv(65536) == b""
+        assert read_until_closed(sock, 10) == b""
     assert stopped_in >= 0.5 + 5
     assert not alive(worker)
     assert f"Worker {worker} still running; killing it" in server.output()
@@ -113,15 +122,17 @@ def test_a_worker_whose_start_up_hangs_is_killed_and_replaced(spawn_qactuar, tmp
         "--worker-timeout", "2",
         env={f"HANG_{phase.upper()}": str(flag), "HANG_NOTES": str(notes)},
     )
-    hung = int(wait_for(lambda: notes.exists() and notes.read_text(), 10).split()[1])
-    killed = wait_for(
+    hung = int(wait_until(lambda: notes.exists() and notes.read_text(), 10,
+                          what="the hanging worker's note").split()[1])
+    killed = wait_until(
         lambda: re.search(rf"Worker {hung}: still starting after ([\d.]+)s, WORKER_TIMEOUT 2s",
                           server.output()),
-        10, server.output,
+        10, what=f"worker {hung} killed for WORKER_TIMEOUT",
     )
     flag.unlink()  # the replacement starts as it should
     assert float(killed.group(1)) > 2
-    replacement = wait_for(lambda: [p for p in serving(server) if p != hung], 10, server.output)
+    replacement = wait_until(lambda: [p for p in serving(server) if p != hung], 10,
+                             what="a replacement worker serving")
     assert httpx.get(server.url + "/", timeout=5).text == str(replacement[0])
     assert not alive(hung)
     assert server.proc.poll() is None
@@ -170,8 +181,7 @@ def test_the_master_logs_on_qt_server_and_the_workers_on_qt_child(spawn_qactuar,
     (first,) = serving(server)
     assert httpx.get(server.url + "/", timeout=5).text == str(first)
     # its replacement serves, then it is stopped
-    wait_for(lambda: f"Worker {first} stopped after 1 requests" in server.output(), 10,
-             server.output)
+    server.wait_for_log(f"Worker {first} stopped after 1 requests", 10)
     (second,) = [pid for pid in serving(server) if pid != first]
     server.signal(signal.SIGTERM)
     assert server.wait(15) == 0
@@ -224,7 +234,7 @@ def test_sighup_keeps_command_line_values_and_names_the_keys_it_cannot_change(
     config.write_text(json.dumps({"HEADERS": ["X-Set-By: file, again"], "SERVER_HEADER": False,
                                   "BACKLOG": 16, "PRELOAD": False}))
     server.signal(signal.SIGHUP)
-    wait_for(lambda: f"Worker {old} stopped after" in server.output(), 10, server.output)
+    server.wait_for_log(f"Worker {old} stopped after", 10)
     (new,) = [pid for pid in serving(server) if pid != old]
     after = httpx.get(server.url + "/", timeout=5)
     assert after.text == str(new)

@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 from tlscerts import MODELS, Certs, serve
 
-QACTUAR_ARGS = ("--keep-alive-timeout", "1")
-
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> Certs:

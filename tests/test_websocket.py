@@ -21,8 +21,6 @@ import re
 import resource
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 import zlib
@@ -32,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from conftest import ROOT, TESTS, free_port, stop_process, wait_for_port, wait_until
+from support import RawClient, start_qactuar, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from wsraw import (
@@ -60,26 +58,15 @@ class Served:
 
     def __init__(self, model: str, args: tuple[str, ...], tmp: str) -> None:
         self.model = model
-        self.port = free_port()
         self.report_dir = os.path.join(tmp, f"reports-{uuid.uuid4().hex[:8]}")
         os.makedirs(self.report_dir)
-        self.log_path = os.path.join(self.report_dir, "server.log")
-        env = dict(os.environ, PYTHONPATH=os.path.join(TESTS, "apps") + os.pathsep + ROOT,
-                   QT_WS_REPORT_DIR=self.report_dir)
-        env.pop("QACTUAR_CONFIG", None)
         extra = ("--workers", "2") if model == "prefork" else ()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "qactuar", "ws:app", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--model", model, *extra, *args],
-                cwd=os.path.join(TESTS, "apps"), env=env, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        try:
-            wait_for_port(self.port, self.proc)
-        except BaseException:
-            self.stop()
-            raise
+        self.spawned = start_qactuar(
+            "ws:app", "--model", model, *extra, *args,
+            log_path=os.path.join(self.report_dir, "server.log"),
+            env={"QT_WS_REPORT_DIR": self.report_dir})
+        self.proc = self.spawned.proc
+        self.port = self.spawned.port
 
     def url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
@@ -88,20 +75,14 @@ class Served:
         return read_report(self.report_dir, ident, timeout)
 
     def output(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+        return self.spawned.output()
 
     def wait_output(self, pattern: str, timeout: float = 5) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern, self.output())
-            if match:
-                return match
-            time.sleep(0.02)
-        raise AssertionError(f"{pattern!r} not in the server output:\n{self.output()[-3000:]}")
+        return wait_until(lambda: re.search(pattern, self.output()), timeout,
+                          what=f"{pattern!r} in the server output")
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        self.spawned.stop()
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -194,11 +175,9 @@ def test_frames_in_the_same_packet_as_the_handshake(served: Served) -> None:
     with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
         sock.sendall(handshake_request("/echo", served.port)
                      + encode_frame(TEXT, b"eager") + encode_frame(BINARY, b"\x00eager"))
-        ws = RawWebSocket(sock, b"", b"")
-        deadline = time.monotonic() + 5
-        while b"\r\n\r\n" not in ws.buffer and time.monotonic() < deadline:
-            ws.buffer += sock.recv(65536)
-        head, _, ws.buffer = ws.buffer.partition(b"\r\n\r\n")
+        client = RawClient.over(sock)
+        head = client.read_until(b"\r\n\r\n")
+        ws = RawWebSocket(sock, b"", client.buf)
         assert head.startswith(b"HTTP/1.1 101")
         assert [(f.opcode, f.payload) for f in (ws.read_message(), ws.read_message())] == [
             (TEXT, b"eager"), (BINARY, b"\x00eager")]
@@ -311,7 +290,8 @@ def test_client_gone_before_accept(served: Served, tmp_path: Any) -> None:
     flag = str(tmp_path / f"accept-{name}")
     ws = RawWebSocket.open_unanswered(served.port, f"/slowaccept?id={name}&flag={flag}")
     try:
-        assert wait_until(lambda: os.path.exists(flag + ".in"))  # the app is deciding
+        wait_until(lambda: os.path.exists(flag + ".in"), 5,
+                   what="the app to be deciding whether to accept")
     finally:
         ws.close()
     open(flag, "w").close()  # the app accepts now, on a connection already gone

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from apps.ws import app as ws_app
-from conftest import RunningServer, serve_in_thread
+from support import RunningServer, serve_qactuar
 from wsraw import (
     BINARY,
     CLOSE,
@@ -58,8 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     old = os.environ.get("QT_WS_REPORT_DIR")
     os.environ["QT_WS_REPORT_DIR"] = report_dir
     try:
-        with serve_in_thread(ws_app, WS_PING_INTERVAL=0, ACCESS_LOG=False,
-                             GRACEFUL_TIMEOUT=1) as running:
+        with serve_qactuar(ws_app, WS_PING_INTERVAL=0, ACCESS_LOG=False,
+                           GRACEFUL_TIMEOUT=1) as running:
             yield Server(running, report_dir)
     finally:
         if old is None:
