@@ -6,14 +6,13 @@ import json
 
 import httpx
 import pytest
-from support import ROOT, TESTS, run_qactuar
+from support import run_qactuar
 
 from qactuar import Config, ConfigError
 from qactuar.config import load_config
 
 #: test_cli.py and test_conventions.py import these from here: legacy, remove when they
 #: migrate to support
-__all__ = ["ROOT", "TESTS", "run_qactuar"]
 
 
 def write_json(path, data) -> str:

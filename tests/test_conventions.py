@@ -92,8 +92,6 @@ def upload_then_read(port: int, head: bytes, body: bytes) -> bytes:
     """Send ``head`` and all of ``body`` without reading, as curl does; then the answer
     (the server closes after it). ConnectionResetError or BrokenPipeError if the server
     closes while the body still arrives (a reset loses the answer in flight).
-
-    (test_limits.py imports it from here: legacy, remove when it migrates to support.)
     """
     return exchange(port, head + body, timeout=10)
 

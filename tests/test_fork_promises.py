@@ -19,16 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import RawClient, Spawned, encode_request, read_until_closed, wait_until
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from support import RawClient, Spawned, alive, encode_request, read_until_closed, wait_until
 
 
 def marked(folder: Path, name: str) -> int:

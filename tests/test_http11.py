@@ -16,11 +16,6 @@ import pytest
 from apps import basic  # type: ignore[import-not-found]
 from support import READ_TIMEOUT, RawClient, serve_qactuar, still_served
 
-#: test_limits.py imports these two from here: legacy, remove when it migrates to support
-Client = RawClient
-__all__ = ["Client", "still_served"]
-
-
 # --- apps -----------------------------------------------------------------------------
 
 

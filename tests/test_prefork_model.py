@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import prefork_apps  # type: ignore[import-not-found]
-from support import RawClient, Spawned, children_of, read_until_closed, wait_until
+from support import RawClient, Spawned, alive, children_of, read_until_closed, wait_until
 
 from qactuar import Config
 from qactuar.config import ConfigError
@@ -34,15 +34,6 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc"
 APP = "prefork_apps:app"
 #: APP, printing "in flight <pid>" when a request reaches it
 MARKED = "prefork_apps:marked"
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 @dataclass

@@ -20,18 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import Spawned, encode_request, read_until_closed, wait_until
+from support import Spawned, alive, encode_request, read_until_closed, wait_until
 
 APP = "promises_app:app"
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def serving(server: Spawned) -> list[int]:

@@ -4,6 +4,8 @@
 - ``processes``: starting ``qactuar`` as a process on a held port, stopping it
   with its whole process group (``start_qactuar``, ``stop_process``, ``run_qactuar``);
 - ``waiting``: the poll helper (``wait_until``);
+- ``stops``: a request sent just as a graceful stop begins
+  (``request_as_the_stop_begins``);
 - ``threaded``: serving an app in a thread with a driver (``serve_in_thread``,
   ``QactuarDriver``, ``serve_qactuar``).
 """
@@ -15,12 +17,14 @@ from .processes import (
     LeftoverProcessWarning,
     Spawned,
     accepts,
+    alive,
     calls_with_peak_children,
     children_of,
     free_port,
     held_socket,
     process_group,
     qactuar_env,
+    refuses,
     run_qactuar,
     start_program,
     start_qactuar,
@@ -36,6 +40,7 @@ from .raw import (
     read_until_closed,
     still_served,
 )
+from .stops import request_as_the_stop_begins
 from .threaded import (
     QactuarDriver,
     RunningServer,
@@ -50,8 +55,8 @@ from .waiting import wait_until
 __all__ = [
     "APPS", "LeftoverProcessWarning", "QactuarDriver", "READ_TIMEOUT", "ROOT", "RawClient",
     "RawResponse", "RunningServer", "Served", "ServerDriver", "Spawned", "TESTS", "accepts",
-    "bind_free_port", "calls_with_peak_children", "children_of", "encode_request", "exchange",
-    "free_port", "held_socket", "process_group", "qactuar_env", "read_until_closed", "run_qactuar",
-    "serve_in_thread", "serve_qactuar", "start_program", "start_qactuar", "still_served",
-    "stop_process", "sweep_group", "wait_until",
+    "alive", "bind_free_port", "calls_with_peak_children", "children_of", "encode_request",
+    "exchange", "free_port", "held_socket", "process_group", "qactuar_env", "read_until_closed",
+    "refuses", "request_as_the_stop_begins", "run_qactuar", "serve_in_thread", "serve_qactuar",
+    "start_program", "start_qactuar", "still_served", "stop_process", "sweep_group", "wait_until",
 ]

@@ -115,6 +115,17 @@ def accepts(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def refuses(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a connection to ``host:port`` is refused now (a timeout is not a refusal)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def run_qactuar(*args: str, env: dict[str, str] | None = None, cwd: str | None = None,
                 timeout: float = 30,
                 pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess[str]:
@@ -358,6 +369,15 @@ def sweep_group(pgid: int) -> list[int]:
                   LeftoverProcessWarning, stacklevel=3)
     wait_until(lambda: not process_group(pgid), 10, what=f"group {pgid} to be gone")
     return left
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def children_of(pid: int) -> list[int]:
