@@ -2,7 +2,11 @@
 
 ``MessageAssembler`` turns the data frames the ``websockets`` library hands
 over into ASGI ``websocket.receive`` messages, holding each message to
-``WS_MAX_MESSAGE_BYTES`` and a text message to valid UTF-8 (RFC 6455 §8.1);
+``WS_MAX_MESSAGE_BYTES`` and a text message to valid UTF-8 (RFC 6455 §8.1).
+A fragment counts with the smallest header a client can send it with
+(``FRAGMENT_OVERHEAD``), so a message cut into a million 1-byte fragments,
+or an endless run of empty ones, meets the limit as its bytes on the wire
+would; the fragments are gathered in one buffer, never one object each;
 ``close_frame`` turns an app's ``websocket.close`` into what a close frame can
 carry (§5.5.1, §7.4). They live apart from ``session.py`` so that the rules of
 a message can be read, and tested, with frames alone, while the session keeps
@@ -17,9 +21,13 @@ from websockets.frames import Frame, Opcode
 
 from ..asgi.types import Message
 
-__all__ = ["MessageAssembler", "MessageRefused", "close_frame"]
+__all__ = ["FRAGMENT_OVERHEAD", "MessageAssembler", "MessageRefused", "close_frame"]
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+#: Bytes a fragment counts beyond its payload: a client frame's smallest
+#: header (2 bytes, and the 4-byte mask every client frame carries).
+FRAGMENT_OVERHEAD = 6
 
 
 class MessageRefused(Exception):
@@ -39,16 +47,17 @@ class MessageAssembler:
 
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
-        self._parts: list[bytes | bytearray | memoryview] = []
+        self._buf = bytearray()
         self._size = 0
-        self._text_parts: list[str] = []
+        self._text = False
         self._utf8: codecs.IncrementalDecoder | None = None
 
     def add(self, frame: Frame) -> Message | None:
         """The message ``frame`` completes, or None while more fragments are due.
 
-        Raises ``MessageRefused`` with 1009 for a message over the limit and
-        1007 for invalid UTF-8 in a text message.
+        Raises ``MessageRefused`` with 1009 for a message over the limit (its
+        fragments counted with ``FRAGMENT_OVERHEAD`` each) and 1007 for
+        invalid UTF-8 in a text message.
         """
         opcode = frame.opcode
         data = frame.data
@@ -63,35 +72,31 @@ class MessageAssembler:
                     except UnicodeDecodeError:
                         raise MessageRefused(1007, "invalid UTF-8 in a text message") from None
                 return {"type": "websocket.receive", "bytes": bytes(data)}
-            self._parts = []
-            self._text_parts = []
+            self._buf = bytearray()
             self._size = 0
+            self._text = text
             self._utf8 = _utf8_decoder() if text else None
-        self._size += len(data)
-        if self._size > self.max_message_bytes:
-            # an uncompressed message within the wire slack but over the limit
-            self._parts = []
-            self._text_parts = []
+        self._size += len(data) + FRAGMENT_OVERHEAD
+        if self._size > self.max_message_bytes + FRAGMENT_OVERHEAD:
+            # (a message in one fragment counts its payload alone)
+            self._buf = bytearray()
             raise MessageRefused(1009, "message too big")
         if self._utf8 is not None:
-            # fragments are checked as they come: bad UTF-8 fails fast (§8.1)
+            # fragments are checked as they come: bad UTF-8 fails fast (§8.1);
+            # the text is decoded once, whole, at the end
             try:
-                self._text_parts.append(self._utf8.decode(data, frame.fin))
+                self._utf8.decode(data, frame.fin)
             except UnicodeDecodeError:
-                self._text_parts = []
+                self._buf = bytearray()
                 raise MessageRefused(1007, "invalid UTF-8 in a text message") from None
-        else:
-            self._parts.append(data)
+        self._buf += data
         if not frame.fin:
             return None
-        if self._utf8 is not None:
-            self._utf8 = None
-            message: Message = {"type": "websocket.receive", "text": "".join(self._text_parts)}
-            self._text_parts = []
-        else:
-            message = {"type": "websocket.receive", "bytes": b"".join(self._parts)}
-            self._parts = []
-        return message
+        buf, self._buf = self._buf, bytearray()
+        self._utf8 = None
+        if self._text:
+            return {"type": "websocket.receive", "text": buf.decode("utf-8")}
+        return {"type": "websocket.receive", "bytes": bytes(buf)}
 
 
 def close_frame(message: Message) -> tuple[int, str]:
