@@ -15,6 +15,8 @@ import tracemalloc
 
 import pytest
 from apps.ws import app as ws_app
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import serve_qactuar
 from websockets.frames import Frame, Opcode
 from wsraw import BINARY, CONT, TEXT, RawWebSocket
@@ -124,3 +126,21 @@ def test_a_server_closes_a_flood_of_empty_continuations_with_1009():
         with RawWebSocket.open(running.port) as ws:  # others are served on
             ws.send_frame(TEXT, b"hello")
             assert ws.read_message().payload == b"hello"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.tuples(st.text(max_size=200).map(str.encode), st.just(True)),
+                 st.tuples(st.binary(max_size=200), st.just(False))),
+       st.lists(st.integers(0, 800), max_size=20))
+def test_any_fragmentation_gives_the_same_message(message: tuple[bytes, bool],
+                                                 cuts: list[int]) -> None:
+    """Property (hypothesis): however a message is cut into fragments, empty ones
+    included, the app receives the same message."""
+    payload, text = message
+    edges = [0, *sorted(c for c in cuts if c <= len(payload)), len(payload)]
+    parts = [payload[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    opcode = Opcode.TEXT if text else Opcode.BINARY
+    expected = ({"type": "websocket.receive", "text": payload.decode()} if text
+                else {"type": "websocket.receive", "bytes": payload})
+    assembler = MessageAssembler(MIB)
+    assert feed(assembler, fragments(opcode, parts)) == expected
