@@ -193,6 +193,18 @@ def test_5_4_control_frames_between_fragments(server: Server) -> None:
             (PONG, b"between"), (PONG, b"again"), (TEXT, b"one two three")]
 
 
+def test_7_1_5_a_close_between_fragments_is_a_clean_close(server: Server) -> None:
+    # Autobahn 7.1.5: a text message's first fragment, then a close, then the
+    # rest: the close is echoed (1000) and the unfinished message is dropped
+    with server.open() as ws:
+        ws.send_frame(TEXT, b"fragment1", fin=False)
+        ws.send_frame(CLOSE, close_payload(1000))
+        ws.send_frame(CONT, b"fragment2")
+        assert expect_close(ws, 1000).payload == close_payload(1000)
+    with server.open() as ws:
+        still_echoes(ws)
+
+
 def test_5_4_continuation_without_a_start_is_1002(server: Server) -> None:
     with server.open() as ws:
         ws.send_frame(CONT, b"orphan")

@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
-from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from ..http import RequestHead
 from .deflate import ExactInflateLimit, wire_slack
+from .messages import ServerProtocol
 
 __all__ = ["HandshakeError", "accept_handshake", "check_handshake", "offered_subprotocols"]
 

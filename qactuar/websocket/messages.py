@@ -6,11 +6,20 @@ over into ASGI ``websocket.receive`` messages, holding each message to
 A fragment counts with the smallest header a client can send it with
 (``FRAGMENT_OVERHEAD``), so a message cut into a million 1-byte fragments,
 or an endless run of empty ones, meets the limit as its bytes on the wire
-would; the fragments are gathered in one buffer, never one object each;
-``close_frame`` turns an app's ``websocket.close`` into what a close frame can
-carry (§5.5.1, §7.4). They live apart from ``session.py`` so that the rules of
-a message can be read, and tested, with frames alone, while the session keeps
-what needs the connection: state, flow control, pings and the log.
+would; the fragments are gathered in one buffer, never one object each.
+
+``ServerProtocol`` is the library's, but for a close frame that comes
+between the fragments of a message (RFC 6455 §5.4 lets control frames
+come there): the library fails the connection with 1002, where the close
+ends the connection cleanly and the unfinished message is dropped
+(Autobahn case 7.1.5).
+
+``close_frame`` turns an app's ``websocket.close`` into what a close frame
+can carry (§5.5.1, §7.4).
+
+They live apart from ``session.py`` so that the rules of a message can be
+read, and tested, with frames alone, while the session keeps what needs
+the connection: state, flow control, pings and the log.
 """
 
 from __future__ import annotations
@@ -18,10 +27,17 @@ from __future__ import annotations
 import codecs
 
 from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol as _LibraryProtocol
 
 from ..asgi.types import Message
 
-__all__ = ["FRAGMENT_OVERHEAD", "MessageAssembler", "MessageRefused", "close_frame"]
+__all__ = [
+    "FRAGMENT_OVERHEAD",
+    "MessageAssembler",
+    "MessageRefused",
+    "ServerProtocol",
+    "close_frame",
+]
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -120,3 +136,17 @@ def close_frame(message: Message) -> tuple[int, str]:
     if len(encoded) > 123:
         reason = encoded[:123].decode("utf-8", errors="ignore")
     return code, reason
+
+
+class ServerProtocol(_LibraryProtocol):
+    """The ``websockets`` server protocol; a close between fragments is a clean close."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            # the unfinished message is dropped (§5.4 allows a control frame
+            # here; §1.4: data after a close is discarded); the attribute
+            # is ``current_size`` since websockets 14, ``cur_size`` before
+            for name in ("current_size", "cur_size"):
+                if getattr(self, name, None) is not None:
+                    setattr(self, name, None)
+        super().recv_frame(frame)
