@@ -172,6 +172,9 @@ class _ASGIConnection(httputil.HTTPConnection):
                 f"Tried to write {remaining} bytes less than Content-Length"
             )
         self.write_finished = True
+        # Finished: on_connection_close is no longer due (HTTP1Connection
+        # clears its callbacks as the response ends).
+        self._close_callback = None
         if self.closed:
             return
         if self._outbox:
@@ -266,9 +269,14 @@ class _ASGIConnection(httputil.HTTPConnection):
             self._drop_outbox()
             self._enqueue_plain(500)
             self._mark_closed()
+        # As under Tornado: on the next iteration, unless the handler finished
+        # meanwhile (as most do, writing on at once: their writes just fail).
+        self._loop.call_soon(self._closed_by_app)
+
+    def _closed_by_app(self) -> None:
         callback, self._close_callback = self._close_callback, None
         if callback is not None:
-            self._loop.call_soon(callback)  # As IOStream: on the next iteration.
+            callback()
 
     def respond_plain(self, status: int) -> None:
         """A bodiless error response from the bridge itself (no handler ran)."""

@@ -172,9 +172,7 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             self.close_after_sending()
         else:
             self.abort()
-        callback, self._close_callback = self._close_callback, None
-        if callback is not None:
-            self._loop.call_soon(callback)
+        self._loop.call_soon(self._closed_by_app)
 
     def send_message(self, message: Message) -> asyncio.Future[None]:
         if self.closed:
