@@ -5,24 +5,30 @@ Tornado's long-polling chat (demos/chat) checks
 tests/apps/tornado_longpoll.py are written that way. Each test serves the
 same application by Tornado's HTTPServer (`REFERENCE`) and through the bridge
 under every ASGI server the bridge is tested with (in a thread: qactuar's
-async core), and says what the client sees in each. test_longpoll_models.py
-does the same with real qactuar processes in every model.
+async core), and says what the client sees in each; then by
+``qactuar tornado_longpoll:application`` in each model. ``fork`` and
+``prefork`` keep no in-memory state across requests (a message posted in one
+process never reaches a poll waiting in another): there, what one request
+shows is tested, ``stream.closed()`` false while its client waits and true
+once it left, and no 500; the message reaching the poll, in ``async``.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from apps.tornado_longpoll import make_app  # type: ignore[import-not-found]
-from support import RawClient, Served, wait_until
+from support import RawClient, Served, Spawned, wait_until
 
 from .servers import DRIVERS, REFERENCE, serve_compared
 
 WAIT = 10.0
 TARGETS = [REFERENCE, *sorted(DRIVERS)]
+MODELS = ["fork", "async", "prefork"]
 
 
 @pytest.fixture(params=TARGETS)
@@ -43,6 +49,10 @@ def _start_poll(served: Served) -> RawClient:
     client.send(b"POST /a/message/updates HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
     wait_until(lambda: _waiting(served) == 1, WAIT, what="the poll to wait for a message")
     return client
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
 
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -79,10 +89,6 @@ def test_a_poll_whose_client_leaves_is_cancelled_and_nothing_fails(
         posted = httpx.post(served.url + "/a/message/new", data={"body": "late"}, timeout=WAIT)
         assert posted.status_code == 200
     assert _errors(caplog) == []
-
-
-def _read(path: Any) -> str | None:
-    return path.read_text() if path.exists() else None
 
 
 def test_stream_closed_is_false_while_the_client_waits_and_true_once_it_left(
@@ -153,3 +159,68 @@ def test_socket_and_fileno_name_the_asgi_limit(target: str) -> None:
     assert answers["socket"].startswith(
         "AttributeError: request.connection.stream.socket: " + no_socket)
 
+
+# -- qactuar processes, each model ------------------------------------------------
+
+
+def _spawn(spawn_qactuar: Any, model: str, probe_dir: Path) -> Spawned:
+    workers = ("--workers", "1") if model == "prefork" else ()
+    server: Spawned = spawn_qactuar(
+        "tornado_longpoll:application", "--model", model, *workers,
+        env={"TORNADO_PROBE_DIR": str(probe_dir)})
+    return server
+
+
+def _watch(port: int, probe_dir: Path, awake_again: bool) -> dict[str, str | None]:
+    """A client waits on /a/watch, then leaves: what stream.closed() said, and when."""
+    with RawClient(port, timeout=WAIT) as client:
+        client.send(b"GET /a/watch HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_until(lambda: _read(probe_dir / "waiting"), WAIT, what="the watch to wait")
+        seen = {"on_close while waiting": _read(probe_dir / "on_close")}
+    wait_until(lambda: _read(probe_dir / "on_close"), WAIT, what="on_connection_close")
+    if awake_again:
+        wait_until(lambda: _read(probe_dir / "after"), WAIT, what="the watch to wake")
+    seen.update((name, _read(probe_dir / name)) for name in ("waiting", "on_close"))
+    return seen
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stream_closed_follows_the_client_in_every_model(
+    spawn_qactuar: Any, model: str, tmp_path: Path
+) -> None:
+    expected = {"on_close while waiting": None, "waiting": "False", "on_close": "True"}
+    reference_dir = tmp_path / REFERENCE
+    reference_dir.mkdir()
+    with serve_compared(REFERENCE, make_app(str(reference_dir))) as served:
+        assert _watch(served.port, reference_dir, awake_again=True) == expected
+    assert _read(reference_dir / "after") == "True"
+
+    probe_dir = tmp_path / model
+    probe_dir.mkdir()
+    server = _spawn(spawn_qactuar, model, probe_dir)
+    # In fork the child ends with the ASGI call: the handler's own code after
+    # on_connection_close may not get its turn there (the process is gone).
+    assert _watch(server.port, probe_dir, awake_again=model != "fork") == expected
+    if model != "fork":
+        assert _read(probe_dir / "after") == "True"
+    assert _read(probe_dir / "timeout") is None
+    # The request's access line (status 0: no response, the client left) comes
+    # after anything the server would have logged for it.
+    output = server.wait_for_log('"GET /a/watch HTTP/1.1" 0 ')
+    assert "Traceback" not in output and " 500 " not in output
+    assert "ERROR" not in output
+
+
+def test_the_demo_poll_receives_a_posted_message_in_the_async_model(
+    spawn_qactuar: Any, tmp_path: Path
+) -> None:
+    server = _spawn(spawn_qactuar, "async", tmp_path)
+    with RawClient(server.port, timeout=WAIT) as poll:
+        poll.send(b"POST /a/message/updates HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        wait_until(lambda: httpx.get(server.url + "/a/waiting", timeout=WAIT).json()["waiting"],
+                   WAIT, what="the poll to wait")
+        posted = httpx.post(server.url + "/a/message/new", data={"body": "hi"}, timeout=WAIT)
+        assert posted.status_code == 200
+        answer = poll.response(b"POST")
+    assert answer.status == 200
+    assert answer.json() == {"messages": [posted.json()]}
