@@ -16,6 +16,8 @@
   head and a first chunk first; ``?linger=1`` lets the loop turn before and
   after the close (Tornado then calls ``on_connection_close``, which a handler
   finishing at once does not get).
+- ``/a/close-callback``: waits until the callback it gave
+  ``stream.set_close_callback()`` runs (its client left).
 - ``/a/fileno``: what ``stream.fileno()`` and ``stream.socket`` give.
 - ``/ws/boom`` and ``/ws/aboom``: a WebSocketHandler whose ``on_message``
   raises (plain and coroutine); ``/ws/open-boom`` raises in ``open``.
@@ -158,6 +160,23 @@ class CloseStreamHandler(tornado.web.RequestHandler):
         self.events.append("on_connection_close")
 
 
+class CloseCallbackHandler(tornado.web.RequestHandler):
+    def initialize(self, events: list[str]) -> None:
+        self.events = events
+
+    async def get(self) -> None:
+        await asyncio.sleep(0)  # Tornado's HTTPServer sets its own close callback first
+        gone = tornado.locks.Event()
+
+        def closed() -> None:
+            self.events.append("stream close callback")
+            gone.set()
+
+        self.request.connection.stream.set_close_callback(closed)  # type: ignore[attr-defined]
+        self.events.append("waiting")
+        await gone.wait(timeout=datetime.timedelta(seconds=WATCH_LIMIT))
+
+
 class FilenoHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         stream: Any = self.request.connection.stream  # type: ignore[attr-defined]
@@ -198,6 +217,7 @@ def make_app(probe_dir: str = "", events: list[str] | None = None) -> tornado.we
         (r"/a/waiting", WaitingHandler, shared),
         (r"/a/watch", WatchHandler, {"probe_dir": probe_dir}),
         (r"/a/close-stream", CloseStreamHandler, {"events": [] if events is None else events}),
+        (r"/a/close-callback", CloseCallbackHandler, {"events": [] if events is None else events}),
         (r"/a/fileno", FilenoHandler),
         (r"/ws/boom", BoomHandler),
         (r"/ws/aboom", AsyncBoomHandler),

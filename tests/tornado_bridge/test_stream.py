@@ -146,6 +146,16 @@ def test_closing_the_stream_after_the_head_cuts_the_response_short(target: str) 
     assert b"hello" not in received
 
 
+def test_a_stream_close_callback_runs_when_the_client_leaves(target: str) -> None:
+    events: list[str] = []
+    with serve_compared(target, make_app(events=events)) as served:
+        with RawClient(served.port, timeout=WAIT) as client:
+            client.send(b"GET /a/close-callback HTTP/1.1\r\nHost: t\r\n\r\n")
+            wait_until(lambda: "waiting" in events, WAIT, what="the handler to wait")
+        wait_until(lambda: len(events) > 1, WAIT, what="the stream's close callback")
+    assert events[:2] == ["waiting", "stream close callback"]
+
+
 def test_socket_and_fileno_name_the_asgi_limit(target: str) -> None:
     with serve_compared(target, make_app()) as served:
         answers: dict[str, str] = httpx.get(served.url + "/a/fileno", timeout=WAIT).json()
