@@ -172,9 +172,6 @@ class _ASGIConnection(httputil.HTTPConnection):
                 f"Tried to write {remaining} bytes less than Content-Length"
             )
         self.write_finished = True
-        # Finished: on_connection_close is no longer due (HTTP1Connection
-        # clears its callbacks as the response ends).
-        self._close_callback = None
         if self.closed:
             return
         if self._outbox:
@@ -270,7 +267,8 @@ class _ASGIConnection(httputil.HTTPConnection):
             self._enqueue_plain(500)
             self._mark_closed()
         # As under Tornado: on the next iteration, unless the handler finished
-        # meanwhile (as most do, writing on at once: their writes just fail).
+        # meanwhile (as most do, writing on at once: their writes just fail;
+        # RequestHandler.finish() clears the callback).
         self._loop.call_soon(self._closed_by_app)
 
     def _closed_by_app(self) -> None:
