@@ -20,7 +20,8 @@
   ``stream.set_close_callback()`` runs (its client left).
 - ``/a/fileno``: what ``stream.fileno()`` and ``stream.socket`` give.
 - ``/ws/boom`` and ``/ws/aboom``: a WebSocketHandler whose ``on_message``
-  raises (plain and coroutine); ``/ws/open-boom`` raises in ``open``.
+  raises (plain and coroutine); ``/ws/open-boom`` raises in ``open``;
+  ``/ws/close-in-prepare`` closes the stream before the handshake is answered.
 
 ``application`` is served by ``qactuar tornado_longpoll:application``, its
 probe directory from ``TORNADO_PROBE_DIR``; tests serving it in a thread call
@@ -208,6 +209,11 @@ class OpenBoomHandler(tornado.websocket.WebSocketHandler):
         raise RuntimeError("boom in open")
 
 
+class CloseInPrepareHandler(tornado.websocket.WebSocketHandler):
+    def prepare(self) -> None:
+        self.request.connection.stream.close()  # type: ignore[attr-defined]
+
+
 def make_app(probe_dir: str = "", events: list[str] | None = None) -> tornado.web.Application:
     buffer = MessageBuffer()
     shared = {"buffer": buffer}
@@ -222,6 +228,7 @@ def make_app(probe_dir: str = "", events: list[str] | None = None) -> tornado.we
         (r"/ws/boom", BoomHandler),
         (r"/ws/aboom", AsyncBoomHandler),
         (r"/ws/open-boom", OpenBoomHandler),
+        (r"/ws/close-in-prepare", CloseInPrepareHandler),
     ])
 
 

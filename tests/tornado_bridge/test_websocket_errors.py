@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from apps.tornado_longpoll import make_app  # type: ignore[import-not-found]
 from support import Spawned
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import connect
 
 from .servers import DRIVERS, REFERENCE, serve_compared
@@ -70,6 +70,26 @@ def test_a_raising_callback_is_a_server_side_failure_logged_once(
         assert (received, sent) == (1011, 1011)  # never the normal 1000
     assert logged_errors(caplog) == [error]
 
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_closing_the_stream_before_the_handshake_is_answered_refuses_it(
+    target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tornado sends nothing (no HTTP response at all); through the bridge the app's
+    websocket.close before accepting is the server's 403."""
+    with serve_compared(target, make_app()) as served:
+        url = served.url.replace("http://", "ws://", 1) + "/ws/close-in-prepare"
+        refused: pytest.ExceptionInfo[Exception]
+        if target == REFERENCE:
+            with pytest.raises(InvalidMessage) as refused:
+                connect(url, ping_interval=None, open_timeout=WAIT)
+            assert str(refused.value) == "did not receive a valid HTTP response"
+        else:
+            with pytest.raises(InvalidStatus) as refused:
+                connect(url, ping_interval=None, open_timeout=WAIT)
+            assert refused.value.response.status_code == 403
+    assert logged_errors(caplog) == []
 
 
 @pytest.mark.parametrize("path, error", [
