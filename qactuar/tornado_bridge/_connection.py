@@ -13,6 +13,10 @@ Tornado.
 Framing is the ASGI server's job: ``Transfer-Encoding`` is dropped,
 ``Content-Length`` kept, and Tornado's own checks that a response does not
 write more or less than its ``Content-Length`` are kept too.
+
+``request.connection.stream``, which handlers use to see whether the client
+is still there, is a stand-in (`_stream.ASGIStream`) answering from
+``http.disconnect``.
 """
 
 from __future__ import annotations
@@ -252,7 +256,8 @@ class _ASGIConnection(httputil.HTTPConnection):
         itself, bodiless and with ``Connection: close``, and logs nothing (as
         Tornado); once the response head is out, the response is abandoned:
         the server closes the connection (and reports the incomplete body).
-        Either way writes fail from now on and ``on_connection_close`` runs.
+        Either way writes fail from now on and ``on_connection_close`` runs
+        (on the next iteration, unless the handler finished by then).
         """
         if self.closed:
             return

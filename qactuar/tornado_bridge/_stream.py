@@ -12,7 +12,8 @@ answering from what ASGI does say:
   (e.g. more bytes than its ``Content-Length``), or after ``close()``;
 - ``close()`` ends the exchange as far as ASGI can (see
   `_ASGIConnection.close_by_app`): writes fail from then on with
-  `StreamClosedError` and ``on_connection_close`` runs, as under Tornado;
+  `StreamClosedError` and ``on_connection_close`` runs on the next loop
+  iteration unless the handler finished by then, as under Tornado;
 - ``set_close_callback()`` is called (on the next loop iteration, as
   IOStream does) when the stream closes either way;
 - ``socket`` and ``fileno()`` raise: the socket is the ASGI server's.
