@@ -13,6 +13,10 @@ Tornado.
 Framing is the ASGI server's job: ``Transfer-Encoding`` is dropped,
 ``Content-Length`` kept, and Tornado's own checks that a response does not
 write more or less than its ``Content-Length`` are kept too.
+
+``request.connection.stream``, which handlers use to see whether the client
+is still there, is a stand-in (`_stream.ASGIStream`) answering from
+``http.disconnect``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tornado.log import gen_log
 from tornado.websocket import WebSocketHandler
 
 from ._request import _RequestContext
+from ._stream import ASGIStream
 from ._types import Message, Send
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -77,13 +82,27 @@ class _ASGIConnection(httputil.HTTPConnection):
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
         self.response_started = False
+        # The response head went to the server: it cannot be taken back.
+        self.start_sent = False
         self.read_finished = False
         self.write_finished = False
         # True once the final message went out, or the client is gone.
         self.done = False
         self.closed = False
+        self._stream: ASGIStream | None = None
 
     # -- the interface RequestHandler uses ---------------------------------
+
+    @property
+    def stream(self) -> ASGIStream:
+        """The stand-in for Tornado's IOStream (see `_stream`)."""
+        if self._stream is None:
+            self._stream = ASGIStream(self, self._loop)
+        return self._stream
+
+    def close(self) -> None:
+        """As HTTP1Connection.close(): close the stream."""
+        self.stream.close()
 
     def set_close_callback(self, callback: Callable[[], None] | None) -> None:
         """Called with the handler's ``on_connection_close`` (as HTTP1Connection)."""
@@ -181,6 +200,8 @@ class _ASGIConnection(httputil.HTTPConnection):
                     # The app is done with the response: a disconnect
                     # reported from now on is no news to it.
                     self.done = True
+                if message["type"] == "http.response.start":
+                    self.start_sent = True
                 try:
                     await self._send(message)
                 except OSError as exc:
@@ -217,22 +238,59 @@ class _ASGIConnection(httputil.HTTPConnection):
         """Stop sending: pending and later writes fail with StreamClosedError."""
         if self.closed:
             return
-        self.closed = True
         self.done = True
-        while self._outbox:
-            _fail(self._outbox.popleft()[1])
-        self._wakeup.set()
+        self._drop_outbox()
+        self._mark_closed()
 
     def close_after_sending(self) -> None:
         """Take no more writes; what is queued still goes out, then the pump stops."""
-        self.closed = True
-        self._wakeup.set()
+        self._mark_closed()
+
+    def close_by_app(self) -> None:
+        """The handler closed the stream: end the exchange as far as ASGI can.
+
+        Tornado closes the socket: the client gets no (or no more) response.
+        An ASGI app cannot drop a connection, and a call that returns without
+        a response makes the server answer 500 and log an application error.
+        So when nothing has reached the server yet, the bridge sends that 500
+        itself, bodiless and with ``Connection: close``, and logs nothing (as
+        Tornado); once the response head is out, the response is abandoned:
+        the server closes the connection (and reports the incomplete body).
+        Either way writes fail from now on and ``on_connection_close`` runs
+        (on the next iteration, unless the handler finished by then).
+        """
+        if self.closed:
+            return
+        if self.start_sent or self.done:
+            self.abort()
+        else:
+            gen_log.debug(
+                "stream closed by the handler before a response: answered 500 with "
+                "Connection: close (an ASGI app cannot drop its connection)"
+            )
+            self._drop_outbox()
+            self._enqueue_plain(500)
+            self._mark_closed()
+        # As under Tornado: on the next iteration, unless the handler finished
+        # meanwhile (as most do, writing on at once: their writes just fail;
+        # RequestHandler.finish() clears the callback).
+        self._loop.call_soon(self._closed_by_app)
+
+    def _closed_by_app(self) -> None:
+        callback, self._close_callback = self._close_callback, None
+        if callback is not None:
+            callback()
 
     def respond_plain(self, status: int) -> None:
         """A bodiless error response from the bridge itself (no handler ran)."""
         if self.response_started or self.closed:
             self.abort()
             return
+        self._enqueue_plain(status)
+
+    # -- internals -----------------------------------------------------------
+
+    def _enqueue_plain(self, status: int) -> None:
         self.response_started = True
         self._enqueue(
             {
@@ -243,7 +301,15 @@ class _ASGIConnection(httputil.HTTPConnection):
         )
         self._enqueue({"type": "http.response.body", "body": b"", "more_body": False})
 
-    # -- internals -----------------------------------------------------------
+    def _drop_outbox(self) -> None:
+        while self._outbox:
+            _fail(self._outbox.popleft()[1])
+
+    def _mark_closed(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+        if self._stream is not None:
+            self._stream.signal_closed()
 
     def _is_final(self, message: Message) -> bool:
         return message["type"] == "http.response.body" and not message["more_body"]

@@ -82,6 +82,7 @@ class _ASGIWebSocketConnection(_ASGIConnection):
         self._denying = False
         self.accepted = False
         self.websocket_over = asyncio.Event()
+        self.protocol: _ASGIWebSocketProtocol | None = None
 
     def set_close_callback(self, callback: Any) -> None:
         handler = getattr(callback, "__self__", None)
@@ -89,7 +90,8 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             # RequestHandler.__init__ passes its on_connection_close here:
             # the one moment to give it a protocol that speaks ASGI.
             def get_websocket_protocol() -> WebSocketProtocol:
-                return _ASGIWebSocketProtocol(handler, self)
+                self.protocol = _ASGIWebSocketProtocol(handler, self)
+                return self.protocol
 
             handler.get_websocket_protocol = get_websocket_protocol  # type: ignore[method-assign]
         self._close_callback = callback
@@ -152,6 +154,25 @@ class _ASGIWebSocketConnection(_ASGIConnection):
     def detach(self) -> None:
         """The handler takes the websocket over (Tornado: the IOStream)."""
         self._close_callback = None
+
+    def close_by_app(self) -> None:
+        """The handler closed the stream: Tornado drops the connection.
+
+        Open: the protocol's abort (a 1011 close, see `_ASGIWebSocketProtocol._abort`).
+        Before the handshake is answered: ``websocket.close``, which the server
+        answers with 403.
+        """
+        if self.closed:
+            return
+        if self.accepted and self.protocol is not None:
+            self.protocol._abort()
+        elif not self.response_started:
+            self.response_started = True
+            self._enqueue({"type": "websocket.close", "code": 1011})
+            self.close_after_sending()
+        else:
+            self.abort()
+        self._loop.call_soon(self._closed_by_app)
 
     def send_message(self, message: Message) -> asyncio.Future[None]:
         if self.closed:
@@ -291,9 +312,16 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         return self._connection.closed or self.client_terminated or self.server_terminated
 
     def _abort(self) -> None:
-        # Tornado closes the socket; what is already queued (the accept, a
-        # close frame) still goes out, then the ASGI call ends and the
-        # server drops the connection.
+        # Tornado closes the socket (the client sees 1006, no close frame):
+        # it does so when a callback raised (on_message, open, ...), logged
+        # once by _run_callback. In ASGI an app that just returns gets a
+        # normal close (1000) from some servers, which hides the failure: an
+        # open websocket with no close sent yet is closed with 1011 (internal
+        # error). What is already queued still goes out, then the ASGI call
+        # ends and the server drops the connection.
+        if self._connection.accepted and not self.server_terminated:
+            self._sent_close_code = 1011
+            self._connection.send_message({"type": "websocket.close", "code": 1011})
         self.client_terminated = True
         self.server_terminated = True
         self._connection.close_after_sending()

@@ -9,6 +9,10 @@ or a stop that hangs.
 
 To serve the bridge's tests with another server, add a driver class and
 its name to `DRIVERS` (the ``server`` fixture is parametrized over it).
+
+`TornadoDriver` is the reference: Tornado's own HTTPServer serving the
+Tornado application itself; `serve_compared` serves one application either
+way, for tests that compare what a client sees.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import tornado.httpserver
+import tornado.web
 import uvicorn
 import uvicorn.server
 from support import QactuarDriver as _QactuarServer
-from support import ServerDriver
+from support import Served, ServerDriver
 from support import serve_in_thread as _serve_in_thread
+
+from qactuar.tornado_bridge import wrap
 
 # ``with serve(asgi_app) as base_url:`` (the ``serve`` fixtures).
 Serve = Callable[[Any], contextlib.AbstractContextManager[str]]
@@ -143,6 +151,31 @@ class QactuarDriver(_QactuarServer):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class TornadoDriver:
+    """Tornado's own HTTPServer on the current loop, serving a Tornado Application."""
+
+    def __init__(self) -> None:
+        self._server: tornado.httpserver.HTTPServer | None = None
+        self.task: asyncio.Future[Any] | None = None  # it serves from callbacks
+
+    async def start(self, app: Any, sock: socket.socket | None) -> None:
+        assert sock is not None and isinstance(app, tornado.web.Application)
+        server = tornado.httpserver.HTTPServer(app)
+        # HTTPServer closes the sockets it is given when it stops: give it a copy.
+        server.add_sockets([sock.dup()])
+        self._server = server
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            await server.close_all_connections()
+
+
+#: Where `serve_compared` serves: Tornado's HTTPServer, then the bridge under each driver.
+REFERENCE = "tornado"
+
+
 DRIVERS: dict[str, Callable[[], ServerDriver]] = {
     "qactuar": QactuarDriver,
     "uvicorn": UvicornDriver,
@@ -159,3 +192,14 @@ def serve_in_thread(
     """Serve ``app`` from a background thread (support.serve_in_thread); yields the base URL."""
     with _serve_in_thread(driver, app, loop_factory=loop_factory) as served:
         yield served.url
+
+
+@contextlib.contextmanager
+def serve_compared(target: str, app: tornado.web.Application) -> Iterator[Served]:
+    """Serve the Tornado ``app`` in a thread: by Tornado (`REFERENCE`) or wrapped, by a driver."""
+    if target == REFERENCE:
+        with _serve_in_thread(TornadoDriver(), app) as served:
+            yield served
+    else:
+        with _serve_in_thread(DRIVERS[target](), wrap(app)) as served:
+            yield served

@@ -66,10 +66,6 @@ EXPECTED_FAILURES: dict[str, _Expected] = {
     "web_test.IncorrectContentLengthTest.test_content_length_too_low": _Expected(
         _NO_SILENT_ABORT, servers=("uvicorn", "qactuar")
     ),
-    "web_test.ClientCloseTest.test_client_close": _Expected(
-        "the handler closes request.connection.stream, Tornado's IOStream: an ASGI "
-        "app has no socket to close"
-    ),
     "web_test.PatchMethodTest.test_other": _Expected(
         "the server's httptools parser refuses the non-standard method OTHER (400)",
         servers=("uvicorn", "qactuar"),

@@ -186,19 +186,6 @@ def test_message_over_max_message_size_closes_with_1009(serve: Serve) -> None:
         assert ws.close_reason == "message too big"
 
 
-class BrokenOpenHandler(tornado.websocket.WebSocketHandler):
-    def open(self) -> None:
-        raise RuntimeError("boom")
-
-
-def test_error_in_open_drops_the_connection(serve: Serve) -> None:
-    with serve(wrap([("/", BrokenOpenHandler)])) as url, connect(_ws(url, "/")) as ws:
-        with pytest.raises(ConnectionClosed):
-            ws.recv(WAIT)
-        # no normal closure: Tornado drops the connection (1006), the bridge says 1011
-        assert ws.close_code in (1006, 1011)
-
-
 FLOOD = 20_000
 
 
