@@ -15,14 +15,21 @@ import time
 from typing import Protocol
 
 from ..http import LocalProtocolError, RequestHead, Response, error_response, informational
+from ..logs import printable
 from .types import ASGIApp, Message, Scope
 
-__all__ = ["AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
+__all__ = ["APP_FAILURES", "AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
 
 access_logger = logging.getLogger("qt_access")
 exception_logger = logging.getLogger("qt_exception")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
+
+#: What an application raises that fails its request, and only its request:
+#: ``SystemExit`` and ``KeyboardInterrupt`` from app code included (every
+#: model handles the real SIGINT with a signal handler, never by raising it
+#: inside a cycle). ``CancelledError`` and ``GeneratorExit`` stay the server's.
+APP_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 
 class ClientDisconnected(OSError):
@@ -136,10 +143,14 @@ class HTTPCycle:
     async def run(self, app: ASGIApp) -> None:
         try:
             await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
+        except APP_FAILURES as exc:
+            # sys.exit() or KeyboardInterrupt from the app's code (argparse on
+            # user input, say) is this request's failure, never the process's:
+            # a real Ctrl-C reaches every model through a signal handler
             self._app_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException as exc:  # CancelledError: the server's, not the app's
+            self._app_failed(exc)
+            raise
         else:
             if not self.started and self.disconnected:
                 self._finish()  # the client left; the app had no one to answer
@@ -147,15 +158,23 @@ class HTTPCycle:
                 exception_logger.error(
                     "ASGI app returned without starting a response for %s %s",
                     self.head.method,
-                    self.head.path,
+                    printable(self.head.path),
                 )
                 self._send_error(500, "Internal Server Error")
             elif not self.response.complete:
-                exception_logger.error(
-                    "ASGI app returned with its response body incomplete for %s %s",
-                    self.head.method,
-                    self.head.path,
-                )
+                if self.disconnected:
+                    # the client left mid-response and the app stopped: no error
+                    exception_logger.debug(
+                        "Client left %s %s before the response was complete",
+                        self.head.method,
+                        printable(self.head.path),
+                    )
+                else:
+                    exception_logger.error(
+                        "ASGI app returned with its response body incomplete for %s %s",
+                        self.head.method,
+                        printable(self.head.path),
+                    )
                 self.response.abort()
                 self._finish()
         finally:
@@ -172,13 +191,13 @@ class HTTPCycle:
                 self.response.abort()
                 self._finish()
             return
-        if isinstance(exc, Exception) and not (
+        if isinstance(exc, APP_FAILURES) and not (
             isinstance(exc, ClientDisconnected) and self.disconnected
         ):
             exception_logger.error(
                 "Exception in ASGI application for %s %s",
                 self.head.method,
-                self.head.path,
+                printable(self.head.path),
                 exc_info=exc,
             )
         if self.done:
