@@ -74,6 +74,7 @@ class HTTPCycle:
         "body_size",
         "body_complete",
         "disconnected",
+        "half_closed",
         "started",
         "done",
         "_waiters",
@@ -104,6 +105,10 @@ class HTTPCycle:
         self.body_complete = not head.has_body
         self.response.request_complete = self.body_complete
         self.disconnected = False
+        #: The client shut down its sending side (its FIN) after this request:
+        #: the response can still be written, but the client may as well be
+        #: gone, so a receive() after the body says http.disconnect.
+        self.half_closed = False
         self.started = False
         #: The response is complete (or abandoned): the connection may go on.
         self.done = False
@@ -130,6 +135,18 @@ class HTTPCycle:
         self.disconnected = True
         self._wake()
 
+    def client_finished(self) -> None:
+        """The client's FIN came after this whole request (``shutdown(SHUT_WR)``).
+
+        A client that half-closes still reads its answer, and one that closed
+        for good cannot be told apart until a write fails: ``send()`` goes on
+        writing, while an app that listens for ``http.disconnect`` (a long
+        poll, Django's disconnect watcher) hears it as it did before, when
+        the FIN closed the connection.
+        """
+        self.half_closed = True
+        self._wake()
+
     def _wake(self) -> None:
         waiters = self._waiters
         if waiters:
@@ -152,7 +169,7 @@ class HTTPCycle:
             self._app_failed(exc)
             raise
         else:
-            if not self.started and self.disconnected:
+            if not self.started and (self.disconnected or self.half_closed):
                 self._finish()  # the client left; the app had no one to answer
             elif not self.started:
                 exception_logger.error(
@@ -162,7 +179,7 @@ class HTTPCycle:
                 )
                 self._send_error(500, "Internal Server Error")
             elif not self.response.complete:
-                if self.disconnected:
+                if self.disconnected or self.half_closed:
                     # the client left mid-response and the app stopped: no error
                     exception_logger.debug(
                         "Client left %s %s before the response was complete",
@@ -275,7 +292,7 @@ class HTTPCycle:
         if self._body_sent:
             # The whole body was delivered: the next event is http.disconnect,
             # once the client goes or the response is complete (ASGI spec 2.4).
-            while not self.disconnected and not self.done:
+            while not self.disconnected and not self.done and not self.half_closed:
                 await self._wait()
             return _DISCONNECT
         if not self.body and not self.body_complete:

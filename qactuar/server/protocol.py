@@ -174,8 +174,10 @@ class HTTPProtocol(asyncio.Protocol):
         A client that half-closes after its request (``shutdown(SHUT_WR)``,
         ``nc -N``) still reads the response (RFC 9112 §9.6 lets a client
         close its sending side first). Returning True keeps the transport
-        open for writing; with nothing to answer, or a request cut short,
-        the connection closes as before. Over TLS the transport closes
+        open for writing; each waiting cycle is told (``client_finished``:
+        an app listening for ``http.disconnect`` hears it, as before). With
+        nothing to answer, or a request cut short, the connection closes as
+        before (as uvicorn does on every EOF). Over TLS the transport closes
         whatever this answers (asyncio's SSL layer does not half-close).
         """
         if (
@@ -190,6 +192,9 @@ class HTTPProtocol(asyncio.Protocol):
             return None
         self._half_closed = True
         self._reading = False  # the transport stops reading at EOF
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None:
+                cycle.client_finished()
         last = self.pipeline[-1] if self.pipeline else self.cycle
         if last is not None and not last.response.head_sent:
             last.response.keep_alive = False  # its response says "connection: close"
