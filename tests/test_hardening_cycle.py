@@ -145,6 +145,18 @@ def test_pipelined_requests_then_a_fin_are_all_answered(spawn_qactuar, tmp_path,
         assert client.closed_by_server()
 
 
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("how", [socket.SHUT_WR, socket.SHUT_RDWR])
+def test_a_long_poll_hears_its_client_leave_or_half_close(spawn_qactuar, tmp_path, model, how):
+    """Tornado's long poll (and Django's disconnect watcher) learn of a FIN as before."""
+    server = start(spawn_qactuar, tmp_path, model)
+    with RawClient(server.port) as client:
+        client.send(encode_request("/listen"))
+        client.sock.shutdown(how)
+        server.wait_for_log("heard disconnect")
+        assert client.closed_by_server()
+
+
 FORGED_PATH = "/x%0d%0aFORGED%1b[2J%e2%80%a8"
 
 

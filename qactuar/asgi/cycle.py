@@ -142,7 +142,8 @@ class HTTPCycle:
         for good cannot be told apart until a write fails: ``send()`` goes on
         writing, while an app that listens for ``http.disconnect`` (a long
         poll, Django's disconnect watcher) hears it as it did before, when
-        the FIN closed the connection.
+        the FIN closed the connection; once it has, the client counts as
+        gone (``send()`` raises ``ClientDisconnected``).
         """
         self.half_closed = True
         self._wake()
@@ -294,6 +295,10 @@ class HTTPCycle:
             # once the client goes or the response is complete (ASGI spec 2.4).
             while not self.disconnected and not self.done and not self.half_closed:
                 await self._wait()
+            if not self.done:
+                # told that its client is gone (a FIN), the app may take it
+                # so: send() raises from now on, as after a real disconnect
+                self.disconnected = True
             return _DISCONNECT
         if not self.body and not self.body_complete:
             if self._expect_100:

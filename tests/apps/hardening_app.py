@@ -9,6 +9,7 @@ HTTP:
   (prints ``stream stopped``), as Django's streaming response does;
 - ``/early``: a head and one chunk, then returns on a live connection;
 - ``/fast``, ``/slow``: ``fast`` at once, ``slow`` after 1 s;
+- ``/listen``: a long poll: waits for ``http.disconnect``, prints ``heard disconnect``;
 - any other path: raises ``LookupError`` (the log line carries the path).
 
 WebSocket: ``/ws-exit`` and ``/ws-interrupt`` accept, then raise ``SystemExit`` /
@@ -81,6 +82,10 @@ async def http(scope: Scope, receive: Any, send: Any) -> None:
     elif path == "/early":
         await send(_start())
         await send({"type": "http.response.body", "body": b"early", "more_body": True})
+    elif path == "/listen":
+        await receive()  # the (empty) request body
+        message = await asyncio.wait_for(receive(), 20)
+        print(f"heard {message['type'].partition('.')[2]}", flush=True)
     elif path == "/fast":
         await _answer(send, b"fast")
     elif path == "/slow":
