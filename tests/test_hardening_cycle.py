@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from support import RawClient, Spawned, encode_request, wait_until
+from tlscerts import Certs, tls_socket
 from wsraw import CLOSE, RawWebSocket
 
 MODELS = ["fork", "async", "prefork"]
@@ -74,6 +75,20 @@ def test_sys_exit_and_keyboard_interrupt_fail_only_their_request(
     # a real Ctrl-C still stops the server, as it always did
     server.signal(signal.SIGINT)
     assert server.wait() == 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_sys_exit_over_tls_is_a_500_logged_once(spawn_qactuar, tmp_path, model):
+    """Over TLS the fork model relays to a child: the child's failure is still the request's."""
+    certs = Certs(tmp_path)
+    server = start(spawn_qactuar, tmp_path, model, "--ssl-cert-path", certs.server_pem)
+    for path in ("/exit", "/interrupt", "/fast"):
+        with RawClient.over(tls_socket(certs, server.port)) as client:
+            response = client.request(path)
+            assert response.status == (200 if path == "/fast" else 500), (path, response)
+    output = server.wait_for_log('"GET /fast HTTP/1.1" 200')
+    assert output.count("Exception in ASGI application for GET /") == 2, output[-3000:]
+    assert_no_process_died(server)
 
 
 @pytest.mark.parametrize("model", MODELS)
