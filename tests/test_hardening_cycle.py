@@ -194,3 +194,15 @@ def test_request_data_in_log_lines_is_escaped(spawn_qactuar, tmp_path, model):
     assert b"\x1b" not in output
     assert "\u2028".encode() not in output
     assert not any(line.startswith(b"FORGED") for line in output.splitlines())
+
+
+def test_printable_escapes_every_control_character_and_keeps_the_rest():
+    from qactuar.logs import printable
+
+    assert printable("/caf\u00e9 d\u00e9j\u00e0/?a=1") == "/caf\u00e9 d\u00e9j\u00e0/?a=1"
+    text = "".join(chr(code) for code in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028))
+    escaped = printable(text)
+    assert escaped.isprintable() and escaped.isascii()
+    assert escaped.startswith("\\x00\\x01") and "\\t\\n\\x0b\\x0c\\r" in escaped
+    assert "\\x1b" in escaped
+    assert escaped.endswith("\\x9b\\x9c\\x9d\\x9e\\x9f\\u2028")
