@@ -12,7 +12,7 @@ import logging
 import logging.config
 from typing import Any
 
-__all__ = ["DEFAULT_LOGS", "LOGGER_NAMES", "setup_logging"]
+__all__ = ["DEFAULT_LOGS", "LOGGER_NAMES", "printable", "setup_logging"]
 
 LOGGER_NAMES = ("qt_server", "qt_child", "qt_access", "qt_exception")
 
@@ -50,6 +50,20 @@ DEFAULT_LOGS: dict[str, Any] = {
         "qt_exception": {"handlers": ["exception"], "level": "ERROR"},
     },
 }
+
+
+def printable(text: str) -> str:
+    """``text`` safe to put in a log line: every character that is not printable
+    (CR, LF, ESC and the other C0/C1 controls, DEL, U+2028...) escaped as
+    Python writes it (``\\r``, ``\\x1b``, ``\\u2028``).
+
+    Request data (a percent-decoded path, a reason a client's bytes chose)
+    goes through here before it reaches a log: else a request could forge
+    log lines or send terminal escapes to whoever reads them.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def setup_logging(logs: dict[str, Any], level: str = "", access_log: bool = True) -> None:

@@ -15,14 +15,21 @@ import time
 from typing import Protocol
 
 from ..http import LocalProtocolError, RequestHead, Response, error_response, informational
+from ..logs import printable
 from .types import ASGIApp, Message, Scope
 
-__all__ = ["AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
+__all__ = ["APP_FAILURES", "AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
 
 access_logger = logging.getLogger("qt_access")
 exception_logger = logging.getLogger("qt_exception")
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
+
+#: What an application raises that fails its request, and only its request:
+#: ``SystemExit`` and ``KeyboardInterrupt`` from app code included (every
+#: model handles the real SIGINT with a signal handler, never by raising it
+#: inside a cycle). ``CancelledError`` and ``GeneratorExit`` stay the server's.
+APP_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 
 class ClientDisconnected(OSError):
@@ -67,6 +74,7 @@ class HTTPCycle:
         "body_size",
         "body_complete",
         "disconnected",
+        "half_closed",
         "started",
         "done",
         "_waiters",
@@ -97,6 +105,10 @@ class HTTPCycle:
         self.body_complete = not head.has_body
         self.response.request_complete = self.body_complete
         self.disconnected = False
+        #: The client shut down its sending side (its FIN) after this request:
+        #: the response can still be written, but the client may as well be
+        #: gone, so a receive() after the body says http.disconnect.
+        self.half_closed = False
         self.started = False
         #: The response is complete (or abandoned): the connection may go on.
         self.done = False
@@ -123,6 +135,19 @@ class HTTPCycle:
         self.disconnected = True
         self._wake()
 
+    def client_finished(self) -> None:
+        """The client's FIN came after this whole request (``shutdown(SHUT_WR)``).
+
+        A client that half-closes still reads its answer, and one that closed
+        for good cannot be told apart until a write fails: ``send()`` goes on
+        writing, while an app that listens for ``http.disconnect`` (a long
+        poll, Django's disconnect watcher) hears it as it did before, when
+        the FIN closed the connection; once it has, the client counts as
+        gone (``send()`` raises ``ClientDisconnected``).
+        """
+        self.half_closed = True
+        self._wake()
+
     def _wake(self) -> None:
         waiters = self._waiters
         if waiters:
@@ -136,26 +161,38 @@ class HTTPCycle:
     async def run(self, app: ASGIApp) -> None:
         try:
             await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
+        except APP_FAILURES as exc:
+            # sys.exit() or KeyboardInterrupt from the app's code (argparse on
+            # user input, say) is this request's failure, never the process's:
+            # a real Ctrl-C reaches every model through a signal handler
             self._app_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException as exc:  # CancelledError: the server's, not the app's
+            self._app_failed(exc)
+            raise
         else:
-            if not self.started and self.disconnected:
+            if not self.started and (self.disconnected or self.half_closed):
                 self._finish()  # the client left; the app had no one to answer
             elif not self.started:
                 exception_logger.error(
                     "ASGI app returned without starting a response for %s %s",
                     self.head.method,
-                    self.head.path,
+                    printable(self.head.path),
                 )
                 self._send_error(500, "Internal Server Error")
             elif not self.response.complete:
-                exception_logger.error(
-                    "ASGI app returned with its response body incomplete for %s %s",
-                    self.head.method,
-                    self.head.path,
-                )
+                if self.disconnected or self.half_closed:
+                    # the client left mid-response and the app stopped: no error
+                    exception_logger.debug(
+                        "Client left %s %s before the response was complete",
+                        self.head.method,
+                        printable(self.head.path),
+                    )
+                else:
+                    exception_logger.error(
+                        "ASGI app returned with its response body incomplete for %s %s",
+                        self.head.method,
+                        printable(self.head.path),
+                    )
                 self.response.abort()
                 self._finish()
         finally:
@@ -172,13 +209,13 @@ class HTTPCycle:
                 self.response.abort()
                 self._finish()
             return
-        if isinstance(exc, Exception) and not (
+        if isinstance(exc, APP_FAILURES) and not (
             isinstance(exc, ClientDisconnected) and self.disconnected
         ):
             exception_logger.error(
                 "Exception in ASGI application for %s %s",
                 self.head.method,
-                self.head.path,
+                printable(self.head.path),
                 exc_info=exc,
             )
         if self.done:
@@ -256,8 +293,12 @@ class HTTPCycle:
         if self._body_sent:
             # The whole body was delivered: the next event is http.disconnect,
             # once the client goes or the response is complete (ASGI spec 2.4).
-            while not self.disconnected and not self.done:
+            while not self.disconnected and not self.done and not self.half_closed:
                 await self._wait()
+            if not self.done:
+                # told that its client is gone (a FIN), the app may take it
+                # so: send() raises from now on, as after a real disconnect
+                self.disconnected = True
             return _DISCONNECT
         if not self.body and not self.body_complete:
             if self._expect_100:

@@ -56,8 +56,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..asgi.cycle import AppLost, ClientDisconnected
+from ..asgi.cycle import APP_FAILURES, AppLost, ClientDisconnected
 from ..asgi.types import ASGIApp, Message, Scope
+from ..logs import printable
 
 __all__ = ["Channel", "ChildLink", "relay_app", "serve_in_child"]
 
@@ -392,17 +393,19 @@ async def serve_in_child(app: ASGIApp, scope: Scope, sock: socket.socket) -> Non
     await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, sock)
     try:
         await app(scope, end.receive, end.send)
-    except Exception as exc:
+    except APP_FAILURES as exc:  # sys.exit() in the app too: the request's failure
         if not isinstance(exc, ClientDisconnected):  # the client left: nothing to log
             if scope["type"] == "websocket":
                 exception_logger.error(
-                    "Exception in ASGI websocket application for %s", scope["path"], exc_info=exc
+                    "Exception in ASGI websocket application for %s",
+                    printable(scope["path"]),
+                    exc_info=exc,
                 )
             else:
                 exception_logger.error(
                     "Exception in ASGI application for %s %s",
                     scope["method"],
-                    scope["path"],
+                    printable(scope["path"]),
                     exc_info=exc,
                 )
         channel.send(_FAILED, None)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
+from ..logs import printable
 from .gate import answered_by_server
 from .handoff import asgi_address, http_cycle, websocket_session
 from .linger import linger
@@ -84,6 +85,7 @@ class HTTPProtocol(asyncio.Protocol):
         "_next_waits_for_drain",
         "_ws",
         "_body_coming",
+        "_half_closed",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -121,6 +123,9 @@ class HTTPProtocol(asyncio.Protocol):
         #: A protocol error came while the client may still send a body (413,
         #: bad bytes mid-body): the error's close lingers (``linger``).
         self._body_coming = False
+        #: The client shut down its sending side after complete requests
+        #: (``nc -N``): they are answered, then the connection closes.
+        self._half_closed = False
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -162,6 +167,38 @@ class HTTPProtocol(asyncio.Protocol):
             # the fork model's parent stops listing this socket's descriptor
             if self.state.on_close is not None:
                 self.state.on_close(self)
+
+    def eof_received(self) -> bool | None:
+        """The client sent its FIN: answer what it sent complete, then close.
+
+        A client that half-closes after its request (``shutdown(SHUT_WR)``,
+        ``nc -N``) still reads the response (RFC 9112 §9.6 lets a client
+        close its sending side first). Returning True keeps the transport
+        open for writing; each waiting cycle is told (``client_finished``:
+        an app listening for ``http.disconnect`` hears it, as before). With
+        nothing to answer, or a request cut short, the connection closes as
+        before (as uvicorn does on every EOF). Over TLS the transport closes
+        whatever this answers (asyncio's SSL layer does not half-close).
+        """
+        if (
+            self._ws is not None
+            or self._closing
+            or (self.cycle is None and not self.pipeline)
+            or not self.parser.idle
+            or self._error is not None
+            or self.transport is None
+            or self.transport.get_extra_info("ssl_object") is not None
+        ):
+            return None
+        self._half_closed = True
+        self._reading = False  # the transport stops reading at EOF
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None:
+                cycle.client_finished()
+        last = self.pipeline[-1] if self.pipeline else self.cycle
+        if last is not None and not last.response.head_sent:
+            last.response.keep_alive = False  # its response says "connection: close"
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.proxy_header is not None:
@@ -287,7 +324,7 @@ class HTTPProtocol(asyncio.Protocol):
         exc = self._error
         assert exc is not None and self.transport is not None
         if exc.status < 500:
-            logger.info("Bad request from %s: %s", self.client, exc)
+            logger.info("Bad request from %s: %s", self.client, printable(str(exc)))
         state = self.state
         self.transport.write(
             error_response(exc.status, exc.reason, state.date_line, state.server_line)
@@ -343,6 +380,8 @@ class HTTPProtocol(asyncio.Protocol):
                 self.resume_reading()
         elif self._error is not None:
             self._send_error()
+        elif self._half_closed:
+            self.close()  # every request the client sent before its FIN is answered
         else:
             if self.state.on_idle is not None and self.parser.idle:
                 self.pause_reading()
@@ -425,6 +464,7 @@ class HTTPProtocol(asyncio.Protocol):
             and self._error is None
             and not self._upgraded
             and not self._closing
+            and not self._half_closed
             and len(self.pipeline) < MAX_PIPELINE // 2
             and (self._parsing is None or self._parsing.body_size <= READ_HIGH_WATER)
         ):

@@ -28,9 +28,10 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from ..asgi.cycle import AppLost, ClientDisconnected
+from ..asgi.cycle import APP_FAILURES, AppLost, ClientDisconnected
 from ..asgi.types import ASGIApp, Message, Scope
 from ..http import LocalProtocolError, RequestHead, Response, error_response
+from ..logs import printable
 from .handshake import accept_handshake
 from .messages import MessageAssembler, MessageRefused, close_frame
 
@@ -238,14 +239,18 @@ class WebSocketSession:
             if isinstance(exc, AppLost):  # logged where it was lost (a fork child)
                 self._app_ended(failed=True, lost=exc)
                 return
-            if isinstance(exc, Exception) and not (
+            # sys.exit() and KeyboardInterrupt from app code fail this session
+            # alone (1011), as HTTPCycle.run treats them; CancelledError goes on
+            if isinstance(exc, APP_FAILURES) and not (
                 isinstance(exc, ClientDisconnected) and self.state == _CLOSED
             ):
                 exception_logger.error(
-                    "Exception in ASGI websocket application for %s", self.head.path, exc_info=exc
+                    "Exception in ASGI websocket application for %s",
+                    printable(self.head.path),
+                    exc_info=exc,
                 )
             self._app_ended(failed=True)
-            if not isinstance(exc, Exception):
+            if not isinstance(exc, APP_FAILURES):
                 raise
         else:
             self._app_ended(failed=False)
