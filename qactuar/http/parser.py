@@ -40,6 +40,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from .chunked import ChunkedFraming, _FramingError
 from .errors import ProtocolError
 from .events import END_OF_MESSAGE, Event, RequestHead
 from .limits import Limits
@@ -62,19 +63,30 @@ _MESSAGES: Final = {
 _INVALID_HOST: Final = re.compile(rb"[^A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]")
 
 
-def _split_target(url: bytes) -> tuple[bytes, bytes]:
-    """Split a request target into (raw path, query string)."""
+def _split_target(url: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """Split a request target into (raw path, query string, authority or None)."""
     if b"#" in url:
         url = url.partition(b"#")[0]  # a fragment is never part of the target
     if url[:1] != b"/" and url != b"*":
-        # absolute-form (RFC 9112 §3.2.2): keep only the path and query
+        # absolute-form (RFC 9112 §3.2.2): the path and query, and the
+        # authority, which replaces Host
         try:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             raise ProtocolError(400, "Invalid request target") from None
-        return parsed.path or b"/", parsed.query or b""
+        scheme, sep, rest = url.partition(b"://")
+        authority = re.split(rb"[/?]", rest, maxsplit=1)[0]
+        if (
+            not sep
+            or scheme.lower() not in (b"http", b"https")
+            or not authority
+            or _INVALID_HOST.search(authority)
+        ):
+            # userinfo included (RFC 9110 §4.2.4: an error)
+            raise ProtocolError(400, "Invalid request target")
+        return parsed.path or b"/", parsed.query or b"", authority
     path, sep, query = url.partition(b"?")
-    return path, query
+    return path, query, None
 
 
 def _decode_path(raw_path: bytes) -> str:
@@ -104,6 +116,10 @@ class RequestParser:
         "_chunk_events",
         "_trailer_bytes",
         "_trailer_count",
+        "_framing",
+        "_chunked_head",
+        "_in_trailers",
+        "_carry",
         "upgrade_tail",
     )
 
@@ -133,6 +149,15 @@ class RequestParser:
         self._chunk_events = 0
         self._trailer_bytes = 0
         self._trailer_count = 0
+        #: Reads the chunk-size lines of the chunked body being received.
+        self._framing: ChunkedFraming | None = None
+        #: A chunked request's head just ended: its body goes to a framing.
+        self._chunked_head = False
+        #: After the last chunk: llhttp reads the trailers line by line.
+        self._in_trailers = False
+        #: The last bytes given to llhttp outside a chunked body, where a
+        #: head's final CRLFCRLF may have begun.
+        self._carry = b""
         #: Bytes that followed an Upgrade request's head: the first bytes of
         #: the new protocol.
         self.upgrade_tail = b""
@@ -187,10 +212,7 @@ class RequestParser:
             in_trailers = self._chunk_pending
         chunk_events = self._chunk_events
         try:
-            try:
-                self._parser.feed_data(data)
-            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-                self._parser_error(exc, data)
+            self._run(data)
             if self._in_progress:
                 if self._state == _HEAD:
                     if self._head_bytes > self._limits.max_header_bytes:
@@ -201,6 +223,62 @@ class RequestParser:
             self._keep_complete(exc, events)
             raise
         return events
+
+    def _run(self, data: bytes) -> None:
+        """Give ``data`` to llhttp, chunk-size lines read by ``ChunkedFraming``.
+
+        A head ends only at a CRLFCRLF (llhttp refuses bare LF), so outside a
+        chunked body the bytes go to llhttp in pieces that each end at the
+        next CRLFCRLF: a chunked request's head then ends where a piece does,
+        and its body goes to a ``ChunkedFraming`` before llhttp sees it.
+        """
+        while data and not (self._final or self._upgraded):
+            framing = self._framing
+            if framing is not None:
+                try:
+                    canonical, rest = framing.feed(data)
+                except _FramingError as exc:
+                    self._llhttp(exc.canonical)
+                    raise ProtocolError(exc.status, exc.reason) from None
+                if canonical:
+                    self._llhttp(canonical)
+                if rest is None:
+                    return
+                self._framing = None
+                self._in_trailers = True
+                data = rest
+                continue
+            if self._in_trailers:
+                # the trailers (or the final CRLF) end the message at a LF
+                end = data.find(b"\n")
+                piece = data if end < 0 else data[: end + 1]
+                self._llhttp(piece)
+                if not self._in_progress:
+                    self._in_trailers = False
+            else:
+                carry = self._carry
+                found = (carry + data).find(b"\r\n\r\n")
+                piece = data if found < 0 else data[: found + 4 - len(carry)]
+                self._carry = (carry + piece)[-3:]
+                self._llhttp(piece)
+                if self._chunked_head:
+                    self._chunked_head = False
+                    self._carry = b""
+                    self._framing = ChunkedFraming()
+            data = data[len(piece) :]
+        if data and self._upgraded:
+            # the bytes after an Upgrade request's head, beyond the piece
+            body = self._upgrade_body
+            if body is None:
+                self.upgrade_tail += data
+            else:
+                self._feed_upgrade_body(body, data)
+
+    def _llhttp(self, piece: bytes) -> None:
+        try:
+            self._parser.feed_data(piece)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._parser_error(exc, piece)
 
     def _count_trailer_read(self, chunk_events: int, size: int) -> None:
         """A whole read after the last chunk's header, with no chunk event: trailers."""
@@ -264,6 +342,7 @@ class RequestParser:
         self._chunk_pending = False
         self._trailer_bytes = 0
         self._trailer_count = 0
+        self._in_trailers = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -304,6 +383,7 @@ class RequestParser:
         expect_continue = False
         upgrade = None
         chunked = False
+        codings: list[bytes] = []
         content_length = 0
         for name, value in headers:
             if name == b"host":
@@ -314,6 +394,7 @@ class RequestParser:
                 content_length = int(value)
             elif name == b"transfer-encoding":
                 chunked = True
+                codings.extend(c.strip().lower() for c in value.split(b","))
             elif name == b"expect":
                 expect_continue = value.lower() == b"100-continue"
             elif name == b"upgrade":
@@ -327,6 +408,13 @@ class RequestParser:
             expect_continue = False
             if chunked:
                 raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if chunked and codings != [b"chunked"]:
+            if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+                # the body's length cannot be known (RFC 9112 §6.3, §7)
+                raise ProtocolError(400, "Invalid Transfer-Encoding")
+            # a coding before chunked we cannot decode: an app must never get
+            # a still-encoded body (RFC 9112 §6.1)
+            raise ProtocolError(501, "Transfer coding not implemented")
         if limits.max_body_bytes and content_length > limits.max_body_bytes:
             raise ProtocolError(413, "Request body too large")
         if upgrade is not None and not parser.should_upgrade():
@@ -336,12 +424,17 @@ class RequestParser:
             self._upgrade_body = UpgradeBody(self, chunked, content_length)
         if version != "1.1":
             upgrade = None  # RFC 9110 §7.8: ignored in HTTP/1.0
-        raw_path, query = _split_target(self._url)
+        raw_path, query, authority = _split_target(self._url)
+        if authority is not None:
+            # RFC 9112 §3.2.2: the target's authority, not Host, is the host
+            headers[:] = [field for field in headers if field[0] != b"host"]
+            headers.append((b"host", authority))
         if raw_path == b"*" and method != b"OPTIONS":
             raise ProtocolError(400, "Asterisk target is for OPTIONS only")
         keep_alive = parser.should_keep_alive()
         self._close_after = not keep_alive
         self._state = _BODY
+        self._chunked_head = chunked and self._upgrade_body is None
         self._events.append(
             RequestHead(
                 method.decode("ascii"),
