@@ -49,9 +49,10 @@ class _FramingError(ProtocolError):
 class ChunkedFraming:
     """Reads a chunked body up to the end of its last-chunk line.
 
-    ``feed(data)`` returns ``(canonical, rest)``: the bytes to give llhttp in
-    place of ``data``, and, once the last-chunk line is read, the bytes after
-    it (the trailer section and whatever follows), else None. A
+    ``feed(data, pos)`` reads ``data`` from ``pos`` and returns ``(canonical,
+    end)``: the bytes to give llhttp in place of what it read, and, once the
+    last-chunk line is read, the position in ``data`` just after it (where
+    the trailer section begins), else None (all of ``data`` was read). A
     ``ProtocolError`` it raises carries in ``canonical`` the bytes that came
     before the bad ones, to give llhttp first.
     """
@@ -63,28 +64,31 @@ class ChunkedFraming:
         self._line = b""
         self._remaining = 0
 
-    def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
-        out: list[bytes] = []
+    def feed(self, data: bytes, pos: int = 0) -> tuple[bytes, int | None]:
+        out: list[bytes | memoryview] = []
         try:
-            return self._feed(data, out)
+            end = self._feed(data, pos, out)
         except ProtocolError as exc:
             # what came before the bad bytes is still the body's
             raise _FramingError(exc, b"".join(out)) from None
+        return b"".join(out), end
 
-    def _feed(self, data: bytes, out: list[bytes]) -> tuple[bytes, bytes | None]:
-        while data:
+    def _feed(self, data: bytes, pos: int, out: list[bytes | memoryview]) -> int | None:
+        size = len(data)
+        view = memoryview(data)
+        while pos < size:
             state = self._state
             if state == _DATA:
-                take = data[: self._remaining]
-                self._remaining -= len(take)
-                out.append(take)
-                data = data[len(take) :]
+                take = min(self._remaining, size - pos)
+                out.append(view[pos : pos + take])
+                pos += take
+                self._remaining -= take
                 if not self._remaining:
                     self._state = _DATA_END
             elif state == _DATA_END:
                 need = 2 - len(self._line)
-                self._line += data[:need]
-                data = data[need:]
+                self._line += data[pos : pos + need]
+                pos += need
                 if not b"\r\n".startswith(self._line):
                     raise ProtocolError(400, "Missing CRLF after chunk data")
                 if len(self._line) == 2:
@@ -92,23 +96,23 @@ class ChunkedFraming:
                     self._state = _SIZE
                     out.append(b"\r\n")
             else:  # _SIZE
-                end = data.find(b"\n")
-                line = self._line + (data if end < 0 else data[: end + 1])
+                end = data.find(b"\n", pos, pos + MAX_CHUNK_LINE + 3)
+                line = self._line + data[pos : size if end < 0 else end + 1]
                 if len(line) > MAX_CHUNK_LINE + 2:
                     raise ProtocolError(400, "Chunk size line too long")
                 if end < 0:
                     self._line = line
-                    return b"".join(out), None
-                data = data[end + 1 :]
+                    return None
+                pos = end + 1
                 self._line = b""
                 match = _SIZE_LINE.fullmatch(line[:-2])
                 if line[-2:-1] != b"\r" or match is None:
                     raise ProtocolError(400, "Invalid chunk size line")
-                size = int(match.group(1), 16)
-                out.append(b"%x\r\n" % size)
-                if not size:
+                chunk_size = int(match.group(1), 16)
+                out.append(b"%x\r\n" % chunk_size)
+                if not chunk_size:
                     self._state = _DONE
-                    return b"".join(out), data
-                self._remaining = size
+                    return pos
+                self._remaining = chunk_size
                 self._state = _DATA
-        return b"".join(out), None
+        return None

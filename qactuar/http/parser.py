@@ -60,6 +60,8 @@ _MESSAGES: Final = {
 }
 #: Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): no path,
 #: userinfo, whitespace or other delimiters.
+#: Where a chunked request's head may end (llhttp matches the coding so).
+_CHUNKED: Final = re.compile(rb"chunked", re.IGNORECASE)
 _INVALID_HOST: Final = re.compile(rb"[^A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]")
 
 
@@ -230,51 +232,73 @@ class RequestParser:
         A head ends only at a CRLFCRLF (llhttp refuses bare LF), so outside a
         chunked body the bytes go to llhttp in pieces that each end at the
         next CRLFCRLF: a chunked request's head then ends where a piece does,
-        and its body goes to a ``ChunkedFraming`` before llhttp sees it.
+        and its body goes to a ``ChunkedFraming`` before llhttp sees it. Bytes
+        in which no chunked head can end (no ``chunked`` in them, no head
+        begun before them) go to llhttp whole.
         """
-        while data and not (self._final or self._upgraded):
+        if (
+            self._framing is None
+            and not self._in_trailers
+            and not (self._in_progress and self._state == _HEAD)
+            and _CHUNKED.search(data) is None
+        ):
+            self._carry = data[-3:] if len(data) >= 3 else (self._carry + data)[-3:]
+            self._llhttp(data)
+            return
+        view = memoryview(data)
+        pos, size = 0, len(data)
+        while pos < size and not (self._final or self._upgraded):
             framing = self._framing
             if framing is not None:
                 try:
-                    canonical, rest = framing.feed(data)
+                    canonical, end = framing.feed(data, pos)
                 except _FramingError as exc:
                     self._llhttp(exc.canonical)
                     raise ProtocolError(exc.status, exc.reason) from None
                 if canonical:
                     self._llhttp(canonical)
-                if rest is None:
+                if end is None:
                     return
                 self._framing = None
                 self._in_trailers = True
-                data = rest
+                pos = end
                 continue
             if self._in_trailers:
                 # the trailers (or the final CRLF) end the message at a LF
-                end = data.find(b"\n")
-                piece = data if end < 0 else data[: end + 1]
-                self._llhttp(piece)
+                found = data.find(b"\n", pos)
+                stop = size if found < 0 else found + 1
+                self._llhttp(view[pos:stop])
                 if not self._in_progress:
                     self._in_trailers = False
+                    self._carry = b""
             else:
                 carry = self._carry
-                found = (carry + data).find(b"\r\n\r\n")
-                piece = data if found < 0 else data[: found + 4 - len(carry)]
-                self._carry = (carry + piece)[-3:]
+                found = (carry + data[pos : pos + 3]).find(b"\r\n\r\n") if carry else -1
+                if found >= 0:
+                    stop = pos + found + 4 - len(carry)
+                else:
+                    found = data.find(b"\r\n\r\n", pos)
+                    stop = size if found < 0 else found + 4
+                piece = view[pos:stop]
+                self._carry = (
+                    data[stop - 3 : stop] if stop - pos >= 3 else (carry + piece.tobytes())[-3:]
+                )
                 self._llhttp(piece)
                 if self._chunked_head:
                     self._chunked_head = False
                     self._carry = b""
                     self._framing = ChunkedFraming()
-            data = data[len(piece) :]
-        if data and self._upgraded:
+            pos = stop
+        if pos < size and self._upgraded:
             # the bytes after an Upgrade request's head, beyond the piece
+            rest = data[pos:]
             body = self._upgrade_body
             if body is None:
-                self.upgrade_tail += data
+                self.upgrade_tail += rest
             else:
-                self._feed_upgrade_body(body, data)
+                self._feed_upgrade_body(body, rest)
 
-    def _llhttp(self, piece: bytes) -> None:
+    def _llhttp(self, piece: bytes | memoryview) -> None:
         try:
             self._parser.feed_data(piece)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -299,10 +323,10 @@ class RequestParser:
                 break
         exc.events = events
 
-    def _parser_error(self, exc: Exception, data: bytes) -> None:
+    def _parser_error(self, exc: Exception, data: bytes | memoryview) -> None:
         if isinstance(exc, httptools.HttpParserUpgrade):
             self._upgraded = True
-            tail = data[exc.args[0] :] if exc.args else b""
+            tail = bytes(data[exc.args[0] :]) if exc.args else b""
             body = self._upgrade_body
             if body is None:
                 self.upgrade_tail = tail

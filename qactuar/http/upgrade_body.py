@@ -56,10 +56,10 @@ class UpgradeBody:
         if chunks is not None:
             framing = self._framing
             if framing is not None:
-                canonical, rest = framing.feed(data)
-                if rest is not None:
+                canonical, end = framing.feed(data)
+                if end is not None:
                     self._framing = None
-                    canonical += rest  # the trailers: llhttp reads them
+                    canonical += data[end:]  # the trailers: llhttp reads them
                 data = canonical
             try:
                 chunks.feed_data(data)

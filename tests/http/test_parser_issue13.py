@@ -157,3 +157,28 @@ def test_bad_absolute_form_authority_is_refused(target):
 def test_absolute_form_still_needs_host_in_http11():
     # RFC 9112 §3.2: a 1.1 request without Host is refused whatever its target
     assert refused(b"GET http://example.org/x HTTP/1.1\r\n\r\n").status == 400
+
+
+@pytest.mark.parametrize("piece", [0, 1, 4, 9, 30])
+def test_pipelined_requests_around_a_bws_chunked_one(piece):
+    # a Content-Length body holding CRLFCRLF, then a chunked head spelled in
+    # capitals, with extensions and a trailer, then a plain GET
+    data = (
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n\r\n\r\nab"
+        b"POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n"
+        b"2 ; a = b\r\nxy\r\n0 ;z\r\nX-T: 1\r\n\r\n"
+        b"\r\nGET /4 HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    events = parse(data, piece)
+    paths, bodies, body = [], [], b""
+    for event in events:
+        if isinstance(event, RequestHead):
+            paths.append(event.path)
+        elif isinstance(event, bytes):
+            body += event
+        else:
+            bodies.append(body)
+            body = b""
+    assert paths == ["/1", "/2", "/3", "/4"]
+    assert bodies == [b"", b"\r\n\r\nab", b"xy", b""]
