@@ -19,8 +19,12 @@ module adds the rules llhttp leaves to the server:
 - the Host field (RFC 9112 §3.2): exactly one in 1.1, never more than one,
   and a valid ``host[:port]`` value;
 - the asterisk form for OPTIONS only (§3.2.4); a fragment sent in the target
-  is dropped (§3.2); optional whitespace after a field value is not part of
-  it (§5.1);
+  is dropped (§3.2); an absolute-form target's authority replaces Host
+  (§3.2.2); optional whitespace after a field value is not part of it (§5.1);
+- chunk-size lines, read by ``ChunkedFraming`` to the letter of §7.1 (llhttp
+  refuses the whitespace allowed around ``;`` and ``=`` in extensions) and
+  handed to llhttp canonical; a transfer coding before ``chunked`` gets 501
+  (§6.1);
 - versions other than 1.x get 505; Transfer-Encoding in an HTTP/1.0 request
   is refused (§6.1); Upgrade in HTTP/1.0 is ignored (RFC 9110 §7.8);
 - the body of an Upgrade request, which llhttp hands over as if it were the
