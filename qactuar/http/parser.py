@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -48,6 +47,7 @@ from .chunked import ChunkedFraming, _FramingError
 from .errors import ProtocolError
 from .events import END_OF_MESSAGE, Event, RequestHead
 from .limits import Limits
+from .target import INVALID_HOST, decode_path, split_target
 from .upgrade_body import UpgradeBody
 
 __all__ = ["RequestParser"]
@@ -62,43 +62,8 @@ _MESSAGES: Final = {
     # the HTTP/2 connection preface of a client with prior knowledge
     "Pause on PRI/Upgrade": (505, "HTTP/2 is not supported"),
 }
-#: Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): no path,
-#: userinfo, whitespace or other delimiters.
 #: Where a chunked request's head may end (llhttp matches the coding so).
 _CHUNKED: Final = re.compile(rb"chunked", re.IGNORECASE)
-_INVALID_HOST: Final = re.compile(rb"[^A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]")
-
-
-def _split_target(url: bytes) -> tuple[bytes, bytes, bytes | None]:
-    """Split a request target into (raw path, query string, authority or None)."""
-    if b"#" in url:
-        url = url.partition(b"#")[0]  # a fragment is never part of the target
-    if url[:1] != b"/" and url != b"*":
-        # absolute-form (RFC 9112 §3.2.2): the path and query, and the
-        # authority, which replaces Host
-        try:
-            parsed = httptools.parse_url(url)
-        except httptools.HttpParserInvalidURLError:
-            raise ProtocolError(400, "Invalid request target") from None
-        scheme, sep, rest = url.partition(b"://")
-        authority = re.split(rb"[/?]", rest, maxsplit=1)[0]
-        if (
-            not sep
-            or scheme.lower() not in (b"http", b"https")
-            or not authority
-            or _INVALID_HOST.search(authority)
-        ):
-            # userinfo included (RFC 9110 §4.2.4: an error)
-            raise ProtocolError(400, "Invalid request target")
-        return parsed.path or b"/", parsed.query or b"", authority
-    path, sep, query = url.partition(b"?")
-    return path, query, None
-
-
-def _decode_path(raw_path: bytes) -> str:
-    if b"%" not in raw_path:
-        return raw_path.decode("latin-1")
-    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
 class RequestParser:
@@ -416,7 +381,7 @@ class RequestParser:
         for name, value in headers:
             if name == b"host":
                 hosts += 1
-                if _INVALID_HOST.search(value):
+                if INVALID_HOST.search(value):
                     raise ProtocolError(400, "Invalid Host header")
             elif name == b"content-length":
                 content_length = int(value)
@@ -452,7 +417,7 @@ class RequestParser:
             self._upgrade_body = UpgradeBody(self, chunked, content_length)
         if version != "1.1":
             upgrade = None  # RFC 9110 §7.8: ignored in HTTP/1.0
-        raw_path, query, authority = _split_target(self._url)
+        raw_path, query, authority = split_target(self._url)
         if authority is not None:
             # RFC 9112 §3.2.2: the target's authority, not Host, is the host
             headers[:] = [field for field in headers if field[0] != b"host"]
@@ -467,7 +432,7 @@ class RequestParser:
             RequestHead(
                 method.decode("ascii"),
                 raw_path,
-                _decode_path(raw_path),
+                decode_path(raw_path),
                 query,
                 version,
                 headers,
