@@ -78,6 +78,22 @@ CASES: dict[str, tuple[bytes, int, bool]] = {
                                 b"zz\r\nhello\r\n0\r\n\r\n"), 400, True),
     "overflowing chunk size": (head(HOST + b"Transfer-Encoding: chunked\r\n",
                                     b"fffffffffffffffff1\r\nhello\r\n0\r\n\r\n"), 400, True),
+    "space after a bare chunk size": (head(HOST + b"Transfer-Encoding: chunked\r\n",
+                                           b"5 \r\nhello\r\n0\r\n\r\n"), 400, True),
+    "bare LF after a chunk extension": (head(HOST + b"Transfer-Encoding: chunked\r\n",
+                                             b"5; a = b\nhello\r\n0\r\n\r\n"), 400, True),
+    "CR inside a chunk extension": (head(HOST + b"Transfer-Encoding: chunked\r\n",
+                                         b"5; a\r= b\r\nhello\r\n0\r\n\r\n"), 400, True),
+    "chunk extension without a name": (head(HOST + b"Transfer-Encoding: chunked\r\n",
+                                            b"5 ; \r\nhello\r\n0\r\n\r\n"), 400, True),
+    "BWS chunk longer than its size": (head(HOST + b"Transfer-Encoding: chunked\r\n",
+                                            b"3 ; a = b\r\nhelloGET / HTTP/1.1\r\n\r\n"),
+                                       400, True),
+    "no CRLF after chunk data": (head(HOST + b"Transfer-Encoding: chunked\r\n",
+                                      b"3 ; a = b\r\nabcXY5\r\nhello\r\n0\r\n\r\n"),
+                                 400, True),
+    "TE gzip, chunked": (head(HOST + b"Transfer-Encoding: gzip, chunked\r\n",
+                              b"5\r\nhello\r\n0\r\n\r\n"), 501, False),
     "chunk longer than its size": (head(HOST + b"Transfer-Encoding: chunked\r\n",
                                         b"3\r\nhelloGET / HTTP/1.1\r\n\r\n"), 400, True),
     "obs-fold": (head(HOST + b"X-A: b\r\n  folded\r\n", method=b"GET"), 400, False),
@@ -184,3 +200,15 @@ def test_request_inside_a_valid_body_is_body_not_a_request(server):
         c.send(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
         assert c.response().body == b"ok 2"
     assert SEEN == [("POST", "/post", SMUGGLED), ("GET", "/next", b"")]
+
+
+def test_chunk_extensions_with_whitespace_hide_no_request(server):
+    # RFC 9112 §7.1.1 BWS around ';' and '=': the body is the chunks' data
+    # only, and the request after it is the next one, not part of it
+    with RawClient(server.port) as c:
+        c.send(head(HOST + b"Transfer-Encoding: chunked\r\n",
+                    b"5 ; a = \"x;y\" ; b\r\nhello\r\n0 ; c\r\n\r\n", path=b"/bws")
+               + SMUGGLED)
+        assert c.response().status == 200
+        assert c.response().status == 200
+    assert SEEN == [("POST", "/bws", b"hello"), ("GET", "/smuggled", b"")]

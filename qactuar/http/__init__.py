@@ -8,7 +8,7 @@ from .errors import LocalProtocolError, ProtocolError
 from .events import END_OF_MESSAGE, Event, RequestHead
 from .limits import Limits
 from .parser import RequestParser
-from .response import Response, error_response, informational
+from .response import Response, check_field, error_response, informational
 
 __all__ = [
     "END_OF_MESSAGE",
@@ -19,6 +19,7 @@ __all__ = [
     "RequestHead",
     "RequestParser",
     "Response",
+    "check_field",
     "error_response",
     "informational",
 ]

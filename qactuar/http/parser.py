@@ -19,8 +19,12 @@ module adds the rules llhttp leaves to the server:
 - the Host field (RFC 9112 §3.2): exactly one in 1.1, never more than one,
   and a valid ``host[:port]`` value;
 - the asterisk form for OPTIONS only (§3.2.4); a fragment sent in the target
-  is dropped (§3.2); optional whitespace after a field value is not part of
-  it (§5.1);
+  is dropped (§3.2); an absolute-form target's authority replaces Host
+  (§3.2.2); optional whitespace after a field value is not part of it (§5.1);
+- chunk-size lines, read by ``ChunkedFraming`` to the letter of §7.1 (llhttp
+  refuses the whitespace allowed around ``;`` and ``=`` in extensions) and
+  handed to llhttp canonical; a transfer coding before ``chunked`` gets 501
+  (§6.1);
 - versions other than 1.x get 505; Transfer-Encoding in an HTTP/1.0 request
   is refused (§6.1); Upgrade in HTTP/1.0 is ignored (RFC 9110 §7.8);
 - the body of an Upgrade request, which llhttp hands over as if it were the
@@ -36,13 +40,14 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from .chunked import ChunkedFraming, _FramingError
 from .errors import ProtocolError
 from .events import END_OF_MESSAGE, Event, RequestHead
 from .limits import Limits
+from .target import INVALID_HOST, decode_path, split_target
 from .upgrade_body import UpgradeBody
 
 __all__ = ["RequestParser"]
@@ -57,30 +62,8 @@ _MESSAGES: Final = {
     # the HTTP/2 connection preface of a client with prior knowledge
     "Pause on PRI/Upgrade": (505, "HTTP/2 is not supported"),
 }
-#: Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): no path,
-#: userinfo, whitespace or other delimiters.
-_INVALID_HOST: Final = re.compile(rb"[^A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]")
-
-
-def _split_target(url: bytes) -> tuple[bytes, bytes]:
-    """Split a request target into (raw path, query string)."""
-    if b"#" in url:
-        url = url.partition(b"#")[0]  # a fragment is never part of the target
-    if url[:1] != b"/" and url != b"*":
-        # absolute-form (RFC 9112 §3.2.2): keep only the path and query
-        try:
-            parsed = httptools.parse_url(url)
-        except httptools.HttpParserInvalidURLError:
-            raise ProtocolError(400, "Invalid request target") from None
-        return parsed.path or b"/", parsed.query or b""
-    path, sep, query = url.partition(b"?")
-    return path, query
-
-
-def _decode_path(raw_path: bytes) -> str:
-    if b"%" not in raw_path:
-        return raw_path.decode("latin-1")
-    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+#: Where a chunked request's head may end (llhttp matches the coding so).
+_CHUNKED: Final = re.compile(rb"chunked", re.IGNORECASE)
 
 
 class RequestParser:
@@ -104,6 +87,10 @@ class RequestParser:
         "_chunk_events",
         "_trailer_bytes",
         "_trailer_count",
+        "_framing",
+        "_chunked_head",
+        "_in_trailers",
+        "_carry",
         "upgrade_tail",
     )
 
@@ -133,6 +120,15 @@ class RequestParser:
         self._chunk_events = 0
         self._trailer_bytes = 0
         self._trailer_count = 0
+        #: Reads the chunk-size lines of the chunked body being received.
+        self._framing: ChunkedFraming | None = None
+        #: A chunked request's head just ended: its body goes to a framing.
+        self._chunked_head = False
+        #: After the last chunk: llhttp reads the trailers line by line.
+        self._in_trailers = False
+        #: The last bytes given to llhttp outside a chunked body, where a
+        #: head's final CRLFCRLF may have begun.
+        self._carry = b""
         #: Bytes that followed an Upgrade request's head: the first bytes of
         #: the new protocol.
         self.upgrade_tail = b""
@@ -187,10 +183,7 @@ class RequestParser:
             in_trailers = self._chunk_pending
         chunk_events = self._chunk_events
         try:
-            try:
-                self._parser.feed_data(data)
-            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-                self._parser_error(exc, data)
+            self._run(data)
             if self._in_progress:
                 if self._state == _HEAD:
                     if self._head_bytes > self._limits.max_header_bytes:
@@ -201,6 +194,84 @@ class RequestParser:
             self._keep_complete(exc, events)
             raise
         return events
+
+    def _run(self, data: bytes) -> None:
+        """Give ``data`` to llhttp, chunk-size lines read by ``ChunkedFraming``.
+
+        A head ends only at a CRLFCRLF (llhttp refuses bare LF), so outside a
+        chunked body the bytes go to llhttp in pieces that each end at the
+        next CRLFCRLF: a chunked request's head then ends where a piece does,
+        and its body goes to a ``ChunkedFraming`` before llhttp sees it. Bytes
+        in which no chunked head can end (no ``chunked`` in them, no head
+        begun before them) go to llhttp whole.
+        """
+        if (
+            self._framing is None
+            and not self._in_trailers
+            and not (self._in_progress and self._state == _HEAD)
+            and _CHUNKED.search(data) is None
+        ):
+            self._carry = data[-3:] if len(data) >= 3 else (self._carry + data)[-3:]
+            self._llhttp(data)
+            return
+        view = memoryview(data)
+        pos, size = 0, len(data)
+        while pos < size and not (self._final or self._upgraded):
+            framing = self._framing
+            if framing is not None:
+                try:
+                    canonical, end = framing.feed(data, pos)
+                except _FramingError as exc:
+                    self._llhttp(exc.canonical)
+                    raise ProtocolError(exc.status, exc.reason) from None
+                if canonical:
+                    self._llhttp(canonical)
+                if end is None:
+                    return
+                self._framing = None
+                self._in_trailers = True
+                pos = end
+                continue
+            if self._in_trailers:
+                # the trailers (or the final CRLF) end the message at a LF
+                found = data.find(b"\n", pos)
+                stop = size if found < 0 else found + 1
+                self._llhttp(view[pos:stop])
+                if not self._in_progress:
+                    self._in_trailers = False
+                    self._carry = b""
+            else:
+                carry = self._carry
+                found = (carry + data[pos : pos + 3]).find(b"\r\n\r\n") if carry else -1
+                if found >= 0:
+                    stop = pos + found + 4 - len(carry)
+                else:
+                    found = data.find(b"\r\n\r\n", pos)
+                    stop = size if found < 0 else found + 4
+                piece = view[pos:stop]
+                self._carry = (
+                    data[stop - 3 : stop] if stop - pos >= 3 else (carry + piece.tobytes())[-3:]
+                )
+                self._llhttp(piece)
+                if self._chunked_head:
+                    self._chunked_head = False
+                    self._carry = b""
+                    self._framing = ChunkedFraming()
+            pos = stop
+        if pos < size and self._upgraded:
+            # the bytes after an Upgrade request's head, beyond the piece
+            rest = data[pos:]
+            body = self._upgrade_body
+            if body is None:
+                self.upgrade_tail += rest
+            else:
+                self._feed_upgrade_body(body, rest)
+
+    def _llhttp(self, piece: bytes | memoryview) -> None:
+        try:
+            self._parser.feed_data(piece)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._parser_error(exc, piece)
 
     def _count_trailer_read(self, chunk_events: int, size: int) -> None:
         """A whole read after the last chunk's header, with no chunk event: trailers."""
@@ -221,10 +292,10 @@ class RequestParser:
                 break
         exc.events = events
 
-    def _parser_error(self, exc: Exception, data: bytes) -> None:
+    def _parser_error(self, exc: Exception, data: bytes | memoryview) -> None:
         if isinstance(exc, httptools.HttpParserUpgrade):
             self._upgraded = True
-            tail = data[exc.args[0] :] if exc.args else b""
+            tail = bytes(data[exc.args[0] :]) if exc.args else b""
             body = self._upgrade_body
             if body is None:
                 self.upgrade_tail = tail
@@ -264,6 +335,7 @@ class RequestParser:
         self._chunk_pending = False
         self._trailer_bytes = 0
         self._trailer_count = 0
+        self._in_trailers = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -304,16 +376,18 @@ class RequestParser:
         expect_continue = False
         upgrade = None
         chunked = False
+        codings: list[bytes] = []
         content_length = 0
         for name, value in headers:
             if name == b"host":
                 hosts += 1
-                if _INVALID_HOST.search(value):
+                if INVALID_HOST.search(value):
                     raise ProtocolError(400, "Invalid Host header")
             elif name == b"content-length":
                 content_length = int(value)
             elif name == b"transfer-encoding":
                 chunked = True
+                codings.extend(c.strip().lower() for c in value.split(b","))
             elif name == b"expect":
                 expect_continue = value.lower() == b"100-continue"
             elif name == b"upgrade":
@@ -327,6 +401,13 @@ class RequestParser:
             expect_continue = False
             if chunked:
                 raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if chunked and codings != [b"chunked"]:
+            if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+                # the body's length cannot be known (RFC 9112 §6.3, §7)
+                raise ProtocolError(400, "Invalid Transfer-Encoding")
+            # a coding before chunked we cannot decode: an app must never get
+            # a still-encoded body (RFC 9112 §6.1)
+            raise ProtocolError(501, "Transfer coding not implemented")
         if limits.max_body_bytes and content_length > limits.max_body_bytes:
             raise ProtocolError(413, "Request body too large")
         if upgrade is not None and not parser.should_upgrade():
@@ -336,17 +417,22 @@ class RequestParser:
             self._upgrade_body = UpgradeBody(self, chunked, content_length)
         if version != "1.1":
             upgrade = None  # RFC 9110 §7.8: ignored in HTTP/1.0
-        raw_path, query = _split_target(self._url)
+        raw_path, query, authority = split_target(self._url)
+        if authority is not None:
+            # RFC 9112 §3.2.2: the target's authority, not Host, is the host
+            headers[:] = [field for field in headers if field[0] != b"host"]
+            headers.append((b"host", authority))
         if raw_path == b"*" and method != b"OPTIONS":
             raise ProtocolError(400, "Asterisk target is for OPTIONS only")
         keep_alive = parser.should_keep_alive()
         self._close_after = not keep_alive
         self._state = _BODY
+        self._chunked_head = chunked and self._upgrade_body is None
         self._events.append(
             RequestHead(
                 method.decode("ascii"),
                 raw_path,
-                _decode_path(raw_path),
+                decode_path(raw_path),
                 query,
                 version,
                 headers,

@@ -28,7 +28,7 @@ from typing import Final
 
 from .errors import LocalProtocolError
 
-__all__ = ["Response", "error_response", "informational"]
+__all__ = ["Response", "check_field", "error_response", "informational"]
 
 _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
 
@@ -39,6 +39,23 @@ _STATUS_LINES: Final = {
 # no control byte (CR, LF and NUL above all) but HTAB
 _INVALID_NAME: Final = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9a-zA-Z]")
 _INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_field(name: bytes, value: bytes) -> bytes:
+    """``name`` lower-cased, if it and ``value`` may go into a response head.
+
+    The one check of every field an application passes: HTTP responses, the
+    WebSocket denial response and ``websocket.accept``'s 101. A name must be
+    a token (RFC 9110 §5.1), a value must hold no control byte but HTAB (§5.5:
+    no CR, LF or NUL), so no application can split a response or add a field.
+    Raises ``LocalProtocolError`` otherwise.
+    """
+    lname = name.lower()
+    if _INVALID_NAME.search(lname) or not lname:
+        raise LocalProtocolError(f"Invalid header name {name!r}")
+    if _INVALID_VALUE.search(value):
+        raise LocalProtocolError(f"Invalid header value {value!r} for {name!r}")
+    return lname
 
 
 def _status_line(status: int) -> bytes:
@@ -122,11 +139,7 @@ class Response:
             raise LocalProtocolError(f"Invalid response status {status!r}")
         fields = []
         for name, value in headers:
-            lname = name.lower()
-            if _INVALID_NAME.search(lname) or not lname:
-                raise LocalProtocolError(f"Invalid header name {name!r}")
-            if _INVALID_VALUE.search(value):
-                raise LocalProtocolError(f"Invalid header value {value!r} for {name!r}")
+            lname = check_field(name, value)
             if lname == b"content-length":
                 try:
                     length = int(value)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
+from .chunked import ChunkedFraming
 from .errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class UpgradeBody:
     protocol that is switched to after a request body is spoken here.
     """
 
-    __slots__ = ("_owner", "_remaining", "_chunks", "_started", "_done")
+    __slots__ = ("_owner", "_remaining", "_chunks", "_framing", "_started", "_done")
 
     _CHUNKED_HEAD: Final = (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -43,13 +44,23 @@ class UpgradeBody:
         #: The synthetic head is parsed: fields from now on are trailers.
         self._started = False
         self._chunks: Any = None
+        #: Reads the chunk-size lines (llhttp refuses some valid ones).
+        self._framing: ChunkedFraming | None = None
         if chunked:
+            self._framing = ChunkedFraming()
             self._chunks = httptools.HttpRequestParser(self)
             self._chunks.feed_data(self._CHUNKED_HEAD)
 
     def feed(self, data: bytes) -> bytes | None:
         chunks = self._chunks
         if chunks is not None:
+            framing = self._framing
+            if framing is not None:
+                canonical, end = framing.feed(data)
+                if end is not None:
+                    self._framing = None
+                    canonical += data[end:]  # the trailers: llhttp reads them
+                data = canonical
             try:
                 chunks.feed_data(data)
             except httptools.HttpParserCallbackError as exc:

@@ -21,7 +21,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from ..http import RequestHead
+from ..http import LocalProtocolError, RequestHead, check_field
 from .deflate import ExactInflateLimit, wire_slack
 from .messages import ServerProtocol
 
@@ -99,7 +99,9 @@ def accept_handshake(
 
     ``subprotocol`` is the application's choice (used only if the client
     offered it); ``date`` and ``server`` are the server's own header lines,
-    empty when disabled. The response is not sent yet: a status other than
+    empty when disabled. A header the application gives that could not go
+    into a response (``check_field``) raises ``RuntimeError``, as the same
+    header in ``http.response.start`` does. The response is not sent yet: a status other than
     101 means the library refused the handshake, and it then carries none of
     qactuar's or the application's headers.
     """
@@ -134,5 +136,9 @@ def accept_handshake(
     if server:
         response.headers["Server"] = server.partition(b":")[2].strip().decode("latin-1")
     for name, value in app_headers:
+        try:
+            check_field(name, value)  # as every response's fields are
+        except LocalProtocolError as exc:
+            raise RuntimeError(str(exc)) from None
         response.headers[name.decode("latin-1")] = value.decode("latin-1")
     return protocol, response

@@ -121,7 +121,7 @@ def test_fragment_is_not_part_of_path_or_query():
         (b"http://example.com/a/b?x=1", b"/a/b", b"x=1"),
         (b"http://example.com", b"/", b""),
         (b"http://example.com:8080?x=1", b"/", b"x=1"),
-        (b"https://user@example.com:443/p%2Fq?z", b"/p%2Fq", b"z"),
+        (b"https://example.com:443/p%2Fq?z", b"/p%2Fq", b"z"),
     ],
 )
 def test_absolute_form_target_gives_path_and_query(target, raw_path, query):
