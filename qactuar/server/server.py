@@ -26,7 +26,7 @@ from ..proxy import TrustedPeers
 from ..websocket import WebSocketOptions
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
-from .sockets import bind_sockets, describe
+from .sockets import bind_sockets, describe, remove_unix_socket
 from .tls import ServerTLS, server_tls
 from .tls_accept import TLSAcceptor
 
@@ -282,8 +282,11 @@ class Server:
     async def shutdown(self) -> None:
         state = self.state
         state.shutting_down = True
+        unix_paths = [sock.getsockname() for sock in self.sockets if sock.family == socket.AF_UNIX]
         for server in self.servers:
             server.close()
+        for path in unix_paths:  # the files this process bound (not a worker's, nor a child's)
+            remove_unix_socket(path)
         await self._settle_idle_connections()
         for conn in list(state.connections):
             conn.shutdown()
