@@ -121,7 +121,7 @@ def bound(path: str) -> socket.socket:
     return bind_address(Address("unix", path=path), Config())
 
 
-def test_a_file_that_is_no_longer_ours_is_not_removed(tmp_path):
+def test_a_socket_file_another_server_took_over_is_not_removed(tmp_path):
     path = str(tmp_path / "app.sock")
     ours = bound(path)
     ours.close()  # stopped listening: stale to a newcomer, who replaces it
@@ -131,6 +131,15 @@ def test_a_file_that_is_no_longer_ours_is_not_removed(tmp_path):
         newcomer.listen()
         remove_unix_socket(path)  # at our exit: the newcomer's file is left alone
         assert os.path.exists(path)
+
+
+def test_a_file_put_in_its_place_is_not_removed(tmp_path):
+    path = tmp_path / "app.sock"
+    bound(str(path)).close()
+    path.unlink()
+    path.write_text("someone's file")  # often with our file's old inode number
+    remove_unix_socket(str(path))
+    assert path.read_text() == "someone's file"
 
 
 def test_a_socket_file_is_removed_only_by_the_process_that_bound_it(tmp_path):

@@ -239,7 +239,8 @@ def remove_unix_socket(path: str) -> None:
     del _owned[path]
     try:
         info = os.lstat(owned.path)
-        if (info.st_dev, info.st_ino) != owned.inode or _accepts(owned.path):
+        ours = stat.S_ISSOCK(info.st_mode) and (info.st_dev, info.st_ino) == owned.inode
+        if not ours or _accepts(owned.path):
             # not ours: a new file (its inode may be our old number), or a
             # server that replaced ours, or one of our processes still listening
             return
