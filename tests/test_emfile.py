@@ -27,6 +27,7 @@ MODEL_ARGS = {
     "fork": ("--model", "fork"),
     "async": ("--model", "async"),
     "prefork": ("--model", "prefork", "--workers", "1"),
+    "async-asyncio": ("--model", "async", "--loop", "asyncio"),  # not uvloop (libuv)
 }
 NOFILE = 64
 #: More than the server can hold under NOFILE: the rest are dropped.
@@ -72,7 +73,7 @@ def test_connections_dropped_at_the_descriptor_limit_are_logged_with_their_count
         "basic:hello", *MODEL_ARGS[model], "--header-timeout", "60", launcher="low_fds",
         env={"NOFILE": str(NOFILE), "DROP_LOG_INTERVAL": str(INTERVAL)})
     accepting = server.pid
-    if model == "prefork":
+    if model.startswith("prefork"):
         server.wait_for_log(" serving")  # "Worker N serving": it accepts from now on
         [accepting] = children_of(server.pid)
     clients: list[socket.socket] = []
