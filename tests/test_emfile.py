@@ -11,17 +11,21 @@ burst, whatever the machine's load.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import select
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 from support import RawClient, Spawned, children_of, wait_until
+
+from qactuar.server.accept import DROP_LOG_INTERVAL, DropLog
 
 MODEL_ARGS = {
     "fork": ("--model", "fork"),
@@ -105,3 +109,56 @@ def test_connections_dropped_at_the_descriptor_limit_are_logged_with_their_count
     with RawClient(server.port) as client:
         assert client.request("/").status == 200
     assert counts(server) == [first, 10]  # nothing dropped since
+
+
+class FakeLoop:
+    """The clock and the one timer DropLog uses, driven by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> FakeTimer:
+        self.timers.append((when, callback))
+        return FakeTimer()
+
+    def run_timers(self) -> None:
+        due = [t for t in self.timers if t[0] <= self.now]
+        self.timers = [t for t in self.timers if t[0] > self.now]
+        for _, callback in due:
+            callback()
+
+
+class FakeTimer:
+    def cancel(self) -> None:
+        pass
+
+
+def test_drops_are_logged_at_most_once_per_interval_with_every_count(caplog):
+    loop = FakeLoop()
+    drops = DropLog(loop)  # type: ignore[arg-type]
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    caplog.set_level(logging.WARNING, "qt_server")
+
+    def lines() -> list[int]:
+        return [int(n) for n in re.findall(r"dropped (\d+) new", caplog.text)]
+
+    drops.count(3, 0, emfile)
+    assert lines() == [3]  # the first at once
+    loop.now += 1
+    drops.count(2, 0, emfile)
+    loop.now += 5
+    drops.count(4, 0, emfile)
+    assert lines() == [3] and [when for when, _ in loop.timers] == [100.0 + DROP_LOG_INTERVAL]
+    loop.now = 100.0 + DROP_LOG_INTERVAL - 0.001
+    loop.run_timers()
+    assert lines() == [3]
+    loop.now = 100.0 + DROP_LOG_INTERVAL
+    loop.run_timers()
+    assert lines() == [3, 6]  # what the interval dropped, in one line at its end
+    loop.now += DROP_LOG_INTERVAL + 1
+    drops.count(1, 0, emfile)  # quiet for a whole interval: at once again
+    assert lines() == [3, 6, 1] and loop.timers == []
