@@ -24,9 +24,10 @@ from ..config import Config
 from ..lifespan import LifespanRunner
 from ..proxy import TrustedPeers
 from ..websocket import WebSocketOptions
+from .accept import DropLog, Listener
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
-from .sockets import bind_sockets, describe
+from .sockets import bind_sockets, describe, remove_unix_socket
 from .tls import ServerTLS, server_tls
 from .tls_accept import TLSAcceptor
 
@@ -147,7 +148,9 @@ class Server:
         #: Set by a second SIGINT: stop without waiting for requests.
         self.force_exit = False
         self.started = asyncio.Event()
-        self.servers: list[asyncio.base_events.Server] = []
+        self.servers: list[Listener] = []
+        #: The connections dropped at the descriptor limit (accept.py).
+        self.drops: DropLog | None = None
         self.lifespan = LifespanRunner(app, config.LIFESPAN)
 
     @property
@@ -167,7 +170,7 @@ class Server:
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return [s for server in self.servers for s in server.sockets]  # type: ignore[misc]
+        return [s for server in self.servers for s in server.sockets]
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context, loaded from the files on first use (ConfigError if it fails)."""
@@ -256,11 +259,13 @@ class Server:
         if sockets is None:
             sockets = bind_sockets(self.config)
         factory = self.protocol_factory()
+        # accepted here, not by loop.create_server: see accept.py (EMFILE).
+        # TLS runs in TLSAcceptor (start_tls), so the server knows every
+        # socket from accept on, not only once its handshake is done
+        self.drops = DropLog(loop)
         for sock in sockets:
-            # TLS runs in TLSAcceptor (start_tls), so the server knows every
-            # socket from accept on, not only once its handshake is done
-            server = await loop.create_server(factory, sock=sock, backlog=self.config.BACKLOG)
-            self.servers.append(server)
+            sock.listen(self.config.BACKLOG)
+            self.servers.append(Listener(sock, factory, self.config.BACKLOG, self.drops))
         tls = self.ssl_context() is not None
         for sock in self.sockets:
             logger.info("Listening on %s", describe(sock, tls))
@@ -282,8 +287,11 @@ class Server:
     async def shutdown(self) -> None:
         state = self.state
         state.shutting_down = True
+        unix_paths = [sock.getsockname() for sock in self.sockets if sock.family == socket.AF_UNIX]
         for server in self.servers:
             server.close()
+        for path in unix_paths:  # the files this process bound (not a worker's, nor a child's)
+            remove_unix_socket(path)
         await self._settle_idle_connections()
         for conn in list(state.connections):
             conn.shutdown()
@@ -315,4 +323,6 @@ class Server:
                 await asyncio.wait(list(state.tasks), timeout=1)
         for server in self.servers:
             await server.wait_closed()
+        if self.drops is not None:
+            self.drops.close()  # what the last interval dropped
 

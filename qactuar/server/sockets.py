@@ -10,16 +10,20 @@ times it is given; an error names the setting, its value and its source.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import errno
 import logging
 import os
 import socket
 import stat
+from dataclasses import dataclass
 
 from ..addresses import Address, parse_address
 from ..config import Config
 
 __all__ = ["BindError", "adopt_fd", "bind_address", "bind_sockets", "configured_addresses",
-           "describe", "systemd_fds"]
+           "describe", "remove_unix_socket", "remove_unix_sockets", "systemd_fds"]
 
 logger = logging.getLogger("qt_server")
 
@@ -152,17 +156,121 @@ def adopt_fd(fd: int, origin: str, source: str = "") -> socket.socket:
 
 
 def _bind_unix(path: str, config: Config) -> socket.socket:
-    if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
-        os.unlink(path)  # a stale socket from an earlier run
+    """A Unix socket bound at ``path``, never taken from a live server.
+
+    bind() first; only if the path exists is it looked at: a socket nobody
+    accepts on (a crash's leftover) is replaced, a socket something accepts
+    on is EADDRINUSE (as a busy TCP port), anything else is refused.
+    """
+    where = f"unix:{path}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(path)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or path.startswith("\0"):
+                raise
+            _clear_stale(path, where)
+            sock.bind(path)
+        if not path.startswith("\0"):  # an abstract socket has no file
+            info = os.stat(path)
+            _owned[path] = _Owned(os.path.abspath(path), (info.st_dev, info.st_ino), os.getpid())
         if config.UDS_MODE:
             os.chmod(path, int(config.UDS_MODE, 8))
     except OSError as exc:
         sock.close()
-        raise BindError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+        if isinstance(exc, BindError):
+            raise
+        raise BindError(exc.errno, f"cannot listen on {where}: {exc.strerror}") from None
     return sock
+
+
+def _clear_stale(path: str, where: str) -> None:
+    """Unlink ``path`` if it is a socket nobody listens on; else BindError."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return  # gone meanwhile
+    if not stat.S_ISSOCK(mode):
+        raise BindError(errno.EEXIST, f"cannot listen on {where}: the path exists and is "
+                        "not a socket (refusing to replace it)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # stale: nothing accepts on it
+    except BlockingIOError:  # EAGAIN: its backlog is full, so it is very much alive
+        raise BindError(errno.EADDRINUSE, f"cannot listen on {where}: "
+                        f"{os.strerror(errno.EADDRINUSE)}") from None
+    except OSError as exc:
+        raise BindError(exc.errno, f"cannot listen on {where}: cannot tell whether a server "
+                        f"listens on it ({exc.strerror})") from None
+    else:
+        raise BindError(errno.EADDRINUSE, f"cannot listen on {where}: "
+                        f"{os.strerror(errno.EADDRINUSE)}")
+    finally:
+        probe.close()
+    logger.info("Replacing the stale socket %s (nothing listens on it)", path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Owned:
+    """A Unix socket file this process created: removed by it, and only if still the same."""
+
+    path: str
+    inode: tuple[int, int]  # st_dev, st_ino
+    pid: int
+
+
+#: The Unix socket files bound here, by the path given to bind().
+_owned: dict[str, _Owned] = {}
+
+
+def remove_unix_socket(path: str) -> None:
+    """Unlink the socket file bound at ``path`` (once ours is closed), if this process
+    created it and it is still that file: a fork child or a prefork worker leaves it,
+    and so does a process whose file another server replaced meanwhile."""
+    owned = _owned.get(path)
+    if owned is None or owned.pid != os.getpid():
+        return
+    del _owned[path]
+    try:
+        info = os.lstat(owned.path)
+        ours = stat.S_ISSOCK(info.st_mode) and (info.st_dev, info.st_ino) == owned.inode
+        if not ours or _accepts(owned.path):
+            # not ours: a new file (its inode may be our old number), or a
+            # server that replaced ours, or one of our processes still listening
+            return
+        os.unlink(owned.path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("Cannot remove the socket file %s: %s", owned.path, exc.strerror)
+
+
+def _accepts(path: str) -> bool:
+    """Whether something listens on the Unix socket ``path`` (a connect succeeds)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True  # cannot tell (EAGAIN: a full backlog): leave the file
+        return True
+
+
+def remove_unix_sockets() -> None:
+    """Every socket file this process created and still owns (at exit)."""
+    for path in list(_owned):
+        remove_unix_socket(path)
+
+
+atexit.register(remove_unix_sockets)
 
 
 def _bind_tcp(address: Address) -> socket.socket:

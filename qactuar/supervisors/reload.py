@@ -42,7 +42,7 @@ from ..asgi.types import ASGIApp
 from ..config import Config, ConfigError
 from ..models.exits import describe_exit
 from ..server import BindError, bind_sockets
-from ..server.sockets import describe
+from ..server.sockets import describe, remove_unix_socket
 
 if TYPE_CHECKING:
     import watchfiles
@@ -314,7 +314,10 @@ class ReloadSupervisor:
                 self.stopping = []
             time.sleep(0.05)
         for sock in self.sockets:
+            path = sock.getsockname() if sock.family == socket.AF_UNIX else None
             sock.close()
+            if path:
+                remove_unix_socket(path)  # the file it bound, if still that one
 
 
 def run_reload(config: Config, target: str | None) -> int:
