@@ -98,9 +98,6 @@ def test_crlf_in_a_denial_header_name_never_reaches_the_client(server):
         assert b"set-cookie" not in data.lower() and b"x-a" not in data.lower()
 
 
-@pytest.mark.xfail(strict=True, reason="websocket/session.py _deny keeps the Response it "
-                   "could not start, so the connection closes with no answer (not this "
-                   "branch's file: the lead's merge)")
 def test_denial_with_a_bad_header_name_gets_500(server):
     with RawClient(server.port) as c:
         c.send(handshake_request("/ws-deny", server.port))

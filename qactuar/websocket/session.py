@@ -410,9 +410,11 @@ class WebSocketSession:
             if message["type"] == "websocket.http.response.start":
                 if self._denial is not None:
                     raise RuntimeError("ASGI sent 'websocket.http.response.start' twice")
-                self._denial = Response("GET", "1.1", False, *self._lines)
+                denial = Response("GET", "1.1", False, *self._lines)
+                # checked before it counts as begun: a bad field gets the 500
+                denial.start(message["status"], message.get("headers", ()))
+                self._denial = denial
                 self._status = message["status"]
-                self._denial.start(message["status"], message.get("headers", ()))
                 return
             if self._denial is None:
                 raise RuntimeError("'websocket.http.response.body' before its start")
