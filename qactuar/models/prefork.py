@@ -45,7 +45,7 @@ class PreforkSockets:
     shares. With it, ``sockets`` are the lanes: SO_REUSEPORT sockets bound to
     the address, one per serving worker. The master creates a lane bound but
     not listening: it takes no connections until its first worker starts
-    serving on it (after lifespan startup; ``create_server`` calls
+    serving on it (after lifespan startup; ``Server.start_serving`` calls
     ``listen()``). The master closes a lane once no current worker has it.
     """
 
