@@ -133,15 +133,19 @@ def test_sigterm_stops_a_hanging_lifespan_startup(spawn_qactuar, model):
     assert "Stopped during lifespan startup" in proc.output()
 
 
-def test_failed_shutdown_is_reported(spawn_qactuar, tmp_path):
+@pytest.mark.parametrize("model", ["async", "fork", "prefork"])
+def test_failed_shutdown_is_reported(spawn_qactuar, tmp_path, model):
     conf = tmp_path / "apps.json"
     conf.write_text(json.dumps({"APPS": {"/": "core:tagged_root", "/q": "core:shutdown_fails",
                                          "/r": "core:raises_on_shutdown"}}))
-    proc = spawn_qactuar(env={"QACTUAR_CONFIG": str(conf)})
+    # prefork: each of the two workers runs (and fails) its own shutdown
+    workers = ["--workers", "2"] if model == "prefork" else []
+    proc = spawn_qactuar("--model", model, *workers, env={"QACTUAR_CONFIG": str(conf)})
     assert httpx.get(proc.url + "/q", timeout=5).json() == {"served": True}
     proc.signal(signal.SIGTERM)
-    assert proc.wait(10) == 3  # as for a failed startup (not a README promise)
+    assert proc.wait(10) == 3  # as for a failed startup (README, Lifespan)
     output = proc.output()
     assert "app at /q: could not flush the queue" in output
     assert "app at /r: RuntimeError('exploded during shutdown')" in output
-    assert output.count("lifespan shutdown failed") == 1, output
+    failures = 2 if model == "prefork" else 1
+    assert output.count("lifespan shutdown failed") == failures, output

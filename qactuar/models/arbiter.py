@@ -102,6 +102,8 @@ class Arbiter:
         #: Workers replaced after MAX_REQUESTS.
         self.recycled = 0
         self.reloads = 0
+        #: Workers whose lifespan shutdown failed: the master's exit status says so.
+        self.shutdown_failures = 0
         self._wake_r, self._wake_w = os.pipe()  # close-on-exec already
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -253,6 +255,15 @@ class Arbiter:
     def on_exit(self, worker: WorkerRecord, status: int) -> None:
         how = describe_exit(status)
         served = worker.slot.requests
+        started = worker.ready or worker.slot.state != WorkerState.BOOTING
+        if started and os.WIFEXITED(status) and os.WEXITSTATUS(status) == BOOT_ERROR:
+            # it had started, then its lifespan shutdown failed (the worker's reason)
+            self.shutdown_failures += 1
+            logger.error(
+                "Worker %d stopped after %d requests: %s",
+                worker.pid, served, worker.slot.reason or how,
+            )
+            return
         if (
             worker.stop_sent
             and not worker.killed
@@ -462,4 +473,5 @@ class Arbiter:
                 pass
             self.workers.pop(worker.pid, None)
         logger.info("Master %d stopped", self.pid)
-        return 0
+        # as the async and fork models: 3 when an app's lifespan shutdown failed
+        return BOOT_ERROR if self.shutdown_failures else 0
