@@ -26,6 +26,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.cycle import HTTPCycle
+from ..asgi.extensions import PROCESS_MODEL, REASON, WEBSOCKET_PING
 from ..asgi.types import ASGI_VERSION
 from ..http import RequestHead, error_response
 from ..proxy import PROXY_HEADER_NAMES, resolve
@@ -83,9 +84,10 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
         "query_string": head.query_string,
         "headers": head.headers,
         "state": state.lifespan_state.copy(),
+        "extensions": {REASON: {}, PROCESS_MODEL: {"model": state.process_model}},
     }
     if conn.tls is not None:
-        scope["extensions"] = {"tls": dict(conn.tls)}
+        scope["extensions"]["tls"] = dict(conn.tls)
     return HTTPCycle(
         scope, head, conn, state.date_line, state.server_line, state.default_headers
     )
@@ -131,7 +133,12 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
         "headers": head.headers,
         "subprotocols": offered_subprotocols(head),
         "state": state.lifespan_state.copy(),
-        "extensions": {"websocket.http.response": {}},
+        "extensions": {
+            "websocket.http.response": {},
+            REASON: {},
+            WEBSOCKET_PING: {},
+            PROCESS_MODEL: {"model": state.process_model},
+        },
     }
     if conn.tls is not None:
         scope["extensions"]["tls"] = dict(conn.tls)

@@ -92,6 +92,8 @@ class ServerState:
             self.server_line = server_line
         self.health_path = config.HEALTH_PATH
         self.limit_concurrency = config.LIMIT_CONCURRENCY
+        #: The process model, told to apps in the scope (``qactuar.process_model``).
+        self.process_model = config.MODEL
         #: Requests in flight in this process, for LIMIT_CONCURRENCY: the app
         #: tasks here, unless a process model counts its own (fork: children).
         self.in_flight: Callable[[], int] = lambda: len(self.tasks)
