@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..asgi.cycle import HTTPCycle
+from ..asgi.extensions import PROCESS_MODEL
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..lifespan import LifespanRunner
@@ -153,7 +154,9 @@ class Server:
         self.servers: list[Listener] = []
         #: The connections dropped at the descriptor limit (accept.py).
         self.drops: DropLog | None = None
-        self.lifespan = LifespanRunner(app, config.LIFESPAN)
+        self.lifespan = LifespanRunner(
+            app, config.LIFESPAN, extensions={PROCESS_MODEL: {"model": config.MODEL}}
+        )
 
     @property
     def should_exit(self) -> bool:

@@ -15,11 +15,17 @@ from ``prepare``, a plain page for a non-websocket handler) is sent through
 the ``websocket.http.response`` extension when the server offers it, else
 becomes ``websocket.close``, which servers answer with 403.
 
-What ASGI does not carry: ping and pong frames (the server keeps the
-connection alive: ``ping()`` sends nothing and ``on_pong`` is not called;
-the ``websocket_ping_interval`` setting is the server's to configure) and
-compression (``permessage-deflate`` is negotiated by the server, so
-``get_compression_options`` has no effect).
+Ping and pong frames: plain ASGI carries none (the server keeps the
+connection alive: ``ping()`` sends nothing, ``on_ping``/``on_pong`` are not
+called and ``websocket_ping_interval`` is the server's to configure). When
+the server offers qactuar's ``qactuar.websocket.ping`` extension, the
+bridge asks for its events in ``websocket.accept``: ``ping()`` sends a
+``websocket.ping``, ``on_ping``/``on_pong`` are called for the client's
+frames (the server has answered its pings already), and
+``websocket_ping_interval``/``websocket_ping_timeout`` ping as Tornado does
+(closing with "ping timed out"). Compression is the server's
+(``permessage-deflate`` is negotiated by it, so ``get_compression_options``
+has no effect).
 """
 
 from __future__ import annotations
@@ -37,7 +43,16 @@ from ._connection import _ASGIConnection, _closed_future
 from ._mount import mount_prefix
 from ._options import _ServerOptions
 from ._request import _RequestContext, read_request
-from ._types import Message, Receive, Scope, Send
+from ._types import (
+    PING_EVENTS_KEY,
+    PING_EXTENSION,
+    REASON_EXTENSION,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    offers,
+)
 
 # Handshake headers that are the ASGI server's to write.
 _SERVER_HANDSHAKE_HEADERS = frozenset(
@@ -78,7 +93,10 @@ class _ASGIWebSocketConnection(_ASGIConnection):
         self.read_finished = True  # A handshake has no body.
         self.receive = receive
         self.subprotocols: list[str] = list(scope.get("subprotocols") or ())
-        self._can_deny = "websocket.http.response" in (scope.get("extensions") or {})
+        self._can_deny = offers(scope, "websocket.http.response")
+        self.reason_phrase = offers(scope, REASON_EXTENSION)
+        #: ping()/on_ping/on_pong over qactuar.websocket.ping
+        self.ping_events = offers(scope, PING_EXTENSION)
         self._denying = False
         self.accepted = False
         self.websocket_over = asyncio.Event()
@@ -113,13 +131,14 @@ class _ASGIWebSocketConnection(_ASGIConnection):
                 for name, value in headers.get_all()
                 if name.lower() not in _SERVER_HANDSHAKE_HEADERS
             ]
-            return self._enqueue(
-                {
-                    "type": "websocket.accept",
-                    "subprotocol": headers.get("Sec-WebSocket-Protocol"),
-                    "headers": extra,
-                }
-            )
+            accept: Message = {
+                "type": "websocket.accept",
+                "subprotocol": headers.get("Sec-WebSocket-Protocol"),
+                "headers": extra,
+            }
+            if self.ping_events:
+                accept[PING_EVENTS_KEY] = True
+            return self._enqueue(accept)
         if not self._can_deny:
             return self._enqueue({"type": "websocket.close", "code": 1000})
         self._denying = True
@@ -128,9 +147,14 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             for name, value in headers.get_all()
             if name.lower() != "transfer-encoding"
         ]
-        future = self._enqueue(
-            {"type": "websocket.http.response.start", "status": start_line.code, "headers": denial}
-        )
+        start: Message = {
+            "type": "websocket.http.response.start",
+            "status": start_line.code,
+            "headers": denial,
+        }
+        if self.reason_phrase:
+            start["reason"] = start_line.reason
+        future = self._enqueue(start)
         if chunk:
             future = self.write(chunk)
         return future
@@ -197,6 +221,8 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         self._sent_close_code: int | None = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self._ping_task: asyncio.Task[None] | None = None
+        self._received_pong = False
 
     @property
     def selected_subprotocol(self) -> str | None:
@@ -218,6 +244,7 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         handler.set_status(101)
         handler.finish()
         handler._detach_stream()
+        self.start_pinging()
         try:
             opened = handler.open(*handler.open_args, **handler.open_kwargs)
             if opened is not None:
@@ -254,6 +281,13 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
                     handled = self._run_callback(self._handler.on_message, data)
                     if handled is not None:
                         await handled
+                elif kind == "websocket.ping":
+                    self._run_callback(self._handler.on_ping, message.get("bytes") or b"")
+                elif kind == "websocket.pong":
+                    self._received_pong = True
+                    handled = self._run_callback(self._handler.on_pong, message.get("bytes") or b"")
+                    if handled is not None:
+                        await handled
                 elif kind == "websocket.disconnect":
                     self.client_terminated = True
                     self.server_terminated = True
@@ -267,6 +301,8 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
                     self.close_reason = message.get("reason") or None
                     self._connection.abort()
         finally:
+            if self._ping_task is not None:
+                self._ping_task.cancel()
             self._connection.websocket_over.set()
             self._handler.on_ws_connection_close(self.close_code, self.close_reason)
 
@@ -295,7 +331,12 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         return asyncio.ensure_future(wait_sent())
 
     def write_ping(self, data: bytes) -> None:
-        gen_log.debug("websocket ping not sent: ASGI carries no ping frames")
+        if len(data) > 125:
+            raise ValueError("control frame payloads may not exceed 125 bytes")  # as Tornado
+        if not self._connection.ping_events:
+            gen_log.debug("websocket ping not sent: ASGI carries no ping frames")
+            return
+        self._connection.send_message({"type": "websocket.ping", "bytes": data})
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if not self.server_terminated:
@@ -330,7 +371,29 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         pass  # The server's socket, the server's choice.
 
     def start_pinging(self) -> None:
-        pass  # ASGI carries no pings: the server's own keep the connection alive.
+        """Tornado's periodic pings (``websocket_ping_interval``), over the ping extension.
+
+        Without it ASGI carries no pings: the server's own keep the connection alive.
+        """
+        interval = self._handler.ping_interval or 0
+        if self._connection.ping_events and interval > 0 and self._ping_task is None:
+            self._ping_task = asyncio.ensure_future(self._periodic_ping(interval))
+
+    async def _periodic_ping(self, interval: float) -> None:
+        """Tornado's ``WebSocketProtocol13.periodic_ping``: ping, and close if no pong."""
+        timeout = self._handler.ping_timeout
+        timeout = interval if timeout is None else min(timeout, interval)
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(interval)
+        while not self.is_closing():
+            self._received_pong = False
+            sent_at = loop.time()
+            self.write_ping(b"")
+            await asyncio.sleep(timeout)
+            if timeout > 0 and not self._received_pong:
+                self.close(reason="ping timed out")
+                return
+            await asyncio.sleep(max(0.0, sent_at + interval - loop.time()))
 
     def _process_server_headers(self, key: str | bytes, headers: httputil.HTTPHeaders) -> None:
         raise NotImplementedError("the bridge serves websockets; it is no client")
