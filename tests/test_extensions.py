@@ -134,3 +134,48 @@ def test_ping_and_pong_events(start, model):
         assert ws.ping(b"xyz").wait(10)
         ws.send("after")
         assert ws.recv(timeout=10) == "echo:after"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_bridge_speaks_tornado_through_them(start, model):
+    """Tornado's reason phrase and status 682, its 400/426 for an incomplete handshake,
+    ping()/on_ping/on_pong; and the one-time warning: the app has a WebSocketHandler
+    and a coroutine waiting on a module-level Condition."""
+    target = start(model, "ext_app:tornado_app")
+    response = target.exchange(get("/status?code=682&reason=Foo"))
+    assert status_line(response) == b"HTTP/1.1 682 Foo"
+    response = target.exchange(get("/status?code=400&reason=Bad+Thing"))
+    assert status_line(response) == b"HTTP/1.1 400 Bad Thing"
+    # Tornado's answers to a handshake that is not one (a WebSocketHandler serving a GET)
+    upgrade = ("Upgrade: websocket", "Connection: Upgrade")
+    response = target.exchange(get("/ws", *upgrade, "Sec-WebSocket-Version: 13"))
+    assert status_line(response) == b"HTTP/1.1 400 Bad Request"
+    assert body(response) == b"Missing/Invalid WebSocket headers"
+    response = target.exchange(get("/ws", *upgrade, f"Sec-WebSocket-Key: {KEY}",
+                                   "Sec-WebSocket-Version: 8"))
+    assert status_line(response) == b"HTTP/1.1 426 Upgrade Required"
+    assert b"\r\nsec-websocket-version: 13\r\n" in response.lower()
+    with target.websocket("/ws") as ws:
+        ws.send("ping:hello")  # self.ping(b"hello"); the client's pong reaches on_pong
+        assert ws.recv(timeout=10) == "on_pong:hello"
+        ws.ping(b"abc").wait(10)
+        assert ws.recv(timeout=10) == "on_ping:abc"
+    output = target.server.output()
+    if model == "async":
+        assert WARNING not in output  # logged before "Listening on" if at all
+    else:
+        name = model.removesuffix("-tls")
+        assert output.count(f"served by the {name!r} {WARNING}") == 1, output
+        for finding in ("ext_app.Pings is a WebSocketHandler",
+                        "ext_app.Poll.post is a coroutine and module ext_app holds a shared "
+                        "Condition (global_message_buffer.cond)",
+                        "State across requests and processes"):
+            assert finding in output
+
+
+@pytest.mark.parametrize("model", ["fork", "prefork"])
+def test_no_warning_for_a_stateless_tornado_app(start, model):
+    target = start(model, "ext_app:tornado_plain")
+    response = target.exchange(get("/"))
+    assert body(response) == b"plain"
+    assert WARNING not in target.server.output()  # decided at lifespan, before "Listening on"

@@ -73,13 +73,12 @@ def warn_if_state_is_split(target: Any, model: str) -> bool:
     if not findings:
         return False
     logger.warning(
-        "Tornado app %s, served by the %r process model (%s): %s. Such state is not "
+        "A Tornado app served by the %r process model (%s): %s. Such state is not "
         "shared by the requests that follow: WebSocket broadcasts reach only the clients "
         "of one process, and a request waiting for another one may never be woken. This "
         "is what the bridge can see, not a proof either way (state in a plain dict or set "
         "goes unseen). Read the README's section 'State across requests and processes'; "
         "MODEL async keeps Tornado's sharing.",
-        _name(target),
         model,
         split,
         "; ".join(findings),
