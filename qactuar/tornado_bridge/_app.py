@@ -9,7 +9,7 @@ from ._loops import warn_about_stranded_ioloops
 from ._options import _ServerOptions
 from ._processes import process_model, warn_if_state_is_split
 from ._types import Receive, Scope, Send
-from ._websocket import serve_websocket
+from ._websocket_serve import serve_websocket
 
 
 class TornadoBridgeWarning(UserWarning):
