@@ -121,7 +121,7 @@ def test_incomplete_websocket_handshake_is_served_as_http(start, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_ping_and_pong_events(start, model):
+def test_websocket_ping_events_and_compression_choice(start, model):
     target = start(model, "ext_app:app")
     with target.websocket("/ping") as ws:
         ws.send("ping:hello")  # the app's websocket.ping goes out; the client's pong comes back
@@ -134,6 +134,12 @@ def test_ping_and_pong_events(start, model):
         assert ws.ping(b"xyz").wait(10)
         ws.send("after")
         assert ws.recv(timeout=10) == "echo:after"
+        assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+    # qactuar.compression False: no permessage-deflate although the client offers it
+    with target.websocket("/nodeflate") as ws:
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send("x")
+        assert ws.recv(timeout=10) == "echo:x"
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -156,6 +162,8 @@ def test_the_bridge_speaks_tornado_through_them(start, model):
     assert status_line(response) == b"HTTP/1.1 426 Upgrade Required"
     assert b"\r\nsec-websocket-version: 13\r\n" in response.lower()
     with target.websocket("/ws") as ws:
+        # get_compression_options() is None (Tornado's default): declined, as by Tornado
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("ping:hello")  # self.ping(b"hello"); the client's pong reaches on_pong
         assert ws.recv(timeout=10) == "on_pong:hello"
         ws.ping(b"abc").wait(10)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["PING_EVENTS_KEY", "PROCESS_MODEL", "REASON", "WEBSOCKET_PING"]
+__all__ = [
+    "COMPRESSION_KEY",
+    "PING_EVENTS_KEY",
+    "PROCESS_MODEL",
+    "REASON",
+    "WEBSOCKET_COMPRESSION",
+    "WEBSOCKET_PING",
+]
 
 #: ``http.response.start`` (and ``websocket.http.response.start``) may carry
 #: ``"reason"``: the status line's reason phrase, checked by ``http.check_reason``;
@@ -22,6 +29,10 @@ REASON: Final = "qactuar.http.response.reason"
 #: ``websocket.pong`` for the frames the client sends.
 WEBSOCKET_PING: Final = "qactuar.websocket.ping"
 PING_EVENTS_KEY: Final = "qactuar.ping_events"
+#: ``websocket.accept`` may carry ``COMPRESSION_KEY``: False, and then this
+#: connection negotiates no permessage-deflate (WS_COMPRESSION decides else).
+WEBSOCKET_COMPRESSION: Final = "qactuar.websocket.compression"
+COMPRESSION_KEY: Final = "qactuar.compression"
 #: ``{"model": "fork" | "async" | "prefork"}``: how this server arranges its
 #: processes, so that an app can tell whether state in memory is shared by
 #: the requests that follow (``async`` only).

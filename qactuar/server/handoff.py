@@ -29,7 +29,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.cycle import HTTPCycle
-from ..asgi.extensions import PROCESS_MODEL, REASON, WEBSOCKET_PING
+from ..asgi.extensions import PROCESS_MODEL, REASON, WEBSOCKET_COMPRESSION, WEBSOCKET_PING
 from ..asgi.types import ASGI_VERSION
 from ..http import RequestHead, error_response
 from ..proxy import PROXY_HEADER_NAMES, resolve
@@ -148,6 +148,7 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
             "websocket.http.response": {},
             REASON: {},
             WEBSOCKET_PING: {},
+            WEBSOCKET_COMPRESSION: {},
             PROCESS_MODEL: {"model": state.process_model},
         },
     }

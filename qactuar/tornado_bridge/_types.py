@@ -20,6 +20,8 @@ REASON_EXTENSION = "qactuar.http.response.reason"
 PING_EXTENSION = "qactuar.websocket.ping"
 PING_EVENTS_KEY = "qactuar.ping_events"
 PROCESS_MODEL_EXTENSION = "qactuar.process_model"
+COMPRESSION_EXTENSION = "qactuar.websocket.compression"
+COMPRESSION_KEY = "qactuar.compression"
 
 
 def offers(scope: Scope, extension: str) -> bool:

@@ -24,8 +24,10 @@ bridge asks for its events in ``websocket.accept``: ``ping()`` sends a
 frames (the server has answered its pings already), and
 ``websocket_ping_interval``/``websocket_ping_timeout`` ping as Tornado does
 (closing with "ping timed out"). Compression is the server's
-(``permessage-deflate`` is negotiated by it, so ``get_compression_options``
-has no effect).
+(``permessage-deflate`` is negotiated by it); under qactuar
+(``qactuar.websocket.compression``) a handler whose
+``get_compression_options()`` is None (Tornado's default) declines it, as
+under Tornado; its options themselves are not used.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketP
 from ._connection import _ASGIConnection, _closed_future
 from ._request import _RequestContext
 from ._types import (
+    COMPRESSION_EXTENSION,
+    COMPRESSION_KEY,
     PING_EVENTS_KEY,
     PING_EXTENSION,
     REASON_EXTENSION,
@@ -95,6 +99,9 @@ class _ASGIWebSocketConnection(_ASGIConnection):
         self.reason_phrase = offers(scope, REASON_EXTENSION)
         #: ping()/on_ping/on_pong over qactuar.websocket.ping
         self.ping_events = offers(scope, PING_EXTENSION)
+        #: the handler's get_compression_options() decides (qactuar.websocket.compression)
+        self.compression_choice = offers(scope, COMPRESSION_EXTENSION)
+        self.handler: WebSocketHandler | None = None
         self._denying = False
         self.accepted = False
         self.websocket_over = asyncio.Event()
@@ -105,6 +112,7 @@ class _ASGIWebSocketConnection(_ASGIConnection):
         if isinstance(handler, WebSocketHandler):
             # RequestHandler.__init__ passes its on_connection_close here:
             # the one moment to give it a protocol that speaks ASGI.
+            self.handler = handler
             def get_websocket_protocol() -> WebSocketProtocol:
                 self.protocol = _ASGIWebSocketProtocol(handler, self)
                 return self.protocol
@@ -136,6 +144,9 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             }
             if self.ping_events:
                 accept[PING_EVENTS_KEY] = True
+            handler = self.handler
+            if self.compression_choice and handler and handler.get_compression_options() is None:
+                accept[COMPRESSION_KEY] = False  # as Tornado: no options, no permessage-deflate
             return self._enqueue(accept)
         if not self._can_deny:
             return self._enqueue({"type": "websocket.close", "code": 1000})

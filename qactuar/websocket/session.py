@@ -28,7 +28,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..asgi.cycle import APP_FAILURES, AppLost, ClientDisconnected
-from ..asgi.extensions import PING_EVENTS_KEY
+from ..asgi.extensions import COMPRESSION_KEY, PING_EVENTS_KEY
 from ..asgi.types import ASGIApp, Message, Scope
 from ..http import LocalProtocolError, RequestHead, Response, error_response
 from ..logs import printable
@@ -368,7 +368,8 @@ class WebSocketSession:
             self.head,
             message.get("subprotocol"),
             message.get("headers") or (),
-            compression=self.options.compression,
+            # the app may decline it for this connection (qactuar.websocket.compression)
+            compression=self.options.compression and message.get(COMPRESSION_KEY) is not False,
             max_message_bytes=self.options.max_message_bytes,
             date=date,
             server=server,

@@ -11,6 +11,7 @@
                     the app send ``websocket.ping`` X; each ``websocket.ping`` /
                     ``websocket.pong`` event is reported as text "got ping:X" /
                     "got pong:X"
+  websocket ``/nodeflate``  as ``/plain``, but accept with ``qactuar.compression`` False
   websocket ``/plain``  accept without asking for ping events (a plain ASGI app):
                     echoes text as "echo:X"; any other event type is reported as
                     "unexpected:TYPE"
@@ -45,7 +46,7 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     elif scope["path"] == "/ping":
         await _ping(receive, send)
     else:
-        await _plain(receive, send)
+        await _plain(receive, send, scope["path"] == "/nodeflate")
 
 
 async def _http(scope: Scope, receive: Any, send: Any) -> None:
@@ -86,9 +87,12 @@ async def _ping(receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": text})
 
 
-async def _plain(receive: Any, send: Any) -> None:
+async def _plain(receive: Any, send: Any, no_deflate: bool) -> None:
     await receive()
-    await send({"type": "websocket.accept"})
+    accept: dict[str, Any] = {"type": "websocket.accept"}
+    if no_deflate:
+        accept["qactuar.compression"] = False
+    await send(accept)
     while True:
         message = await receive()
         kind = message["type"]
