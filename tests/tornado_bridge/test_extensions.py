@@ -46,8 +46,15 @@ class Pings(tornado.websocket.WebSocketHandler):
         self.write_message("on_pong:" + data.decode())
 
 
+class Denied(tornado.websocket.WebSocketHandler):
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(401, reason="Token Expired")
+
+
 def make_app() -> tornado.web.Application:
-    return tornado.web.Application([("/status", Status), ("/plain", Plain), ("/ws", Pings)])
+    return tornado.web.Application(
+        [("/status", Status), ("/plain", Plain), ("/ws", Pings), ("/denied", Denied)]
+    )
 
 
 @pytest.fixture(params=TARGETS)
@@ -122,3 +129,15 @@ def test_ping_on_ping_and_on_pong(target: str) -> None:
         assert heard == ["on_pong:hello", "on_ping:abc", "echo:marker"]
     else:
         assert heard == ["echo:marker", "echo:marker2"]
+
+
+def test_a_refused_handshake_keeps_its_reason_phrase(target: str) -> None:
+    """The denial response (websocket.http.response.start) carries the reason too."""
+    with serve_compared(target, make_app()) as served:
+        denied = _get(served, "/denied", "Upgrade: websocket", "Connection: Upgrade",
+                      f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 13")
+    assert denied.status == 401
+    if target in LIKE_TORNADO:
+        assert denied.status_line == b"HTTP/1.1 401 Token Expired"
+    else:
+        assert b"Token Expired" not in denied.status_line
