@@ -175,8 +175,8 @@ def test_the_bridge_speaks_tornado_through_them(start, model):
         name = model.removesuffix("-tls")
         assert output.count(f"served by the {name!r} {WARNING}") == 1, output
         for finding in ("ext_app.Pings is a WebSocketHandler",
-                        "ext_app.Poll.post is a coroutine and module ext_app holds a shared "
-                        "Condition (global_message_buffer.cond)",
+                        "ext_app.Poll.post is a coroutine and a shared Condition is in "
+                        "module ext_app (global_message_buffer.cond)",
                         "State across requests and processes"):
             assert finding in output
 

@@ -10,11 +10,12 @@ rules once, without running anything:
 
 - a `WebSocketHandler` subclass: its connections live in one process, so a
   broadcast to "all clients" reaches only those of its process;
-- a handler with a coroutine method whose class or module holds a waiting
-  primitive (a Tornado or asyncio ``Condition``, ``Event``, ``Queue`` or
-  ``Future``), directly or as an attribute of a module-level object, as the
-  long-poll chat's ``global_message_buffer.cond``: a request that waits for
-  another one, which in another process never comes.
+- a handler with a coroutine method whose class, module or ``initialize``
+  arguments (the rule's kwargs, the same objects for every request) hold a
+  waiting primitive (a Tornado or asyncio ``Condition``, ``Event``,
+  ``Semaphore``, ``Queue`` or ``Future``), directly or as an attribute of
+  such an object, as the long-poll chat's ``global_message_buffer.cond``: a
+  request that waits for another one, which in another process never comes.
 
 That is a hint, not a proof either way: state kept in a plain dict or set
 goes unseen, and a primitive used within one request is reported. The
@@ -91,27 +92,28 @@ def _name(obj: Any) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _handlers(target: Any) -> Iterator[type[web.RequestHandler]]:
-    """Every RequestHandler class the rules of ``target`` can route to."""
-    pending = [target]
+def _handlers(target: Any) -> Iterator[tuple[type[web.RequestHandler], dict[str, Any]]]:
+    """Every RequestHandler class the rules of ``target`` route to, with its kwargs."""
+    pending: list[tuple[Any, dict[str, Any]]] = [(target, {})]
     seen: set[int] = set()
     while pending and len(seen) < _MAX_RULES:
-        item = pending.pop()
+        item, kwargs = pending.pop()
+        if isinstance(item, type):
+            if issubclass(item, web.RequestHandler):
+                yield item, kwargs
+            continue
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, type):
-            if issubclass(item, web.RequestHandler):
-                yield item
-        elif isinstance(item, web.Application):
-            pending.append(item.wildcard_router)
-            pending.append(item.default_router)
+        if isinstance(item, web.Application):
+            pending.append((item.wildcard_router, {}))
+            pending.append((item.default_router, {}))
         elif isinstance(item, routing.RuleRouter):
-            pending.extend(rule.target for rule in item.rules)
+            pending.extend((rule.target, rule.target_kwargs or {}) for rule in item.rules)
 
 
 def _findings(target: Any) -> Iterator[str]:
-    for handler in _handlers(target):
+    for handler, kwargs in _handlers(target):
         if issubclass(handler, WebSocketHandler):
             yield f"{_name(handler)} is a WebSocketHandler"
             continue
@@ -122,18 +124,18 @@ def _findings(target: Any) -> Iterator[str]:
         ]
         if not coroutines:
             continue
-        shared = _shared_waiter(handler)
+        shared = _shared_waiter(handler, kwargs)
         if shared is not None:
             yield f"{_name(handler)}.{coroutines[0]} is a coroutine and {shared}"
 
 
-def _shared_waiter(handler: type) -> str | None:
+def _shared_waiter(handler: type, kwargs: dict[str, Any]) -> str | None:
     """Where a waiting primitive shared by the handler's requests is, if one is."""
-    places: list[tuple[str, dict[str, Any]]] = []
+    places: list[tuple[str, dict[str, Any]]] = [("its initialize arguments", kwargs)]
     for klass in handler.__mro__:
         if klass.__module__.startswith("tornado."):
             continue
-        places.append((f"{klass.__qualname__}", dict(vars(klass))))
+        places.append((f"class {klass.__qualname__}", dict(vars(klass))))
         module = sys.modules.get(klass.__module__)
         if module is not None:
             places.append((f"module {module.__name__}", dict(vars(module))))
@@ -142,13 +144,13 @@ def _shared_waiter(handler: type) -> str | None:
             if name.startswith("__") or isinstance(value, type):
                 continue
             if isinstance(value, _WAITERS):
-                return f"{where} holds a shared {type(value).__name__} ({name})"
+                return f"a shared {type(value).__name__} is in {where} ({name})"
             attributes = getattr(value, "__dict__", None)
             if isinstance(attributes, dict) and not inspect.ismodule(value):
                 for attribute, inner in attributes.items():
                     if isinstance(inner, _WAITERS):
                         return (
-                            f"{where} holds a shared {type(inner).__name__} "
+                            f"a shared {type(inner).__name__} is in {where} "
                             f"({name}.{attribute})"
                         )
     return None
