@@ -31,8 +31,16 @@ class LifespanFailure(Exception):
 
 
 class LifespanRunner:
-    def __init__(self, app: ASGIApp, mode: str = "auto", name: str = "app") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        mode: str = "auto",
+        name: str = "app",
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
         self.app = app
+        #: The scope's ``extensions`` (qactuar.process_model), if any.
+        self.extensions = extensions
         self.mode = mode
         self.name = name
         self.state: dict[str, Any] = {}
@@ -42,7 +50,9 @@ class LifespanRunner:
         self._supported = True
 
     async def _main(self) -> None:
-        scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+        scope: dict[str, Any] = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+        if self.extensions is not None:
+            scope["extensions"] = self.extensions
         try:
             await self.app(scope, self._receive, self._send)
         except BaseException as exc:

@@ -40,7 +40,7 @@ class Router:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(receive, send, scope.get("extensions"))
             return
         root_path = scope.get("root_path", "")
         path = scope["path"]
@@ -76,13 +76,17 @@ class Router:
         )
         await send({"type": prefix + "response.body", "body": _NOT_FOUND})
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(
+        self, receive: Receive, send: Send, extensions: dict[str, Any] | None
+    ) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
         started: list[LifespanRunner] = []
         try:
             for prefix, app in reversed(self.routes):
-                runner = LifespanRunner(app, self.lifespan_mode, name=f"app at {prefix or '/'}")
+                runner = LifespanRunner(
+                    app, self.lifespan_mode, f"app at {prefix or '/'}", extensions
+                )
                 await runner.startup()
                 self._runners[id(app)] = runner
                 started.append(runner)

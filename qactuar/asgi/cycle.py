@@ -352,7 +352,9 @@ class HTTPCycle:
             if self.disconnected:
                 raise ClientDisconnected("Client disconnected")
             try:
-                self.response.start(message["status"], message.get("headers", ()))
+                self.response.start(
+                    message["status"], message.get("headers", ()), message.get("reason")
+                )
             except LocalProtocolError as exc:
                 raise RuntimeError(str(exc)) from None
             self.started = True

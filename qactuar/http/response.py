@@ -17,6 +17,12 @@ Framing follows RFC 9112 §6.3 from the server's side:
 
 The head is held back until the first body piece so that a small response
 leaves in one write, and so that its length can still be stated.
+
+qactuar's ``qactuar.http.response.reason`` extension: ``http.response.start``
+may carry ``"reason"`` (str or bytes), written as the status line's reason
+phrase once checked (RFC 9112 §4: HTAB, SP, visible bytes and obs-text, no
+CR, LF or other control byte; a bad one is refused as a bad header field is);
+with it a status may be 200-999, without it 200-599 as ASGI says.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Final
 
 from .errors import LocalProtocolError
 
-__all__ = ["Response", "check_field", "error_response", "informational"]
+__all__ = ["Response", "check_field", "check_reason", "error_response", "informational"]
 
 _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
 
@@ -39,6 +45,8 @@ _STATUS_LINES: Final = {
 # no control byte (CR, LF and NUL above all) but HTAB
 _INVALID_NAME: Final = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9a-zA-Z]")
 _INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); the same bytes
+_INVALID_REASON: Final = _INVALID_VALUE
 
 
 def check_field(name: bytes, value: bytes) -> bytes:
@@ -56,6 +64,30 @@ def check_field(name: bytes, value: bytes) -> bytes:
     if _INVALID_VALUE.search(value):
         raise LocalProtocolError(f"Invalid header value {value!r} for {name!r}")
     return lname
+
+
+def check_reason(status: object, reason: object) -> bytes:
+    """The status line for a final ``status`` with the application's ``reason`` phrase.
+
+    ``reason`` is a str (latin-1) or bytes with no control byte but HTAB, so
+    it cannot end the status line or add a field; ``status`` may then be any
+    final code, 200-999 (RFC 9110 §15: three digits). Raises
+    ``LocalProtocolError`` otherwise.
+    """
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 999:
+        raise LocalProtocolError(f"Invalid response status {status!r}")
+    if isinstance(reason, str):
+        try:
+            encoded = reason.encode("latin-1")
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"Invalid reason phrase {reason!r}") from None
+    elif isinstance(reason, bytes | bytearray):
+        encoded = bytes(reason)
+    else:
+        raise LocalProtocolError(f"Invalid reason phrase {reason!r}")
+    if _INVALID_REASON.search(encoded):
+        raise LocalProtocolError(f"Invalid reason phrase {reason!r}")
+    return b"HTTP/1.1 %d %s\r\n" % (status, encoded)
 
 
 def _status_line(status: int) -> bytes:
@@ -100,6 +132,7 @@ class Response:
         "_server",
         "request_complete",
         "_defaults",
+        "_line",
     )
 
     def __init__(
@@ -132,10 +165,23 @@ class Response:
         self._length: int | None = None
         self._mode = _NONE
         self._remaining = 0
+        #: The status line when the application gave a reason phrase.
+        self._line = b""
 
-    def start(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        """Take the status and fields; nothing is written until ``body()``."""
-        if not isinstance(status, int) or not 200 <= status <= 599:
+    def start(
+        self,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        reason: str | bytes | None = None,
+    ) -> None:
+        """Take the status, fields and reason phrase; nothing is written until ``body()``.
+
+        ``reason`` (the ``qactuar.http.response.reason`` extension) replaces
+        the standard phrase and allows a status up to 999 (``check_reason``).
+        """
+        if reason is not None:
+            self._line = check_reason(status, reason)
+        elif not isinstance(status, int) or not 200 <= status <= 599:
             raise LocalProtocolError(f"Invalid response status {status!r}")
         fields = []
         for name, value in headers:
@@ -209,7 +255,8 @@ class Response:
             fields.append(b"connection: close\r\n")
         elif self._http10:
             fields.append(b"connection: keep-alive\r\n")
-        head = b"%s%s%s%s\r\n" % (_status_line(status), self._date, self._server, b"".join(fields))
+        line = self._line or _status_line(status)
+        head = b"%s%s%s%s\r\n" % (line, self._date, self._server, b"".join(fields))
         return head + self._frame(data, more)
 
     def _frame(self, data: bytes, more: bool) -> bytes:

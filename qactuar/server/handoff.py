@@ -4,10 +4,13 @@
 pipelined requests, flow control, timeouts. What the application is given
 lives here instead: the ASGI scope, built from the head and the connection's
 addresses, and the object that runs the call. An HTTP request becomes an
-``HTTPCycle``. A WebSocket upgrade is checked first (RFC 6455 §4.2.1): a bad
-one is answered here and the connection closed, a good one becomes a
+``HTTPCycle``. A request asking to upgrade to ``websocket`` is checked first
+(``is_websocket_handshake``, RFC 6455 §4.2.1): a complete handshake becomes a
 ``WebSocketSession`` that gets every later byte of the connection, unless
-``LIMIT_CONCURRENCY`` is reached (503, see ``gate``).
+``LIMIT_CONCURRENCY`` is reached (503, see ``gate``); any other (no
+``Sec-WebSocket-Key``, another version, a POST...) is served as the ordinary
+HTTP request it also is, its Upgrade ignored (RFC 9110 §7.8), as Tornado
+serves it: the application answers it, and the connection closes after.
 
 When the connection comes from a trusted proxy (``conn.forwarded``), the
 scope's ``client``, ``server`` and ``scheme`` are what the request's proxy
@@ -26,6 +29,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.cycle import HTTPCycle
+from ..asgi.extensions import PROCESS_MODEL, REASON, WEBSOCKET_COMPRESSION, WEBSOCKET_PING
 from ..asgi.types import ASGI_VERSION
 from ..http import RequestHead, error_response
 from ..proxy import PROXY_HEADER_NAMES, resolve
@@ -35,7 +39,7 @@ from .gate import UNAVAILABLE_HEADERS, over_limit
 if TYPE_CHECKING:
     from .protocol import HTTPProtocol
 
-__all__ = ["asgi_address", "http_cycle", "websocket_session"]
+__all__ = ["asgi_address", "http_cycle", "is_websocket_handshake", "websocket_session"]
 
 _name = itemgetter(0)
 
@@ -83,12 +87,26 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
         "query_string": head.query_string,
         "headers": head.headers,
         "state": state.lifespan_state.copy(),
+        "extensions": {REASON: {}, PROCESS_MODEL: {"model": state.process_model}},
     }
     if conn.tls is not None:
-        scope["extensions"] = {"tls": dict(conn.tls)}
+        scope["extensions"]["tls"] = dict(conn.tls)
     return HTTPCycle(
         scope, head, conn, state.date_line, state.server_line, state.default_headers
     )
+
+
+def is_websocket_handshake(head: RequestHead) -> bool:
+    """Whether ``head`` (which asks to upgrade to websocket) is a complete handshake.
+
+    One that is not is an HTTP request like any other (RFC 9110 §7.8: a
+    server may ignore Upgrade): ``http_cycle`` serves it.
+    """
+    try:
+        check_handshake(head)
+    except HandshakeError:
+        return False
+    return True
 
 
 def _refuse(
@@ -101,17 +119,12 @@ def _refuse(
 
 
 def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession | None:
-    """The session that takes ``conn`` over, or None if the handshake was refused.
+    """The session that takes ``conn`` over, or None if it was refused (503).
 
-    A refusal has been written and the connection is closing: no application
-    sees a handshake that breaks the rules.
+    ``head`` is a complete handshake (``is_websocket_handshake``). A refusal
+    has been written and the connection is closing.
     """
     state = conn.state
-    try:
-        check_handshake(head)
-    except HandshakeError as exc:
-        _refuse(conn, exc.status, exc.reason, exc.headers)
-        return None
     if state.limit_concurrency and over_limit(state):
         _refuse(conn, 503, "Service Unavailable", UNAVAILABLE_HEADERS)
         return None
@@ -131,7 +144,13 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
         "headers": head.headers,
         "subprotocols": offered_subprotocols(head),
         "state": state.lifespan_state.copy(),
-        "extensions": {"websocket.http.response": {}},
+        "extensions": {
+            "websocket.http.response": {},
+            REASON: {},
+            WEBSOCKET_PING: {},
+            WEBSOCKET_COMPRESSION: {},
+            PROCESS_MODEL: {"model": state.process_model},
+        },
     }
     if conn.tls is not None:
         scope["extensions"]["tls"] = dict(conn.tls)

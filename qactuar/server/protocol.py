@@ -38,7 +38,7 @@ from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
 from ..logs import printable
 from .gate import answered_by_server
-from .handoff import asgi_address, http_cycle, websocket_session
+from .handoff import asgi_address, http_cycle, is_websocket_handshake, websocket_session
 from .linger import linger
 from .proxied import judge_peer, read_proxy_header
 
@@ -260,8 +260,8 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _on_head(self, head: RequestHead) -> None:
         if head.upgrade == b"websocket" and self.cycle is None and not self.pipeline:
-            self._on_websocket(head)
-            return
+            if is_websocket_handshake(head):  # else served as HTTP (handoff)
+                return self._on_websocket(head)
         cycle = http_cycle(self, head)
         if self.state.shutting_down:
             cycle.response.keep_alive = False  # the last one on this connection

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..asgi.cycle import HTTPCycle
+from ..asgi.extensions import PROCESS_MODEL
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..lifespan import LifespanRunner
@@ -92,6 +93,8 @@ class ServerState:
             self.server_line = server_line
         self.health_path = config.HEALTH_PATH
         self.limit_concurrency = config.LIMIT_CONCURRENCY
+        #: The process model, told to apps in the scope (``qactuar.process_model``).
+        self.process_model = config.MODEL
         #: Requests in flight in this process, for LIMIT_CONCURRENCY: the app
         #: tasks here, unless a process model counts its own (fork: children).
         self.in_flight: Callable[[], int] = lambda: len(self.tasks)
@@ -151,7 +154,9 @@ class Server:
         self.servers: list[Listener] = []
         #: The connections dropped at the descriptor limit (accept.py).
         self.drops: DropLog | None = None
-        self.lifespan = LifespanRunner(app, config.LIFESPAN)
+        self.lifespan = LifespanRunner(
+            app, config.LIFESPAN, extensions={PROCESS_MODEL: {"model": config.MODEL}}
+        )
 
     @property
     def should_exit(self) -> bool:

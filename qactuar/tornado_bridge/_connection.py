@@ -39,8 +39,39 @@ from ._types import Message, Send
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def _no_websocket_protocol() -> None:
-    return None
+class _NoUpgradeProtocol:
+    """What a `WebSocketHandler` gets for a handshake that came as a plain HTTP request.
+
+    Tornado's ``WebSocketProtocol13`` would check the handshake headers and
+    take the socket over; an ASGI app has no socket to take. So: Tornado's
+    400 for missing headers (qactuar serves a handshake without
+    ``Sec-WebSocket-Key`` as HTTP, RFC 9110 §7.8), else Tornado's answer
+    to a protocol it cannot speak, 426 (a server with its websockets off).
+    """
+
+    async def accept_connection(self, handler: WebSocketHandler) -> None:
+        handler.ws_connection = None
+        headers = handler.request.headers
+        if not all(headers.get(field) for field in _HANDSHAKE_FIELDS):
+            handler.set_status(400)
+            log_msg = "Missing/Invalid WebSocket headers"
+            handler.finish(log_msg)
+            gen_log.debug(log_msg)
+            return
+        handler.set_status(426, "Upgrade Required")
+        handler.set_header("Sec-WebSocket-Version", "13")
+
+
+_HANDSHAKE_FIELDS = ("Host", "Sec-Websocket-Key", "Sec-Websocket-Version")
+
+
+def _no_websocket_protocol(handler: WebSocketHandler) -> Callable[[], _NoUpgradeProtocol | None]:
+    def protocol() -> _NoUpgradeProtocol | None:
+        if handler.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None  # Tornado answers 426 Upgrade Required
+        return _NoUpgradeProtocol()
+
+    return protocol
 
 
 def _has_cr_or_lf(data: bytes) -> bool:
@@ -90,6 +121,8 @@ class _ASGIConnection(httputil.HTTPConnection):
         self.done = False
         self.closed = False
         self._stream: ASGIStream | None = None
+        #: The server writes a reason phrase (qactuar.http.response.reason).
+        self.reason_phrase = False
 
     # -- the interface RequestHandler uses ---------------------------------
 
@@ -109,9 +142,9 @@ class _ASGIConnection(httputil.HTTPConnection):
         handler = getattr(callback, "__self__", None)
         if isinstance(handler, WebSocketHandler):
             # A websocket handshake that the server sent as a plain HTTP
-            # request (its websockets off): no socket to take over, so
-            # Tornado answers 426 Upgrade Required.
-            handler.get_websocket_protocol = _no_websocket_protocol  # type: ignore[method-assign]
+            # request (incomplete, or its websockets off): no socket to take
+            # over, so Tornado's 400 or 426 (see _NoUpgradeProtocol).
+            handler.get_websocket_protocol = _no_websocket_protocol(handler)  # type: ignore[method-assign,assignment]
         self._close_callback = callback
 
     def set_max_body_size(self, max_body_size: int) -> None:
@@ -156,9 +189,14 @@ class _ASGIConnection(httputil.HTTPConnection):
         self.response_started = True
         if self.closed:
             return _closed_future(self._loop)
-        future = self._enqueue(
-            {"type": "http.response.start", "status": start_line.code, "headers": asgi_headers}
-        )
+        start: Message = {
+            "type": "http.response.start",
+            "status": start_line.code,
+            "headers": asgi_headers,
+        }
+        if self.reason_phrase:
+            start["reason"] = start_line.reason  # as Tornado writes it, checked by the server
+        future = self._enqueue(start)
         if chunk:
             future = self._enqueue_body(chunk)
         return future

@@ -29,7 +29,7 @@ from ._delegates import _GzipRequestDelegate
 from ._mount import mount_prefix
 from ._options import _ServerOptions
 from ._request import read_request
-from ._types import Receive, Scope, Send
+from ._types import REASON_EXTENSION, Receive, Scope, Send, offers
 
 
 async def serve_http(
@@ -44,6 +44,7 @@ async def serve_http(
     connection = _ASGIConnection(
         send, context, head.start_line, options.max_body_size, options.body_timeout
     )
+    connection.reason_phrase = offers(scope, REASON_EXTENSION)
     # Links made by reverse_url/static_url carry the mount when Tornado
     # sees paths relative to it; handler tasks inherit this context.
     token = mount_prefix.set(head.link_prefix)

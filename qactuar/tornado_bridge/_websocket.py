@@ -15,11 +15,19 @@ from ``prepare``, a plain page for a non-websocket handler) is sent through
 the ``websocket.http.response`` extension when the server offers it, else
 becomes ``websocket.close``, which servers answer with 403.
 
-What ASGI does not carry: ping and pong frames (the server keeps the
-connection alive: ``ping()`` sends nothing and ``on_pong`` is not called;
-the ``websocket_ping_interval`` setting is the server's to configure) and
-compression (``permessage-deflate`` is negotiated by the server, so
-``get_compression_options`` has no effect).
+Ping and pong frames: plain ASGI carries none (the server keeps the
+connection alive: ``ping()`` sends nothing, ``on_ping``/``on_pong`` are not
+called and ``websocket_ping_interval`` is the server's to configure). When
+the server offers qactuar's ``qactuar.websocket.ping`` extension, the
+bridge asks for its events in ``websocket.accept``: ``ping()`` sends a
+``websocket.ping``, ``on_ping``/``on_pong`` are called for the client's
+frames (the server has answered its pings already), and
+``websocket_ping_interval``/``websocket_ping_timeout`` ping as Tornado does
+(closing with "ping timed out"). Compression is the server's
+(``permessage-deflate`` is negotiated by it); under qactuar
+(``qactuar.websocket.compression``) a handler whose
+``get_compression_options()`` is None (Tornado's default) declines it, as
+under Tornado; its options themselves are not used.
 """
 
 from __future__ import annotations
@@ -34,10 +42,19 @@ from tornado.log import gen_log
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from ._connection import _ASGIConnection, _closed_future
-from ._mount import mount_prefix
-from ._options import _ServerOptions
-from ._request import _RequestContext, read_request
-from ._types import Message, Receive, Scope, Send
+from ._request import _RequestContext
+from ._types import (
+    COMPRESSION_EXTENSION,
+    COMPRESSION_KEY,
+    PING_EVENTS_KEY,
+    PING_EXTENSION,
+    REASON_EXTENSION,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    offers,
+)
 
 # Handshake headers that are the ASGI server's to write.
 _SERVER_HANDSHAKE_HEADERS = frozenset(
@@ -78,7 +95,13 @@ class _ASGIWebSocketConnection(_ASGIConnection):
         self.read_finished = True  # A handshake has no body.
         self.receive = receive
         self.subprotocols: list[str] = list(scope.get("subprotocols") or ())
-        self._can_deny = "websocket.http.response" in (scope.get("extensions") or {})
+        self._can_deny = offers(scope, "websocket.http.response")
+        self.reason_phrase = offers(scope, REASON_EXTENSION)
+        #: ping()/on_ping/on_pong over qactuar.websocket.ping
+        self.ping_events = offers(scope, PING_EXTENSION)
+        #: the handler's get_compression_options() decides (qactuar.websocket.compression)
+        self.compression_choice = offers(scope, COMPRESSION_EXTENSION)
+        self.handler: WebSocketHandler | None = None
         self._denying = False
         self.accepted = False
         self.websocket_over = asyncio.Event()
@@ -89,6 +112,7 @@ class _ASGIWebSocketConnection(_ASGIConnection):
         if isinstance(handler, WebSocketHandler):
             # RequestHandler.__init__ passes its on_connection_close here:
             # the one moment to give it a protocol that speaks ASGI.
+            self.handler = handler
             def get_websocket_protocol() -> WebSocketProtocol:
                 self.protocol = _ASGIWebSocketProtocol(handler, self)
                 return self.protocol
@@ -113,13 +137,17 @@ class _ASGIWebSocketConnection(_ASGIConnection):
                 for name, value in headers.get_all()
                 if name.lower() not in _SERVER_HANDSHAKE_HEADERS
             ]
-            return self._enqueue(
-                {
-                    "type": "websocket.accept",
-                    "subprotocol": headers.get("Sec-WebSocket-Protocol"),
-                    "headers": extra,
-                }
-            )
+            accept: Message = {
+                "type": "websocket.accept",
+                "subprotocol": headers.get("Sec-WebSocket-Protocol"),
+                "headers": extra,
+            }
+            if self.ping_events:
+                accept[PING_EVENTS_KEY] = True
+            handler = self.handler
+            if self.compression_choice and handler and handler.get_compression_options() is None:
+                accept[COMPRESSION_KEY] = False  # as Tornado: no options, no permessage-deflate
+            return self._enqueue(accept)
         if not self._can_deny:
             return self._enqueue({"type": "websocket.close", "code": 1000})
         self._denying = True
@@ -128,9 +156,14 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             for name, value in headers.get_all()
             if name.lower() != "transfer-encoding"
         ]
-        future = self._enqueue(
-            {"type": "websocket.http.response.start", "status": start_line.code, "headers": denial}
-        )
+        start: Message = {
+            "type": "websocket.http.response.start",
+            "status": start_line.code,
+            "headers": denial,
+        }
+        if self.reason_phrase:
+            start["reason"] = start_line.reason
+        future = self._enqueue(start)
         if chunk:
             future = self.write(chunk)
         return future
@@ -197,6 +230,8 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         self._sent_close_code: int | None = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self._ping_task: asyncio.Task[None] | None = None
+        self._received_pong = False
 
     @property
     def selected_subprotocol(self) -> str | None:
@@ -218,6 +253,7 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         handler.set_status(101)
         handler.finish()
         handler._detach_stream()
+        self.start_pinging()
         try:
             opened = handler.open(*handler.open_args, **handler.open_kwargs)
             if opened is not None:
@@ -254,6 +290,13 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
                     handled = self._run_callback(self._handler.on_message, data)
                     if handled is not None:
                         await handled
+                elif kind == "websocket.ping":
+                    self._run_callback(self._handler.on_ping, message.get("bytes") or b"")
+                elif kind == "websocket.pong":
+                    self._received_pong = True
+                    handled = self._run_callback(self._handler.on_pong, message.get("bytes") or b"")
+                    if handled is not None:
+                        await handled
                 elif kind == "websocket.disconnect":
                     self.client_terminated = True
                     self.server_terminated = True
@@ -267,6 +310,8 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
                     self.close_reason = message.get("reason") or None
                     self._connection.abort()
         finally:
+            if self._ping_task is not None:
+                self._ping_task.cancel()
             self._connection.websocket_over.set()
             self._handler.on_ws_connection_close(self.close_code, self.close_reason)
 
@@ -295,7 +340,12 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         return asyncio.ensure_future(wait_sent())
 
     def write_ping(self, data: bytes) -> None:
-        gen_log.debug("websocket ping not sent: ASGI carries no ping frames")
+        if len(data) > 125:
+            raise ValueError("control frame payloads may not exceed 125 bytes")  # as Tornado
+        if not self._connection.ping_events:
+            gen_log.debug("websocket ping not sent: ASGI carries no ping frames")
+            return
+        self._connection.send_message({"type": "websocket.ping", "bytes": data})
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if not self.server_terminated:
@@ -330,55 +380,29 @@ class _ASGIWebSocketProtocol(WebSocketProtocol):
         pass  # The server's socket, the server's choice.
 
     def start_pinging(self) -> None:
-        pass  # ASGI carries no pings: the server's own keep the connection alive.
+        """Tornado's periodic pings (``websocket_ping_interval``), over the ping extension.
+
+        Without it ASGI carries no pings: the server's own keep the connection alive.
+        """
+        interval = self._handler.ping_interval or 0
+        if self._connection.ping_events and interval > 0 and self._ping_task is None:
+            self._ping_task = asyncio.ensure_future(self._periodic_ping(interval))
+
+    async def _periodic_ping(self, interval: float) -> None:
+        """Tornado's ``WebSocketProtocol13.periodic_ping``: ping, and close if no pong."""
+        timeout = self._handler.ping_timeout
+        timeout = interval if timeout is None else min(timeout, interval)
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(interval)
+        while not self.is_closing():
+            self._received_pong = False
+            sent_at = loop.time()
+            self.write_ping(b"")
+            await asyncio.sleep(timeout)
+            if timeout > 0 and not self._received_pong:
+                self.close(reason="ping timed out")
+                return
+            await asyncio.sleep(max(0.0, sent_at + interval - loop.time()))
 
     def _process_server_headers(self, key: str | bytes, headers: httputil.HTTPHeaders) -> None:
         raise NotImplementedError("the bridge serves websockets; it is no client")
-
-
-async def serve_websocket(
-    target: httputil.HTTPServerConnectionDelegate,
-    options: _ServerOptions,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-) -> None:
-    """Serve one ``websocket`` scope: the handshake as a GET, then messages."""
-    first = await receive()
-    if first["type"] != "websocket.connect":
-        return
-    head, context = read_request(scope, options)
-    headers = head.headers
-    # HTTP/2 websockets (extended CONNECT) have no Upgrade headers; Tornado's
-    # handler checks them.
-    headers.setdefault("Upgrade", "websocket")
-    if "upgrade" not in headers.get("Connection", "").lower():
-        headers["Connection"] = "Upgrade"
-    connection = _ASGIWebSocketConnection(send, receive, context, head.start_line, scope)
-    token = mount_prefix.set(head.link_prefix)
-    try:
-        delegate = target.start_request(connection, connection)
-        ready = delegate.headers_received(head.start_line, headers)
-        if ready is not None:
-            await ready
-        delegate.finish()
-    except httputil.HTTPInputError as exc:
-        gen_log.info("Malformed HTTP message from %s: %s", context, exc)
-        connection.write_headers(
-            httputil.ResponseStartLine("HTTP/1.1", 400, "Bad Request"),
-            httputil.HTTPHeaders({"Content-Length": "0"}),
-        )
-        connection.finish()
-    finally:
-        mount_prefix.reset(token)
-    try:
-        await connection.pump()
-        if connection.accepted and not connection.websocket_over.is_set():
-            # Closed by the handler: let the client answer, as Tornado does.
-            try:
-                await asyncio.wait_for(connection.websocket_over.wait(), _CLOSE_WAIT)
-            except TimeoutError:
-                pass
-    finally:
-        if not connection.done:
-            connection.client_gone()

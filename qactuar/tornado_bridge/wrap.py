@@ -95,10 +95,14 @@ def wrap(
     given to ``data_received``), ``max_body_size`` (default 100 MiB) and
     ``body_timeout``.
 
-    What ASGI cannot carry: the reason phrase (``set_status(code, reason)``
-    sends the code only), status codes of 600 and above, and websocket ping
-    and pong frames (the server pings; ``on_ping``/``on_pong`` are not
-    called; compression is the server's too).  The server owns the
+    What plain ASGI cannot carry: the reason phrase (``set_status(code,
+    reason)`` sends the code only), status codes of 600 and above, and
+    websocket ping and pong frames (the server pings; ``on_ping``/``on_pong``
+    are not called); compression is the server's too. Under qactuar the
+    bridge carries all three through qactuar's ASGI extensions
+    (``qactuar.http.response.reason``, ``qactuar.websocket.ping``), and warns
+    once when the ``fork`` or ``prefork`` model splits state it can see the
+    app keeps (``qactuar.process_model``; see `_processes`).  The server owns the
     processes, so ``debug=True``/``autoreload=True`` is turned off with a
     `TornadoBridgeWarning` (debug's other effects are kept).  Tornado objects
     bound at import time to an event loop the server does not run are

@@ -1,8 +1,11 @@
 """The WebSocket opening handshake: checked before any app sees it, answered once one accepts.
 
-A request that asks to upgrade to ``websocket`` but breaks the handshake rules
-(RFC 6455 §4.2.1) is answered by the server: 400 with the reason, or 426 with
-``Sec-WebSocket-Version: 13`` for a version it does not speak (§4.4).
+``check_handshake`` says whether a request that asks to upgrade to
+``websocket`` is a complete handshake (RFC 6455 §4.2.1); one that is not is
+served as the ordinary HTTP request it also is (``server/handoff.py``: RFC
+9110 §7.8 lets a server ignore Upgrade), so the application answers it, as
+Tornado's do (400, or 426 with ``Sec-WebSocket-Version: 13``, §4.4).
+``HandshakeError`` names what is missing.
 
 When the application accepts, ``accept_handshake`` builds the ``websockets``
 library's ``ServerProtocol`` for the connection and its 101 response

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -29,11 +28,13 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..asgi.cycle import APP_FAILURES, AppLost, ClientDisconnected
+from ..asgi.extensions import COMPRESSION_KEY, PING_EVENTS_KEY
 from ..asgi.types import ASGIApp, Message, Scope
 from ..http import LocalProtocolError, RequestHead, Response, error_response
 from ..logs import printable
 from .handshake import accept_handshake
 from .messages import MessageAssembler, MessageRefused, close_frame
+from .pings import Pings, ping_payload
 
 __all__ = ["WebSocketOptions", "WebSocketSession"]
 
@@ -96,9 +97,9 @@ class WebSocketSession:
         self._denial: Response | None = None
         #: HTTP status of a refused upgrade (denial response, 403, 500), for the log.
         self._status = 0
-        self._ping_handle: asyncio.TimerHandle | None = None
-        self._pong_handle: asyncio.TimerHandle | None = None
-        self._ping_payload = b""
+        self._pings = Pings(
+            options.ping_interval, options.ping_timeout, self._send_ping, self._pong_missing
+        )
         self._start = time.monotonic()
 
     # wire side -------------------------------------------------------------
@@ -128,18 +129,18 @@ class WebSocketSession:
 
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
-        if opcode is Opcode.PONG:
-            if self._pong_handle is not None and frame.data == self._ping_payload:
-                self._pong_handle.cancel()
-                self._pong_handle = None
-                self._schedule_ping()
-            return
-        if opcode is Opcode.PING or opcode is Opcode.CLOSE:
-            return  # PING is answered and CLOSE handled by the protocol
+        if opcode is Opcode.CLOSE:
+            return  # handled by the protocol
         protocol = self.protocol
         assert protocol is not None
         if protocol.state is not State.OPEN:
             return  # failed or closing: later frames of this read are void
+        if opcode is Opcode.PING or opcode is Opcode.PONG:
+            # a PING is answered by the protocol; the app hears of either if it asked
+            event = self._pings.on_frame(frame)
+            if event is not None:
+                self._deliver(event)
+            return
         try:
             message = self._assembler.add(frame)
         except MessageRefused as exc:
@@ -170,9 +171,7 @@ class WebSocketSession:
             return
         self.state = _CLOSED
         self.close_code = code
-        for handle in (self._ping_handle, self._pong_handle):
-            if handle is not None:
-                handle.cancel()
+        self._pings.stop()
         self.conn.close()
         self._wake()
 
@@ -205,24 +204,13 @@ class WebSocketSession:
         protocol = self.protocol
         return self.state == _OPEN and protocol is not None and protocol.state is State.OPEN
 
-    # keep-alive pings ---------------------------------------------------------
+    # pings (pings.py) ------------------------------------------------------------
 
-    def _schedule_ping(self) -> None:
-        if self.options.ping_interval and self.state == _OPEN:
-            loop = asyncio.get_running_loop()
-            self._ping_handle = loop.call_later(self.options.ping_interval, self._ping)
-
-    def _ping(self) -> None:
-        if self.state != _OPEN or self.protocol is None:
-            return
-        self._ping_payload = os.urandom(4)
-        self.protocol.send_ping(self._ping_payload)
-        self._flush()
-        if self.options.ping_timeout:
-            loop = asyncio.get_running_loop()
-            self._pong_handle = loop.call_later(self.options.ping_timeout, self._pong_missing)
-        else:
-            self._schedule_ping()  # no pong awaited: the next ping is due all the same
+    def _send_ping(self, data: bytes) -> None:
+        if self._can_close():
+            assert self.protocol is not None
+            self.protocol.send_ping(data)
+            self._flush()
 
     def _pong_missing(self) -> None:
         if self.state == _OPEN and self.protocol is not None:
@@ -336,16 +324,17 @@ class WebSocketSession:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "websocket.send":
+        if kind == "websocket.send" or kind == "websocket.ping":
             if self.state != _OPEN or self.protocol is None:
                 if self.state == _CLOSED:
                     raise ClientDisconnected("WebSocket closed")
-                raise RuntimeError("ASGI sent 'websocket.send' before 'websocket.accept'")
+                raise RuntimeError(f"ASGI sent {kind!r} before 'websocket.accept'")
             if self.protocol.state is not State.OPEN:
                 # a close frame went out (the app's, or ours after a protocol error)
                 raise ClientDisconnected("WebSocket closing")
-            text = message.get("text")
-            if text is not None:
+            if kind == "websocket.ping":  # the qactuar.websocket.ping extension
+                self.protocol.send_ping(ping_payload(message))
+            elif (text := message.get("text")) is not None:
                 self.protocol.send_text(text.encode("utf-8"))
             else:
                 self.protocol.send_binary(message.get("bytes") or b"")
@@ -379,7 +368,8 @@ class WebSocketSession:
             self.head,
             message.get("subprotocol"),
             message.get("headers") or (),
-            compression=self.options.compression,
+            # the app may decline it for this connection (qactuar.websocket.compression)
+            compression=self.options.compression and message.get(COMPRESSION_KEY) is not False,
             max_message_bytes=self.options.max_message_bytes,
             date=date,
             server=server,
@@ -395,7 +385,8 @@ class WebSocketSession:
         self.state = _OPEN
         self._flush()
         self._log_upgrade()
-        self._schedule_ping()
+        self._pings.events = bool(message.get(PING_EVENTS_KEY))
+        self._pings.start()
         pending, self._pending = self._pending, b""
         self.conn.resume_reading()
         if pending:
@@ -412,7 +403,7 @@ class WebSocketSession:
                     raise RuntimeError("ASGI sent 'websocket.http.response.start' twice")
                 denial = Response("GET", "1.1", False, *self._lines)
                 # checked before it counts as begun: a bad field gets the 500
-                denial.start(message["status"], message.get("headers", ()))
+                denial.start(message["status"], message.get("headers", ()), message.get("reason"))
                 self._denial = denial
                 self._status = message["status"]
                 return

@@ -171,6 +171,7 @@ class QactuarDriver:
         settings.setdefault("HOST", "127.0.0.1")
         settings.setdefault("PORT", 0)
         settings.setdefault("LIFESPAN", "auto")
+        settings.setdefault("MODEL", "async")  # what it runs: the scope says so
         settings.setdefault("GRACEFUL_TIMEOUT", 5)
         self.config = Config()
         self.config.update(settings, "test")
