@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
 from ..logs import printable
+from .body import body_timed_out
 from .gate import answered_by_server
 from .handoff import asgi_address, http_cycle, websocket_session
 from .linger import linger
@@ -221,6 +222,8 @@ class HTTPProtocol(asyncio.Protocol):
         if parser.in_head:
             if was_idle:
                 self.deadline = self.state.clock + self.state.header_timeout
+        elif self._parsing is not None:  # BODY_TIMEOUT, between two reads (body.py)
+            self.deadline = self.state.body_deadline() if self._reading else 0.0
         elif self.cycle is not None:
             self.deadline = 0.0
         if parser.upgraded and not self._upgraded:
@@ -457,6 +460,8 @@ class HTTPProtocol(asyncio.Protocol):
         if self._reading and self.transport is not None:
             self._reading = False
             self.transport.pause_reading()
+            if self._parsing is not None:
+                self.deadline = 0.0  # not the client's delay: no BODY_TIMEOUT
 
     def resume_reading(self) -> None:
         if (
@@ -471,9 +476,13 @@ class HTTPProtocol(asyncio.Protocol):
             self._reading = True
             assert self.transport is not None
             self.transport.resume_reading()
+            if self._parsing is not None:
+                self.deadline = self.state.body_deadline()
 
     def check_timeout(self, now: float) -> None:
         """The server's sweep: close the connection if its deadline passed."""
+        if self._parsing is not None:  # a body stopped coming: BODY_TIMEOUT
+            return body_timed_out(self, self._parsing)
         if self.deadline and now >= self.deadline and self.cycle is None:
             self.deadline = 0.0
             if self.parser.in_head:

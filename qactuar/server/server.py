@@ -52,6 +52,7 @@ class ServerState:
         self.root_path = config.ROOT_PATH.rstrip("/")
         self.header_timeout = config.HEADER_TIMEOUT
         self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
+        self.body_timeout = config.BODY_TIMEOUT
         #: TLS set-up, once the server has loaded it (``Server.ssl_context``).
         self.tls: ServerTLS | None = None
         #: Proxies whose word about the client is taken (FORWARDED_ALLOW_IPS);
@@ -111,6 +112,10 @@ class ServerState:
         if now != self._second and self._date_enabled:
             self._second = now
             self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
+
+    def body_deadline(self) -> float:
+        """The deadline of a body read now (BODY_TIMEOUT); 0.0 when that is off."""
+        return self.clock + self.body_timeout if self.body_timeout else 0.0
 
     def sweep(self) -> None:
         """Time out every connection whose deadline ``clock`` has reached."""
@@ -274,6 +279,8 @@ class Server:
     async def main_loop(self) -> None:
         state = self.state
         interval = min(1.0, state.header_timeout / 4, state.keep_alive_timeout / 4)
+        if state.body_timeout:
+            interval = min(interval, state.body_timeout / 4)
         self._loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         while not self.should_exit:
