@@ -79,14 +79,15 @@ def buffer_body(server: ForkServer, cycle: HTTPCycle, then: Callable[[HTTPCycle]
 
 def unlist_spool(server: ForkServer, cycle: HTTPCycle) -> None:
     """Just before forking ``cycle``'s own child: its child keeps the spool's file."""
-    fd = cycle.spool.fileno() if cycle.spool is not None else -1
+    spool = cycle.spool if isinstance(cycle, HTTPCycle) else None  # not a WebSocketSession
+    fd = spool.fileno() if spool is not None else -1
     if fd >= 0 and fd in server.child_closes:
         server.child_closes.remove(fd)
 
 
 def drop_spool(server: ForkServer, cycle: HTTPCycle) -> None:
     """The parent's copy of the body is no longer needed: free it."""
-    spool = cycle.spool
+    spool = cycle.spool if isinstance(cycle, HTTPCycle) else None  # not a WebSocketSession
     if spool is None:
         return
     fd = spool.fileno()
