@@ -10,8 +10,9 @@ larger), ``more_body`` true until the last.
 
 Who fills it is told how it ended, once: ``on_done(True)`` when the body is
 complete, ``on_done(False)`` when it never will be (the client left, a 413,
-a body timeout). ``on_file`` is told the descriptor of the temporary file
-when it is made, so that the fork model can keep it out of other children.
+a body timeout). ``on_file(fd, True)`` is told the descriptor of the
+temporary file when it is made, ``on_file(fd, False)`` just before it is
+closed, so that the fork model can keep it out of other children.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class BodySpool:
         self,
         memory_limit: int,
         on_done: Callable[[bool], None] | None = None,
-        on_file: Callable[[int], None] | None = None,
+        on_file: Callable[[int, bool], None] | None = None,
     ) -> None:
         self.memory_limit = memory_limit
         self.chunks: deque[bytes] = deque()
@@ -58,7 +59,7 @@ class BodySpool:
                 return
             self.file = tempfile.TemporaryFile()  # unlinked: gone with its last descriptor
             if self.on_file is not None:
-                self.on_file(self.file.fileno())
+                self.on_file(self.file.fileno(), True)
         self.file.write(data)
 
     def end(self, complete: bool) -> None:
@@ -103,4 +104,6 @@ class BodySpool:
         self.left = 0
         if self.file is not None:
             file, self.file = self.file, None
+            if self.on_file is not None:
+                self.on_file(file.fileno(), False)
             file.close()

@@ -144,20 +144,22 @@ class ForkServer(Server, ChildFds):
             # counted from now on: the relay joins ``waiting`` only once its
             # task runs, after every other request of this batch of events
             self.relaying += 1
-            websocket = isinstance(cycle, WebSocketSession)
-            self.relayed_websockets += websocket
-            self.state.run_task(cycle, self._counted(relay_app(spawn), websocket))
+            self.state.run_task(cycle, self._counted(relay_app(spawn), cycle))
             return
         conn.pause_reading()  # the child reads this socket from now on
         self._enqueue(cycle)
 
-    def _counted(self, relay: ASGIApp, websocket: bool) -> ASGIApp:
+    def _counted(self, relay: ASGIApp, cycle: HTTPCycle) -> ASGIApp:
+        websocket = isinstance(cycle, WebSocketSession)
+        self.relayed_websockets += websocket
+
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
             try:
                 await relay(scope, receive, send)
             finally:
                 self.relaying -= 1
                 self.relayed_websockets -= websocket
+                drop_spool(self, cycle)  # if the child did not take it all
 
         return counted
 

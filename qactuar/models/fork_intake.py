@@ -55,8 +55,11 @@ def buffer_body(server: ForkServer, cycle: HTTPCycle, then: Callable[[HTTPCycle]
     conn = cycle.conn
     assert isinstance(conn, HTTPProtocol)
 
-    def listed(fd: int) -> None:
-        bisect.insort(server.child_closes, fd)
+    def listed(fd: int, opened: bool) -> None:
+        if opened:
+            bisect.insort(server.child_closes, fd)
+        elif fd in server.child_closes:
+            server.child_closes.remove(fd)
 
     def done(complete: bool) -> None:
         server.buffering.discard(cycle)
@@ -88,12 +91,8 @@ def unlist_spool(server: ForkServer, cycle: HTTPCycle) -> None:
 def drop_spool(server: ForkServer, cycle: HTTPCycle) -> None:
     """The parent's copy of the body is no longer needed: free it."""
     spool = cycle.spool if isinstance(cycle, HTTPCycle) else None  # not a WebSocketSession
-    if spool is None:
-        return
-    fd = spool.fileno()
-    if fd >= 0 and fd in server.child_closes:
-        server.child_closes.remove(fd)
-    spool.close()
+    if spool is not None:
+        spool.close()  # its file leaves child_closes (``listed``)
 
 
 def over_websocket_cap(server: ForkServer, session: WebSocketSession) -> bool:
