@@ -6,8 +6,8 @@ its body unread (``READ_HIGH_WATER``), or because a fork-model parent hands
 the connection to a child, the wait is not the client's fault and no
 deadline runs. It is one more use of the connection's ``deadline``, which
 the server's sweep compares with its coarse clock (``ServerState.sweep``):
-``data_received`` sets it after each read of a body, ``pause_reading``
-clears it, ``resume_reading`` sets it afresh.
+``data_received`` sets it after each read of a body, or clears it when
+that read paused reading; ``resume_reading`` sets it afresh.
 
 When it passes: ``408 Request Timeout`` and a close if no byte of a
 response went out on the connection, else just the close; every request of

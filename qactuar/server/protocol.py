@@ -418,8 +418,6 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         if self._reading and self.transport is not None:
             self._reading = False
             self.transport.pause_reading()
-            if self._parsing is not None:
-                self.deadline = 0.0  # not the client's delay: no BODY_TIMEOUT
 
     def resume_reading(self) -> None:
         if (
