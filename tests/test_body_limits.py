@@ -129,8 +129,10 @@ def test_fork_max_body_bytes_is_the_parents_413_with_no_child(spawn_qactuar: Any
     server = spawn_qactuar(APP, "--model", "fork", "--max-body-bytes", "8",
                            "--gather-proc-stats", "--log-level", "debug")
     with RawClient(server.port) as client:
-        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    b"5\r\nabcde\r\n5\r\nfghij\r\n")
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"5\r\nabcde\r\n5\r\nfghij\r\n")  # over MAX_BODY_BYTES
         assert client.response().status == 413
     with RawClient(server.port) as client:
         client.send(GET)
