@@ -209,6 +209,23 @@ def test_a_stalled_body_gets_408_after_body_timeout(spawn_qactuar: Any, model: s
         assert "BODY-DISCONNECT" not in server.output()
 
 
+def test_fork_a_stalled_body_pipelined_behind_a_whole_one_gets_408_from_the_child(
+    spawn_qactuar: Any,
+) -> None:
+    # the parent forks once the first body is in; what it read of the second
+    # request goes with the child, which reads the rest with the same timeout
+    server = spawn_qactuar(APP, "--model", "fork", "--body-timeout", str(BODY_TIMEOUT),
+                           "--request-timeout", "0")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 2, body=b"ok") + post("/read", 10, body=b"ab"))
+        first = client.response()
+        assert first.status == 200 and first.json()["size"] == 2
+        second = client.response()
+        assert second.status == 408 and second.body == b"Request body timeout\n"
+        assert client.read_to_close() == b""
+    server.wait_for_log("BODY-DISCONNECT /read")  # the child's app heard http.disconnect
+
+
 def test_fork_over_tls_a_stalled_body_gets_408_from_the_parent(
     spawn_qactuar: Any, tmp_path: Any,
 ) -> None:

@@ -147,6 +147,11 @@ class HTTPCycle:
         if self.spool is not None and not self.body_complete:
             self.spool.end(False)
 
+    @property
+    def expects_continue(self) -> bool:
+        """The client waits for ``100 Continue`` before it sends the body."""
+        return self._expect_100 and not self.body_complete
+
     def send_continue(self) -> None:
         """Answer ``Expect: 100-continue`` now (once, and only before a response)."""
         if self._expect_100:

@@ -9,10 +9,16 @@ the server's sweep compares with its coarse clock (``ServerState.sweep``):
 ``data_received`` sets it after each read of a body, or clears it when
 that read paused reading; ``resume_reading`` sets it afresh.
 
-When it passes: ``408 Request Timeout`` and a close if no byte of a
-response went out on the connection, else just the close; every request of
-the connection still waiting for its body or its turn hears
-``http.disconnect`` from ``receive()``.
+It does not run while the client waits for a ``100 Continue`` the
+application has not asked for yet, and each ``receive()`` that finds no body
+re-arms it: it counts from the later of the client's last byte and the
+application's last wish for more.
+
+When it passes: ``408 Request Timeout`` and a close if the stalled body is
+the current request's and no byte of its response went out, else just the
+close (a pipelined request's body stalled behind a response in progress);
+every request of the connection still waiting for its body or its turn
+hears ``http.disconnect`` from ``receive()``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ def body_timed_out(conn: HTTPProtocol, cycle: HTTPCycle) -> None:
     conn.deadline = 0.0
     current = conn.cycle
     waiting = [c for c in (current, *conn.pipeline, cycle) if c is not None]
-    if current is None or not current.started:
+    if current is cycle and not cycle.started:  # the 408 answers this request
         conn.fail(408, "Request body timeout")  # logged as a bad request
     else:
         logger.info("Request body from %s stalled past BODY_TIMEOUT (%gs): connection closed",

@@ -145,6 +145,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         self._reading = True
         if self.cycle is None:
             self.deadline = self.state.clock + self.state.header_timeout
+        elif self._parsing is not None:  # a fork child reads the rest of a body
+            self.deadline = self.state.body_deadline(self._parsing)
         if self.state.on_open is not None:
             self.state.on_open(self)
         if first and self.state.trusted_peers is not None:
@@ -221,7 +223,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             if was_idle:
                 self.deadline = self.state.clock + self.state.header_timeout
         elif self._parsing is not None:  # BODY_TIMEOUT, between two reads (body.py)
-            self.deadline = self.state.body_deadline() if self._reading else 0.0
+            self.deadline = self.state.body_deadline(self._parsing) if self._reading else 0.0
         elif self.cycle is not None:
             self.deadline = 0.0
         if parser.upgraded and not self._upgraded:
@@ -292,7 +294,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
 
     def _start(self, cycle: HTTPCycle) -> None:
         self.cycle = cycle
-        self.deadline = 0.0
+        if self._parsing is None:  # else the BODY_TIMEOUT of a body arriving runs on
+            self.deadline = 0.0
         state = self.state
         if (state.health_path or state.limit_concurrency) and answered_by_server(state, cycle):
             return  # a health check or over LIMIT_CONCURRENCY: answered, no app runs
@@ -432,8 +435,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             self._reading = True
             assert self.transport is not None
             self.transport.resume_reading()
-            if self._parsing is not None:
-                self.deadline = self.state.body_deadline()
+        if self._parsing is not None and self._reading:  # the app wants more: re-armed
+            self.deadline = self.state.body_deadline(self._parsing)
 
     def check_timeout(self, now: float) -> None:
         """The server's sweep: close the connection if its deadline passed."""

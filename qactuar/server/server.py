@@ -113,9 +113,18 @@ class ServerState:
             self._second = now
             self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
 
-    def body_deadline(self) -> float:
-        """The deadline of a body read now (BODY_TIMEOUT); 0.0 when that is off."""
-        return self.clock + self.body_timeout if self.body_timeout else 0.0
+    def body_deadline(self, cycle: HTTPCycle) -> float:
+        """When ``cycle``'s body, read now, times out (BODY_TIMEOUT); 0.0: never.
+
+        Not while its ``100 Continue`` waits for the app: the client waits too."""
+        if not self.body_timeout or cycle.expects_continue:
+            return 0.0
+        return self.clock + self.body_timeout
+
+    def sweep_interval(self) -> float:
+        """Seconds between sweeps: about four per timeout, at most one."""
+        interval = min(1.0, self.header_timeout / 4, self.keep_alive_timeout / 4)
+        return min(interval, self.body_timeout / 4) if self.body_timeout else interval
 
     def sweep(self) -> None:
         """Time out every connection whose deadline ``clock`` has reached."""
@@ -278,9 +287,7 @@ class Server:
 
     async def main_loop(self) -> None:
         state = self.state
-        interval = min(1.0, state.header_timeout / 4, state.keep_alive_timeout / 4)
-        if state.body_timeout:
-            interval = min(interval, state.body_timeout / 4)
+        interval = state.sweep_interval()
         self._loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         while not self.should_exit:

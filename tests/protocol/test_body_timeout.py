@@ -126,6 +126,57 @@ def test_an_app_slow_to_read_its_body_is_never_timed_out_but_the_client_after_it
     run(scenario)
 
 
+def test_no_body_timeout_while_a_100_continue_waits_for_the_app() -> None:
+    async def scenario(clock: Clock) -> None:
+        app = Reader()
+        app.may_read.clear()
+        h = harness(clock, app)
+        conn, transport = h.connect()
+        conn.data_received(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                           b"Expect: 100-continue\r\n\r\n")
+        await h.advance(BODY * 10)  # the client rightly waits for its 100 Continue
+        assert (transport.written, transport.closed) == (b"", False)
+        await h.advance(1)
+        app.may_read.set()  # the app asks: 100 Continue, and the client's time starts now
+        await settle()
+        assert transport.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await h.advance(BODY - 0.01)
+        assert not transport.closed
+        await h.advance(0.01)
+        assert status_of(transport.take()) == 408
+
+    run(scenario)
+
+
+def test_a_pipelined_body_stalled_behind_a_response_closes_without_a_408() -> None:
+    async def scenario(clock: Clock) -> None:
+        release = asyncio.Event()
+        seen: list[str] = []
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["path"] == "/slow":
+                await release.wait()
+                seen.append((await receive())["type"])
+                return
+            await Reader()(scope, receive, send)
+
+        h = harness(clock, app)
+        conn, transport = h.connect()
+        conn.data_received(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" + POST % 10 + b"ab")
+        await settle()
+        await h.advance(BODY - 0.01)
+        assert not transport.closed
+        await h.advance(0.01)
+        assert transport.closed
+        assert transport.written == b""  # a 408 would read as the answer to GET /slow
+        release.set()
+        await settle()
+        assert seen == ["http.disconnect"]
+        assert transport.after_close == b""
+
+    run(scenario)
+
+
 def test_after_the_response_began_a_stalled_body_only_closes_the_connection() -> None:
     async def scenario(clock: Clock) -> None:
         app = Reader(start_first=True)
