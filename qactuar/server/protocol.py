@@ -294,8 +294,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
 
     def _start(self, cycle: HTTPCycle) -> None:
         self.cycle = cycle
-        if self._parsing is None:  # else the BODY_TIMEOUT of a body arriving runs on
-            self.deadline = 0.0
+        self.deadline = 0.0
         state = self.state
         if (state.health_path or state.limit_concurrency) and answered_by_server(state, cycle):
             return  # a health check or over LIMIT_CONCURRENCY: answered, no app runs
