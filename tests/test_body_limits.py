@@ -169,6 +169,24 @@ def test_fork_websockets_over_max_websockets_get_503_and_plain_requests_still_ru
     RawWebSocket.open(server.port, "/ws").sock.close()  # room again
 
 
+def test_fork_over_tls_relayed_websockets_count_against_max_websockets(
+    spawn_qactuar: Any, tmp_path: Any,
+) -> None:
+    certs = Certs(tmp_path)
+    server = spawn_qactuar(APP, "--model", "fork", "--ssl-cert-path", certs.server_pem,
+                           "--max-processes", "2", "--max-websockets", "1")
+    with RawClient.over(tls_socket(certs, server.port)) as first:
+        first.send(handshake_request("/ws", server.port))
+        assert first.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        with RawClient.over(tls_socket(certs, server.port)) as second:
+            second.send(handshake_request("/ws", server.port))
+            refused = second.response()
+            assert refused.status == 503 and b"MAX_WEBSOCKETS" in refused.body
+        with RawClient.over(tls_socket(certs, server.port)) as getter:
+            getter.send(GET)
+            assert getter.response().status == 200
+
+
 def test_max_websockets_over_max_processes_is_a_config_error(
     spawn_qactuar: Any, tmp_path: Any,
 ) -> None:

@@ -4,8 +4,9 @@ The parent imports the apps and runs lifespan startup once, then serves
 connections with the ordinary server core, except that a complete request
 is not run as a task: the parent reads its body whole first
 (``fork_intake.py``), then forks, and the child serves that request (and
-any already pipelined behind it) on a fresh event loop, then exits. Memory, crashes, hangs and global state left by one request die with
-its child.
+any already pipelined behind it) on a fresh event loop, then exits.
+Memory, crashes, hangs and global state left by one request die with its
+child.
 
 The parent never reads a connection while its child owns it. The child ends
 only between requests, so the parent takes the connection back with a fresh
