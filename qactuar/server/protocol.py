@@ -439,8 +439,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
 
     def check_timeout(self, now: float) -> None:
         """The server's sweep: close the connection if its deadline passed."""
-        if self._parsing is not None:  # a body stopped coming: BODY_TIMEOUT
-            return body_timed_out(self, self._parsing)
+        if self._parsing is not None:  # a body stopped coming: BODY_TIMEOUT (not lingering)
+            return None if self._closing else body_timed_out(self, self._parsing)
         if self.deadline and now >= self.deadline and self.cycle is None:
             self.deadline = 0.0
             if self.parser.in_head:

@@ -11,10 +11,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from protocol_harness import Clock, FakeTransport, Harness, header_lines, run, settle, status_of
+from protocol_harness import (
+    Clock,
+    FakeTransport,
+    Harness,
+    header_lines,
+    ok_app,
+    run,
+    settle,
+    status_of,
+)
 
 from qactuar import Config
 from qactuar.models.fork import ForkServer
+from qactuar.server.linger import LINGER_IDLE, LINGER_SECONDS
 from qactuar.server.protocol import READ_HIGH_WATER, HTTPProtocol
 
 BODY, HEADER = 4.0, 10.0
@@ -207,6 +217,25 @@ def test_a_body_timeout_of_zero_waits_for_the_body_for_ever() -> None:
         conn.data_received(b"bc")
         await settle()
         assert transport.take().endswith(b"3")
+
+    run(scenario)
+
+
+def test_a_body_timeout_shorter_than_a_lingering_close_does_not_cut_it() -> None:
+    async def scenario(clock: Clock) -> None:
+        h = harness(clock, ok_app, body_timeout=LINGER_IDLE)  # the app never reads
+        conn, transport = h.connect()
+        conn.data_received(POST % 100000 + b"u" * 1000)
+        await settle()
+        assert status_of(transport.take()) == 200 and transport.eof_written  # lingering
+        elapsed, step = 0.0, LINGER_IDLE / 2
+        while elapsed + step < LINGER_SECONDS:  # the client still sends: it is read
+            transport.protocol.data_received(b"u" * 1000)
+            await h.advance(step)
+            elapsed += step
+            assert not transport.closed, elapsed
+        await h.advance(LINGER_SECONDS - elapsed)
+        assert transport.closed and transport.written == b""
 
     run(scenario)
 
