@@ -14,10 +14,15 @@ reload without PRELOAD repeats in new workers (a failure keeps the old ones).
 
 from __future__ import annotations
 
-from .config import Config
+from .config import Config, ConfigError
 from .server.tls import server_tls
 
-__all__ = ["check_config"]
+__all__ = ["check_config", "websocket_cap"]
+
+
+def websocket_cap(config: Config) -> int:
+    """Most WebSocket children at once (fork model): MAX_WEBSOCKETS, else half the children."""
+    return config.MAX_WEBSOCKETS or max(1, config.MAX_PROCESSES // 2)
 
 
 def check_config(config: Config) -> None:
@@ -25,4 +30,12 @@ def check_config(config: Config) -> None:
     # the certificate files are loaded now, so that a bad file is one line,
     # not a traceback in every worker
     server_tls(config)
+    if config.MAX_WEBSOCKETS > config.MAX_PROCESSES:
+        raise ConfigError(
+            "MAX_WEBSOCKETS",
+            config.MAX_WEBSOCKETS,
+            config.source_of("MAX_WEBSOCKETS"),
+            f"must not exceed MAX_PROCESSES ({config.MAX_PROCESSES}): WebSocket children "
+            "would take the slots plain requests need",
+        )
 

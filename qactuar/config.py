@@ -247,6 +247,24 @@ class Config:
     PROXY_PROTOCOL: bool = _setting(
         False, "Expect a PROXY protocol v1/v2 header on every connection (trusted peers only)."
     )
+    # -- request bodies and WebSocket children (hostile clients, #13) --
+    BODY_TIMEOUT: float = _setting(
+        30.0,
+        "Seconds a request body may go without a byte arriving; then 408 and close (0 = off).",
+        at_least(0),
+    )
+    BODY_BUFFER_BYTES: int = _setting(
+        1048576,
+        "fork model: request body bytes the parent holds in memory before it spools the "
+        "rest to a temporary file.",
+        at_least(0),
+    )
+    MAX_WEBSOCKETS: int = _setting(
+        0,
+        "fork model: most WebSocket children at once, at most MAX_PROCESSES; more get 503 "
+        "(0 = half of MAX_PROCESSES).",
+        at_least(0),
+    )
     ADMIN_HOST: str = _setting(
         "localhost", "Admin socket address (the admin socket is not built yet)."
     )

@@ -516,8 +516,8 @@ def test_500_concurrent_websockets_each_exchanging_10_messages(start: Any, model
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2000:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
-    # in the fork model each open websocket is a live child
-    extra = ("--max-processes", "600") if model == "fork" else ()
+    # in the fork model each open websocket is a live child (MAX_WEBSOCKETS of them)
+    extra = ("--max-processes", "600", "--max-websockets", "500") if model == "fork" else ()
     server = start(model, "--no-access-log", *extra)
 
     async def one(n: int) -> int:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ..http import LocalProtocolError, RequestHead, Response, error_response, informational
 from ..logs import printable
+from .spool import BodySpool
 from .types import ASGIApp, Message, Scope
 
 __all__ = ["APP_FAILURES", "AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
@@ -73,6 +74,7 @@ class HTTPCycle:
         "body",
         "body_size",
         "body_complete",
+        "spool",
         "disconnected",
         "half_closed",
         "started",
@@ -104,6 +106,9 @@ class HTTPCycle:
         self.body_size = 0
         self.body_complete = not head.has_body
         self.response.request_complete = self.body_complete
+        #: Set when the body is held whole before the app runs (the fork
+        #: model's parent): it goes there, and receive() reads it from there.
+        self.spool: BodySpool | None = None
         self.disconnected = False
         #: The client shut down its sending side (its FIN) after this request:
         #: the response can still be written, but the client may as well be
@@ -122,6 +127,9 @@ class HTTPCycle:
     # fed by the connection ------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
+        if self.spool is not None:
+            self.spool.write(data)
+            return
         self.body.append(data)
         self.body_size += len(data)
         self._wake()
@@ -130,10 +138,32 @@ class HTTPCycle:
         self.body_complete = True
         self.response.request_complete = True
         self._wake()
+        if self.spool is not None:
+            self.spool.end(True)
 
     def disconnect(self) -> None:
         self.disconnected = True
         self._wake()
+        if self.spool is not None and not self.body_complete:
+            self.spool.end(False)
+
+    @property
+    def expects_continue(self) -> bool:
+        """The client waits for ``100 Continue`` before it sends the body."""
+        return self._expect_100 and not self.body_complete
+
+    def send_continue(self) -> None:
+        """Answer ``Expect: 100-continue`` now (once, and only before a response)."""
+        if self._expect_100:
+            self._expect_100 = False
+            if not self.started:
+                self.conn.write(informational(100))
+
+    def finish_unanswered(self) -> None:
+        """End a cycle no application ran for (its body never came): the connection
+        answers what it must (a 413 or a 408 it noted) or closes."""
+        if not self.done:
+            self._finish(log=False)
 
     def client_finished(self) -> None:
         """The client's FIN came after this whole request (``shutdown(SHUT_WR)``).
@@ -300,11 +330,13 @@ class HTTPCycle:
                 # so: send() raises from now on, as after a real disconnect
                 self.disconnected = True
             return _DISCONNECT
+        spool = self.spool
+        if spool is not None:  # held whole: no waiting, no flow control
+            data = spool.read()
+            self._body_sent = not spool.left
+            return {"type": "http.request", "body": data, "more_body": bool(spool.left)}
         if not self.body and not self.body_complete:
-            if self._expect_100:
-                self._expect_100 = False
-                if not self.started:
-                    self.conn.write(informational(100))
+            self.send_continue()
             while not self.body and not self.body_complete and not self.disconnected:
                 self.conn.resume_reading()
                 await self._wait()

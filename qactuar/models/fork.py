@@ -2,10 +2,11 @@
 
 The parent imports the apps and runs lifespan startup once, then serves
 connections with the ordinary server core, except that a complete request
-head is not run as a task: the parent forks, and the child serves that
-request (and any already pipelined behind it) on a fresh event loop, then
-exits. Memory, crashes, hangs and global state left by one request die with
-its child.
+is not run as a task: the parent reads its body whole first
+(``fork_intake.py``), then forks, and the child serves that request (and
+any already pipelined behind it) on a fresh event loop, then exits.
+Memory, crashes, hangs and global state left by one request die with its
+child.
 
 The parent never reads a connection while its child owns it. The child ends
 only between requests, so the parent takes the connection back with a fresh
@@ -34,16 +35,17 @@ import signal
 import socket
 import sys
 import time
-from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
 
 from ..asgi.cycle import AppLost, HTTPCycle
 from ..asgi.types import ASGIApp, Receive, Scope, Send
+from ..checks import websocket_cap
 from ..config import Config
 from ..server import Server
 from ..server.protocol import HTTPProtocol
+from ..websocket import WebSocketSession
 from .async_ import serve_with_signals
 from .exits import describe_exit
 from .fork_child import (
@@ -54,6 +56,8 @@ from .fork_child import (
     serve_connection,
     serve_relayed,
 )
+from .fork_fds import ChildFds
+from .fork_intake import buffer_body, drop_spool, over_websocket_cap, unlist_spool
 from .loops import loop_factory
 from .relay import ChildLink, relay_app
 from .stats import ProcStats
@@ -86,7 +90,7 @@ class _Child:
     link: ChildLink | None = None
 
 
-class ForkServer(Server):
+class ForkServer(Server, ChildFds):
     """The server core with a dispatcher that forks a child per request."""
 
     def __init__(self, app: ASGIApp, config: Config) -> None:
@@ -106,14 +110,12 @@ class ForkServer(Server):
         self.state.on_open = self._opened
         self.state.on_close = self._closed
         self.state.on_handshake = self._handshaking
-        #: Descriptors a child closes at once: the listeners, every client's
-        #: socket, the pidfds; sorted. Kept up to date here so that a child
-        #: closes them from one compact array, mostly in runs of consecutive
-        #: numbers, instead of walking (and so copying) the parent's
-        #: connection objects. Every number in it is open in the parent.
-        self.child_closes = array("i")
-        self._client_fds: dict[HTTPProtocol, int] = {}
-        self._listeners: list[int] = []
+        self.init_child_fds()  # fork_fds.py
+        #: Requests whose body the parent is reading (fork_intake.py).
+        self.buffering: set[HTTPCycle] = set()
+        self.websocket_cap = websocket_cap(config)
+        #: Relayed (TLS) WebSockets from dispatch until their relay ends.
+        self.relayed_websockets = 0
         self.loop_factory = loop_factory(config.LOOP)
         #: What a child keeps referenced so that it is never freed there.
         self.inherited: object = None
@@ -122,32 +124,18 @@ class ForkServer(Server):
 
     async def start_serving(self, sockets: list[socket.socket] | None = None) -> None:
         await super().start_serving(sockets)
-        self._listeners = [listener.fileno() for listener in self.sockets]
-        for fd in self._listeners:
-            bisect.insort(self.child_closes, fd)
-
-    def client_fd(self, conn: HTTPProtocol) -> int:
-        return self._client_fds[conn]
-
-    def _opened(self, conn: HTTPProtocol) -> None:
-        fd = self._client_fds[conn] = _fileno(conn)
-        bisect.insort(self.child_closes, fd)
-
-    def _handshaking(self, fd: int, started: bool) -> None:
-        # a TLS client's socket is a child's to close from accept on, not
-        # only from its handshake's end (HTTPProtocol's on_open): else a child
-        # forked meanwhile holds it open after the parent drops the client
-        if started:
-            bisect.insort(self.child_closes, fd)
-        else:
-            self.child_closes.remove(fd)
-
-    def _closed(self, conn: HTTPProtocol) -> None:
-        fd = self._client_fds.pop(conn, None)
-        if fd is not None:
-            self.child_closes.remove(fd)
+        self.list_listeners([listener.fileno() for listener in self.sockets])
 
     def dispatch(self, cycle: HTTPCycle) -> None:
+        if isinstance(cycle, WebSocketSession):
+            if over_websocket_cap(self, cycle):
+                return
+        elif not cycle.body_complete:
+            buffer_body(self, cycle, self._dispatch_whole)  # no child until the body is in
+            return
+        self._dispatch_whole(cycle)
+
+    def _dispatch_whole(self, cycle: HTTPCycle) -> None:
         conn = cycle.conn
         assert isinstance(conn, HTTPProtocol)
         if conn.tls is not None:
@@ -157,17 +145,22 @@ class ForkServer(Server):
             # counted from now on: the relay joins ``waiting`` only once its
             # task runs, after every other request of this batch of events
             self.relaying += 1
-            self.state.run_task(cycle, self._counted(relay_app(spawn)))
+            self.state.run_task(cycle, self._counted(relay_app(spawn), cycle))
             return
         conn.pause_reading()  # the child reads this socket from now on
         self._enqueue(cycle)
 
-    def _counted(self, relay: ASGIApp) -> ASGIApp:
+    def _counted(self, relay: ASGIApp, cycle: HTTPCycle) -> ASGIApp:
+        websocket = isinstance(cycle, WebSocketSession)
+        self.relayed_websockets += websocket
+
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
             try:
                 await relay(scope, receive, send)
             finally:
                 self.relaying -= 1
+                self.relayed_websockets -= websocket
+                drop_spool(self, cycle)  # if the child did not take it all
 
         return counted
 
@@ -183,7 +176,8 @@ class ForkServer(Server):
                 transport = cast(HTTPProtocol, job.conn).transport
                 if transport is not None and not transport.is_closing():
                     waiting += 1
-        return self.relaying + len(self.children) - self.relayed_children + waiting
+        children = len(self.children) - self.relayed_children
+        return self.relaying + children + waiting + len(self.buffering)
 
     def _enqueue(self, job: HTTPCycle | _Relayed) -> None:
         self.waiting.append(job)
@@ -217,12 +211,15 @@ class ForkServer(Server):
         conn = cycle.conn
         assert isinstance(conn, HTTPProtocol)
         if conn.transport is None or conn.transport.is_closing():
+            drop_spool(self, cycle)
             return
         slot = self.free_slots.pop()
         self.slots[slot] = UNTOUCHED
+        unlist_spool(self, cycle)
         pid = self._start_child(conn, slot)
         if pid == 0:
             serve_connection(self, cycle, conn, slot)  # never returns
+        drop_spool(self, cycle)  # the child has the body now
         if pid < 0:
             conn.fail(503, "Service Unavailable")
             return
@@ -415,10 +412,7 @@ class ForkServer(Server):
         return told + super().going_away()
 
     async def shutdown(self) -> None:
-        # the listeners close now: their numbers may soon name other files
-        for fd in self._listeners:
-            self.child_closes.remove(fd)
-        self._listeners = []
+        self.unlist_listeners()
         for child in list(self.children.values()):
             # a child owning its HTTP connection answers "connection: close"
             # from now on (a relayed request's connection is the core's here)
@@ -431,11 +425,6 @@ class ForkServer(Server):
         deadline = time.monotonic() + 5
         while self.children and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-
-
-def _fileno(conn: HTTPProtocol) -> int:
-    assert conn.transport is not None
-    return int(conn.transport.get_extra_info("socket").fileno())
 
 
 def _kill(pid: int) -> None:

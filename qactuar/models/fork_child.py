@@ -32,6 +32,7 @@ from ..websocket import WebSocketSession
 from .relay import serve_in_child
 
 if TYPE_CHECKING:
+    from ..server.server import ServerState
     from .fork import ForkServer
 
 __all__ = ["GOING_AWAY", "STOPPING", "serve_connection", "serve_relayed"]
@@ -156,16 +157,28 @@ async def _serve(
 
     loop.add_signal_handler(STOPPING, stopping)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (STOPPING,))
+    # the requests pipelined behind the first are read here: their heads and
+    # bodies get HEADER_TIMEOUT and BODY_TIMEOUT from this process's sweep
+    sweeping = loop.create_task(_sweep(state))
     run_cycle(cycle)
     keep_alive = await finished
     if keep_alive:
         # every response byte must leave this process before it exits
         transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
         await conn.drain()
+    sweeping.cancel()
     if state.tasks:
         # the app may go on after its response (background tasks)
         await asyncio.wait(list(state.tasks))
     return keep_alive
+
+
+async def _sweep(state: ServerState) -> None:
+    interval = state.sweep_interval()
+    while True:
+        await asyncio.sleep(interval)
+        state.tick()
+        state.sweep()
 
 
 def _close_all_but(fds: array[int], own: int) -> None:

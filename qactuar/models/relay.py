@@ -29,10 +29,10 @@ generator) is made plain and sent again, which costs only those messages.
 
 Costs per request are kept off the round trip: the parent pumps
 ``receive()`` into the socketpair ahead of the app (as a proxy reads ahead;
-the socket buffer bounds it, and the cycle's own flow control pauses the
-client beyond that), except with ``Expect: 100-continue``, where it waits
-until the app first asks, so that ``100 Continue`` still means the app wants
-the body. ``send()`` in the child returns once the message is written (the
+the socket buffer bounds it). A request body is already whole in the parent
+when its relay starts (``fork_intake``: read, ``100 Continue`` answered and
+``BODY_TIMEOUT`` applied before any child), so no child waits on a client's
+upload. ``send()`` in the child returns once the message is written (the
 socketpair's buffer gives back-pressure); an error the parent's ``send()``
 raised (the client left: ``OSError``; a misuse: ``RuntimeError``) is raised
 by the app's next ``send()``, and a misuse is also raised in the parent
@@ -67,7 +67,6 @@ exception_logger = logging.getLogger("qt_exception")
 _LENGTH = struct.Struct("!I")
 # child -> parent
 _SEND = 0  # payload: a message the app sent
-_WANT = 1  # the app called receive() with nothing there yet
 _FAILED = 2  # the app raised (logged in the child)
 # parent -> child
 _RECEIVED = 3  # payload: a message receive() returned
@@ -250,8 +249,7 @@ def relay_app(spawn: Spawn) -> ASGIApp:
             link.sock.close()
             link.release()
             raise
-        want = asyncio.Event() if _expects_continue(scope) else None
-        pump = loop.create_task(_pump(receive, channel, want))
+        pump = loop.create_task(_pump(receive, channel))
         failed = False
         misuse: Exception | None = None
         try:
@@ -265,9 +263,6 @@ def relay_app(spawn: Spawn) -> ASGIApp:
                     except Exception as exc:
                         channel.send(_ERROR, (False, str(exc)))
                         misuse = misuse or exc
-                elif kind == _WANT:
-                    if want is not None:
-                        want.set()
                 elif kind == _FAILED:
                     failed = True
         finally:
@@ -284,18 +279,8 @@ def relay_app(spawn: Spawn) -> ASGIApp:
     return relay
 
 
-def _expects_continue(scope: Scope) -> bool:
-    if scope["type"] != "http":
-        return False
-    return any(
-        name == b"expect" and value.lower() == b"100-continue" for name, value in scope["headers"]
-    )
-
-
-async def _pump(receive: Any, channel: Channel, want: asyncio.Event | None) -> None:
+async def _pump(receive: Any, channel: Channel) -> None:
     """Pass every message ``receive()`` returns to the child, ahead of its asking."""
-    if want is not None:
-        await want.wait()
     while not channel.closing:
         message = await receive()
         channel.send(_RECEIVED, message)
@@ -347,7 +332,6 @@ class _ChildEnd:
         self.scope = scope
         self.channel = Channel(urgent=self._urgent)
         self.error: Exception | None = None
-        self.asked = False
         self.last: Message | None = None
 
     def _urgent(self, kind: int, payload: Any) -> bool:
@@ -361,10 +345,6 @@ class _ChildEnd:
     async def receive(self) -> Message:
         if self.last is not None:
             return self.last  # a disconnect repeats
-        if not self.asked:
-            self.asked = True
-            if not self.channel.queued:
-                self.channel.send(_WANT, None)
         frame = await self.channel.next()
         if frame is not None:
             message: Message = frame[1]

@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any, cast
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
 from ..logs import printable
+from .body import body_timed_out
 from .gate import answered_by_server
+from .handback import IDLE_GRACE, HandBack
 from .handoff import asgi_address, http_cycle, is_websocket_handshake, websocket_session
 from .linger import linger
 from .proxied import judge_peer, read_proxy_header
@@ -47,20 +49,17 @@ if TYPE_CHECKING:
     from ..websocket import WebSocketSession
     from .server import ServerState
 
-__all__ = ["HTTPProtocol"]
+__all__ = ["IDLE_GRACE", "HTTPProtocol"]
 
 logger = logging.getLogger("qt_server")
 
-#: On a graceful stop, an idle keep-alive connection is closed only once it
-#: has been quiet this long: under load its next request is usually on its way.
-IDLE_GRACE = 0.25
 #: Unread request body kept per connection before reading pauses.
 READ_HIGH_WATER = 64 * 1024
 #: Pipelined requests queued per connection before reading pauses.
 MAX_PIPELINE = 16
 
 
-class HTTPProtocol(asyncio.Protocol):
+class HTTPProtocol(HandBack, asyncio.Protocol):
     __slots__ = (
         "state",
         "transport",
@@ -146,6 +145,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._reading = True
         if self.cycle is None:
             self.deadline = self.state.clock + self.state.header_timeout
+        elif self._parsing is not None:  # a fork child reads the rest of a body
+            self.deadline = self.state.body_deadline(self._parsing)
         if self.state.on_open is not None:
             self.state.on_open(self)
         if first and self.state.trusted_peers is not None:
@@ -221,6 +222,8 @@ class HTTPProtocol(asyncio.Protocol):
         if parser.in_head:
             if was_idle:
                 self.deadline = self.state.clock + self.state.header_timeout
+        elif self._parsing is not None:  # BODY_TIMEOUT, between two reads (body.py)
+            self.deadline = self.state.body_deadline(self._parsing) if self._reading else 0.0
         elif self.cycle is not None:
             self.deadline = 0.0
         if parser.upgraded and not self._upgraded:
@@ -390,46 +393,6 @@ class HTTPProtocol(asyncio.Protocol):
             self.deadline = self.state.clock + self.state.keep_alive_timeout
             self.resume_reading()
 
-    def reattach(self, keep_alive: bool) -> None:
-        """Take the connection back after another process served its request.
-
-        The other process consumed the rest of the request from the socket
-        and stopped between requests, so parsing starts afresh.
-        """
-        self.cycle = None
-        self.pipeline.clear()
-        self._parsing = None
-        self.parser = RequestParser(self.state.limits)
-        transport = self.transport
-        assert transport is not None
-        if not keep_alive or self._closing:
-            self._closing = True
-            transport.close()
-            return
-        self.resume_reading()
-        if self.state.shutting_down:
-            # as the graceful stop treats idle connections: a request already
-            # on its way is answered (connection: close), silence is closed
-            asyncio.get_running_loop().call_later(IDLE_GRACE, self.close_if_idle)
-        else:
-            self.deadline = self.state.clock + self.state.keep_alive_timeout
-
-    def close_if_idle(self) -> None:
-        if self.cycle is None and not self.pipeline and self.parser.idle:
-            self.close()
-
-    def fail(self, status: int, reason: str) -> None:
-        """Answer ``status`` (if nothing of a response was sent) and close."""
-        self.cycle = None
-        self.pipeline.clear()
-        self._error = ProtocolError(status, reason)
-        if status:
-            self._send_error()
-        else:
-            assert self.transport is not None
-            self._closing = True
-            self.transport.close()
-
     # what the cycle and the server call -------------------------------------
 
     def write(self, data: bytes) -> None:
@@ -471,9 +434,13 @@ class HTTPProtocol(asyncio.Protocol):
             self._reading = True
             assert self.transport is not None
             self.transport.resume_reading()
+        if self._parsing is not None and self._reading:  # the app wants more: re-armed
+            self.deadline = self.state.body_deadline(self._parsing)
 
     def check_timeout(self, now: float) -> None:
         """The server's sweep: close the connection if its deadline passed."""
+        if self._parsing is not None:  # a body stopped coming: BODY_TIMEOUT (not lingering)
+            return None if self._closing else body_timed_out(self, self._parsing)
         if self.deadline and now >= self.deadline and self.cycle is None:
             self.deadline = 0.0
             if self.parser.in_head:

@@ -53,6 +53,7 @@ class ServerState:
         self.root_path = config.ROOT_PATH.rstrip("/")
         self.header_timeout = config.HEADER_TIMEOUT
         self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
+        self.body_timeout = config.BODY_TIMEOUT
         #: TLS set-up, once the server has loaded it (``Server.ssl_context``).
         self.tls: ServerTLS | None = None
         #: Proxies whose word about the client is taken (FORWARDED_ALLOW_IPS);
@@ -114,6 +115,19 @@ class ServerState:
         if now != self._second and self._date_enabled:
             self._second = now
             self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
+
+    def body_deadline(self, cycle: HTTPCycle) -> float:
+        """When ``cycle``'s body, read now, times out (BODY_TIMEOUT); 0.0: never.
+
+        Not while its ``100 Continue`` waits for the app: the client waits too."""
+        if not self.body_timeout or cycle.expects_continue:
+            return 0.0
+        return self.clock + self.body_timeout
+
+    def sweep_interval(self) -> float:
+        """Seconds between sweeps: about four per timeout, at most one."""
+        interval = min(1.0, self.header_timeout / 4, self.keep_alive_timeout / 4)
+        return min(interval, self.body_timeout / 4) if self.body_timeout else interval
 
     def sweep(self) -> None:
         """Time out every connection whose deadline ``clock`` has reached."""
@@ -278,7 +292,7 @@ class Server:
 
     async def main_loop(self) -> None:
         state = self.state
-        interval = min(1.0, state.header_timeout / 4, state.keep_alive_timeout / 4)
+        interval = state.sweep_interval()
         self._loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         while not self.should_exit:

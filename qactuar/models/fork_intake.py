@@ -1,0 +1,114 @@
+"""What the fork model's parent settles for a request before any child starts.
+
+- **The body is read here, whole.** A request head that announces a body
+  (``Content-Length`` or chunked) does not fork at once: the parent goes on
+  reading the body into a ``BodySpool`` (memory up to ``BODY_BUFFER_BYTES``,
+  the rest in an unlinked temporary file) and forks only once it is
+  complete, so a client that stalls mid-body costs the parent a descriptor
+  and its buffer, never a child (as nginx buffers a body before it passes
+  the request on). ``MAX_BODY_BYTES`` (413) and ``BODY_TIMEOUT`` (408) apply
+  here, in the parent, with the same code as in every model
+  (``HTTPProtocol``). ``Expect: 100-continue`` is answered as the parent
+  starts reading such a body. The child's ``receive()`` reads the spool.
+  A body that never completes ends the request with no child at all.
+- **WebSocket children are capped** (``MAX_WEBSOCKETS``, by default half of
+  ``MAX_PROCESSES``): an idle WebSocket holds its child for its whole life,
+  so over the cap a handshake is refused at once with ``503`` and
+  ``Retry-After`` (never queued: a queued handshake would wait for another
+  WebSocket to close, which may be never).
+
+The temporary file's descriptor is listed in ``child_closes`` while the
+parent holds it, so no other child keeps it; it is taken off the list just
+before the request's own child is forked, and the parent closes its copy
+(and drops the memory) right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..asgi.cycle import HTTPCycle
+from ..asgi.spool import BodySpool
+from ..http import error_response
+from ..server.gate import UNAVAILABLE_HEADERS
+from ..server.protocol import HTTPProtocol
+from ..websocket import WebSocketSession
+
+if TYPE_CHECKING:
+    from .fork import ForkServer
+
+__all__ = ["buffer_body", "drop_spool", "over_websocket_cap", "unlist_spool"]
+
+logger = logging.getLogger("qt_server")
+
+_WS_FULL = (
+    "Service Unavailable: the server is at its WebSocket limit (MAX_WEBSOCKETS), retry later"
+)
+
+
+def buffer_body(server: ForkServer, cycle: HTTPCycle, then: Callable[[HTTPCycle], None]) -> None:
+    """Read ``cycle``'s body into a spool here; ``then(cycle)`` once it is complete."""
+    conn = cycle.conn
+    assert isinstance(conn, HTTPProtocol)
+
+    def listed(fd: int, opened: bool) -> None:
+        if opened:
+            bisect.insort(server.child_closes, fd)
+        elif fd in server.child_closes:
+            server.child_closes.remove(fd)
+
+    def done(complete: bool) -> None:
+        server.buffering.discard(cycle)
+        if complete:
+            then(cycle)
+            return
+        drop_spool(server, cycle)
+        # after the caller (a protocol error being noted, a connection lost) is done
+        asyncio.get_running_loop().call_soon(cycle.finish_unanswered)
+
+    spool = cycle.spool = BodySpool(server.config.BODY_BUFFER_BYTES, done, listed)
+    for data in cycle.body:  # what came with the head, if anything
+        spool.write(data)
+    cycle.body.clear()
+    cycle.body_size = 0
+    server.buffering.add(cycle)
+    cycle.send_continue()  # the parent reads the body now: the client may send it
+    conn.resume_reading()
+
+
+def unlist_spool(server: ForkServer, cycle: HTTPCycle) -> None:
+    """Just before forking ``cycle``'s own child: its child keeps the spool's file."""
+    spool = cycle.spool if isinstance(cycle, HTTPCycle) else None  # not a WebSocketSession
+    fd = spool.fileno() if spool is not None else -1
+    if fd >= 0 and fd in server.child_closes:
+        server.child_closes.remove(fd)
+
+
+def drop_spool(server: ForkServer, cycle: HTTPCycle) -> None:
+    """The parent's copy of the body is no longer needed: free it."""
+    spool = cycle.spool if isinstance(cycle, HTTPCycle) else None  # not a WebSocketSession
+    if spool is not None:
+        spool.close()  # its file leaves child_closes (``listed``)
+
+
+def over_websocket_cap(server: ForkServer, session: WebSocketSession) -> bool:
+    """Refuse ``session`` with 503 if MAX_WEBSOCKETS children hold WebSockets; True if so."""
+    held = server.relayed_websockets
+    held += sum(1 for child in server.children.values() if child.exempt and child.link is None)
+    held += sum(1 for job in server.waiting if isinstance(job, WebSocketSession))
+    if held < server.websocket_cap:
+        return False
+    conn = session.conn
+    assert isinstance(conn, HTTPProtocol)
+    logger.info("WebSocket from %s refused: MAX_WEBSOCKETS (%d) reached",
+                conn.client, server.websocket_cap)
+    state = server.state
+    conn.pause_reading()
+    conn.write(error_response(503, _WS_FULL, state.date_line, state.server_line,
+                              UNAVAILABLE_HEADERS))
+    conn.close()
+    return True

@@ -1,0 +1,260 @@
+"""Hostile request bodies cost what they send, never a process (#13), end to end.
+
+- fork: the parent reads a body whole (memory up to BODY_BUFFER_BYTES, then
+  an unlinked temporary file) before it forks, so stalled bodies hold no
+  child; 100-continue is the parent's; pipelining and keep-alive go on.
+- fork: MAX_WEBSOCKETS caps WebSocket children; over it a handshake gets 503.
+- every model: BODY_TIMEOUT answers 408 to a body that stops coming.
+
+Events, not sleeps: a stalled client is known to be read by the parent once
+its ``100 Continue`` arrived; the test app prints a marker when its
+``receive()`` says http.disconnect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+from support import RawClient, children_of, wait_until
+from tlscerts import Certs, tls_socket
+from wsraw import RawWebSocket, handshake_request
+
+APP = "bodies:app"
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def post(path: str, length: int, *, expect: bool = False, body: bytes = b"") -> bytes:
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % (path.encode(), length)
+    if expect:
+        head += b"Expect: 100-continue\r\n"
+    return head + b"\r\n" + body
+
+
+def spooled_files(pid: int) -> list[str]:
+    """The unlinked temporary files ``pid`` holds open."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.endswith("(deleted)"):
+            found.append(target)
+    return found
+
+
+# -- fork: the body is the parent's -------------------------------------------------
+
+
+def test_fork_stalled_bodies_hold_no_child_and_a_get_is_answered(spawn_qactuar: Any) -> None:
+    # REQUEST_TIMEOUT off: a child held by a stalled body would hold for ever
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "2",
+                           "--request-timeout", "0", "--body-timeout", "0")
+    stalled = []
+    try:
+        for _ in range(4):
+            client = RawClient(server.port)
+            client.send(post("/echo", 10, expect=True))
+            # the parent answers 100 Continue as it starts reading the body
+            assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            client.send(b"abc")
+            stalled.append(client)
+        assert children_of(server.pid) == []  # four bodies pending, not one child
+        with RawClient(server.port) as getter:
+            getter.send(GET)
+            response = getter.response()
+            assert response.status == 200 and response.body.startswith(b"ok ")
+        for client in stalled:  # the stalled bodies complete: each is served
+            client.send(b"defghij")
+            response = client.response()
+            assert response.status == 200
+            assert response.json()["size"] == 10
+    finally:
+        for client in stalled:
+            client.close()
+
+
+def test_fork_a_large_body_is_spooled_to_an_unlinked_file_then_read_in_chunks(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--body-buffer-bytes", "65536")
+    body = os.urandom(1 << 20)
+    with RawClient(server.port) as client:
+        client.send(post("/echo", len(body) + 1, body=body))
+        # the parent holds the body's tail in a temporary file, removed from the start
+        wait_until(lambda: spooled_files(server.pid), what="no spooled file")
+        assert children_of(server.pid) == []
+        client.send(b"!")
+        report = client.response().json()
+    assert report["size"] == len(body) + 1
+    assert report["sha256"] == hashlib.sha256(body + b"!").hexdigest()
+    assert report["events"] >= (len(body) - 65536) // 65536  # more_body until the last
+    # the parent closed its copy once the child had it
+    wait_until(lambda: not spooled_files(server.pid), what="the parent kept the file")
+
+
+def test_fork_a_body_then_pipelined_requests_then_keep_alive(spawn_qactuar: Any) -> None:
+    server = spawn_qactuar(APP, "--model", "fork")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 5, body=b"hello")
+                    + b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + b"3\r\nabc\r\n0\r\n\r\n" + GET)
+        first, second, third = client.response(), client.response(), client.response()
+        assert (first.json()["size"], second.json()["size"]) == (5, 3)
+        # the child of the first request served those pipelined behind it
+        assert first.json()["pid"] == second.json()["pid"] == int(third.body.split()[1])
+        client.send(post("/echo", 2, body=b"hi"))  # the parent took the connection back
+        fourth = client.response()
+        assert fourth.json()["size"] == 2 and fourth.json()["pid"] != first.json()["pid"]
+
+
+def test_fork_expect_100_continue_is_answered_by_the_parent_even_for_an_app_that_never_reads(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork")
+    with RawClient(server.port) as client:
+        client.send(post("/", 4, expect=True))  # "/" answers without reading
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"body")
+        response = client.response()
+        assert response.status == 200 and response.interim == []
+
+
+def test_fork_max_body_bytes_is_the_parents_413_with_no_child(spawn_qactuar: Any) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--max-body-bytes", "8",
+                           "--gather-proc-stats", "--log-level", "debug")
+    with RawClient(server.port) as client:
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"5\r\nabcde\r\n5\r\nfghij\r\n")  # over MAX_BODY_BYTES
+        assert client.response().status == 413
+    with RawClient(server.port) as client:
+        client.send(GET)
+        pid = int(client.response().body.split()[1])
+    server.wait_for_log(f"child {pid}:")  # the GET's child was reaped and logged
+    assert server.output().count(" KiB peak RSS") == 1  # and it was the only child
+
+
+# -- fork: WebSocket children are capped --------------------------------------------
+
+
+def test_fork_websockets_over_max_websockets_get_503_and_plain_requests_still_run(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "4",
+                           "--max-websockets", "2", "--request-timeout", "0")
+    sockets = [RawWebSocket.open(server.port, "/ws") for _ in range(2)]
+    try:
+        with RawClient(server.port) as third:
+            third.send(handshake_request("/ws", server.port))
+            refused = third.response()
+            assert refused.status == 503
+            assert refused.header("retry-after") == b"1"
+            assert b"MAX_WEBSOCKETS" in refused.body
+        with RawClient(server.port) as getter:
+            getter.send(GET)
+            assert getter.response().status == 200
+        # the two WebSockets hold their children, the GET's is gone
+        wait_until(lambda: len(children_of(server.pid)) == 2, what="two children")
+    finally:
+        for ws in sockets:
+            ws.sock.close()
+    wait_until(lambda: children_of(server.pid) == [], what="WebSocket children stayed")
+    RawWebSocket.open(server.port, "/ws").sock.close()  # room again
+
+
+def test_fork_over_tls_relayed_websockets_count_against_max_websockets(
+    spawn_qactuar: Any, tmp_path: Any,
+) -> None:
+    certs = Certs(tmp_path)
+    server = spawn_qactuar(APP, "--model", "fork", "--ssl-cert-path", certs.server_pem,
+                           "--max-processes", "2", "--max-websockets", "1")
+    with RawClient.over(tls_socket(certs, server.port)) as first:
+        first.send(handshake_request("/ws", server.port))
+        assert first.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        with RawClient.over(tls_socket(certs, server.port)) as second:
+            second.send(handshake_request("/ws", server.port))
+            refused = second.response()
+            assert refused.status == 503 and b"MAX_WEBSOCKETS" in refused.body
+        with RawClient.over(tls_socket(certs, server.port)) as getter:
+            getter.send(GET)
+            assert getter.response().status == 200
+
+
+def test_max_websockets_over_max_processes_is_a_config_error(
+    spawn_qactuar: Any, tmp_path: Any,
+) -> None:
+    config = tmp_path / "qactuar_config.json"
+    config.write_text(json.dumps({"MAX_PROCESSES": 4, "MAX_WEBSOCKETS": 5}))
+    server = spawn_qactuar(APP, "--config", str(config), wait=False)
+    assert server.wait(20) == 2
+    assert (f"qactuar: config MAX_WEBSOCKETS=5 (from {config}): must not exceed "
+            "MAX_PROCESSES (4)") in server.output()
+
+
+# -- BODY_TIMEOUT, every model ------------------------------------------------------
+
+BODY_TIMEOUT = 1.0
+
+
+@pytest.mark.parametrize("model", ["async", "prefork", "fork"])
+def test_a_stalled_body_gets_408_after_body_timeout(spawn_qactuar: Any, model: str) -> None:
+    extra = ["--workers", "1"] if model == "prefork" else []
+    server = spawn_qactuar(APP, "--model", model, *extra, "--body-timeout", str(BODY_TIMEOUT))
+    with RawClient(server.port) as client:
+        client.send(post("/read", 10, expect=True))
+        if model == "fork":  # the parent reads the body: it says so at once
+            assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sent = time.monotonic()
+        client.send(b"ab")
+        response = client.response()  # within READ_TIMEOUT (5 s)
+        waited = time.monotonic() - sent
+        assert response.status == 408 and response.body == b"Request body timeout\n"
+        assert response.header("connection") == b"close"
+        assert client.read_to_close() == b""  # and the connection closed
+    # the deadline is set from the server's coarse clock, which lags by up to
+    # one sweep interval (a quarter of the timeout)
+    assert waited >= BODY_TIMEOUT * 0.75 - 0.05
+    if model != "fork":  # the app's receive() said http.disconnect
+        server.wait_for_log("BODY-DISCONNECT /read")
+    else:  # no child ever ran: nothing of the app was heard
+        assert "BODY-DISCONNECT" not in server.output()
+
+
+def test_fork_a_stalled_body_pipelined_behind_a_whole_one_gets_408_from_the_child(
+    spawn_qactuar: Any,
+) -> None:
+    # the parent forks once the first body is in; what it read of the second
+    # request goes with the child, which reads the rest with the same timeout
+    server = spawn_qactuar(APP, "--model", "fork", "--body-timeout", str(BODY_TIMEOUT),
+                           "--request-timeout", "0")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 2, body=b"ok") + post("/read", 10, body=b"ab"))
+        first = client.response()
+        assert first.status == 200 and first.json()["size"] == 2
+        second = client.response()
+        assert second.status == 408 and second.body == b"Request body timeout\n"
+        assert client.read_to_close() == b""
+    server.wait_for_log("BODY-DISCONNECT /read")  # the child's app heard http.disconnect
+
+
+def test_fork_over_tls_a_stalled_body_gets_408_from_the_parent(
+    spawn_qactuar: Any, tmp_path: Any,
+) -> None:
+    certs = Certs(tmp_path)
+    server = spawn_qactuar(APP, "--model", "fork", "--ssl-cert-path", certs.server_pem,
+                           "--body-timeout", str(BODY_TIMEOUT), "--request-timeout", "0")
+    with RawClient.over(tls_socket(certs, server.port)) as client:
+        client.send(post("/read", 10, expect=True, body=b""))
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"ab")
+        assert children_of(server.pid) == []
+        response = client.response()
+        assert response.status == 408
+    assert "BODY-DISCONNECT" not in server.output()
