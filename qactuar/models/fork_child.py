@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ..asgi.cycle import HTTPCycle
 from ..asgi.types import Scope
 from ..server.protocol import HTTPProtocol
+from ..server.stalls import Stalls, sweep_stalls
 from ..websocket import WebSocketSession
 from .relay import serve_in_child
 
@@ -147,6 +148,8 @@ async def _serve(
     state.on_idle = idle
     state.on_close = closed
     state.run_cycle = run_cycle
+    state.stalls = Stalls(state.stalls.timeout)  # SEND_TIMEOUT here: the parent's are not ours
+    sweeper = loop.create_task(sweep_stalls(state))
     conn.on_write = mark_responding
     transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
 
@@ -165,6 +168,7 @@ async def _serve(
     if state.tasks:
         # the app may go on after its response (background tasks)
         await asyncio.wait(list(state.tasks))
+    sweeper.cancel()
     return keep_alive
 
 

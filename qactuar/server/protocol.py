@@ -153,6 +153,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        self.state.stalls.resumed(self)
         self._closing = True
         try:
             if self._ws is not None:
@@ -248,9 +249,11 @@ class HTTPProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self.state.stalls.paused(self, self.state.monotonic())  # SEND_TIMEOUT
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.state.stalls.resumed(self)
         self._wake_drain()
         if self._next_waits_for_drain:
             self._next_waits_for_drain = False

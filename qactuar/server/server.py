@@ -28,6 +28,7 @@ from .accept import DropLog, Listener
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
 from .sockets import bind_sockets, describe, remove_unix_socket
+from .stalls import Stalls
 from .tls import ServerTLS, server_tls
 from .tls_accept import TLSAcceptor
 
@@ -52,6 +53,8 @@ class ServerState:
         self.root_path = config.ROOT_PATH.rstrip("/")
         self.header_timeout = config.HEADER_TIMEOUT
         self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
+        #: Connections whose client is not reading (SEND_TIMEOUT): see stalls.py.
+        self.stalls = Stalls(config.SEND_TIMEOUT)
         #: TLS set-up, once the server has loaded it (``Server.ssl_context``).
         self.tls: ServerTLS | None = None
         #: Proxies whose word about the client is taken (FORWARDED_ALLOW_IPS);
@@ -118,6 +121,7 @@ class ServerState:
         for conn in list(self.connections):
             if conn.deadline and now >= conn.deadline:
                 conn.check_timeout(now)
+        self.stalls.sweep(now)
 
     def run_task(self, cycle: HTTPCycle, app: ASGIApp | None = None) -> None:
         """Run ``cycle`` as a task on this loop, with ``app`` (default: the server's)."""
@@ -274,6 +278,8 @@ class Server:
     async def main_loop(self) -> None:
         state = self.state
         interval = min(1.0, state.header_timeout / 4, state.keep_alive_timeout / 4)
+        if state.stalls.timeout:
+            interval = min(interval, state.stalls.timeout / 4)
         self._loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         while not self.should_exit:

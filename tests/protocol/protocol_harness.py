@@ -64,8 +64,12 @@ class FakeTransport(asyncio.Transport):
         self.after_close = bytearray()
         self.closed = False
         self.lost = False
+        #: Closed by ``abort()`` (buffered bytes dropped), not ``close()``.
+        self.aborted = False
         self.reading = True
         self.eof_written = False
+        #: What ``get_write_buffer_size`` says (a test plays a client not reading).
+        self.buffered = 0
         self._sock: socket.socket | None = None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -93,6 +97,7 @@ class FakeTransport(asyncio.Transport):
             asyncio.get_running_loop().call_soon(self._lost)
 
     def abort(self) -> None:
+        self.aborted = not self.closed
         self.close()
 
     def _lost(self) -> None:
@@ -127,7 +132,7 @@ class FakeTransport(asyncio.Transport):
         self.eof_written = True
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.buffered
 
 
 class Harness:
