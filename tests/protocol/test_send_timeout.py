@@ -117,16 +117,30 @@ def test_writes_while_stalled_are_not_progress() -> None:
     run(scenario)
 
 
-def test_each_pause_gets_its_own_send_timeout() -> None:
+def test_the_wait_counts_only_while_writing_is_paused() -> None:
     async def scenario(clock: Clock) -> None:
-        h, conn, transport, app = stalled(clock)
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+            await receive()
+            await receive()  # until the client goes
+
+        h = Harness(app, clock, SEND_TIMEOUT=TIMEOUT)
+        conn, transport = h.connect()
+        transport.buffered = 4 * MiB
+        conn.data_received(GET)
         await settle()
-        for _ in range(5):
+        for _ in range(3):
+            conn.pause_writing()
             await h.advance(TIMEOUT - 0.01)
             conn.resume_writing()  # the buffer went under the low-water mark
-            conn.pause_writing()  # and the next chunk filled it again
-            await settle()
-        assert not transport.closed and app.sent >= 5
+            await h.advance(2 * TIMEOUT)  # not paused: no time counts
+        assert not transport.closed
+        conn.pause_writing()
+        await h.advance(TIMEOUT - 0.01)
+        assert not transport.closed
+        await h.advance(0.01)
+        assert transport.aborted
 
     run(scenario)
 
