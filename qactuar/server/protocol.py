@@ -5,8 +5,9 @@ an ``HTTPCycle`` and runs the cycles one after another (pipelined requests
 wait their turn, so responses leave in order). What the application is given,
 the scope and the cycle, is built in ``handoff``. Flow control runs both ways:
 reading pauses while an application leaves its request body unread or while
-too many pipelined requests wait, and ``drain()`` blocks a sending
-application while the transport's write buffer is over its high-water mark.
+a pipelined request waits (``pacing``: parsed as fast as answered), and
+``drain()`` blocks a sending application while the transport's write buffer
+is over its high-water mark (``stalls``: for at most SEND_TIMEOUT).
 
 Timeouts are not timers: the server's sweep compares each connection's
 ``deadline`` with its coarse clock about four times per timeout, which costs
@@ -37,10 +38,11 @@ from typing import TYPE_CHECKING, Any, cast
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
 from ..logs import printable
+from . import pacing
 from .gate import answered_by_server
 from .handoff import asgi_address, http_cycle, websocket_session
 from .linger import linger
-from .proxied import judge_peer, read_proxy_header
+from .proxied import judge_peer
 
 if TYPE_CHECKING:
     from ..proxy import ProxyHeaderParser
@@ -56,8 +58,6 @@ logger = logging.getLogger("qt_server")
 IDLE_GRACE = 0.25
 #: Unread request body kept per connection before reading pauses.
 READ_HIGH_WATER = 64 * 1024
-#: Pipelined requests queued per connection before reading pauses.
-MAX_PIPELINE = 16
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -86,6 +86,8 @@ class HTTPProtocol(asyncio.Protocol):
         "_ws",
         "_body_coming",
         "_half_closed",
+        "_unparsed",
+        "_unparsed_at",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -126,6 +128,8 @@ class HTTPProtocol(asyncio.Protocol):
         #: The client shut down its sending side after complete requests
         #: (``nc -N``): they are answered, then the connection closes.
         self._half_closed = False
+        #: A read's rest, kept unparsed while a pipelined request waits (pacing).
+        self._unparsed, self._unparsed_at = b"", 0
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -154,7 +158,7 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self.state.stalls.resumed(self)
-        self._closing = True
+        self._closing, self._unparsed = True, b""
         try:
             if self._ws is not None:
                 self._ws.connection_lost()
@@ -202,34 +206,7 @@ class HTTPProtocol(asyncio.Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
-        if self.proxy_header is not None:
-            data = read_proxy_header(self, self.proxy_header, data)
-            if not data:
-                return
-        if self._ws is not None:
-            self._ws.feed(data)
-            return
-        parser = self.parser
-        was_idle = parser.idle
-        try:
-            events = parser.feed(data)
-        except ProtocolError as exc:
-            # serve what came complete before the bad bytes, then answer
-            self._handle_events(exc.events)
-            self._protocol_error(exc)
-            return
-        self._handle_events(events)
-        if parser.in_head:
-            if was_idle:
-                self.deadline = self.state.clock + self.state.header_timeout
-        elif self.cycle is not None:
-            self.deadline = 0.0
-        if parser.upgraded and not self._upgraded:
-            if self._ws is not None:
-                if parser.upgrade_tail:
-                    self._ws.feed(parser.upgrade_tail)
-            else:
-                self._on_upgrade()
+        pacing.received(self, data)
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
@@ -273,9 +250,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.cycle is None and not self._next_waits_for_drain:
             self._start(cycle)
         else:
-            self.pipeline.append(cycle)
-            if len(self.pipeline) >= MAX_PIPELINE:
-                self.pause_reading()
+            self.pipeline.append(cycle)  # pacing.feed parses no further
 
     def _on_websocket(self, head: RequestHead) -> None:
         session = websocket_session(self, head)
@@ -379,14 +354,13 @@ class HTTPProtocol(asyncio.Protocol):
             return
         if self.pipeline:
             self._start(self.pipeline.popleft())
-            if len(self.pipeline) < MAX_PIPELINE // 2:
-                self.resume_reading()
+            pacing.resume(self)  # the rest of the read, or reading
         elif self._error is not None:
             self._send_error()
         elif self._half_closed:
             self.close()  # every request the client sent before its FIN is answered
         else:
-            if self.state.on_idle is not None and self.parser.idle:
+            if self.state.on_idle is not None and self.parser.idle and not self._unparsed:
                 self.pause_reading()
                 self.state.on_idle(self)
                 return
@@ -402,6 +376,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.cycle = None
         self.pipeline.clear()
         self._parsing = None
+        self._unparsed = b""  # the child parsed it
         self.parser = RequestParser(self.state.limits)
         transport = self.transport
         assert transport is not None
@@ -468,7 +443,7 @@ class HTTPProtocol(asyncio.Protocol):
             and not self._upgraded
             and not self._closing
             and not self._half_closed
-            and len(self.pipeline) < MAX_PIPELINE // 2
+            and not self.pipeline
             and (self._parsing is None or self._parsing.body_size <= READ_HIGH_WATER)
         ):
             self._reading = True
