@@ -80,13 +80,13 @@ def feed(conn: HTTPProtocol, data: bytes, at: int) -> None:
                     conn._ws.feed(parser.upgrade_tail)
             else:
                 conn._on_upgrade()
-        if at >= size:
-            return
         if conn._closing or conn._error is not None or conn._ws is not None:
             conn._unparsed = b""
             return
         if conn.pipeline:
             conn.pause_reading()  # a request waits: the rest is parsed after it
+            return
+        if at >= size:
             return
 
 
