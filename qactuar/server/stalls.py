@@ -14,7 +14,7 @@ The abort is the client leaving, not an application error: the cycle is
 told as of any lost connection (the pending ``send()`` returns, the next one
 raises ``ClientDisconnected``, ``receive()`` says ``http.disconnect``; a
 WebSocket application gets ``websocket.disconnect`` 1006), and one line is
-logged with the client's address.
+logged (a warning) with the client's address.
 
 Like the other timeouts this is no timer: the sweep (``ServerState.sweep``,
 on the coarse clock) does it, in every model's server loop; a fork child,
@@ -85,7 +85,8 @@ def _time_out(conn: HTTPProtocol, timeout: float) -> None:
     transport = conn.transport
     if transport is None:
         return
-    logger.info(
+    # a warning: visible in every model (a prefork worker shows no core info line)
+    logger.warning(
         "Send timeout: %s read nothing for %gs; connection dropped",
         printable(str(conn.client)),
         timeout,

@@ -74,7 +74,7 @@ def test_a_client_reading_nothing_is_dropped_after_send_timeout(
         assert [type(exc) for exc in app.raised] == [ClientDisconnected]
         assert app.received == ["http.disconnect"]
         lines = [r for r in caplog.records if "Send timeout" in r.getMessage()]
-        assert [(r.name, r.levelno) for r in lines] == [("qt_server", logging.INFO)]
+        assert [(r.name, r.levelno) for r in lines] == [("qt_server", logging.WARNING)]
         assert "127.0.0.1" in lines[0].getMessage() and "10s" in lines[0].getMessage()
         # the client left: no application error
         assert [r for r in caplog.records if r.name == "qt_exception" and r.levelno >= 30] == []
