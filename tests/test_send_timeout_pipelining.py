@@ -6,6 +6,8 @@
   ``receive()`` says ``http.disconnect`` (``websocket.disconnect`` 1006 for a
   WebSocket), no application error; another client is served meanwhile.
   Over TLS the fork model's parent relays the response: its sweep drops it.
+  A response complete at once but never read (8 MiB waiting in the write
+  buffer) is dropped the same way, not kept until the client reads.
 - 1,000 pipelined requests sent at once are all answered, in order.
 
 The app is tests/apps/sendpipe_app.py. The time bounds are generous (the
@@ -87,6 +89,21 @@ def test_over_tls_the_fork_parent_drops_a_relayed_client_that_stops_reading(
         drop_a_streamed_response(
             server, stalled,
             lambda: tls(socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_complete_response_never_read_is_dropped_after_send_timeout(spawn_qactuar, model):
+    server = start(spawn_qactuar, model)
+    with RawClient.over(not_reading(server.port)) as stalled:
+        stalled.send(encode_request("/big"))
+        server.wait_for_log("big sent")
+        with RawClient(server.port) as client:
+            assert client.request("/").body == b"ok"
+        output = server.wait_for_log("Send timeout:", timeout=WAIT)
+        raw = stalled.read_to_close(timeout=WAIT)
+        assert raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw[:200]
+        assert len(raw) < 128 * 65536  # cut short
+    assert_dropped_once_without_error(output, "big sent")
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -165,6 +165,7 @@ async def _serve(
         # every response byte must leave this process before it exits
         transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
         await conn.drain()
+        keep_alive = not transport.is_closing()  # else dropped by SEND_TIMEOUT
     if state.tasks:
         # the app may go on after its response (background tasks)
         await asyncio.wait(list(state.tasks))

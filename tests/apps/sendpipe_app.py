@@ -5,6 +5,8 @@ HTTP:
   fails; prints ``stream started`` at the first chunk, then ``stream
   stopped: <exception class> after <n> chunks; receive: <message type>``
   (the first after the request's body);
+- ``/big``: 8 MiB in one ``send()`` (the response is complete at once, the
+  bytes wait in the server's write buffer); prints ``big sent``;
 - ``/p/<n>``: answers ``<n>`` (pipelining: the answers must come in order);
 - any other path: ``ok``.
 
@@ -38,6 +40,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
     if path == "/stream":
         await _stream(receive, send)
+        return
+    if path == "/big":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % (128 * len(CHUNK)))]})
+        await send({"type": "http.response.body", "body": CHUNK * 128})
+        _say("big sent")
         return
     body = path[3:].encode() if path.startswith("/p/") else b"ok"
     await send({"type": "http.response.start", "status": 200,
