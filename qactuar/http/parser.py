@@ -164,13 +164,15 @@ class RequestParser:
         return not self._in_progress
 
     def feed_paced(self, data: bytes, start: int = 0) -> tuple[list[Event], int]:
-        """As ``feed(data[start:])``, but stop after the first request head completed.
+        """As ``feed(data[start:])``, but stop after the first request parsed.
 
         Returns the events and where parsing stopped: ``len(data)`` once all
-        of it is parsed, else just after that head (its body, if any, and the
-        requests behind it are the rest). A server feeds the rest only once
-        it is ready for another request, so pipelined requests are parsed
-        as fast as they are answered, never a whole read of them at once.
+        of it is parsed, else at the end of the first request whose head is
+        in ``data[start:]`` (with its body, as far as ``data`` holds it), or
+        at the latest just after a second head (a body still to come). A
+        server feeds the rest only once it is ready for another request, so
+        pipelined requests are parsed as fast as they are answered, never a
+        whole read of them at once.
         """
         self.stopped = len(data)
         return self.feed(data, start, True), self.stopped
@@ -233,8 +235,9 @@ class RequestParser:
         and its body goes to a ``ChunkedFraming`` before llhttp sees it. Bytes
         in which no chunked head can end (no ``chunked`` in them, no head
         begun before them) go to llhttp whole. ``pace``: stop after the piece
-        that completes a head (``self.stopped``), unless no second head can
-        end in ``data`` (one read, one request: the common case).
+        that ends the first request, or a second head (``self.stopped``),
+        unless no second head can end in ``data`` (one read, one request:
+        the common case).
         """
         if (
             self._framing is None
@@ -295,9 +298,13 @@ class RequestParser:
                     self._chunked_head = False
                     self._carry = b""
                     self._framing = ChunkedFraming()
-                if pace and self._heads != heads and not (self._final or self._upgraded):
-                    self.stopped = stop
-                    return
+                if pace and not (self._final or self._upgraded):
+                    # after a request whose body (what of it is here) is
+                    # parsed, or at the second head: the rest waits
+                    done = self._heads - heads
+                    if done > 1 or (done and self._state == _HEAD):
+                        self.stopped = stop
+                        return
             pos = stop
         if pos < size and self._upgraded:
             # the bytes after an Upgrade request's head, beyond the piece

@@ -4,15 +4,17 @@ A client may send many requests without waiting for the answers
 (pipelining): one read of 256 KiB holds ten thousand minimal GETs. Parsed at
 once, each would become a queued ``HTTPCycle`` (scope, head, response: some
 400 bytes apiece, 16-21 times the bytes sent) held for as long as the client
-does not read its answers. So the parser is fed one request head at a time
-(``RequestParser.feed_paced``): once a complete request waits behind the one
-in flight, parsing stops, the unparsed rest of the read is kept as it came
+does not read its answers. So the parser is fed a request at a time
+(``RequestParser.feed_paced``: a head and the body bytes that came with it,
+so that a fork child gets them, and a body refused in the same read is
+refused before its request is handed on): once a complete request head waits
+behind the one in flight, parsing stops, the unparsed rest of the read is kept as it came
 (``conn._unparsed`` from ``conn._unparsed_at``: bounded by the read size)
 and reading pauses. When the request in flight is answered and the waiting
 one starts (``HTTPProtocol._next``), ``resume`` parses on from there, on the
 next turn of the loop.
 
-A connection then holds at most: the request in flight, one request waiting,
+A connection then holds at most: the request in flight, one or two waiting,
 and the rest of one read, so its memory is a small multiple of the read
 size however many requests the client pipelines. A fork child starts with
 what its parent had parsed and kept (the request, the one waiting, the
@@ -53,7 +55,7 @@ def received(conn: HTTPProtocol, data: bytes) -> None:
 
 
 def feed(conn: HTTPProtocol, data: bytes, at: int) -> None:
-    """Parse ``data[at:]`` a request head at a time; keep the rest once a request waits."""
+    """Parse ``data[at:]`` a request at a time; keep the rest once a request waits."""
     parser = conn.parser
     size = len(data)
     while True:
