@@ -8,7 +8,8 @@
   Over TLS the fork model's parent relays the response: its sweep drops it.
   A response complete at once but never read (8 MiB waiting in the write
   buffer) is dropped the same way, not kept until the client reads.
-- 1,000 pipelined requests sent at once are all answered, in order.
+- 1,000 pipelined requests sent at once are all answered, in order; so are
+  50 followed at once by the client's FIN.
 
 The app is tests/apps/sendpipe_app.py. The time bounds are generous (the
 drop comes after 1 s; the test waits up to 20 s); the timeout's precision is
@@ -21,7 +22,7 @@ import socket
 from typing import Any
 
 import pytest
-from support import RawClient, Spawned, encode_request
+from support import RawClient, Spawned, encode_request, read_until_closed
 from tlscerts import Certs
 from wsraw import RawWebSocket, handshake_request
 
@@ -132,3 +133,16 @@ def test_a_thousand_pipelined_requests_are_answered_in_order(spawn_qactuar, mode
             answers.append((response.status, response.body))
         assert answers == [(200, b"%d" % i) for i in range(count)]
         assert client.request("/").body == b"ok"  # and the connection goes on
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_pipelined_requests_then_the_clients_fin_are_all_answered(spawn_qactuar, model):
+    """``printf '<50 requests>' | nc -N``: the FIN is read only once every request is parsed."""
+    server = start(spawn_qactuar, model)
+    count = 50
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(b"".join(encode_request(f"/p/{i}") for i in range(count)))
+        sock.shutdown(socket.SHUT_WR)
+        raw = read_until_closed(sock, WAIT)
+    bodies = [part.rpartition(b"\r\n\r\n")[2] for part in raw.split(b"HTTP/1.1 200 OK\r\n")[1:]]
+    assert bodies == [b"%d" % i for i in range(count)], raw[-300:]

@@ -71,6 +71,8 @@ def feed(conn: HTTPProtocol, data: bytes, at: int) -> None:
         # while the events are handled the rest is still to come (no on_idle)
         conn._unparsed, conn._unparsed_at = (data, at) if at < size else (b"", 0)
         conn._handle_events(events)
+        if conn._half_closed:
+            _after_fin(conn)
         if parser.in_head:
             if was_idle:
                 conn.deadline = conn.state.clock + conn.state.header_timeout
@@ -90,6 +92,17 @@ def feed(conn: HTTPProtocol, data: bytes, at: int) -> None:
             return
         if at >= size:
             return
+
+
+def _after_fin(conn: HTTPProtocol) -> None:
+    """The client's FIN came before these requests were parsed (a fork child reads on)."""
+    last = None
+    for cycle in (conn.cycle, *conn.pipeline):
+        if cycle is not None:
+            cycle.client_finished()
+            last = cycle
+    if not conn._unparsed and last is not None and not last.response.head_sent:
+        last.response.keep_alive = False  # the last one: its response says "connection: close"
 
 
 def resume(conn: HTTPProtocol) -> None:

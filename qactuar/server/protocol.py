@@ -201,7 +201,7 @@ class HTTPProtocol(asyncio.Protocol):
             if cycle is not None:
                 cycle.client_finished()
         last = self.pipeline[-1] if self.pipeline else self.cycle
-        if last is not None and not last.response.head_sent:
+        if last is not None and not last.response.head_sent and not self._unparsed:
             last.response.keep_alive = False  # its response says "connection: close"
         return True
 
@@ -357,7 +357,7 @@ class HTTPProtocol(asyncio.Protocol):
             pacing.resume(self)  # the rest of the read, or reading
         elif self._error is not None:
             self._send_error()
-        elif self._half_closed:
+        elif self._half_closed and not self._unparsed:
             self.close()  # every request the client sent before its FIN is answered
         else:
             if self.state.on_idle is not None and self.parser.idle and not self._unparsed:
