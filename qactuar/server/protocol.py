@@ -262,9 +262,10 @@ class HTTPProtocol(asyncio.Protocol):
         self.state.run_cycle(session)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Close the connection once what was written has been sent."""
+        """Close the connection once what was written has been sent (SEND_TIMEOUT: or not)."""
         if self.transport is not None and not self._closing:
             self._closing = True
+            self.state.stalls.closing(self.transport)
             self.transport.close()
 
     def _start(self, cycle: HTTPCycle) -> None:
@@ -339,8 +340,7 @@ class HTTPProtocol(asyncio.Protocol):
             linger(self, transport)
             return
         elif not cycle.response.keep_alive or self.state.shutting_down:
-            self._closing = True
-            transport.close()
+            self.close()
             return
         self._next()
 
@@ -460,9 +460,7 @@ class HTTPProtocol(asyncio.Protocol):
             else:
                 if self.proxy_header is not None:
                     logger.info("PROXY protocol from %s: no header in time; closed", self.client)
-                self._closing = True
-                assert self.transport is not None
-                self.transport.close()
+                self.close()
 
     def going_away(self) -> bool:
         """Graceful time is up: close an open WebSocket with 1001. True if one was."""

@@ -14,7 +14,10 @@ The abort is the client leaving, not an application error: the cycle is
 told as of any lost connection (the pending ``send()`` returns, the next one
 raises ``ClientDisconnected``, ``receive()`` says ``http.disconnect``; a
 WebSocket application gets ``websocket.disconnect`` 1006), and one line is
-logged (a warning) with the client's address.
+logged (a warning) with the client's address. A connection the server
+closes with bytes still buffered (``HTTPProtocol.close``: after a
+``Connection: close`` response, at the keep-alive timeout) counts as stalled
+too, however few they are: ``close()`` alone would wait for them forever.
 
 Like the other timeouts this is no timer: the sweep (``ServerState.sweep``,
 on the coarse clock) does it, in every model's server loop; a fork child,
@@ -58,6 +61,17 @@ class Stalls:
         """``conn``'s writing paused at ``now``."""
         if self.timeout:
             self._stalled[conn] = (now + self.timeout, _buffered(conn))
+
+    def closing(self, transport: asyncio.Transport) -> None:
+        """A connection closes with bytes still to send: they count as a stall too.
+
+        ``close()`` waits for the write buffer to empty, forever if the
+        client reads nothing; a buffer under the high-water mark never paused
+        writing. With the mark at 0 the transport pauses it now (if anything
+        is left), so the sweep drops the connection after ``timeout``.
+        """
+        if self.timeout and transport.get_write_buffer_size():
+            transport.set_write_buffer_limits(0)
 
     def resumed(self, conn: HTTPProtocol) -> None:
         """``conn``'s writing resumed, or the connection is gone."""

@@ -189,3 +189,32 @@ def test_a_websocket_client_reading_nothing_is_dropped_and_the_app_told() -> Non
         ]
 
     run(scenario)
+
+
+@pytest.mark.parametrize("closing", ["connection: close", "keep-alive timeout"])
+def test_a_close_waiting_on_bytes_the_client_never_reads_is_dropped(closing: str) -> None:
+    """Under the high-water mark writing never paused, and close() alone waits forever."""
+
+    async def scenario(clock: Clock) -> None:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x" * 30000})
+
+        h = Harness(app, clock, SEND_TIMEOUT=TIMEOUT, KEEP_ALIVE_TIMEOUT=5.0)
+        conn, transport = h.connect()
+        transport.buffered = 30000  # under the mark: no pause_writing
+        request = GET if closing == "keep-alive timeout" else (
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        conn.data_received(request)
+        await settle()
+        assert status_of(transport.written) == 200
+        if closing == "keep-alive timeout":
+            assert not transport.closed
+            await h.advance(5.0)
+        assert transport.closed and not transport.aborted and not transport.lost
+        await h.advance(TIMEOUT - 0.01)
+        assert not transport.aborted  # close() still waits for the bytes
+        await h.advance(0.01)
+        assert transport.aborted and transport.lost
+
+    run(scenario)
