@@ -265,6 +265,13 @@ class Config:
         "(0 = half of MAX_PROCESSES).",
         at_least(0),
     )
+    # -- send timeout (a client that stops reading) --
+    SEND_TIMEOUT: float = _setting(
+        30.0,
+        "Seconds a response or WebSocket write may stay blocked on a client that reads "
+        "nothing before the connection is dropped (0 = off).",
+        at_least(0),
+    )
     ADMIN_HOST: str = _setting(
         "localhost", "Admin socket address (the admin socket is not built yet)."
     )

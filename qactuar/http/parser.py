@@ -66,6 +66,15 @@ _MESSAGES: Final = {
 _CHUNKED: Final = re.compile(rb"chunked", re.IGNORECASE)
 
 
+def _heads_may_end_twice(carry: bytes, data: bytes, start: int) -> bool:
+    """Whether two request heads may end in ``data[start:]`` (after ``carry``)."""
+    first = data.find(b"\r\n\r\n", start)
+    if first >= 0 and data.find(b"\r\n\r\n", first + 1) >= 0:
+        return True
+    # one may end across the reads: in the last bytes before and the first here
+    return first >= 0 and b"\r\n\r\n" in carry + data[start : start + 3]
+
+
 class RequestParser:
     """Parses a stream of HTTP/1.x requests from one connection."""
 
@@ -91,6 +100,8 @@ class RequestParser:
         "_chunked_head",
         "_in_trailers",
         "_carry",
+        "_heads",
+        "stopped",
         "upgrade_tail",
     )
 
@@ -129,6 +140,10 @@ class RequestParser:
         #: The last bytes given to llhttp outside a chunked body, where a
         #: head's final CRLFCRLF may have begun.
         self._carry = b""
+        #: Request heads completed so far (a paced feed stops after one).
+        self._heads = 0
+        #: Where the last ``feed_paced`` stopped.
+        self.stopped = 0
         #: Bytes that followed an Upgrade request's head: the first bytes of
         #: the new protocol.
         self.upgrade_tail = b""
@@ -148,7 +163,21 @@ class RequestParser:
         """True between requests: no byte of the next one has arrived."""
         return not self._in_progress
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed_paced(self, data: bytes, start: int = 0) -> tuple[list[Event], int]:
+        """As ``feed(data[start:])``, but stop after the first request parsed.
+
+        Returns the events and where parsing stopped: ``len(data)`` once all
+        of it is parsed, else at the end of the first request whose head is
+        in ``data[start:]`` (with its body, as far as ``data`` holds it), or
+        at the latest just after a second head (a body still to come). A
+        server feeds the rest only once it is ready for another request, so
+        pipelined requests are parsed as fast as they are answered, never a
+        whole read of them at once.
+        """
+        self.stopped = len(data)
+        return self.feed(data, start, True), self.stopped
+
+    def feed(self, data: bytes, start: int = 0, pace: bool = False) -> list[Event]:
         """Parse ``data``; return the events it completed.
 
         Raises ``ProtocolError`` on malformed input; the parser is then
@@ -166,6 +195,8 @@ class RequestParser:
             events = self._events = []
             in_trailers = self._chunk_pending
             chunk_events = self._chunk_events
+            if start:
+                data = data[start:]
             try:
                 self._feed_upgrade_body(self._upgrade_body, data)
                 if in_trailers:
@@ -177,25 +208,25 @@ class RequestParser:
         events = self._events = []
         in_head = self._state == _HEAD
         if in_head:
-            self._head_bytes += len(data)
+            self._head_bytes += len(data) - start
             in_trailers = False
         else:
             in_trailers = self._chunk_pending
         chunk_events = self._chunk_events
         try:
-            self._run(data)
+            self._run(data, start, pace)
             if self._in_progress:
                 if self._state == _HEAD:
                     if self._head_bytes > self._limits.max_header_bytes:
                         raise ProtocolError(431, "Request header section too large")
                 elif in_trailers:
-                    self._count_trailer_read(chunk_events, len(data))
+                    self._count_trailer_read(chunk_events, len(data) - start)
         except ProtocolError as exc:
             self._keep_complete(exc, events)
             raise
         return events
 
-    def _run(self, data: bytes) -> None:
+    def _run(self, data: bytes, start: int = 0, pace: bool = False) -> None:
         """Give ``data`` to llhttp, chunk-size lines read by ``ChunkedFraming``.
 
         A head ends only at a CRLFCRLF (llhttp refuses bare LF), so outside a
@@ -203,19 +234,29 @@ class RequestParser:
         next CRLFCRLF: a chunked request's head then ends where a piece does,
         and its body goes to a ``ChunkedFraming`` before llhttp sees it. Bytes
         in which no chunked head can end (no ``chunked`` in them, no head
-        begun before them) go to llhttp whole.
+        begun before them) go to llhttp whole. ``pace``: stop after the piece
+        that ends the first request, or a second head (``self.stopped``),
+        unless no second head can end in ``data`` (one read, one request:
+        the common case).
         """
         if (
             self._framing is None
             and not self._in_trailers
             and not (self._in_progress and self._state == _HEAD)
-            and _CHUNKED.search(data) is None
+            and _CHUNKED.search(data, start) is None
+            and not (pace and _heads_may_end_twice(self._carry, data, start))
         ):
-            self._carry = data[-3:] if len(data) >= 3 else (self._carry + data)[-3:]
-            self._llhttp(data)
+            if start:
+                left = len(data) - start
+                self._carry = data[-3:] if left >= 3 else (self._carry + data[start:])[-3:]
+                self._llhttp(memoryview(data)[start:])
+            else:
+                self._carry = data[-3:] if len(data) >= 3 else (self._carry + data)[-3:]
+                self._llhttp(data)
             return
         view = memoryview(data)
-        pos, size = 0, len(data)
+        pos, size = start, len(data)
+        heads = self._heads
         while pos < size and not (self._final or self._upgraded):
             framing = self._framing
             if framing is not None:
@@ -257,6 +298,13 @@ class RequestParser:
                     self._chunked_head = False
                     self._carry = b""
                     self._framing = ChunkedFraming()
+                if pace and not (self._final or self._upgraded):
+                    # after a request whose body (what of it is here) is
+                    # parsed, or at the second head: the rest waits
+                    done = self._heads - heads
+                    if done > 1 or (done and self._state == _HEAD):
+                        self.stopped = stop
+                        return
             pos = stop
         if pos < size and self._upgraded:
             # the bytes after an Upgrade request's head, beyond the piece
@@ -426,6 +474,7 @@ class RequestParser:
             raise ProtocolError(400, "Asterisk target is for OPTIONS only")
         keep_alive = parser.should_keep_alive()
         self._close_after = not keep_alive
+        self._heads += 1
         self._state = _BODY
         self._chunked_head = chunked and self._upgrade_body is None
         self._events.append(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ..asgi.cycle import HTTPCycle
 from ..asgi.types import Scope
 from ..server.protocol import HTTPProtocol
+from ..server.stalls import Stalls
 from ..websocket import WebSocketSession
 from .relay import serve_in_child
 
@@ -148,6 +149,7 @@ async def _serve(
     state.on_idle = idle
     state.on_close = closed
     state.run_cycle = run_cycle
+    state.stalls = Stalls(state.stalls.timeout)  # SEND_TIMEOUT here: the parent's are not ours
     conn.on_write = mark_responding
     transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
 
@@ -158,7 +160,8 @@ async def _serve(
     loop.add_signal_handler(STOPPING, stopping)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (STOPPING,))
     # the requests pipelined behind the first are read here: their heads and
-    # bodies get HEADER_TIMEOUT and BODY_TIMEOUT from this process's sweep
+    # bodies get HEADER_TIMEOUT and BODY_TIMEOUT, and every write SEND_TIMEOUT,
+    # from this process's sweep
     sweeping = loop.create_task(_sweep(state))
     run_cycle(cycle)
     keep_alive = await finished
@@ -166,10 +169,11 @@ async def _serve(
         # every response byte must leave this process before it exits
         transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
         await conn.drain()
-    sweeping.cancel()
+        keep_alive = not transport.is_closing()  # else dropped by SEND_TIMEOUT
     if state.tasks:
         # the app may go on after its response (background tasks)
         await asyncio.wait(list(state.tasks))
+    sweeping.cancel()
     return keep_alive
 
 

@@ -38,6 +38,7 @@ class HandBack:
         pipeline: deque[HTTPCycle]
         deadline: float
         _parsing: HTTPCycle | None
+        _unparsed: bytes
         _closing: bool
         _error: ProtocolError | None
 
@@ -56,6 +57,7 @@ class HandBack:
         self.cycle = None
         self.pipeline.clear()
         self._parsing = None
+        self._unparsed = b""  # the child parsed it
         self.parser = RequestParser(self.state.limits)
         transport = self.transport
         assert transport is not None

@@ -5,8 +5,9 @@ an ``HTTPCycle`` and runs the cycles one after another (pipelined requests
 wait their turn, so responses leave in order). What the application is given,
 the scope and the cycle, is built in ``handoff``. Flow control runs both ways:
 reading pauses while an application leaves its request body unread or while
-too many pipelined requests wait, and ``drain()`` blocks a sending
-application while the transport's write buffer is over its high-water mark.
+a pipelined request waits (``pacing``: parsed as fast as answered), and
+``drain()`` blocks a sending application while the transport's write buffer
+is over its high-water mark (``stalls``: for at most SEND_TIMEOUT).
 
 Timeouts are not timers: the server's sweep compares each connection's
 ``deadline`` with its coarse clock about four times per timeout, which costs
@@ -37,12 +38,13 @@ from typing import TYPE_CHECKING, Any, cast
 from ..asgi.cycle import HTTPCycle
 from ..http import END_OF_MESSAGE, Event, ProtocolError, RequestHead, RequestParser, error_response
 from ..logs import printable
+from . import pacing
 from .body import body_timed_out
 from .gate import answered_by_server
 from .handback import IDLE_GRACE, HandBack
 from .handoff import asgi_address, http_cycle, is_websocket_handshake, websocket_session
 from .linger import linger
-from .proxied import judge_peer, read_proxy_header
+from .proxied import judge_peer
 
 if TYPE_CHECKING:
     from ..proxy import ProxyHeaderParser
@@ -55,8 +57,6 @@ logger = logging.getLogger("qt_server")
 
 #: Unread request body kept per connection before reading pauses.
 READ_HIGH_WATER = 64 * 1024
-#: Pipelined requests queued per connection before reading pauses.
-MAX_PIPELINE = 16
 
 
 class HTTPProtocol(HandBack, asyncio.Protocol):
@@ -85,6 +85,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         "_ws",
         "_body_coming",
         "_half_closed",
+        "_unparsed",
+        "_unparsed_at",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -125,6 +127,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         #: The client shut down its sending side after complete requests
         #: (``nc -N``): they are answered, then the connection closes.
         self._half_closed = False
+        #: A read's rest, kept unparsed while a pipelined request waits (pacing).
+        self._unparsed, self._unparsed_at = b"", 0
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -154,7 +158,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        self._closing = True
+        self.state.stalls.resumed(self)
+        self._closing, self._unparsed = True, b""
         try:
             if self._ws is not None:
                 self._ws.connection_lost()
@@ -197,41 +202,12 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             if cycle is not None:
                 cycle.client_finished()
         last = self.pipeline[-1] if self.pipeline else self.cycle
-        if last is not None and not last.response.head_sent:
+        if last is not None and not last.response.head_sent and not self._unparsed:
             last.response.keep_alive = False  # its response says "connection: close"
         return True
 
     def data_received(self, data: bytes) -> None:
-        if self.proxy_header is not None:
-            data = read_proxy_header(self, self.proxy_header, data)
-            if not data:
-                return
-        if self._ws is not None:
-            self._ws.feed(data)
-            return
-        parser = self.parser
-        was_idle = parser.idle
-        try:
-            events = parser.feed(data)
-        except ProtocolError as exc:
-            # serve what came complete before the bad bytes, then answer
-            self._handle_events(exc.events)
-            self._protocol_error(exc)
-            return
-        self._handle_events(events)
-        if parser.in_head:
-            if was_idle:
-                self.deadline = self.state.clock + self.state.header_timeout
-        elif self._parsing is not None:  # BODY_TIMEOUT, between two reads (body.py)
-            self.deadline = self.state.body_deadline(self._parsing) if self._reading else 0.0
-        elif self.cycle is not None:
-            self.deadline = 0.0
-        if parser.upgraded and not self._upgraded:
-            if self._ws is not None:
-                if parser.upgrade_tail:
-                    self._ws.feed(parser.upgrade_tail)
-            else:
-                self._on_upgrade()
+        pacing.received(self, data)
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
@@ -251,9 +227,11 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self.state.stalls.paused(self, self.state.monotonic())  # SEND_TIMEOUT
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self.state.stalls.resumed(self)
         self._wake_drain()
         if self._next_waits_for_drain:
             self._next_waits_for_drain = False
@@ -273,9 +251,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         if self.cycle is None and not self._next_waits_for_drain:
             self._start(cycle)
         else:
-            self.pipeline.append(cycle)
-            if len(self.pipeline) >= MAX_PIPELINE:
-                self.pause_reading()
+            self.pipeline.append(cycle)  # pacing.feed parses no further
 
     def _on_websocket(self, head: RequestHead) -> None:
         session = websocket_session(self, head)
@@ -287,9 +263,10 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         self.state.run_cycle(session)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Close the connection once what was written has been sent."""
+        """Close the connection once what was written has been sent (SEND_TIMEOUT: or not)."""
         if self.transport is not None and not self._closing:
             self._closing = True
+            self.state.stalls.closing(self.transport)
             self.transport.close()
 
     def _start(self, cycle: HTTPCycle) -> None:
@@ -364,8 +341,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             linger(self, transport)
             return
         elif not cycle.response.keep_alive or self.state.shutting_down:
-            self._closing = True
-            transport.close()
+            self.close()
             return
         self._next()
 
@@ -379,14 +355,13 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             return
         if self.pipeline:
             self._start(self.pipeline.popleft())
-            if len(self.pipeline) < MAX_PIPELINE // 2:
-                self.resume_reading()
+            pacing.resume(self)  # the rest of the read, or reading
         elif self._error is not None:
             self._send_error()
-        elif self._half_closed:
+        elif self._half_closed and not self._unparsed:
             self.close()  # every request the client sent before its FIN is answered
         else:
-            if self.state.on_idle is not None and self.parser.idle:
+            if self.state.on_idle is not None and self.parser.idle and not self._unparsed:
                 self.pause_reading()
                 self.state.on_idle(self)
                 return
@@ -420,6 +395,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         if self._reading and self.transport is not None:
             self._reading = False
             self.transport.pause_reading()
+        if self._parsing is not None:  # BODY_TIMEOUT runs only while the server reads
+            self.deadline = 0.0
 
     def resume_reading(self) -> None:
         if (
@@ -428,7 +405,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             and not self._upgraded
             and not self._closing
             and not self._half_closed
-            and len(self.pipeline) < MAX_PIPELINE // 2
+            and not self.pipeline
             and (self._parsing is None or self._parsing.body_size <= READ_HIGH_WATER)
         ):
             self._reading = True
@@ -449,9 +426,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             else:
                 if self.proxy_header is not None:
                     logger.info("PROXY protocol from %s: no header in time; closed", self.client)
-                self._closing = True
-                assert self.transport is not None
-                self.transport.close()
+                self.close()
 
     def going_away(self) -> bool:
         """Graceful time is up: close an open WebSocket with 1001. True if one was."""

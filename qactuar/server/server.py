@@ -29,6 +29,7 @@ from .accept import DropLog, Listener
 from .gate import encode_headers
 from .protocol import IDLE_GRACE, HTTPProtocol
 from .sockets import bind_sockets, describe, remove_unix_socket
+from .stalls import Stalls
 from .tls import ServerTLS, server_tls
 from .tls_accept import TLSAcceptor
 
@@ -54,6 +55,8 @@ class ServerState:
         self.header_timeout = config.HEADER_TIMEOUT
         self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
         self.body_timeout = config.BODY_TIMEOUT
+        #: Connections whose client is not reading (SEND_TIMEOUT): see stalls.py.
+        self.stalls = Stalls(config.SEND_TIMEOUT)
         #: TLS set-up, once the server has loaded it (``Server.ssl_context``).
         self.tls: ServerTLS | None = None
         #: Proxies whose word about the client is taken (FORWARDED_ALLOW_IPS);
@@ -127,7 +130,10 @@ class ServerState:
     def sweep_interval(self) -> float:
         """Seconds between sweeps: about four per timeout, at most one."""
         interval = min(1.0, self.header_timeout / 4, self.keep_alive_timeout / 4)
-        return min(interval, self.body_timeout / 4) if self.body_timeout else interval
+        for timeout in (self.body_timeout, self.stalls.timeout):
+            if timeout:
+                interval = min(interval, timeout / 4)
+        return interval
 
     def sweep(self) -> None:
         """Time out every connection whose deadline ``clock`` has reached."""
@@ -135,6 +141,7 @@ class ServerState:
         for conn in list(self.connections):
             if conn.deadline and now >= conn.deadline:
                 conn.check_timeout(now)
+        self.stalls.sweep(now)
 
     def run_task(self, cycle: HTTPCycle, app: ASGIApp | None = None) -> None:
         """Run ``cycle`` as a task on this loop, with ``app`` (default: the server's)."""

@@ -3,6 +3,10 @@
 - Any split of a valid request, or of several pipelined ones, into pieces
   gives the same events as the whole: heads field for field, the same body
   bytes, the same ends of message.
+- Fed paced (``feed_paced``, as the server feeds pipelined requests: the
+  rest of a read only once the request before is answered), the same
+  events come, never more than two request heads per call (a request, its
+  body, and the head of the next).
 - Random bytes, and valid requests with bytes changed, inserted or cut,
   never raise anything but ``ProtocolError`` (with a 4xx or 5xx status).
 
@@ -55,13 +59,23 @@ def requests(draw: Any) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + framed
 
 
-def events_of(data: bytes, cuts: list[int]) -> list[Any]:
+def events_of(data: bytes, cuts: list[int], paced: bool = False) -> list[Any]:
     """Feed ``data`` cut at ``cuts``; the events, bodies joined, heads as comparable tuples."""
     parser = RequestParser(Limits())
     events: list[Any] = []
     edges = [0, *sorted(set(cuts)), len(data)]
     for a, b in zip(edges, edges[1:], strict=False):
-        events += parser.feed(data[a:b])
+        piece, at = data[a:b], 0
+        if not paced:
+            events += parser.feed(piece)
+            continue
+        for _ in range(len(piece) + 1):
+            got, at = parser.feed_paced(piece, at)
+            assert sum(1 for e in got if isinstance(e, RequestHead)) <= 2
+            events += got
+            if at == len(piece):
+                break
+        assert at == len(piece)
     merged: list[Any] = []
     for event in events:
         if isinstance(event, RequestHead):
@@ -85,6 +99,17 @@ def test_any_split_of_pipelined_requests_gives_the_same_events(batch: list[bytes
     assert sum(1 for e in whole if e is END_OF_MESSAGE) == len(batch)
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
     assert events_of(stream, cuts) == whole
+
+
+@BUDGET
+@given(st.lists(requests(), min_size=1, max_size=4), st.data())
+def test_paced_feeding_gives_the_same_events_a_request_at_a_time(batch: list[bytes],
+                                                             data: Any) -> None:
+    stream = b"".join(batch)
+    whole = events_of(stream, [])
+    assert events_of(stream, [], paced=True) == whole
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8))
+    assert events_of(stream, cuts, paced=True) == whole
 
 
 def _feed_all(data: bytes, cuts: list[int]) -> None:

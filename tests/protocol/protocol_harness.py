@@ -54,7 +54,11 @@ class ClockLoop(asyncio.SelectorEventLoop):
 
 
 class FakeTransport(asyncio.Transport):
-    """Records writes and the close; ``close()`` reports connection_lost on the next turn."""
+    """Records writes and the close; ``close()`` reports connection_lost on the next turn.
+
+    Unless ``buffered`` says bytes wait for the client: then, as a real
+    transport, only ``abort()`` ends it.
+    """
 
     def __init__(self, protocol: asyncio.Protocol) -> None:
         super().__init__()
@@ -64,8 +68,13 @@ class FakeTransport(asyncio.Transport):
         self.after_close = bytearray()
         self.closed = False
         self.lost = False
+        #: ``abort()`` was called (buffered bytes dropped).
+        self.aborted = False
+        self._lost_reported = False
         self.reading = True
         self.eof_written = False
+        #: What ``get_write_buffer_size`` says (a test plays a client not reading).
+        self.buffered = 0
         self._sock: socket.socket | None = None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -90,10 +99,17 @@ class FakeTransport(asyncio.Transport):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            asyncio.get_running_loop().call_soon(self._lost)
+            if not self.buffered:  # else it waits for the client to read them
+                self._report_lost()
 
     def abort(self) -> None:
-        self.close()
+        self.aborted = self.closed = True
+        self._report_lost()
+
+    def _report_lost(self) -> None:
+        if not self._lost_reported:
+            self._lost_reported = True
+            asyncio.get_running_loop().call_soon(self._lost)
 
     def _lost(self) -> None:
         self.lost = True
@@ -127,7 +143,13 @@ class FakeTransport(asyncio.Transport):
         self.eof_written = True
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.buffered
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """As asyncio's transports: over the new mark, the protocol's writing pauses now."""
+        if high is not None and self.buffered > high and not self.lost:
+            assert isinstance(self.protocol, asyncio.Protocol)
+            self.protocol.pause_writing()
 
 
 class Harness:
