@@ -2,12 +2,13 @@
 
 The timeout runs between two reads of the body, and only while the
 connection is reading: when reading pauses because the application leaves
-its body unread (``READ_HIGH_WATER``), or because a fork-model parent hands
+its body unread (``READ_HIGH_WATER``), because a pipelined request waits
+for the one before it (``pacing.py``), or because a fork-model parent hands
 the connection to a child, the wait is not the client's fault and no
 deadline runs. It is one more use of the connection's ``deadline``, which
 the server's sweep compares with its coarse clock (``ServerState.sweep``):
-``data_received`` sets it after each read of a body, or clears it when
-that read paused reading; ``resume_reading`` sets it afresh.
+``pacing.feed`` sets it after each read of a body, ``pause_reading`` clears
+it, ``resume_reading`` sets it afresh.
 
 It does not run while the client waits for a ``100 Continue`` the
 application has not asked for yet, and each ``receive()`` that finds no body
@@ -16,7 +17,7 @@ application's last wish for more.
 
 When it passes: ``408 Request Timeout`` and a close if the stalled body is
 the current request's and no byte of its response went out, else just the
-close (a pipelined request's body stalled behind a response in progress);
+close;
 every request of the connection still waiting for its body or its turn
 hears ``http.disconnect`` from ``receive()``.
 """
