@@ -1,0 +1,1 @@
+"""Autobahn-equivalent WebSocket conformance client (see run.py)."""
