@@ -1,7 +1,7 @@
 """Autobahn|Testsuite's fuzzing-client cases (tests/fuzzingclient) against ws:app, every model.
 
 The fast chapters (1-7 and 10) run whole, with a sample of 12 and 13
-(permessage-deflate: one case of each test file, one of each offer); the
+(permessage-deflate, on generated stand-ins for Autobahn's data files); the
 full run (chapter 9, all of 12/13, Autobahn's own delays) is ``make
 autobahn``. No case may be FAILED; the informational cases are the three
 Autobahn marks so, and deflate is negotiated (no UNIMPLEMENTED).
@@ -25,8 +25,9 @@ from support import Spawned
 
 MODELS = ["async", "fork", "prefork"]
 FAST = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"]
-SAMPLE = ["12.1.1", "12.2.2", "12.3.3", "12.4.4", "12.5.1",
-          "13.1.1", "13.2.2", "13.3.1", "13.4.2", "13.5.1", "13.6.2", "13.7.1"]
+# 12/13 (1000 round trips each): text and binary data, and the offers that change the
+# server's side: window bits 15, no context takeover with 9 bits, three offers at once
+SAMPLE = ["12.1.2", "12.2.3", "13.4.3", "13.5.2", "13.7.2"]
 INFORMATIONAL = {"7.1.6", "7.13.1", "7.13.2"}
 TIMING = Timing(pause=0.1, slack=3.0)
 
