@@ -39,7 +39,8 @@ NORMAL, PROTOCOL_ERROR, INVALID_PAYLOAD = 1000, 1002, 1007
 @dataclass(frozen=True)
 class Timing:
     pause: float = 1.0  # Autobahn's continueLater delays
-    slack: float = 1.0  # multiplies killAfter/closeAfter limits (they end early on events)
+    slack: float = 1.0  # multiplies every limit (they end early on events): killAfter,
+    # closeAfter, the opening (5 s) and closing (1 s, 1 s) handshake timeouts
 
 
 def by_me(*codes: int, clean: bool = True) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def select(patterns: Iterable[str], exclude: Iterable[str] = ()) -> list[type[Ca
 
 def run_case(cls: type[Case], host: str, port: int, timing: Timing) -> Result:
     session = Session(host, port, cls.path, offers=list(cls.offers),
-                      open_timeout=5.0 * timing.slack)  # autobahn: openHandshakeTimeout 5 s
+                      open_timeout=5.0 * timing.slack, slack=timing.slack)
     case = cls(session, timing)
     waitsecs = float(getattr(cls, "waitsecs", 0))
     limit = max(cls.limit, waitsecs * timing.slack + 10)

@@ -109,8 +109,9 @@ class Session:
     """One case's connection; the case object gets ``on_open`` and the events."""
 
     def __init__(self, host: str, port: int, path: str, offers: list[str] | None = None,
-                 open_timeout: float = 5.0) -> None:
+                 open_timeout: float = 5.0, slack: float = 1.0) -> None:
         self.host, self.port, self.path = host, port, path
+        self.slack = slack  # multiplies the close handshake timeouts
         self.offers = offers or []
         self.open_timeout = open_timeout
         self.sock: socket.socket | None = None
@@ -225,10 +226,10 @@ class Session:
             return  # the server had gone: the write failed
         self.state = CLOSING
         if reply:
-            self.at(DROP_TIMEOUT, self._server_drop_timeout)
+            self.at(DROP_TIMEOUT * self.slack, self._server_drop_timeout)
         else:
             self.closed_by_me = True
-            self.at(CLOSE_TIMEOUT, self._close_timeout)
+            self.at(CLOSE_TIMEOUT * self.slack, self._close_timeout)
 
     def send_close(self, code: int | None = None, reason: str = "") -> None:
         self.send_close_frame(code, reason.encode() if code is not None and reason else None)
@@ -387,7 +388,7 @@ class Session:
         if self.state == CLOSING:  # the reply to ours
             self.was_clean = True
             self._timers = [t for t in self._timers if t[2] != self._close_timeout]
-            self.at(DROP_TIMEOUT, self._server_drop_timeout)
+            self.at(DROP_TIMEOUT * self.slack, self._server_drop_timeout)
         elif self.state == OPEN:  # the server starts the handshake: answer 1000
             self.was_clean = True
             self.send_close_frame(1000, reply=True)
