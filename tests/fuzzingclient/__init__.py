@@ -19,5 +19,11 @@ Where this port differs from a run of Autobahn's own client:
   (``make autobahn`` unpacks them), else generated stand-ins;
 - no HTML report or wire log: ``--json`` writes every case's result.
 
+A check of the port: against a bare ``websockets`` 17.4 echo server
+(``websockets.asyncio.server.serve``) it finds what Autobahn found in
+qactuar before ``messages.ServerProtocol`` (7.1.5 FAILED: a close between
+fragments answered with 1002) and that library's NON-STRICT 6.4.x (no
+fail-fast UTF-8 check), with the same NON-STRICT 3.2-5.15 as qactuar.
+
 ``python -m fuzzingclient --help`` (``PYTHONPATH=tests``) runs it.
 """
