@@ -29,6 +29,10 @@ FAST = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"]
 # server's side: window bits 15, no context takeover with 9 bits, three offers at once
 SAMPLE = ["12.1.2", "12.2.3", "13.4.3", "13.5.2", "13.7.2"]
 INFORMATIONAL = {"7.1.6", "7.13.1", "7.13.2"}
+# a valid message just before a bad frame: whether its echo beats the 1002 close depends on
+# how the writes coalesce (the bare websockets library does the same); everything else is OK
+MAY_BE_NON_STRICT = {"3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5",
+                     "5.15"}
 TIMING = Timing(pause=0.1, slack=3.0)
 
 
@@ -52,4 +56,5 @@ def test_autobahn_fast_chapters(spawn_qactuar: Callable[..., Spawned], model: st
     assert failed(results) == {}
     verdicts = Counter(r.verdict for r in results)
     assert {r.id for r in results if r.verdict == "INFORMATIONAL"} == INFORMATIONAL
+    assert {r.id for r in results if r.verdict == "NON-STRICT"} <= MAY_BE_NON_STRICT
     assert verdicts["UNIMPLEMENTED"] == 0
