@@ -12,7 +12,7 @@ export PYTHON
 # `make test PYTEST_ARGS=` runs it in one process; `PYTEST_ARGS='-n 4 -x'` etc.
 PYTEST_ARGS ?= -n auto
 
-.PHONY: run test test-under-load lint clean
+.PHONY: run test test-under-load lint clean autobahn
 
 run:
 	@bash scripts/venv examples
@@ -28,6 +28,11 @@ test:
 # make test while stress-ng keeps every core busy (installs stress-ng)
 test-under-load:
 	bash scripts/test-under-load
+
+# the full Autobahn-equivalent WebSocket run, every model (scripts/autobahn; ~45 min)
+autobahn:
+	@bash scripts/venv test examples
+	PYTHON_BIN=$(VENV)/bin/python bash scripts/autobahn $(AUTOBAHN_ARGS)
 
 lint:
 	@bash scripts/venv test examples

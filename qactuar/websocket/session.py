@@ -32,6 +32,7 @@ from ..asgi.extensions import COMPRESSION_KEY, PING_EVENTS_KEY
 from ..asgi.types import ASGIApp, Message, Scope
 from ..http import LocalProtocolError, RequestHead, Response, error_response
 from ..logs import printable
+from .failfast import TextScanner
 from .handshake import accept_handshake
 from .messages import MessageAssembler, MessageRefused, close_frame
 from .pings import Pings, ping_payload
@@ -94,6 +95,7 @@ class WebSocketSession:
         self._waiter: asyncio.Future[None] | None = None
         self._pending = b""
         self._assembler = MessageAssembler(options.max_message_bytes)
+        self._scanner = TextScanner(compression=False)
         self._denial: Response | None = None
         #: HTTP status of a refused upgrade (denial response, 403, 500), for the log.
         self._status = 0
@@ -115,6 +117,8 @@ class WebSocketSession:
         for frame in protocol.events_received():
             if isinstance(frame, Frame):
                 self._on_frame(frame)
+        if self._scanner.invalid(data) and protocol.state is State.OPEN:
+            protocol.fail(1007, "invalid UTF-8 in a text message")  # before the frame ends
         self._flush()
         if protocol.state is State.CLOSED:
             self._closed(self._received_code())
@@ -382,6 +386,7 @@ class WebSocketSession:
             return
         protocol.send_response(response)
         self.protocol = protocol
+        self._scanner = TextScanner(compression=bool(protocol.extensions))
         self.state = _OPEN
         self._flush()
         self._log_upgrade()

@@ -1,0 +1,7 @@
+"""``PYTHONPATH=tests python -m fuzzingclient --help``."""
+
+import sys
+
+from .run import main
+
+sys.exit(main())
