@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import signal
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,18 +23,26 @@ def model_args(model: str) -> tuple[str, ...]:
     return ("--model", model, *(("--workers", "1") if model == "prefork" else ()))
 
 
-def hold(port: int) -> RawClient:
+class Held(RawClient):
     """A request to /hold, in flight until ``release``: the app has answered ``in``."""
-    client = RawClient(port, timeout=10)
-    client.send(b"POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n")
+
+    flag: Path
+
+
+def hold(port: int) -> Held:
+    client = Held(port, timeout=10)
+    client.flag = Path(tempfile.mkdtemp(prefix="qt-hold-")) / "release"
+    client.send(b"GET /hold?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(client.flag).encode())
     client.read_until(b"in\n")  # TimeoutError/EOFError: the held request did not start
     return client
 
 
-def release(client: RawClient) -> None:
-    client.send(b"done")
+def release(client: Held) -> None:
+    client.flag.touch()
     assert b"done\n" in client.read_until(b"0\r\n\r\n")
     client.close()
+    client.flag.unlink()
+    client.flag.parent.rmdir()
 
 
 def served_again(url: str, what: str) -> None:
@@ -72,7 +82,7 @@ def test_over_the_limit_is_503_at_once_and_served_again_after(spawn_qactuar, mod
     finally:
         for sock in held:
             release(sock)
-    assert 'POST /hold HTTP/1.1" 200' in srv.output()
+    assert '"GET /hold?' in srv.output()
     assert '"GET / HTTP/1.1" 503' in srv.output()  # shedding is in the access log
 
 

@@ -1,14 +1,17 @@
 """Apps for tests/test_conventions.py.
 
-``app``: ``/hold`` answers ``in`` at once, then waits for its request body
-before it ends (the client decides when it leaves, so a test holds requests
-in flight without sleeping); ``/env?NAME`` answers that environment
+``app``: ``/hold?FLAG`` answers ``in`` at once, then waits until the file
+``FLAG`` exists (at most 30 s) and ends with ``done`` (the test decides
+when it leaves, so a test holds requests in flight without sleeping; no
+request body is involved, which the fork model's parent would read whole
+before the app runs); ``/env?NAME`` answers that environment
 variable; ``/own-header`` sets its own ``x-frame-options``; anything else
 answers ``hello``. ``create_app`` is a factory of ``app``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -22,10 +25,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/hold":
         await send({"type": "http.response.start", "status": 200, "headers": _TEXT})
         await send({"type": "http.response.body", "body": b"in\n", "more_body": True})
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect" or not message.get("more_body"):
+        flag = scope["query_string"].decode()
+        for _ in range(3000):  # 30 s at most
+            if os.path.exists(flag):
                 break
+            await asyncio.sleep(0.01)
         await send({"type": "http.response.body", "body": b"done\n"})
         return
     headers = list(_TEXT)
