@@ -152,6 +152,11 @@ def test_the_bridge_speaks_tornado_through_them(start, model):
     assert status_line(response) == b"HTTP/1.1 682 Foo"
     response = target.exchange(get("/status?code=400&reason=Bad+Thing"))
     assert status_line(response) == b"HTTP/1.1 400 Bad Thing"
+    # a reason older Tornado stored unchecked: "Unknown", as Tornado >= 6.5.3 makes it
+    for bad in ("OK%0D%0AX-Injected:+1", "snow+%E2%98%83"):
+        response = target.exchange(get("/old?reason=" + bad))
+        assert status_line(response) == b"HTTP/1.1 400 Unknown", bad
+        assert body(response) == b"old"
     # Tornado's answers to a handshake that is not one (a WebSocketHandler serving a GET)
     upgrade = ("Upgrade: websocket", "Connection: Upgrade")
     response = target.exchange(get("/ws", *upgrade, "Sec-WebSocket-Version: 13"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import http.client
 import re
 from collections.abc import Callable
 
@@ -37,6 +38,23 @@ from ._stream import ASGIStream
 from ._types import Message, Send
 
 _DIGITS = re.compile(r"[0-9]+")
+# RFC 9112 reason-phrase, as Tornado >= 6.5.3 checks it in set_status (httputil._ABNF).
+_REASON_PHRASE = re.compile(r"(?:[\t ]|[\x21-\x7E]|[\x80-\xFF])+")
+
+
+def asgi_reason(code: int, reason: str) -> str | None:
+    """The ``reason`` to send for Tornado's status line; None for the standard one.
+
+    A phrase that fails Tornado's own rule becomes "Unknown", as Tornado >=
+    6.5.3's ``set_status`` makes it (older versions stored any phrase: sent
+    as is, the server would refuse it with a 500). The standard phrase for
+    a status under 600 is the server's own: not sent.
+    """
+    if "<" in reason or not _REASON_PHRASE.fullmatch(reason):
+        reason = "Unknown"
+    if code < 600 and http.client.responses.get(code) == reason:
+        return None
+    return reason
 
 
 class _NoUpgradeProtocol:
@@ -195,7 +213,9 @@ class _ASGIConnection(httputil.HTTPConnection):
             "headers": asgi_headers,
         }
         if self.reason_phrase:
-            start["reason"] = start_line.reason  # as Tornado writes it, checked by the server
+            reason = asgi_reason(start_line.code, start_line.reason)
+            if reason is not None:
+                start["reason"] = reason
         future = self._enqueue(start)
         if chunk:
             future = self._enqueue_body(chunk)

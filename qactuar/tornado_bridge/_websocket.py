@@ -41,7 +41,7 @@ from tornado.escape import json_encode, to_unicode
 from tornado.log import gen_log
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
-from ._connection import _ASGIConnection, _closed_future
+from ._connection import _ASGIConnection, _closed_future, asgi_reason
 from ._request import _RequestContext
 from ._types import (
     COMPRESSION_EXTENSION,
@@ -162,7 +162,9 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             "headers": denial,
         }
         if self.reason_phrase:
-            start["reason"] = start_line.reason
+            reason = asgi_reason(start_line.code, start_line.reason)
+            if reason is not None:
+                start["reason"] = reason
         future = self._enqueue(start)
         if chunk:
             future = self.write(chunk)

@@ -17,7 +17,8 @@
                     "unexpected:TYPE"
 
 ``tornado_app`` (the bridge): ``/status?code=N&reason=R`` raises
-HTTPError(N, reason=R); ``/ws`` a WebSocketHandler whose on_ping/on_pong write
+HTTPError(N, reason=R); ``/old?reason=R`` answers 400 with R stored unchecked (as
+``set_status`` did before Tornado 6.5.3); ``/ws`` a WebSocketHandler whose on_ping/on_pong write
 "on_ping:X"/"on_pong:X" and whose message "ping:X" calls ``self.ping(X)``;
 ``/poll`` a coroutine GET waiting on a module-level Condition (the long-poll
 pattern). ``tornado_plain`` has only a plain, synchronous handler.
@@ -110,6 +111,15 @@ class Status(web.RequestHandler):
         raise web.HTTPError(int(self.get_argument("code")), reason=reason)
 
 
+class OldStatus(web.RequestHandler):
+    """Tornado < 6.5.3's set_status(400, reason) stored the reason unchecked."""
+
+    def get(self) -> None:
+        self.set_status(400)
+        self._reason = self.get_argument("reason")
+        self.finish("old")
+
+
 class Pings(websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         if isinstance(message, str) and message.startswith("ping:"):
@@ -140,5 +150,5 @@ class Plain(web.RequestHandler):
         self.write("plain")
 
 
-tornado_app = wrap([(r"/status", Status), (r"/ws", Pings), (r"/poll", Poll)])
+tornado_app = wrap([(r"/status", Status), (r"/old", OldStatus), (r"/ws", Pings), (r"/poll", Poll)])
 tornado_plain = wrap([(r"/", Plain)])
