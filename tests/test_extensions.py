@@ -144,7 +144,8 @@ def test_websocket_ping_events_and_compression_choice(start, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_the_bridge_speaks_tornado_through_them(start, model):
-    """Tornado's reason phrase and status 682, its 400/426 for an incomplete handshake,
+    """Tornado's reason phrase and status 682 ("Unknown" for one older Tornado let
+    through), its 400/426 for an incomplete handshake,
     ping()/on_ping/on_pong; and the one-time warning: the app has a WebSocketHandler
     and a coroutine waiting on a module-level Condition."""
     target = start(model, "ext_app:tornado_app")
@@ -166,6 +167,12 @@ def test_the_bridge_speaks_tornado_through_them(start, model):
                                    "Sec-WebSocket-Version: 8"))
     assert status_line(response) == b"HTTP/1.1 426 Upgrade Required"
     assert b"\r\nsec-websocket-version: 13\r\n" in response.lower()
+    for key in ("c2hvcnQ=", "not base64!", f"{KEY}\r\nSec-WebSocket-Key: {KEY}"):
+        # version 13 but the key is invalid or repeated: Tornado's 400, not 426
+        response = target.exchange(get("/ws", *upgrade, f"Sec-WebSocket-Key: {key}",
+                                       "Sec-WebSocket-Version: 13"))
+        assert status_line(response) == b"HTTP/1.1 400 Bad Request", key
+        assert body(response) == b"Missing/Invalid WebSocket headers"
     with target.websocket("/ws") as ws:
         # get_compression_options() is None (Tornado's default): declined, as by Tornado
         assert "Sec-WebSocket-Extensions" not in ws.response.headers

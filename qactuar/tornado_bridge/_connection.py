@@ -22,6 +22,8 @@ is still there, is a stand-in (`_stream.ASGIStream`) answering from
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import http.client
 import re
@@ -62,15 +64,17 @@ class _NoUpgradeProtocol:
 
     Tornado's ``WebSocketProtocol13`` would check the handshake headers and
     take the socket over; an ASGI app has no socket to take. So: Tornado's
-    400 for missing headers (qactuar serves a handshake without
-    ``Sec-WebSocket-Key`` as HTTP, RFC 9110 §7.8), else Tornado's answer
-    to a protocol it cannot speak, 426 (a server with its websockets off).
+    400 for missing or invalid headers (qactuar serves a handshake without a
+    valid ``Sec-WebSocket-Key`` as HTTP, RFC 9110 §7.8), else Tornado's
+    answer to a protocol it cannot speak, 426 (a server with its websockets off).
     """
 
     async def accept_connection(self, handler: WebSocketHandler) -> None:
         handler.ws_connection = None
         headers = handler.request.headers
-        if not all(headers.get(field) for field in _HANDSHAKE_FIELDS):
+        if not all(headers.get(field) for field in _HANDSHAKE_FIELDS) or not _valid_key(
+            headers["Sec-Websocket-Key"]
+        ):
             handler.set_status(400)
             log_msg = "Missing/Invalid WebSocket headers"
             handler.finish(log_msg)
@@ -81,6 +85,14 @@ class _NoUpgradeProtocol:
 
 
 _HANDSHAKE_FIELDS = ("Host", "Sec-Websocket-Key", "Sec-Websocket-Version")
+
+
+def _valid_key(key: str) -> bool:
+    """RFC 6455 §4.2.1: base64 of 16 bytes (a repeated field reads "k1,k2": invalid)."""
+    try:
+        return len(base64.b64decode(key.strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _no_websocket_protocol(handler: WebSocketHandler) -> Callable[[], _NoUpgradeProtocol | None]:
