@@ -15,6 +15,7 @@ import pytest
 from support import RawClient, Spawned
 from tlscerts import Certs, tls_socket
 from websockets.sync.client import ClientConnection, connect
+from wsraw import CLOSE, PING, PONG, TEXT, RawWebSocket, close_payload, handshake_request
 
 MODELS = ["fork", "async", "prefork", "fork-tls"]
 WARNING = "process model"
@@ -44,6 +45,14 @@ class Target:
             client.send(request)
             return client.read_to_close()
 
+    def raw_websocket(self, path: str) -> RawWebSocket:
+        sock = self.sock()
+        client = RawClient.over(sock, timeout=10)
+        client.send(handshake_request(path, self.server.port))
+        head = client.read_until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        return RawWebSocket(sock, head, client.buf)
+
     def websocket(self, path: str) -> ClientConnection:
         scheme = "wss" if self.certs is not None else "ws"
         url = f"{scheme}://127.0.0.1:{self.server.port}{path}"
@@ -53,8 +62,8 @@ class Target:
 
 @pytest.fixture
 def start(spawn_qactuar: Callable[..., Spawned], certs: Certs) -> Callable[[str, str], Target]:
-    def run(model: str, app: str) -> Target:
-        args = [app, "--model", model.removesuffix("-tls")]
+    def run(model: str, app: str, *settings: str) -> Target:
+        args = [app, "--model", model.removesuffix("-tls"), *settings]
         if model == "prefork":
             args += ["--workers", "1"]
         if model.endswith("-tls"):
@@ -150,6 +159,51 @@ def test_websocket_ping_events_and_compression_choice(start, model):
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("x")
         assert ws.recv(timeout=10) == "echo:x"
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("app", "path", "said"), [("ext_app:app", "/ping", "got pong:"),
+                                                   ("ext_app:tornado_app", "/ws", "on_pong:")])
+def test_the_keepalives_pongs_are_the_servers_own(start, model, app, path, said):
+    """An app with ping events on (Tornado's on_pong through the bridge) hears of no pong
+    to the server's keep-alive pings, only of the one to its own ping."""
+    target = start(model, app, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "5")
+    ws = target.raw_websocket(path)
+    with ws:
+        keepalive = 0
+        for _ in range(50):  # three keep-alive pings, each answered
+            frame = ws.read_frame(timeout=10)
+            assert frame.opcode == PING, frame  # no text: no event for a pong
+            ws.send_frame(PONG, frame.payload)
+            keepalive += 1
+            if keepalive == 3:
+                break
+        ws.send_frame(TEXT, b"ping:hello")  # the app pings; the pong is its
+        for _ in range(50):
+            frame = ws.read_frame(timeout=10)
+            if frame.opcode == PING:
+                ws.send_frame(PONG, frame.payload)
+            else:
+                break
+        assert (frame.opcode, frame.payload) == (TEXT, f"{said}hello".encode())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_keepalive_does_not_cut_the_close_handshake_short(start, model):
+    """The app closes (4001); the client answers the pings but holds its close back past
+    the ping interval + timeout: the connection stays, and its close ends it: 4001."""
+    target = start(model, "ext_app:app", "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3")
+    ws = target.raw_websocket("/close4001")
+    with ws:
+        frame = ws.read_frame(timeout=10)
+        assert (frame.opcode, frame.close_code) == (CLOSE, 4001)
+        for _ in range(5):  # 5 pings, 1 s > interval + timeout: the connection stayed
+            frame = ws.read_frame(timeout=10)
+            assert frame.opcode == PING, frame
+            ws.send_frame(PONG, frame.payload)
+        ws.send_frame(CLOSE, close_payload(4001))
+        ws.expect_eof(timeout=10)
+    target.server.wait_for_log('"WebSocket /close4001" closed 4001 ')
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -11,6 +11,7 @@
                     the app send ``websocket.ping`` X; each ``websocket.ping`` /
                     ``websocket.pong`` event is reported as text "got ping:X" /
                     "got pong:X"
+  websocket ``/close4001``  accept, close with 4001 at once, wait for the disconnect
   websocket ``/nodeflate``  as ``/plain``, but accept with ``qactuar.compression`` False
   websocket ``/plain``  accept without asking for ping events (a plain ASGI app):
                     echoes text as "echo:X"; any other event type is reported as
@@ -46,6 +47,12 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await _http(scope, receive, send)
     elif scope["path"] == "/ping":
         await _ping(receive, send)
+    elif scope["path"] == "/close4001":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
     else:
         await _plain(receive, send, scope["path"] == "/nodeflate")
 
