@@ -20,8 +20,10 @@ connection alive: ``ping()`` sends nothing, ``on_ping``/``on_pong`` are not
 called and ``websocket_ping_interval`` is the server's to configure). When
 the server offers qactuar's ``qactuar.websocket.ping`` extension, the
 bridge asks for its events in ``websocket.accept``: ``ping()`` sends a
-``websocket.ping``, ``on_ping``/``on_pong`` are called for the client's
-frames (the server has answered its pings already), and
+``websocket.ping``, ``on_ping`` is called for the client's pings (the
+server has answered them already) and ``on_pong`` for its pongs, but for
+none answering the server's own keep-alive pings (the server consumes
+those), and
 ``websocket_ping_interval``/``websocket_ping_timeout`` ping as Tornado does
 (closing with "ping timed out"). Compression is the server's
 (``permessage-deflate`` is negotiated by it); under qactuar
