@@ -28,7 +28,8 @@ REASON: Final = "qactuar.http.response.reason"
 #: WebSocket ping and pong frames as ASGI events: the app may send
 #: ``websocket.ping``; once it asked for them in ``websocket.accept``
 #: (``PING_EVENTS_KEY``: True) it receives ``websocket.ping`` and
-#: ``websocket.pong`` for the frames the client sends.
+#: ``websocket.pong`` for the frames the client sends (not the pongs to the
+#: server's own keep-alive pings: those it consumes).
 WEBSOCKET_PING: Final = "qactuar.websocket.ping"
 PING_EVENTS_KEY: Final = "qactuar.ping_events"
 #: ``websocket.accept`` may carry ``COMPRESSION_KEY``: False, and then this
