@@ -11,6 +11,8 @@
                     the app send ``websocket.ping`` X; each ``websocket.ping`` /
                     ``websocket.pong`` event is reported as text "got ping:X" /
                     "got pong:X"
+  websocket ``/pushonly``  accept with ``qactuar.ping_events``, never receive
+                    again, send "tick" every 50 ms until the client is gone
   websocket ``/close4001``  accept, close with 4001 at once, wait for the disconnect
   websocket ``/nodeflate``  as ``/plain``, but accept with ``qactuar.compression`` False
   websocket ``/plain``  accept without asking for ping events (a plain ASGI app):
@@ -27,6 +29,7 @@ pattern). ``tornado_plain`` has only a plain, synchronous handler.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -47,6 +50,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await _http(scope, receive, send)
     elif scope["path"] == "/ping":
         await _ping(receive, send)
+    elif scope["path"] == "/pushonly":
+        await _push_only(receive, send)
     elif scope["path"] == "/close4001":
         await receive()
         await send({"type": "websocket.accept"})
@@ -93,6 +98,18 @@ async def _ping(receive: Any, send: Any) -> None:
         elif kind in ("websocket.ping", "websocket.pong"):
             text = f"got {kind[10:]}:{message['bytes'].decode('latin-1')}"
             await send({"type": "websocket.send", "text": text})
+
+
+async def _push_only(receive: Any, send: Any) -> None:
+    """Asks for ping events but never reads again: sends "tick" until the client is gone."""
+    await receive()
+    await send({"type": "websocket.accept", "qactuar.ping_events": True})
+    for _ in range(10_000):
+        await asyncio.sleep(0.05)
+        try:
+            await send({"type": "websocket.send", "text": "tick"})
+        except OSError:  # the client has gone (ASGI: send raises once disconnected)
+            return
 
 
 async def _plain(receive: Any, send: Any, no_deflate: bool) -> None:
