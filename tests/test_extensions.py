@@ -192,20 +192,20 @@ def test_the_keepalives_pongs_are_the_servers_own(start, model, app, path, said)
 def test_a_send_only_app_with_ping_events_outlives_queue_times_interval(start, model):
     """The keep-alive's pongs fill no queue: an app that asked for ping events and never
     reads stays open (was: WS_MAX_QUEUE pongs paused reading, then 1011)."""
-    target = start(model, "ext_app:app", "--ws-ping-interval", "0.1", "--ws-ping-timeout", "1",
+    target = start(model, "ext_app:app", "--ws-ping-interval", "0.1", "--ws-ping-timeout", "2",
                    "--ws-max-queue", "2")
     ws = target.raw_websocket("/pushonly")
     with ws:
         pings = 0
-        for _ in range(1000):  # 8 pings answered: 0.8 s > queue x interval + timeout
+        for _ in range(1000):  # 25 pings answered: 2.5 s > queue x interval + timeout
             frame = ws.read_frame(timeout=10)
             assert frame.opcode in (PING, TEXT), frame  # never a close
             if frame.opcode == PING:
                 ws.send_frame(PONG, frame.payload)
                 pings += 1
-                if pings == 8:
+                if pings == 25:
                     break
-        assert pings == 8
+        assert pings == 25
         ws.send_frame(CLOSE, close_payload(1000))
         assert ws.read_close(timeout=10).close_code == 1000
     target.server.wait_for_log('"WebSocket /pushonly" closed 1000 ')
@@ -215,12 +215,12 @@ def test_a_send_only_app_with_ping_events_outlives_queue_times_interval(start, m
 def test_the_keepalive_does_not_cut_the_close_handshake_short(start, model):
     """The app closes (4001); the client answers the pings but holds its close back past
     the ping interval + timeout: the connection stays, and its close ends it: 4001."""
-    target = start(model, "ext_app:app", "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3")
+    target = start(model, "ext_app:app", "--ws-ping-interval", "0.25", "--ws-ping-timeout", "2")
     ws = target.raw_websocket("/close4001")
     with ws:
         frame = ws.read_frame(timeout=10)
         assert (frame.opcode, frame.close_code) == (CLOSE, 4001)
-        for _ in range(5):  # 5 pings, 1 s > interval + timeout: the connection stayed
+        for _ in range(10):  # 10 pings, 2.5 s > interval + timeout: the connection stayed
             frame = ws.read_frame(timeout=10)
             assert frame.opcode == PING, frame
             ws.send_frame(PONG, frame.payload)
