@@ -7,7 +7,6 @@ Apps: tests/apps/ext_app.py.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from support import RawClient, Spawned
 from tlscerts import Certs, tls_socket
 from websockets.sync.client import ClientConnection, connect
+from wsraw import CLOSE, PING, PONG, TEXT, RawWebSocket, close_payload, handshake_request
 
 MODELS = ["fork", "async", "prefork", "fork-tls"]
 WARNING = "process model"
@@ -45,6 +45,14 @@ class Target:
             client.send(request)
             return client.read_to_close()
 
+    def raw_websocket(self, path: str) -> RawWebSocket:
+        sock = self.sock()
+        client = RawClient.over(sock, timeout=10)
+        client.send(handshake_request(path, self.server.port))
+        head = client.read_until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        return RawWebSocket(sock, head, client.buf)
+
     def websocket(self, path: str) -> ClientConnection:
         scheme = "wss" if self.certs is not None else "ws"
         url = f"{scheme}://127.0.0.1:{self.server.port}{path}"
@@ -54,8 +62,8 @@ class Target:
 
 @pytest.fixture
 def start(spawn_qactuar: Callable[..., Spawned], certs: Certs) -> Callable[[str, str], Target]:
-    def run(model: str, app: str) -> Target:
-        args = [app, "--model", model.removesuffix("-tls")]
+    def run(model: str, app: str, *settings: str) -> Target:
+        args = [app, "--model", model.removesuffix("-tls"), *settings]
         if model == "prefork":
             args += ["--workers", "1"]
         if model.endswith("-tls"):
@@ -101,16 +109,27 @@ def test_reason_phrase_and_status_up_to_999(start, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_incomplete_websocket_handshake_is_served_as_http(start, model):
+    """Served as one HTTP request, then the connection closes (the rest of the stream is
+    opaque): the requests carry no ``Connection: close``, a pipelined one that follows
+    is never answered, nor a Content-Length body read as one."""
     target = start(model, "ext_app:app")
     upgrade = ("Upgrade: websocket", "Connection: Upgrade")
-    for headers in [("Sec-WebSocket-Version: 13",),  # no key
-                    (f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 8"),
-                    (f"Sec-WebSocket-Key: {KEY}",),  # no version
-                    ("Sec-WebSocket-Key: c2hvcnQ=", "Sec-WebSocket-Version: 13")]:
-        response = target.exchange(get("/scope", *upgrade, *headers))
-        assert status_line(response) == b"HTTP/1.1 200 OK", headers
-        assert b"\r\nconnection: close\r\n" in response.lower()
-        seen = json.loads(body(response))
+    behind = b"GET /reason?status=299&reason=SMUGGLED HTTP/1.1\r\nHost: t\r\n\r\n"
+    for headers, after in [(("Sec-WebSocket-Version: 13",), b""),  # no key
+                           ((f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 8"), b""),
+                           ((f"Sec-WebSocket-Key: {KEY}",), b""),  # no version
+                           (("Sec-WebSocket-Key: c2hvcnQ=", "Sec-WebSocket-Version: 13"), b""),
+                           (("Sec-WebSocket-Version: 13",), behind),  # pipelined behind
+                           (("Sec-WebSocket-Version: 13", f"Content-Length: {len(behind)}"),
+                            behind)]:  # a body that looks like a request
+        lines = ["GET /scope HTTP/1.1", "Host: t", *upgrade, *headers]
+        with RawClient.over(target.sock(), timeout=10) as client:
+            client.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + after)
+            response = client.response()
+            assert client.read_to_close() == b"", headers  # one response, then EOF
+        assert response.status_line == b"HTTP/1.1 200 OK", headers
+        assert response.header("connection") == b"close", headers
+        seen = response.json()
         assert seen["type"] == "http" and seen["method"] == "GET"
         assert "qactuar.http.response.reason" in seen["extensions"]
         assert seen["model"] == model.removesuffix("-tls")
@@ -143,8 +162,77 @@ def test_websocket_ping_events_and_compression_choice(start, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("app", "path", "said"), [("ext_app:app", "/ping", "got pong:"),
+                                                   ("ext_app:tornado_app", "/ws", "on_pong:")])
+def test_the_keepalives_pongs_are_the_servers_own(start, model, app, path, said):
+    """An app with ping events on (Tornado's on_pong through the bridge) hears of no pong
+    to the server's keep-alive pings, only of the one to its own ping."""
+    target = start(model, app, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "5")
+    ws = target.raw_websocket(path)
+    with ws:
+        keepalive = 0
+        for _ in range(50):  # three keep-alive pings, each answered
+            frame = ws.read_frame(timeout=10)
+            assert frame.opcode == PING, frame  # no text: no event for a pong
+            ws.send_frame(PONG, frame.payload)
+            keepalive += 1
+            if keepalive == 3:
+                break
+        ws.send_frame(TEXT, b"ping:hello")  # the app pings; the pong is its
+        for _ in range(50):
+            frame = ws.read_frame(timeout=10)
+            if frame.opcode == PING:
+                ws.send_frame(PONG, frame.payload)
+            else:
+                break
+        assert (frame.opcode, frame.payload) == (TEXT, f"{said}hello".encode())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_send_only_app_with_ping_events_outlives_queue_times_interval(start, model):
+    """The keep-alive's pongs fill no queue: an app that asked for ping events and never
+    reads stays open (was: WS_MAX_QUEUE pongs paused reading, then 1011)."""
+    target = start(model, "ext_app:app", "--ws-ping-interval", "0.1", "--ws-ping-timeout", "2",
+                   "--ws-max-queue", "2")
+    ws = target.raw_websocket("/pushonly")
+    with ws:
+        pings = 0
+        for _ in range(1000):  # 25 pings answered: 2.5 s > queue x interval + timeout
+            frame = ws.read_frame(timeout=10)
+            assert frame.opcode in (PING, TEXT), frame  # never a close
+            if frame.opcode == PING:
+                ws.send_frame(PONG, frame.payload)
+                pings += 1
+                if pings == 25:
+                    break
+        assert pings == 25
+        ws.send_frame(CLOSE, close_payload(1000))
+        assert ws.read_close(timeout=10).close_code == 1000
+    target.server.wait_for_log('"WebSocket /pushonly" closed 1000 ')
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_keepalive_does_not_cut_the_close_handshake_short(start, model):
+    """The app closes (4001); the client answers the pings but holds its close back past
+    the ping interval + timeout: the connection stays, and its close ends it: 4001."""
+    target = start(model, "ext_app:app", "--ws-ping-interval", "0.25", "--ws-ping-timeout", "2")
+    ws = target.raw_websocket("/close4001")
+    with ws:
+        frame = ws.read_frame(timeout=10)
+        assert (frame.opcode, frame.close_code) == (CLOSE, 4001)
+        for _ in range(10):  # 10 pings, 2.5 s > interval + timeout: the connection stayed
+            frame = ws.read_frame(timeout=10)
+            assert frame.opcode == PING, frame
+            ws.send_frame(PONG, frame.payload)
+        ws.send_frame(CLOSE, close_payload(4001))
+        ws.expect_eof(timeout=10)
+    target.server.wait_for_log('"WebSocket /close4001" closed 4001 ')
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_the_bridge_speaks_tornado_through_them(start, model):
-    """Tornado's reason phrase and status 682, its 400/426 for an incomplete handshake,
+    """Tornado's reason phrase and status 682 ("Unknown" for one older Tornado let
+    through), its 400/426 for an incomplete handshake,
     ping()/on_ping/on_pong; and the one-time warning: the app has a WebSocketHandler
     and a coroutine waiting on a module-level Condition."""
     target = start(model, "ext_app:tornado_app")
@@ -152,6 +240,11 @@ def test_the_bridge_speaks_tornado_through_them(start, model):
     assert status_line(response) == b"HTTP/1.1 682 Foo"
     response = target.exchange(get("/status?code=400&reason=Bad+Thing"))
     assert status_line(response) == b"HTTP/1.1 400 Bad Thing"
+    # a reason older Tornado stored unchecked: "Unknown", as Tornado >= 6.5.3 makes it
+    for bad in ("OK%0D%0AX-Injected:+1", "snow+%E2%98%83"):
+        response = target.exchange(get("/old?reason=" + bad))
+        assert status_line(response) == b"HTTP/1.1 400 Unknown", bad
+        assert body(response) == b"old"
     # Tornado's answers to a handshake that is not one (a WebSocketHandler serving a GET)
     upgrade = ("Upgrade: websocket", "Connection: Upgrade")
     response = target.exchange(get("/ws", *upgrade, "Sec-WebSocket-Version: 13"))
@@ -161,6 +254,12 @@ def test_the_bridge_speaks_tornado_through_them(start, model):
                                    "Sec-WebSocket-Version: 8"))
     assert status_line(response) == b"HTTP/1.1 426 Upgrade Required"
     assert b"\r\nsec-websocket-version: 13\r\n" in response.lower()
+    for key in ("c2hvcnQ=", "not base64!", f"{KEY}\r\nSec-WebSocket-Key: {KEY}"):
+        # version 13 but the key is invalid or repeated: Tornado's 400, not 426
+        response = target.exchange(get("/ws", *upgrade, f"Sec-WebSocket-Key: {key}",
+                                       "Sec-WebSocket-Version: 13"))
+        assert status_line(response) == b"HTTP/1.1 400 Bad Request", key
+        assert body(response) == b"Missing/Invalid WebSocket headers"
     with target.websocket("/ws") as ws:
         # get_compression_options() is None (Tornado's default): declined, as by Tornado
         assert "Sec-WebSocket-Extensions" not in ws.response.headers

@@ -179,35 +179,46 @@ class Response:
         ``reason`` (the ``qactuar.http.response.reason`` extension) replaces
         the standard phrase and allows a status up to 999 (``check_reason``).
         """
+        # Nothing is kept until every field passed: a refused start (an
+        # error the app may catch) leaves no status line, length or flag
+        # behind for its retry.
+        line = b""
         if reason is not None:
-            self._line = check_reason(status, reason)
+            line = check_reason(status, reason)
         elif not isinstance(status, int) or not 200 <= status <= 599:
             raise LocalProtocolError(f"Invalid response status {status!r}")
         fields = []
+        length = self._length
+        keep_alive = self.keep_alive
+        date, server = self._date, self._server
         for name, value in headers:
             lname = check_field(name, value)
             if lname == b"content-length":
                 try:
-                    length = int(value)
+                    given = int(value)
                 except ValueError:
-                    length = -1
-                if length < 0 or (self._length is not None and length != self._length):
+                    given = -1
+                if given < 0 or (length is not None and given != length):
                     raise LocalProtocolError(f"Invalid Content-Length {value!r}")
-                self._length = length
+                length = given
                 continue  # written by body() once framing is settled
             elif lname == b"transfer-encoding":
                 continue  # framing is the server's job
             elif lname == b"connection":
                 if b"close" in value.lower():
-                    self.keep_alive = False
+                    keep_alive = False
                 continue
             elif lname == b"date":
-                self._date = b""
+                date = b""
             elif lname == b"server":
-                self._server = b""
+                server = b""
             fields.append(b"%s: %s\r\n" % (name, value))
         if self._defaults:
             fields.extend(_missing(self._defaults, fields))
+        self._line = line
+        self._length = length
+        self.keep_alive = keep_alive
+        self._date, self._server = date, server
         self.status = status
         self._fields = fields
 

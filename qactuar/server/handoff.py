@@ -29,7 +29,6 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.cycle import HTTPCycle
-from ..asgi.extensions import PROCESS_MODEL, REASON, WEBSOCKET_COMPRESSION, WEBSOCKET_PING
 from ..asgi.types import ASGI_VERSION
 from ..http import RequestHead, error_response
 from ..proxy import PROXY_HEADER_NAMES, resolve
@@ -87,7 +86,7 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
         "query_string": head.query_string,
         "headers": head.headers,
         "state": state.lifespan_state.copy(),
-        "extensions": {REASON: {}, PROCESS_MODEL: {"model": state.process_model}},
+        "extensions": state.http_extensions.copy(),  # its values are read-only
     }
     if conn.tls is not None:
         scope["extensions"]["tls"] = dict(conn.tls)
@@ -144,13 +143,7 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
         "headers": head.headers,
         "subprotocols": offered_subprotocols(head),
         "state": state.lifespan_state.copy(),
-        "extensions": {
-            "websocket.http.response": {},
-            REASON: {},
-            WEBSOCKET_PING: {},
-            WEBSOCKET_COMPRESSION: {},
-            PROCESS_MODEL: {"model": state.process_model},
-        },
+        "extensions": state.ws_extensions.copy(),  # its values are read-only
     }
     if conn.tls is not None:
         scope["extensions"]["tls"] = dict(conn.tls)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..asgi.cycle import HTTPCycle
-from ..asgi.extensions import PROCESS_MODEL
+from ..asgi.extensions import PROCESS_MODEL, scope_extensions
 from ..asgi.types import ASGIApp
 from ..config import Config
 from ..lifespan import LifespanRunner
@@ -99,6 +99,8 @@ class ServerState:
         self.limit_concurrency = config.LIMIT_CONCURRENCY
         #: The process model, told to apps in the scope (``qactuar.process_model``).
         self.process_model = config.MODEL
+        #: ``scope["extensions"]`` of every HTTP / websocket request (copied per request).
+        self.http_extensions, self.ws_extensions = scope_extensions(config.MODEL)
         #: Requests in flight in this process, for LIMIT_CONCURRENCY: the app
         #: tasks here, unless a process model counts its own (fork: children).
         self.in_flight: Callable[[], int] = lambda: len(self.tasks)

@@ -22,7 +22,10 @@ is still there, is a stand-in (`_stream.ASGIStream`) answering from
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
+import http.client
 import re
 from collections.abc import Callable
 
@@ -37,6 +40,23 @@ from ._stream import ASGIStream
 from ._types import Message, Send
 
 _DIGITS = re.compile(r"[0-9]+")
+# RFC 9112 reason-phrase, as Tornado >= 6.5.3 checks it in set_status (httputil._ABNF).
+_REASON_PHRASE = re.compile(r"(?:[\t ]|[\x21-\x7E]|[\x80-\xFF])+")
+
+
+def asgi_reason(code: int, reason: str) -> str | None:
+    """The ``reason`` to send for Tornado's status line; None for the standard one.
+
+    A phrase that fails Tornado's own rule becomes "Unknown", as Tornado >=
+    6.5.3's ``set_status`` makes it (older versions stored any phrase: sent
+    as is, the server would refuse it with a 500). The standard phrase for
+    a status under 600 is the server's own: not sent.
+    """
+    if "<" in reason or not _REASON_PHRASE.fullmatch(reason):
+        reason = "Unknown"
+    if code < 600 and http.client.responses.get(code) == reason:
+        return None
+    return reason
 
 
 class _NoUpgradeProtocol:
@@ -44,15 +64,17 @@ class _NoUpgradeProtocol:
 
     Tornado's ``WebSocketProtocol13`` would check the handshake headers and
     take the socket over; an ASGI app has no socket to take. So: Tornado's
-    400 for missing headers (qactuar serves a handshake without
-    ``Sec-WebSocket-Key`` as HTTP, RFC 9110 §7.8), else Tornado's answer
-    to a protocol it cannot speak, 426 (a server with its websockets off).
+    400 for missing or invalid headers (qactuar serves a handshake without a
+    valid ``Sec-WebSocket-Key`` as HTTP, RFC 9110 §7.8), else Tornado's
+    answer to a protocol it cannot speak, 426 (a server with its websockets off).
     """
 
     async def accept_connection(self, handler: WebSocketHandler) -> None:
         handler.ws_connection = None
         headers = handler.request.headers
-        if not all(headers.get(field) for field in _HANDSHAKE_FIELDS):
+        if not all(headers.get(field) for field in _HANDSHAKE_FIELDS) or not _valid_key(
+            headers["Sec-Websocket-Key"]
+        ):
             handler.set_status(400)
             log_msg = "Missing/Invalid WebSocket headers"
             handler.finish(log_msg)
@@ -63,6 +85,14 @@ class _NoUpgradeProtocol:
 
 
 _HANDSHAKE_FIELDS = ("Host", "Sec-Websocket-Key", "Sec-Websocket-Version")
+
+
+def _valid_key(key: str) -> bool:
+    """RFC 6455 §4.2.1: base64 of 16 bytes (a repeated field reads "k1,k2": invalid)."""
+    try:
+        return len(base64.b64decode(key.strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _no_websocket_protocol(handler: WebSocketHandler) -> Callable[[], _NoUpgradeProtocol | None]:
@@ -195,7 +225,9 @@ class _ASGIConnection(httputil.HTTPConnection):
             "headers": asgi_headers,
         }
         if self.reason_phrase:
-            start["reason"] = start_line.reason  # as Tornado writes it, checked by the server
+            reason = asgi_reason(start_line.code, start_line.reason)
+            if reason is not None:
+                start["reason"] = reason
         future = self._enqueue(start)
         if chunk:
             future = self._enqueue_body(chunk)

@@ -20,8 +20,10 @@ connection alive: ``ping()`` sends nothing, ``on_ping``/``on_pong`` are not
 called and ``websocket_ping_interval`` is the server's to configure). When
 the server offers qactuar's ``qactuar.websocket.ping`` extension, the
 bridge asks for its events in ``websocket.accept``: ``ping()`` sends a
-``websocket.ping``, ``on_ping``/``on_pong`` are called for the client's
-frames (the server has answered its pings already), and
+``websocket.ping``, ``on_ping`` is called for the client's pings (the
+server has answered them already) and ``on_pong`` for its pongs, but for
+none answering the server's own keep-alive pings (the server consumes
+those), and
 ``websocket_ping_interval``/``websocket_ping_timeout`` ping as Tornado does
 (closing with "ping timed out"). Compression is the server's
 (``permessage-deflate`` is negotiated by it); under qactuar
@@ -41,7 +43,7 @@ from tornado.escape import json_encode, to_unicode
 from tornado.log import gen_log
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
-from ._connection import _ASGIConnection, _closed_future
+from ._connection import _ASGIConnection, _closed_future, asgi_reason
 from ._request import _RequestContext
 from ._types import (
     COMPRESSION_EXTENSION,
@@ -162,7 +164,9 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             "headers": denial,
         }
         if self.reason_phrase:
-            start["reason"] = start_line.reason
+            reason = asgi_reason(start_line.code, start_line.reason)
+            if reason is not None:
+                start["reason"] = reason
         future = self._enqueue(start)
         if chunk:
             future = self.write(chunk)

@@ -12,13 +12,16 @@ asks for them with ``"qactuar.ping_events": True`` in ``websocket.accept``
 receives ``{"type": "websocket.ping", "bytes": ...}`` for every ping and
 ``{"type": "websocket.pong", "bytes": ...}`` for every pong the client
 sends, in order with its messages. Only on request, so a plain ASGI app,
-which knows no such event type, never gets one.
+which knows no such event type, never gets one; and never for a pong that
+answers the server's own keep-alive ping (the app did not cause it: the
+server consumes it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Callable
 
 from websockets.frames import Frame, Opcode
@@ -47,13 +50,13 @@ def ping_payload(message: Message) -> bytes:
 class Pings:
     """The ping side of one open WebSocket."""
 
-    __slots__ = ("_interval", "_timeout", "_send", "_fail", "_ping", "_pong", "_payload", "events")
+    __slots__ = ("_interval", "_timeout", "_send", "_fail", "_ping", "_pong", "_sent", "events")
 
     def __init__(
         self,
         interval: float,
         timeout: float,
-        send_ping: Callable[[bytes], None],
+        send_ping: Callable[[bytes], bool],
         fail: Callable[[], None],
     ) -> None:
         self._interval = interval
@@ -62,7 +65,9 @@ class Pings:
         self._fail = fail
         self._ping: asyncio.TimerHandle | None = None
         self._pong: asyncio.TimerHandle | None = None
-        self._payload = b""
+        #: Payloads of the keep-alive pings not answered yet (one unless
+        #: WS_PING_TIMEOUT is 0, when pings go on unanswered): their pongs are ours.
+        self._sent: deque[bytes] = deque(maxlen=4)
         #: The app asked for ping/pong events (``qactuar.ping_events``).
         self.events = False
 
@@ -79,8 +84,10 @@ class Pings:
 
     def _keepalive(self) -> None:
         self._ping = None
-        self._payload = os.urandom(4)
-        self._send(self._payload)
+        payload = os.urandom(4)
+        if not self._send(payload):
+            return  # the connection is going: no ping, so no pong to wait for
+        self._sent.append(payload)
         if self._timeout:
             loop = asyncio.get_running_loop()
             self._pong = loop.call_later(self._timeout, self._missing)
@@ -92,12 +99,19 @@ class Pings:
         self._fail()
 
     def on_frame(self, frame: Frame) -> Message | None:
-        """A ping or pong frame from the client: the app's event for it, if it asked."""
+        """A ping or pong frame from the client: the app's event for it, if it asked.
+
+        A pong to the server's own keep-alive ping is the server's: no event.
+        """
         if frame.opcode is Opcode.PONG:
-            if self._pong is not None and frame.data == self._payload:
-                self._pong.cancel()
-                self._pong = None
-                self.start()
+            data = bytes(frame.data)
+            if data in self._sent:
+                self._sent.remove(data)
+                if self._pong is not None:
+                    self._pong.cancel()
+                    self._pong = None
+                    self.start()
+                return None
             kind = "websocket.pong"
         else:
             kind = "websocket.ping"  # answered by the protocol already

@@ -137,14 +137,16 @@ class WebSocketSession:
             return  # handled by the protocol
         protocol = self.protocol
         assert protocol is not None
-        if protocol.state is not State.OPEN:
-            return  # failed or closing: later frames of this read are void
         if opcode is Opcode.PING or opcode is Opcode.PONG:
-            # a PING is answered by the protocol; the app hears of either if it asked
+            # a PING is answered by the protocol; a PONG may answer the
+            # keep-alive, in the close handshake too; the app hears of either
+            # if it asked, while open
             event = self._pings.on_frame(frame)
-            if event is not None:
+            if event is not None and protocol.state is State.OPEN:
                 self._deliver(event)
             return
+        if protocol.state is not State.OPEN:
+            return  # failed or closing: later frames of this read are void
         try:
             message = self._assembler.add(frame)
         except MessageRefused as exc:
@@ -210,11 +212,16 @@ class WebSocketSession:
 
     # pings (pings.py) ------------------------------------------------------------
 
-    def _send_ping(self, data: bytes) -> None:
-        if self._can_close():
-            assert self.protocol is not None
-            self.protocol.send_ping(data)
-            self._flush()
+    def _send_ping(self, data: bytes) -> bool:
+        """A keep-alive ping, while open or in the close handshake; False if none went out."""
+        protocol = self.protocol
+        if self.state != _OPEN or protocol is None or protocol.eof_sent:
+            return False
+        if protocol.state is not State.OPEN and protocol.state is not State.CLOSING:
+            return False
+        protocol.send_ping(data)
+        self._flush()
+        return True
 
     def _pong_missing(self) -> None:
         if self.state == _OPEN and self.protocol is not None:

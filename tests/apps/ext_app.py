@@ -11,13 +11,17 @@
                     the app send ``websocket.ping`` X; each ``websocket.ping`` /
                     ``websocket.pong`` event is reported as text "got ping:X" /
                     "got pong:X"
+  websocket ``/pushonly``  accept with ``qactuar.ping_events``, never receive
+                    again, send "tick" every 50 ms until the client is gone
+  websocket ``/close4001``  accept, close with 4001 at once, wait for the disconnect
   websocket ``/nodeflate``  as ``/plain``, but accept with ``qactuar.compression`` False
   websocket ``/plain``  accept without asking for ping events (a plain ASGI app):
                     echoes text as "echo:X"; any other event type is reported as
                     "unexpected:TYPE"
 
 ``tornado_app`` (the bridge): ``/status?code=N&reason=R`` raises
-HTTPError(N, reason=R); ``/ws`` a WebSocketHandler whose on_ping/on_pong write
+HTTPError(N, reason=R); ``/old?reason=R`` answers 400 with R stored unchecked (as
+``set_status`` did before Tornado 6.5.3); ``/ws`` a WebSocketHandler whose on_ping/on_pong write
 "on_ping:X"/"on_pong:X" and whose message "ping:X" calls ``self.ping(X)``;
 ``/poll`` a coroutine GET waiting on a module-level Condition (the long-poll
 pattern). ``tornado_plain`` has only a plain, synchronous handler.
@@ -25,6 +29,7 @@ pattern). ``tornado_plain`` has only a plain, synchronous handler.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,6 +50,14 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await _http(scope, receive, send)
     elif scope["path"] == "/ping":
         await _ping(receive, send)
+    elif scope["path"] == "/pushonly":
+        await _push_only(receive, send)
+    elif scope["path"] == "/close4001":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
     else:
         await _plain(receive, send, scope["path"] == "/nodeflate")
 
@@ -87,6 +100,18 @@ async def _ping(receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": text})
 
 
+async def _push_only(receive: Any, send: Any) -> None:
+    """Asks for ping events but never reads again: sends "tick" until the client is gone."""
+    await receive()
+    await send({"type": "websocket.accept", "qactuar.ping_events": True})
+    for _ in range(10_000):
+        await asyncio.sleep(0.05)
+        try:
+            await send({"type": "websocket.send", "text": "tick"})
+        except OSError:  # the client has gone (ASGI: send raises once disconnected)
+            return
+
+
 async def _plain(receive: Any, send: Any, no_deflate: bool) -> None:
     await receive()
     accept: dict[str, Any] = {"type": "websocket.accept"}
@@ -108,6 +133,15 @@ class Status(web.RequestHandler):
     def get(self) -> None:
         reason = self.get_argument("reason", None)
         raise web.HTTPError(int(self.get_argument("code")), reason=reason)
+
+
+class OldStatus(web.RequestHandler):
+    """Tornado < 6.5.3's set_status(400, reason) stored the reason unchecked."""
+
+    def get(self) -> None:
+        self.set_status(400)
+        self._reason = self.get_argument("reason")
+        self.finish("old")
 
 
 class Pings(websocket.WebSocketHandler):
@@ -140,5 +174,5 @@ class Plain(web.RequestHandler):
         self.write("plain")
 
 
-tornado_app = wrap([(r"/status", Status), (r"/ws", Pings), (r"/poll", Poll)])
+tornado_app = wrap([(r"/status", Status), (r"/old", OldStatus), (r"/ws", Pings), (r"/poll", Poll)])
 tornado_plain = wrap([(r"/", Plain)])

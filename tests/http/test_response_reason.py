@@ -62,3 +62,21 @@ def test_status_200_to_999_with_a_reason_200_to_599_without(status, reason):
     response = Response("GET", "1.1", True, b"", b"")
     with pytest.raises(LocalProtocolError, match="Invalid response status"):
         response.start(status, [], reason)
+
+
+@pytest.mark.parametrize("first_headers", [
+    [(b"bad name", b"v")],
+    [(b"content-length", b"5"), (b"x", b"a\r\nb")],  # a length, then a bad field
+    [(b"connection", b"close"), (b"date", b"d"), (b"bad\x00", b"v")],
+])
+def test_a_refused_start_leaves_nothing_for_the_apps_retry(first_headers):
+    """The app catches the refusal and starts again, plainly: the retry alone counts."""
+    response = Response("GET", "1.1", True, b"date: D\r\n", b"")
+    with pytest.raises(LocalProtocolError):
+        response.start(799, first_headers, "Custom")
+    response.start(200, [(b"content-length", b"7")])
+    head, _, rest = response.body(b"retried", False).partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 200 OK", b"date: D", b"content-length: 7"
+    ]
+    assert rest == b"retried" and response.keep_alive and response.status == 200

@@ -8,6 +8,7 @@ connection (``answer``) or drops it (a client that does not answer).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from protocol_harness import Clock, FakeTransport, Harness, run, settle
@@ -17,6 +18,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from qactuar.server.protocol import HTTPProtocol
+from qactuar.websocket.pings import Pings
 
 INTERVAL, TIMEOUT = 20.0, 10.0
 
@@ -215,5 +217,110 @@ def test_a_client_that_never_answers_the_servers_close_is_dropped_by_the_keepali
             await p.h.advance(1)
         assert p.transport.closed
         assert [m["code"] for m in p.disconnects] == [1006]
+
+    run(scenario)
+
+
+def masked(opcode: Opcode, payload: bytes) -> bytes:
+    """A client frame (masked), made by hand: the client protocol may be closing."""
+    return Frame(opcode, payload).serialize(mask=True)
+
+
+def test_a_client_that_answers_pings_but_not_the_close_stays_and_the_app_gets_its_code() -> None:
+    """The keep-alive goes on in the close handshake: pongs keep the connection, the
+    client's late close gives the app the code (not 1006)."""
+    async def scenario(clock: Clock) -> None:
+        p = peer(clock)
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 4001})
+            while (message := await receive())["type"] != "websocket.disconnect":
+                pass
+            p.disconnects.append(message)
+
+        p.app = app  # type: ignore[method-assign]
+        events = await p.open_and_read()
+        assert [e.opcode for e in events[1:] if isinstance(e, Frame)] == [Opcode.CLOSE]
+        p.drop()  # the client's answering close is held back
+        for _ in range(3):  # three rounds of ping, pong just in time
+            await p.h.advance(INTERVAL)
+            sent = p.transport.take()
+            assert sent[:1] == b"\x89", sent  # a PING, unmasked, FIN
+            payload = sent[2:]
+            await p.h.advance(TIMEOUT - 0.01)
+            p.conn.data_received(masked(Opcode.PONG, payload))
+            await settle()
+        await p.h.advance(TIMEOUT)
+        assert not p.transport.closed and p.disconnects == []
+        p.conn.data_received(masked(Opcode.CLOSE, (4001).to_bytes(2, "big")))
+        await settle()
+        assert p.transport.closed
+        assert [m["code"] for m in p.disconnects] == [4001]
+
+    run(scenario)
+
+
+def test_the_servers_own_pong_is_no_event_and_does_not_fill_the_queue() -> None:
+    """An app with ping events on that only sends: the keep-alive's pongs are consumed
+    by the server, so no event it did not cause, and no 1011 after queue x interval."""
+    async def scenario(clock: Clock) -> None:
+        events: list[dict[str, Any]] = []
+        queue = 4
+        p = peer(clock, WS_MAX_QUEUE=queue)
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept", "qactuar.ping_events": True})
+            while True:
+                events.append(await receive())
+                if events[-1]["type"] == "websocket.disconnect":
+                    return
+
+        async def push_only(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept", "qactuar.ping_events": True})
+            await asyncio.Event().wait()  # never receives again
+
+        p.app = app  # type: ignore[method-assign]
+        await p.open()
+        for _ in range(queue + 2):
+            await p.h.advance(INTERVAL)
+            assert [opcode for opcode, _ in p.frames()] == [Opcode.PING]
+            p.answer()
+            await settle()
+        p.client.send_pong(b"unsolicited")  # a pong the server did not ask for: the app's
+        p.answer()
+        await settle()
+        assert events == [{"type": "websocket.pong", "bytes": b"unsolicited"}]
+        assert not p.transport.closed
+
+        q = peer(clock, WS_MAX_QUEUE=queue)
+        q.app = push_only  # type: ignore[method-assign]
+        await q.open()
+        for _ in range(2 * queue + 2):
+            await q.h.advance(INTERVAL)
+            assert [opcode for opcode, _ in q.frames()] == [Opcode.PING]
+            if q.transport.reading:  # a paused server reads no pong
+                q.answer()
+            else:
+                q.drop()
+            await settle()
+        assert not q.transport.closed and q.transport.reading
+
+    run(scenario)
+
+
+def test_no_pong_is_awaited_for_a_ping_that_did_not_go_out() -> None:
+    """The connection is going (no ping sent): the keep-alive does not fail it later."""
+    async def scenario(clock: Clock) -> None:
+        failed: list[bool] = []
+        pings = Pings(INTERVAL, TIMEOUT, lambda data: False, lambda: failed.append(True))
+        h = Harness(lambda *a: asyncio.sleep(0), clock)
+        pings.start()
+        for _ in range(int(3 * (INTERVAL + TIMEOUT))):
+            await h.advance(1)
+        assert failed == []
 
     run(scenario)

@@ -6,13 +6,19 @@ behaves as it always did. Every process model: tests/test_extensions.py.
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 import pytest
 import tornado.web
 import tornado.websocket
 from support import RawClient, RawResponse, Served
 from websockets.sync.client import connect
 
+from qactuar.tornado_bridge import wrap
+
 from .servers import DRIVERS, REFERENCE, serve_compared
+from .test_wrap import _drive
 
 TARGETS = [REFERENCE, *sorted(DRIVERS)]
 # Where the status line and the handshake answers are Tornado's.
@@ -141,3 +147,61 @@ def test_a_refused_handshake_keeps_its_reason_phrase(target: str) -> None:
         assert denied.status_line == b"HTTP/1.1 401 Token Expired"
     else:
         assert b"Token Expired" not in denied.status_line
+
+
+class OldStatus(tornado.web.RequestHandler):
+    """Tornado < 6.5.3's set_status stored any reason unchecked: emulated here."""
+
+    def get(self) -> None:
+        self.set_status(int(self.get_argument("code")))
+        reason = self.get_argument("reason", None)
+        if reason is not None:
+            self._reason = reason
+        self.finish("body")
+
+
+class OldDenied(tornado.websocket.WebSocketHandler):
+    def prepare(self) -> None:
+        self.set_status(401)
+        self._reason = self.get_argument("reason")
+        self.finish()
+
+
+def _start(path: str, query: str, websocket: bool = False) -> dict[str, Any]:
+    """The bridge's response start for one request, the reason extension offered."""
+    app = wrap([("/old", OldStatus), ("/olddenied", OldDenied)])
+    headers = [(b"host", b"t")]
+    scope: dict[str, Any] = {
+        "type": "http", "method": "GET", "path": path, "query_string": query.encode(),
+        "headers": headers, "http_version": "1.1",
+        "extensions": {"qactuar.http.response.reason": {}},
+    }
+    incoming: list[dict[str, Any]] = [{"type": "http.request", "body": b""}]
+    if websocket:
+        scope["type"] = "websocket"
+        scope["extensions"]["websocket.http.response"] = {}
+        headers += [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+                    (b"sec-websocket-key", KEY.encode()), (b"sec-websocket-version", b"13")]
+        incoming = [{"type": "websocket.connect"}]
+    sent = _drive(app, scope, incoming)
+    return next(m for m in sent if m["type"].endswith("http.response.start"))
+
+
+@pytest.mark.parametrize("websocket", [False, True])
+@pytest.mark.parametrize("reason", ["OK\r\nX-Injected: 1", "a\nb", "snow \u2603", "<b>", ""])
+def test_a_reason_tornado_would_refuse_is_sent_as_unknown(reason: str, websocket: bool) -> None:
+    """As Tornado >= 6.5.3 makes it in set_status; older Tornado passed it on (a 500)."""
+    path = "/olddenied" if websocket else "/old"
+    start = _start(path, urlencode({"code": 401, "reason": reason}), websocket)
+    assert (start["status"], start["reason"]) == (401, "Unknown")
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    ("code=200", None), ("code=404", None), ("code=404&reason=Not+Found", None),
+    ("code=404&reason=Gone", "Gone"), ("code=299", "Unknown"), ("code=682", "Unknown"),
+    ("code=682&reason=OK", "OK"),
+])
+def test_the_reason_is_sent_only_when_it_is_not_the_standard_one(query: str,
+                                                                 reason: str | None) -> None:
+    start = _start("/old", query)
+    assert start.get("reason") == reason
