@@ -115,7 +115,9 @@ def test_an_incomplete_handshake_is_an_ordinary_get(target: str) -> None:
 
 def test_ping_on_ping_and_on_pong(target: str) -> None:
     with serve_compared(target, make_app()) as served:
-        with connect(f"ws://127.0.0.1:{served.port}/ws", open_timeout=10) as ws:
+        # no client keep-alive thread: the test checks that no thread is left behind
+        with connect(f"ws://127.0.0.1:{served.port}/ws", open_timeout=10,
+                     ping_interval=None) as ws:
             heard = []
             if target in LIKE_TORNADO:
                 ws.send("ping:hello")  # self.ping(): the client's pong reaches on_pong
