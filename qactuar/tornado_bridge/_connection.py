@@ -59,6 +59,19 @@ def asgi_reason(code: int, reason: str) -> str | None:
     return reason
 
 
+def start_message(
+    kind: str, start_line: httputil.ResponseStartLine, headers: list[tuple[bytes, bytes]],
+    with_reason: bool,
+) -> Message:
+    """``http.response.start`` (or the denial's ``kind``), with Tornado's reason if offered."""
+    start: Message = {"type": kind, "status": start_line.code, "headers": headers}
+    if with_reason:
+        reason = asgi_reason(start_line.code, start_line.reason)
+        if reason is not None:
+            start["reason"] = reason
+    return start
+
+
 class _NoUpgradeProtocol:
     """What a `WebSocketHandler` gets for a handshake that came as a plain HTTP request.
 
@@ -219,15 +232,9 @@ class _ASGIConnection(httputil.HTTPConnection):
         self.response_started = True
         if self.closed:
             return _closed_future(self._loop)
-        start: Message = {
-            "type": "http.response.start",
-            "status": start_line.code,
-            "headers": asgi_headers,
-        }
-        if self.reason_phrase:
-            reason = asgi_reason(start_line.code, start_line.reason)
-            if reason is not None:
-                start["reason"] = reason
+        start = start_message(
+            "http.response.start", start_line, asgi_headers, self.reason_phrase
+        )
         future = self._enqueue(start)
         if chunk:
             future = self._enqueue_body(chunk)

@@ -43,7 +43,7 @@ from tornado.escape import json_encode, to_unicode
 from tornado.log import gen_log
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
-from ._connection import _ASGIConnection, _closed_future, asgi_reason
+from ._connection import _ASGIConnection, _closed_future, start_message
 from ._request import _RequestContext
 from ._types import (
     COMPRESSION_EXTENSION,
@@ -158,15 +158,9 @@ class _ASGIWebSocketConnection(_ASGIConnection):
             for name, value in headers.get_all()
             if name.lower() != "transfer-encoding"
         ]
-        start: Message = {
-            "type": "websocket.http.response.start",
-            "status": start_line.code,
-            "headers": denial,
-        }
-        if self.reason_phrase:
-            reason = asgi_reason(start_line.code, start_line.reason)
-            if reason is not None:
-                start["reason"] = reason
+        start = start_message(
+            "websocket.http.response.start", start_line, denial, self.reason_phrase
+        )
         future = self._enqueue(start)
         if chunk:
             future = self.write(chunk)
