@@ -106,11 +106,12 @@ def test_fork_a_body_then_pipelined_requests_then_keep_alive(spawn_qactuar: Any)
                     + b"3\r\nabc\r\n0\r\n\r\n" + GET)
         first, second, third = client.response(), client.response(), client.response()
         assert (first.json()["size"], second.json()["size"]) == (5, 3)
-        # the child of the first request served those pipelined behind it
-        assert first.json()["pid"] == second.json()["pid"] == int(third.body.split()[1])
+        assert third.status == 200 and third.body.startswith(b"ok ")
+        served = {first.json()["pid"], second.json()["pid"], int(third.body.split()[1])}
+        assert server.pid not in served  # each in a child
         client.send(post("/echo", 2, body=b"hi"))  # the parent took the connection back
         fourth = client.response()
-        assert fourth.json()["size"] == 2 and fourth.json()["pid"] != first.json()["pid"]
+        assert fourth.json()["size"] == 2 and fourth.json()["pid"] not in served
 
 
 def test_fork_expect_100_continue_is_answered_by_the_parent_even_for_an_app_that_never_reads(
@@ -227,21 +228,46 @@ def test_a_stalled_body_gets_408_after_body_timeout(spawn_qactuar: Any, model: s
         assert "BODY-DISCONNECT" not in server.output()
 
 
-def test_fork_a_stalled_body_pipelined_behind_a_whole_one_gets_408_from_the_child(
+STALL_TIMEOUT = 3.0  # long enough that a GET is answered well within it
+
+
+def test_fork_a_stalled_body_pipelined_behind_a_whole_one_holds_no_child_408_from_parent(
     spawn_qactuar: Any,
 ) -> None:
-    # the parent forks once the first body is in; what it read of the second
-    # request goes with the child, which reads the rest with the same timeout
-    server = spawn_qactuar(APP, "--model", "fork", "--body-timeout", str(BODY_TIMEOUT),
-                           "--request-timeout", "0")
+    # one child slot: a child waiting for the second body would hold it
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "1",
+                           "--body-timeout", str(STALL_TIMEOUT), "--request-timeout", "0")
     with RawClient(server.port) as client:
         client.send(post("/echo", 2, body=b"ok") + post("/read", 10, body=b"ab"))
         first = client.response()
         assert first.status == 200 and first.json()["size"] == 2
+        with RawClient(server.port) as other:  # the only slot is free again
+            other.send(GET)
+            assert other.response().status == 200
+        # the stalled body's 408 is still to come: it held no child meanwhile
+        assert client.nothing_within(0.5)  # (a held child: it came with that answer)
         second = client.response()
         assert second.status == 408 and second.body == b"Request body timeout\n"
         assert client.read_to_close() == b""
-    server.wait_for_log("BODY-DISCONNECT /read")  # the child's app heard http.disconnect
+    server.wait_for_log("408 Request body timeout")
+    assert "BODY-DISCONNECT" not in server.output()  # no app ever ran for it
+
+
+def test_fork_a_partial_head_pipelined_behind_a_whole_request_holds_no_child(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "1",
+                           "--header-timeout", str(STALL_TIMEOUT), "--request-timeout", "0")
+    with RawClient(server.port) as client:
+        client.send(GET + b"GET / HTTP/1.1\r\nHo")
+        assert client.response().status == 200
+        with RawClient(server.port) as other:  # the only slot is free again
+            other.send(GET)
+            assert other.response().status == 200
+        assert client.nothing_within(0.5)  # (a held child: it came with that answer)
+        # HEADER_TIMEOUT, kept by the parent (not the keep-alive timeout)
+        second = client.response()
+        assert second.status == 408 and second.body == b"Request header timeout\n"
 
 
 def test_fork_over_tls_a_stalled_body_gets_408_from_the_parent(

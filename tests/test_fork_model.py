@@ -299,3 +299,17 @@ def test_a_failed_fork_answers_503_and_the_parent_goes_on(spawn_qactuar):
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 503
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
     assert "cannot fork" in proc.output()
+
+
+def test_an_app_in_a_child_hears_http_disconnect_when_its_client_leaves(spawn_qactuar, tmp_path):
+    # the child never reads its client's socket (what comes next is the
+    # parent's): it still notices the client's FIN
+    proc = spawn_qactuar("tls_app:app", "--model", "fork", "--request-timeout", "0")
+    gone = tmp_path / "gone"
+    sock = socket.create_connection(("127.0.0.1", proc.port))
+    sock.sendall(encode_request(f"/disconnect?{gone}"))
+    wait_until(lambda: children_of(proc.proc.pid), what="no child for the request")
+    sock.close()
+    wait_until(lambda: gone.exists() and gone.read_text() == "disconnected",
+               what="the app to hear http.disconnect")
+    wait_until(lambda: not children_of(proc.proc.pid), what="the child to exit")

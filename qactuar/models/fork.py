@@ -4,13 +4,22 @@ The parent imports the apps and runs lifespan startup once, then serves
 connections with the ordinary server core, except that a complete request
 is not run as a task: the parent reads its body whole first
 (``fork_intake.py``), then forks, and the child serves that request (and
-any already pipelined behind it) on a fresh event loop, then exits.
-Memory, crashes, hangs and global state left by one request die with its
-child.
+those pipelined behind it that were complete at the fork) on a fresh event
+loop, then exits. Memory, crashes, hangs and global state left by one
+request die with its child.
 
-The parent never reads a connection while its child owns it. The child ends
-only between requests, so the parent takes the connection back with a fresh
-parser when keep-alive allows. A one-byte slot per child in shared memory
+A child never waits on its client: it reads nothing from the socket (it
+peeks for a FIN, so an app still hears ``http.disconnect``). It serves the
+current request and the pipelined ones that were complete at the fork, and
+stops at the first that is not. The parent's state (parser, a pipelined
+request whose body is still coming, the unparsed rest of a read) is its own
+copy, untouched by the child, so once the child has exited the parent drops
+the requests it served and goes on from there (``HTTPProtocol.reattach``):
+a body or head still to come is read and timed out by the parent. The cost:
+a pipelined burst takes a fork per request or two, not one per read.
+
+The parent never reads a connection while its child owns it. A one-byte
+slot per child in shared memory
 tells the parent how the child left the connection: still untouched (a
 crash then gets 502, a timeout 504), mid-response (close), or finished
 (reuse or close).

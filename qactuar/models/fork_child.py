@@ -117,7 +117,9 @@ async def _serve(
     finished: asyncio.Future[bool] = loop.create_future()
 
     def idle(_: HTTPProtocol) -> None:
-        if not finished.done():
+        if not conn.reads_nothing:
+            conn.close()  # it read bytes its parent never saw: no hand-back (``closed``)
+        elif not finished.done():
             finished.set_result(True)
 
     def mark_responding() -> None:
@@ -144,6 +146,12 @@ async def _serve(
             loop.add_signal_handler(GOING_AWAY, conn.going_away)
         state.run_task(cycle)
 
+    # This child serves the request and those pipelined behind it that were
+    # complete at the fork, and reads nothing more: the socket's later bytes,
+    # and the bytes the parent had read but not yet parsed, are the parent's
+    # once this child hands the connection back (``HandBack.reattach``).
+    # A WebSocket session reads its frames here, for its whole life.
+    conn.reads_nothing = conn._ws is None
     state.on_open = None
     state.limit_concurrency = 0  # pipelined requests here were let in already
     state.on_idle = idle
@@ -151,7 +159,16 @@ async def _serve(
     state.run_cycle = run_cycle
     state.stalls = Stalls(state.stalls.timeout)  # SEND_TIMEOUT here: the parent's are not ours
     conn.on_write = mark_responding
+    hand_back = conn.reads_nothing
+    if hand_back:
+        # uvloop starts reading once connection_made returns, whatever it
+        # did: until reading is paused below, only a FIN (or more bytes than
+        # the low-water mark, capped at half the largest receive buffer)
+        # makes the socket readable
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1 << 30)
     transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
+    if hand_back:
+        _watch_for_eof(conn, transport, shut_fd)
 
     def stopping() -> None:
         state.shutting_down = True
@@ -159,9 +176,7 @@ async def _serve(
 
     loop.add_signal_handler(STOPPING, stopping)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (STOPPING,))
-    # the requests pipelined behind the first are read here: their heads and
-    # bodies get HEADER_TIMEOUT and BODY_TIMEOUT, and every write SEND_TIMEOUT,
-    # from this process's sweep
+    # every write gets SEND_TIMEOUT from this process's sweep
     sweeping = loop.create_task(_sweep(state))
     run_cycle(cycle)
     keep_alive = await finished
@@ -175,6 +190,39 @@ async def _serve(
         await asyncio.wait(list(state.tasks))
     sweeping.cancel()
     return keep_alive
+
+
+def _watch_for_eof(conn: HTTPProtocol, transport: asyncio.Transport, fd: int) -> None:
+    """Reading stays off, but a client that leaves is still heard (``http.disconnect``).
+
+    The socket is polled through a duplicate descriptor and peeked at, never
+    read: its FIN (or a reset) is the client's end, as a read would have
+    found it; a byte of a later request ends the watch (it is the parent's).
+    """
+    peek = socket.socket(fileno=os.dup(fd))
+    peek.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+    if not conn.reads_nothing:
+        return  # it read before it could pause (``HandBack._hands_back``)
+    transport.pause_reading()
+    conn.deadline = 0.0
+    loop = asyncio.get_running_loop()
+    watched = peek.fileno()
+
+    def readable() -> None:
+        loop.remove_reader(watched)
+        if not conn.reads_nothing or conn._closing:
+            return
+        try:
+            gone = not peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            loop.add_reader(watched, readable)  # spurious
+            return
+        except OSError:
+            gone = True
+        if gone and not conn.eof_received():
+            transport.close()
+
+    loop.add_reader(watched, readable)  # (``readable`` keeps ``peek``)
 
 
 async def _sweep(state: ServerState) -> None:
