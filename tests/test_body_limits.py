@@ -199,6 +199,22 @@ def test_max_websockets_over_max_processes_is_a_config_error(
             "MAX_PROCESSES (4)") in server.output()
 
 
+def test_fork_a_body_the_parent_cannot_store_gets_500_and_is_logged(spawn_qactuar: Any) -> None:
+    # files over 100 kB cannot be written (EFBIG), as on a full disk
+    server = spawn_qactuar(APP, "--model", "fork", "--body-buffer-bytes", "1024",
+                           launcher="low_fds", env={"NOFILE": "1024", "FSIZE": "100000"})
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 200_000, body=b"x" * 150_000))
+        response = client.response()
+        assert response.status == 500 and response.header("connection") == b"close"
+    server.wait_for_log("cannot store the request body from ")
+    assert "File too large" in server.output()
+    wait_until(lambda: not spooled_files(server.pid), what="the parent kept the file")
+    with RawClient(server.port) as client:  # the server goes on
+        client.send(post("/echo", 5, body=b"hello"))
+        assert client.response().json()["size"] == 5
+
+
 # -- BODY_TIMEOUT, every model ------------------------------------------------------
 
 BODY_TIMEOUT = 1.0

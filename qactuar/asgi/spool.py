@@ -10,9 +10,11 @@ larger), ``more_body`` true until the last.
 
 Who fills it is told how it ended, once: ``on_done(True)`` when the body is
 complete, ``on_done(False)`` when it never will be (the client left, a 413,
-a body timeout). ``on_file(fd, True)`` is told the descriptor of the
-temporary file when it is made, ``on_file(fd, False)`` just before it is
-closed, so that the fork model can keep it out of other children.
+a body timeout, or the spool could not store it: ``error`` says why, the
+disk full, a file too large or no descriptor left). ``on_file(fd, True)``
+is told the descriptor of the temporary file when it is made,
+``on_file(fd, False)`` just before it is closed, so that the fork model can
+keep it out of other children.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ READ_CHUNK = 65536
 
 class BodySpool:
     __slots__ = ("memory_limit", "chunks", "in_memory", "size", "left", "file", "on_done",
-                 "on_file")
+                 "on_file", "error")
 
     def __init__(
         self,
@@ -48,8 +50,21 @@ class BodySpool:
         self.file: IO[bytes] | None = None
         self.on_done = on_done
         self.on_file = on_file
+        #: Why the body could not be stored (then it is dropped, and what
+        #: comes after is ignored).
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._write(data)
+        except OSError as exc:  # ENOSPC, EFBIG, EMFILE...
+            self.error = exc
+            self.close()
+            self.end(False)
+
+    def _write(self, data: bytes) -> None:
         self.size += len(data)
         self.left += len(data)
         if self.file is None:

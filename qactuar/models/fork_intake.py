@@ -66,18 +66,33 @@ def buffer_body(server: ForkServer, cycle: HTTPCycle, then: Callable[[HTTPCycle]
         if complete:
             then(cycle)
             return
+        error = spool.error
         drop_spool(server, cycle)
         # after the caller (a protocol error being noted, a connection lost) is done
-        asyncio.get_running_loop().call_soon(cycle.finish_unanswered)
+        if error is None:
+            asyncio.get_running_loop().call_soon(cycle.finish_unanswered)
+            return
+        logger.error("cannot store the request body from %s: %s", conn.client, error)
+        conn.pause_reading()
+        asyncio.get_running_loop().call_soon(_fail, conn)
 
+    server.buffering.add(cycle)
     spool = cycle.spool = BodySpool(server.config.BODY_BUFFER_BYTES, done, listed)
     for data in cycle.body:  # what came with the head, if anything
         spool.write(data)
     cycle.body.clear()
     cycle.body_size = 0
-    server.buffering.add(cycle)
+    if spool.error is not None:
+        return  # already failed (``done``)
     cycle.send_continue()  # the parent reads the body now: the client may send it
     conn.resume_reading()
+
+
+def _fail(conn: HTTPProtocol) -> None:
+    """The body could not be stored: 500, as nginx answers (the rest is drained, ``linger``)."""
+    if not conn._closing:
+        conn._body_coming = True
+        conn.fail(500, "Internal Server Error")
 
 
 def unlist_spool(server: ForkServer, cycle: HTTPCycle) -> None:
