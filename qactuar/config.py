@@ -254,7 +254,7 @@ class Config:
         at_least(0),
     )
     BODY_BUFFER_BYTES: int = _setting(
-        1048576,
+        65536,
         "fork model: request body bytes the parent holds in memory before it spools the "
         "rest to a temporary file.",
         at_least(0),

@@ -98,6 +98,16 @@ def test_fork_a_large_body_is_spooled_to_an_unlinked_file_then_read_in_chunks(
     wait_until(lambda: not spooled_files(server.pid), what="the parent kept the file")
 
 
+def test_fork_by_default_a_body_over_64_kib_is_spooled_to_a_file(spawn_qactuar: Any) -> None:
+    # what stalled uploads cost the parent's memory: 64 KiB each at most
+    server = spawn_qactuar(APP, "--model", "fork")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 70_001, body=b"x" * 70_000))
+        wait_until(lambda: spooled_files(server.pid), what="no spooled file")
+        client.send(b"!")
+        assert client.response().json()["size"] == 70_001
+
+
 def test_fork_a_body_then_pipelined_requests_then_keep_alive(spawn_qactuar: Any) -> None:
     server = spawn_qactuar(APP, "--model", "fork")
     with RawClient(server.port) as client:
