@@ -261,8 +261,8 @@ class Config:
     )
     MAX_WEBSOCKETS: int = _setting(
         0,
-        "fork model: most WebSocket children at once, at most MAX_PROCESSES; more get 503 "
-        "(0 = half of MAX_PROCESSES).",
+        "fork model: most WebSocket children at once, below MAX_PROCESSES; more get 503 "
+        "(0 = half of MAX_PROCESSES, at most MAX_PROCESSES - 1).",
         at_least(0),
     )
     # -- send timeout (a client that stops reading) --

@@ -3,7 +3,8 @@
 - fork: the parent reads a body whole (memory up to BODY_BUFFER_BYTES, then
   an unlinked temporary file) before it forks, so stalled bodies hold no
   child; 100-continue is the parent's; pipelining and keep-alive go on.
-- fork: MAX_WEBSOCKETS caps WebSocket children; over it a handshake gets 503.
+- fork: MAX_WEBSOCKETS caps WebSocket children below MAX_PROCESSES; over it a
+  handshake gets 503.
 - every model: BODY_TIMEOUT answers 408 to a body that stops coming.
 
 Events, not sleeps: a stalled client is known to be read by the parent once
@@ -202,11 +203,33 @@ def test_max_websockets_over_max_processes_is_a_config_error(
     spawn_qactuar: Any, tmp_path: Any,
 ) -> None:
     config = tmp_path / "qactuar_config.json"
-    config.write_text(json.dumps({"MAX_PROCESSES": 4, "MAX_WEBSOCKETS": 5}))
+    config.write_text(json.dumps({"MAX_PROCESSES": 4, "MAX_WEBSOCKETS": 4}))
     server = spawn_qactuar(APP, "--config", str(config), wait=False)
     assert server.wait(20) == 2
-    assert (f"qactuar: config MAX_WEBSOCKETS=5 (from {config}): must not exceed "
+    assert (f"qactuar: config MAX_WEBSOCKETS=4 (from {config}): must be below "
             "MAX_PROCESSES (4)") in server.output()
+
+
+@pytest.mark.parametrize("model", ["async", "prefork"])
+def test_max_websockets_means_nothing_outside_fork_and_is_not_checked(
+    spawn_qactuar: Any, model: str,
+) -> None:
+    extra = ["--workers", "1"] if model == "prefork" else []
+    server = spawn_qactuar(APP, "--model", model, *extra, "--max-websockets", "600")
+    RawWebSocket.open(server.port, "/ws").sock.close()  # started, and serves WebSockets
+
+
+def test_fork_with_one_process_refuses_every_websocket_and_serves_requests(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "1")
+    with RawClient(server.port) as client:
+        client.send(handshake_request("/ws", server.port))
+        refused = client.response()
+        assert refused.status == 503 and b"MAX_WEBSOCKETS" in refused.body
+    with RawClient(server.port) as getter:
+        getter.send(GET)
+        assert getter.response().status == 200
 
 
 def test_fork_a_body_the_parent_cannot_store_gets_500_and_is_logged(spawn_qactuar: Any) -> None:
