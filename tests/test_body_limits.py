@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -230,6 +231,44 @@ def test_fork_with_one_process_refuses_every_websocket_and_serves_requests(
     with RawClient(server.port) as getter:
         getter.send(GET)
         assert getter.response().status == 200
+
+
+def test_fork_limit_concurrency_leaves_out_bodies_still_coming_then_applies(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--limit-concurrency", "1",
+                           "--max-processes", "2", "--request-timeout", "0")
+    with RawClient(server.port) as uploader:
+        uploader.send(post("/echo", 10, expect=True))
+        assert uploader.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        uploader.send(b"abc")  # a slow upload: not in flight yet
+        with RawClient(server.port) as getter:
+            getter.send(GET)
+            assert getter.response().status == 200
+        wait_until(lambda: children_of(server.pid) == [], what="the GET's child to go")
+        ws = RawWebSocket.open(server.port, "/ws")  # in flight for its whole life
+        try:
+            uploader.send(b"defghij")  # complete: over the limit now
+            refused = uploader.response()
+            assert refused.status == 503 and refused.header("retry-after") == b"1"
+        finally:
+            ws.sock.close()
+
+
+def test_fork_an_upload_still_coming_when_a_stop_begins_gets_503_at_once(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--graceful-timeout", "30")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 10, expect=True))
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"abc")
+        server.proc.send_signal(signal.SIGTERM)
+        # no app ran for it: answered now, not dropped after GRACEFUL_TIMEOUT
+        response = client.response()
+        assert response.status == 503 and response.header("connection") == b"close"
+        assert response.header("retry-after") == b"1"
+    assert server.proc.wait(20) == 0
 
 
 def test_fork_a_body_the_parent_cannot_store_gets_500_and_is_logged(spawn_qactuar: Any) -> None:
