@@ -96,8 +96,22 @@ def test_fork_a_large_body_is_spooled_to_an_unlinked_file_then_read_in_chunks(
     assert report["size"] == len(body) + 1
     assert report["sha256"] == hashlib.sha256(body + b"!").hexdigest()
     assert report["events"] >= (len(body) - 65536) // 65536  # more_body until the last
+    assert report["largest"] == 65536  # the pieces the app gets: 64 KiB at most
     # the parent closed its copy once the child had it
     wait_until(lambda: not spooled_files(server.pid), what="the parent kept the file")
+
+
+def test_fork_a_body_held_in_memory_is_handed_out_in_pieces_of_64_kib(
+    spawn_qactuar: Any,
+) -> None:
+    # a large buffer: the body stays in memory, in pieces as large as a read
+    server = spawn_qactuar(APP, "--model", "fork", "--body-buffer-bytes", "1048576")
+    body = os.urandom(700_000)
+    with RawClient(server.port) as client:
+        client.send(post("/echo", len(body), body=body))
+        report = client.response().json()
+    assert (report["size"], report["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert report["largest"] == 65536
 
 
 def test_fork_by_default_a_body_over_64_kib_is_spooled_to_a_file(spawn_qactuar: Any) -> None:
