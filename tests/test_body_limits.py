@@ -152,6 +152,15 @@ def test_fork_expect_100_continue_is_answered_by_the_parent_even_for_an_app_that
         assert response.status == 200 and response.interim == []
 
 
+def test_fork_no_100_continue_for_a_body_that_came_with_its_head(spawn_qactuar: Any) -> None:
+    server = spawn_qactuar(APP, "--model", "fork")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 4, expect=True, body=b"body"))  # one write, one read
+        response = client.response()
+        assert response.status == 200 and response.json()["size"] == 4
+        assert response.interim == []
+
+
 def test_fork_max_body_bytes_is_the_parents_413_with_no_child(spawn_qactuar: Any) -> None:
     server = spawn_qactuar(APP, "--model", "fork", "--max-body-bytes", "8",
                            "--gather-proc-stats", "--log-level", "debug")

@@ -9,7 +9,8 @@
   the request on). ``MAX_BODY_BYTES`` (413) and ``BODY_TIMEOUT`` (408) apply
   here, in the parent, with the same code as in every model
   (``HTTPProtocol``). ``Expect: 100-continue`` is answered as the parent
-  starts reading such a body. The child's ``receive()`` reads the spool.
+  starts reading such a body, unless the whole body came with the head.
+  The child's ``receive()`` reads the spool.
   A body that never completes ends the request with no child at all.
 - **WebSocket children are capped** (``MAX_WEBSOCKETS``, by default half of
   ``MAX_PROCESSES``): an idle WebSocket holds its child for its whole life,
@@ -84,8 +85,15 @@ def buffer_body(server: ForkServer, cycle: HTTPCycle, then: Callable[[HTTPCycle]
     cycle.body_size = 0
     if spool.error is not None:
         return  # already failed (``done``)
-    cycle.send_continue()  # the parent reads the body now: the client may send it
+    # the parent reads the body now: the client may send it, unless it did
+    # already (the bytes of this read after the head are parsed first)
+    asyncio.get_running_loop().call_soon(_continue_unless_complete, cycle)
     conn.resume_reading()
+
+
+def _continue_unless_complete(cycle: HTTPCycle) -> None:
+    if not cycle.body_complete and not cycle.disconnected:
+        cycle.send_continue()
 
 
 def _fail(conn: HTTPProtocol) -> None:
