@@ -172,6 +172,11 @@ async def _serve(
 
     def stopping() -> None:
         state.shutting_down = True
+        if conn.reads_nothing and conn.cycle is None and not conn.pipeline:
+            # answered, about to hand the connection back: the parent treats
+            # it as every idle one in a stop (closed once quiet for
+            # IDLE_GRACE), so a request already on its way is still answered
+            return
         conn.shutdown()  # what is answered from now on says "connection: close"
 
     loop.add_signal_handler(STOPPING, stopping)
