@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 from array import array
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from ..asgi.cycle import HTTPCycle
@@ -157,7 +158,17 @@ async def _serve(
     state.on_idle = idle
     state.on_close = closed
     state.run_cycle = run_cycle
-    state.stalls = Stalls(state.stalls.timeout)  # SEND_TIMEOUT here: the parent's are not ours
+    # The sweep (SEND_TIMEOUT, and the read timeouts of a child that reads)
+    # runs only once needed: a bodyless GET whose client reads its answer
+    # never starts it.
+    sweeping: list[asyncio.Task[None]] = []
+
+    def sweep_from_now() -> None:
+        if not sweeping:
+            sweeping.append(loop.create_task(_sweep(state)))
+
+    # SEND_TIMEOUT here: the parent's are not ours
+    state.stalls = _ChildStalls(state.stalls.timeout, sweep_from_now)
     conn.on_write = mark_responding
     hand_back = conn.reads_nothing
     if hand_back:
@@ -181,8 +192,8 @@ async def _serve(
 
     loop.add_signal_handler(STOPPING, stopping)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (STOPPING,))
-    # every write gets SEND_TIMEOUT from this process's sweep
-    sweeping = loop.create_task(_sweep(state))
+    if not conn.reads_nothing:  # a WebSocket, or a child that read after all
+        sweep_from_now()
     run_cycle(cycle)
     keep_alive = await finished
     if keep_alive:
@@ -193,7 +204,8 @@ async def _serve(
     if state.tasks:
         # the app may go on after its response (background tasks)
         await asyncio.wait(list(state.tasks))
-    sweeping.cancel()
+    for task in sweeping:
+        task.cancel()
     return keep_alive
 
 
@@ -228,6 +240,21 @@ def _watch_for_eof(conn: HTTPProtocol, transport: asyncio.Transport, fd: int) ->
             transport.close()
 
     loop.add_reader(watched, readable)  # (``readable`` keeps ``peek``)
+
+
+class _ChildStalls(Stalls):
+    """A child's stalls: the first write that pauses starts the child's sweep."""
+
+    __slots__ = ("_first",)
+
+    def __init__(self, timeout: float, first: Callable[[], None]) -> None:
+        super().__init__(timeout)
+        self._first = first
+
+    def paused(self, conn: HTTPProtocol, now: float) -> None:
+        super().paused(conn, now)
+        if self.timeout:
+            self._first()
 
 
 async def _sweep(state: ServerState) -> None:
