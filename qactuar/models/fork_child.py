@@ -117,8 +117,10 @@ async def _serve(
     state.tasks = set()
     finished: asyncio.Future[bool] = loop.create_future()
 
+    read_anyway: list[bool] = []
+
     def idle(_: HTTPProtocol) -> None:
-        if not conn.reads_nothing:
+        if read_anyway:
             conn.close()  # it read bytes its parent never saw: no hand-back (``closed``)
         elif not finished.done():
             finished.set_result(True)
@@ -179,7 +181,15 @@ async def _serve(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1 << 30)
     transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
     if hand_back:
-        _watch_for_eof(conn, transport, shut_fd)
+        if not conn.reads_nothing:
+            # it read before it could pause (a FIN, or more bytes than the
+            # mark): it serves what is complete of them, reads no more, and
+            # closes, since the parent cannot know where the stream stands
+            read_anyway.append(True)
+            conn.reads_nothing = True
+        conn.pause_reading()
+        conn.deadline = 0.0
+        _watch_for_eof(conn, shut_fd)
 
     def stopping() -> None:
         state.shutting_down = True
@@ -192,7 +202,7 @@ async def _serve(
 
     loop.add_signal_handler(STOPPING, stopping)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (STOPPING,))
-    if not conn.reads_nothing:  # a WebSocket, or a child that read after all
+    if not conn.reads_nothing:  # a WebSocket
         sweep_from_now()
     run_cycle(cycle)
     keep_alive = await finished
@@ -209,7 +219,7 @@ async def _serve(
     return keep_alive
 
 
-def _watch_for_eof(conn: HTTPProtocol, transport: asyncio.Transport, fd: int) -> None:
+def _watch_for_eof(conn: HTTPProtocol, fd: int) -> None:
     """Reading stays off, but a client that leaves is still heard (``http.disconnect``).
 
     The socket is polled through a duplicate descriptor and peeked at, never
@@ -218,10 +228,6 @@ def _watch_for_eof(conn: HTTPProtocol, transport: asyncio.Transport, fd: int) ->
     """
     peek = socket.socket(fileno=os.dup(fd))
     peek.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-    if not conn.reads_nothing:
-        return  # it read before it could pause (``HandBack._hands_back``)
-    transport.pause_reading()
-    conn.deadline = 0.0
     loop = asyncio.get_running_loop()
     watched = peek.fileno()
 
@@ -236,8 +242,8 @@ def _watch_for_eof(conn: HTTPProtocol, transport: asyncio.Transport, fd: int) ->
             return
         except OSError:
             gone = True
-        if gone and not conn.eof_received():
-            transport.close()
+        if gone and not conn.eof_received() and conn.transport is not None:
+            conn.transport.close()
 
     loop.add_reader(watched, readable)  # (``readable`` keeps ``peek``)
 

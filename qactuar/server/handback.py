@@ -101,24 +101,15 @@ class HandBack:
     def _hands_back(self) -> bool:
         """A fork child (``on_idle`` set): True, once ``on_idle`` is told, if it is done.
 
-        It is done at the first request that was not complete when it was
-        forked (``reads_nothing``). Should its event loop have read from the
-        socket all the same (``fork_child._serve``: only a FIN allows it),
-        ``reads_nothing`` is off and it serves on, as long as the client
-        sent complete requests, then closes (its parent cannot know where
-        the connection stands).
+        A child serving HTTP (``reads_nothing``) is done at the first request
+        that is not complete in what it was given: it never waits for more.
         """
-        pipeline = self.pipeline
-        if self.reads_nothing:
-            done = not (pipeline and pipeline[0].body_complete)
-        else:
-            done = not pipeline and self._error is None and self.parser.idle
-            done = done and not self._unparsed
-        if done:
-            self.pause_reading()
-            assert self.state.on_idle is not None
-            self.state.on_idle(cast("HTTPProtocol", self))
-        return done
+        if not self.reads_nothing or (self.pipeline and self.pipeline[0].body_complete):
+            return False
+        self.pause_reading()
+        assert self.state.on_idle is not None
+        self.state.on_idle(cast("HTTPProtocol", self))
+        return True
 
     def close_if_idle(self) -> None:
         if self.cycle is None and not self.pipeline and self.parser.idle:

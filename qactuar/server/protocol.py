@@ -210,7 +210,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
-        self.reads_nothing = False  # a fork child read after all: it serves on (handback)
+        self.reads_nothing = False  # a fork child read after all (fork_child._serve)
         pacing.received(self, data)
 
     def _handle_events(self, events: list[Event]) -> None:
