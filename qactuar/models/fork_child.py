@@ -6,8 +6,10 @@ parent listed closed (listeners, other clients, pidfds, other relays'
 socketpairs), and a fresh event loop.
 
 - ``serve_connection``: the child owns a plain TCP connection. It serves the
-  request (and any pipelined behind it) with the server core on its own
-  loop, writes in the shared slot how it left the connection, and exits.
+  request (and those pipelined behind it that were complete at the fork)
+  with the server core on its own loop, reading nothing from the socket
+  (it peeks for a FIN), writes in the shared slot how it left the
+  connection, and exits; the parent goes on from where the child stopped.
 - ``serve_relayed``: the parent keeps the connection (TLS) and the child
   runs the application with its messages relayed over a socketpair
   (``relay.py``).
