@@ -21,8 +21,13 @@ __all__ = ["check_config", "websocket_cap"]
 
 
 def websocket_cap(config: Config) -> int:
-    """Most WebSocket children at once (fork model): MAX_WEBSOCKETS, else half the children."""
-    return config.MAX_WEBSOCKETS or max(1, config.MAX_PROCESSES // 2)
+    """Most WebSocket children at once (fork model): MAX_WEBSOCKETS, else half the children.
+
+    Never every child: one slot at least stays for plain requests, so with
+    MAX_PROCESSES 1 every WebSocket is refused.
+    """
+    cap = config.MAX_WEBSOCKETS or max(1, config.MAX_PROCESSES // 2)
+    return min(cap, config.MAX_PROCESSES - 1)
 
 
 def check_config(config: Config) -> None:
@@ -30,12 +35,13 @@ def check_config(config: Config) -> None:
     # the certificate files are loaded now, so that a bad file is one line,
     # not a traceback in every worker
     server_tls(config)
-    if config.MAX_WEBSOCKETS > config.MAX_PROCESSES:
+    # (fork only: in async and prefork a WebSocket holds no process of its own)
+    if config.MODEL == "fork" and config.MAX_WEBSOCKETS >= config.MAX_PROCESSES:
         raise ConfigError(
             "MAX_WEBSOCKETS",
             config.MAX_WEBSOCKETS,
             config.source_of("MAX_WEBSOCKETS"),
-            f"must not exceed MAX_PROCESSES ({config.MAX_PROCESSES}): WebSocket children "
+            f"must be below MAX_PROCESSES ({config.MAX_PROCESSES}): WebSocket children "
             "would take the slots plain requests need",
         )
 

@@ -254,15 +254,15 @@ class Config:
         at_least(0),
     )
     BODY_BUFFER_BYTES: int = _setting(
-        1048576,
+        65536,
         "fork model: request body bytes the parent holds in memory before it spools the "
         "rest to a temporary file.",
         at_least(0),
     )
     MAX_WEBSOCKETS: int = _setting(
         0,
-        "fork model: most WebSocket children at once, at most MAX_PROCESSES; more get 503 "
-        "(0 = half of MAX_PROCESSES).",
+        "fork model: most WebSocket children at once, below MAX_PROCESSES; more get 503 "
+        "(0 = half of MAX_PROCESSES, at most MAX_PROCESSES - 1).",
         at_least(0),
     )
     # -- send timeout (a client that stops reading) --

@@ -3,7 +3,8 @@
 - fork: the parent reads a body whole (memory up to BODY_BUFFER_BYTES, then
   an unlinked temporary file) before it forks, so stalled bodies hold no
   child; 100-continue is the parent's; pipelining and keep-alive go on.
-- fork: MAX_WEBSOCKETS caps WebSocket children; over it a handshake gets 503.
+- fork: MAX_WEBSOCKETS caps WebSocket children below MAX_PROCESSES; over it a
+  handshake gets 503.
 - every model: BODY_TIMEOUT answers 408 to a body that stops coming.
 
 Events, not sleeps: a stalled client is known to be read by the parent once
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -46,6 +48,16 @@ def spooled_files(pid: int) -> list[str]:
         if target.endswith("(deleted)"):
             found.append(target)
     return found
+
+
+def assert_no_app_heard_a_disconnect(server: Any, tls: Certs | None = None) -> None:
+    """No app printed BODY-DISCONNECT, by the time a later request's access line is out."""
+    sock = tls_socket(tls, server.port) if tls is not None else None
+    with RawClient.over(sock) if sock is not None else RawClient(server.port) as client:
+        client.send(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.response().status == 200
+    output = server.wait_for_log('"GET /after HTTP/1.1" 200')
+    assert "BODY-DISCONNECT" not in output
 
 
 # -- fork: the body is the parent's -------------------------------------------------
@@ -94,8 +106,32 @@ def test_fork_a_large_body_is_spooled_to_an_unlinked_file_then_read_in_chunks(
     assert report["size"] == len(body) + 1
     assert report["sha256"] == hashlib.sha256(body + b"!").hexdigest()
     assert report["events"] >= (len(body) - 65536) // 65536  # more_body until the last
+    assert report["largest"] == 65536  # the pieces the app gets: 64 KiB at most
     # the parent closed its copy once the child had it
     wait_until(lambda: not spooled_files(server.pid), what="the parent kept the file")
+
+
+def test_fork_a_body_held_in_memory_is_handed_out_in_pieces_of_64_kib(
+    spawn_qactuar: Any,
+) -> None:
+    # a large buffer: the body stays in memory, in pieces as large as a read
+    server = spawn_qactuar(APP, "--model", "fork", "--body-buffer-bytes", "1048576")
+    body = os.urandom(700_000)
+    with RawClient(server.port) as client:
+        client.send(post("/echo", len(body), body=body))
+        report = client.response().json()
+    assert (report["size"], report["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert report["largest"] == 65536
+
+
+def test_fork_by_default_a_body_over_64_kib_is_spooled_to_a_file(spawn_qactuar: Any) -> None:
+    # what stalled uploads cost the parent's memory: 64 KiB each at most
+    server = spawn_qactuar(APP, "--model", "fork")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 70_001, body=b"x" * 70_000))
+        wait_until(lambda: spooled_files(server.pid), what="no spooled file")
+        client.send(b"!")
+        assert client.response().json()["size"] == 70_001
 
 
 def test_fork_a_body_then_pipelined_requests_then_keep_alive(spawn_qactuar: Any) -> None:
@@ -106,11 +142,12 @@ def test_fork_a_body_then_pipelined_requests_then_keep_alive(spawn_qactuar: Any)
                     + b"3\r\nabc\r\n0\r\n\r\n" + GET)
         first, second, third = client.response(), client.response(), client.response()
         assert (first.json()["size"], second.json()["size"]) == (5, 3)
-        # the child of the first request served those pipelined behind it
-        assert first.json()["pid"] == second.json()["pid"] == int(third.body.split()[1])
+        assert third.status == 200 and third.body.startswith(b"ok ")
+        served = {first.json()["pid"], second.json()["pid"], int(third.body.split()[1])}
+        assert server.pid not in served  # each in a child
         client.send(post("/echo", 2, body=b"hi"))  # the parent took the connection back
         fourth = client.response()
-        assert fourth.json()["size"] == 2 and fourth.json()["pid"] != first.json()["pid"]
+        assert fourth.json()["size"] == 2 and fourth.json()["pid"] not in served
 
 
 def test_fork_expect_100_continue_is_answered_by_the_parent_even_for_an_app_that_never_reads(
@@ -123,6 +160,15 @@ def test_fork_expect_100_continue_is_answered_by_the_parent_even_for_an_app_that
         client.send(b"body")
         response = client.response()
         assert response.status == 200 and response.interim == []
+
+
+def test_fork_no_100_continue_for_a_body_that_came_with_its_head(spawn_qactuar: Any) -> None:
+    server = spawn_qactuar(APP, "--model", "fork")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 4, expect=True, body=b"body"))  # one write, one read
+        response = client.response()
+        assert response.status == 200 and response.json()["size"] == 4
+        assert response.interim == []
 
 
 def test_fork_max_body_bytes_is_the_parents_413_with_no_child(spawn_qactuar: Any) -> None:
@@ -191,11 +237,87 @@ def test_max_websockets_over_max_processes_is_a_config_error(
     spawn_qactuar: Any, tmp_path: Any,
 ) -> None:
     config = tmp_path / "qactuar_config.json"
-    config.write_text(json.dumps({"MAX_PROCESSES": 4, "MAX_WEBSOCKETS": 5}))
+    config.write_text(json.dumps({"MAX_PROCESSES": 4, "MAX_WEBSOCKETS": 4}))
     server = spawn_qactuar(APP, "--config", str(config), wait=False)
     assert server.wait(20) == 2
-    assert (f"qactuar: config MAX_WEBSOCKETS=5 (from {config}): must not exceed "
+    assert (f"qactuar: config MAX_WEBSOCKETS=4 (from {config}): must be below "
             "MAX_PROCESSES (4)") in server.output()
+
+
+@pytest.mark.parametrize("model", ["async", "prefork"])
+def test_max_websockets_means_nothing_outside_fork_and_is_not_checked(
+    spawn_qactuar: Any, model: str,
+) -> None:
+    extra = ["--workers", "1"] if model == "prefork" else []
+    server = spawn_qactuar(APP, "--model", model, *extra, "--max-websockets", "600")
+    RawWebSocket.open(server.port, "/ws").sock.close()  # started, and serves WebSockets
+
+
+def test_fork_with_one_process_refuses_every_websocket_and_serves_requests(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "1")
+    with RawClient(server.port) as client:
+        client.send(handshake_request("/ws", server.port))
+        refused = client.response()
+        assert refused.status == 503 and b"MAX_WEBSOCKETS" in refused.body
+    with RawClient(server.port) as getter:
+        getter.send(GET)
+        assert getter.response().status == 200
+
+
+def test_fork_limit_concurrency_leaves_out_bodies_still_coming_then_applies(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--limit-concurrency", "1",
+                           "--max-processes", "2", "--request-timeout", "0")
+    with RawClient(server.port) as uploader:
+        uploader.send(post("/echo", 10, expect=True))
+        assert uploader.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        uploader.send(b"abc")  # a slow upload: not in flight yet
+        with RawClient(server.port) as getter:
+            getter.send(GET)
+            assert getter.response().status == 200
+        wait_until(lambda: children_of(server.pid) == [], what="the GET's child to go")
+        ws = RawWebSocket.open(server.port, "/ws")  # in flight for its whole life
+        try:
+            uploader.send(b"defghij")  # complete: over the limit now
+            refused = uploader.response()
+            assert refused.status == 503 and refused.header("retry-after") == b"1"
+        finally:
+            ws.sock.close()
+
+
+def test_fork_an_upload_still_coming_when_a_stop_begins_gets_503_at_once(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--graceful-timeout", "30")
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 10, expect=True))
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"abc")
+        server.proc.send_signal(signal.SIGTERM)
+        # no app ran for it: answered now, not dropped after GRACEFUL_TIMEOUT
+        response = client.response()
+        assert response.status == 503 and response.header("connection") == b"close"
+        assert response.header("retry-after") == b"1"
+    assert server.proc.wait(20) == 0
+
+
+def test_fork_a_body_the_parent_cannot_store_gets_500_and_is_logged(spawn_qactuar: Any) -> None:
+    # files over 100 kB cannot be written (EFBIG), as on a full disk
+    server = spawn_qactuar(APP, "--model", "fork", "--body-buffer-bytes", "1024",
+                           launcher="low_fds", env={"NOFILE": "1024", "FSIZE": "100000"})
+    with RawClient(server.port) as client:
+        client.send(post("/echo", 200_000, body=b"x" * 150_000))
+        response = client.response()
+        assert response.status == 500 and response.header("connection") == b"close"
+    server.wait_for_log("cannot store the request body from ")
+    assert "File too large" in server.output()
+    wait_until(lambda: not spooled_files(server.pid), what="the parent kept the file")
+    with RawClient(server.port) as client:  # the server goes on
+        client.send(post("/echo", 5, body=b"hello"))
+        assert client.response().json()["size"] == 5
 
 
 # -- BODY_TIMEOUT, every model ------------------------------------------------------
@@ -224,24 +346,57 @@ def test_a_stalled_body_gets_408_after_body_timeout(spawn_qactuar: Any, model: s
     if model != "fork":  # the app's receive() said http.disconnect
         server.wait_for_log("BODY-DISCONNECT /read")
     else:  # no child ever ran: nothing of the app was heard
-        assert "BODY-DISCONNECT" not in server.output()
+        assert_no_app_heard_a_disconnect(server)
 
 
-def test_fork_a_stalled_body_pipelined_behind_a_whole_one_gets_408_from_the_child(
+STALL_TIMEOUT = 2.0
+
+
+def test_fork_a_stalled_body_pipelined_behind_a_whole_one_holds_no_child_408_from_parent(
     spawn_qactuar: Any,
 ) -> None:
-    # the parent forks once the first body is in; what it read of the second
-    # request goes with the child, which reads the rest with the same timeout
-    server = spawn_qactuar(APP, "--model", "fork", "--body-timeout", str(BODY_TIMEOUT),
-                           "--request-timeout", "0")
+    # one child slot: a child waiting for the second body would hold it
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "1",
+                           "--body-timeout", str(STALL_TIMEOUT), "--request-timeout", "0")
     with RawClient(server.port) as client:
         client.send(post("/echo", 2, body=b"ok") + post("/read", 10, body=b"ab"))
         first = client.response()
         assert first.status == 200 and first.json()["size"] == 2
+        served_while_stalled(server)
         second = client.response()
         assert second.status == 408 and second.body == b"Request body timeout\n"
         assert client.read_to_close() == b""
-    server.wait_for_log("BODY-DISCONNECT /read")  # the child's app heard http.disconnect
+    assert_answered_before(server, "408 Request body timeout")
+    assert_no_app_heard_a_disconnect(server)  # no app ever ran for it
+
+
+def test_fork_a_partial_head_pipelined_behind_a_whole_request_holds_no_child(
+    spawn_qactuar: Any,
+) -> None:
+    server = spawn_qactuar(APP, "--model", "fork", "--max-processes", "1",
+                           "--header-timeout", str(STALL_TIMEOUT), "--request-timeout", "0")
+    with RawClient(server.port) as client:
+        client.send(GET + b"GET / HTTP/1.1\r\nHo")
+        assert client.response().status == 200
+        served_while_stalled(server)
+        # HEADER_TIMEOUT, kept by the parent (not the keep-alive timeout)
+        second = client.response()
+        assert second.status == 408 and second.body == b"Request header timeout\n"
+    assert_answered_before(server, "408 Request header timeout")
+
+
+def served_while_stalled(server: Any) -> None:
+    """Another client's GET is answered (with one child slot: only if no child is held)."""
+    with RawClient(server.port) as other:
+        other.send(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert other.response().status == 200
+
+
+def assert_answered_before(server: Any, timeout_line: str) -> None:
+    """The other GET was served before the stalled request timed out (a held child: after)."""
+    server.wait_for_log(timeout_line)
+    output = server.wait_for_log('"GET /other HTTP/1.1" 200')
+    assert output.index('"GET /other HTTP/1.1" 200') < output.index(timeout_line)
 
 
 def test_fork_over_tls_a_stalled_body_gets_408_from_the_parent(
@@ -257,4 +412,4 @@ def test_fork_over_tls_a_stalled_body_gets_408_from_the_parent(
         assert children_of(server.pid) == []
         response = client.response()
         assert response.status == 408
-    assert "BODY-DISCONNECT" not in server.output()
+    assert_no_app_heard_a_disconnect(server, tls=certs)

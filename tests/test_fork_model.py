@@ -21,6 +21,7 @@ from support import (
     request_as_the_stop_begins,
     wait_until,
 )
+from support.stops import STOP_LINE
 
 FORK = ("forky:app", "--model", "fork")
 
@@ -299,3 +300,35 @@ def test_a_failed_fork_answers_503_and_the_parent_goes_on(spawn_qactuar):
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 503
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
     assert "cannot fork" in proc.output()
+
+
+def test_an_app_in_a_child_hears_http_disconnect_when_its_client_leaves(spawn_qactuar, tmp_path):
+    # the child never reads its client's socket (what comes next is the
+    # parent's): it still notices the client's FIN
+    proc = spawn_qactuar("tls_app:app", "--model", "fork", "--request-timeout", "0")
+    gone = tmp_path / "gone"
+    sock = socket.create_connection(("127.0.0.1", proc.port))
+    sock.sendall(encode_request(f"/disconnect?{gone}"))
+    wait_until(lambda: children_of(proc.proc.pid), what="no child for the request")
+    sock.close()
+    wait_until(lambda: gone.exists() and gone.read_text() == "disconnected",
+               what="the app to hear http.disconnect")
+    wait_until(lambda: not children_of(proc.proc.pid), what="the child to exit")
+
+
+def test_a_request_sent_as_the_stop_begins_while_the_last_child_works_on_is_answered(
+    spawn_qactuar,
+):
+    # the child has answered but its app goes on when the stop begins: the
+    # connection is idle, and the parent takes it back as such (IDLE_GRACE
+    # from then on); the child must not close it under the next request
+    proc = spawn_qactuar(*FORK, "--graceful-timeout", "10")
+    with RawClient(proc.port) as conn:
+        assert conn.request("/after?1").body == b"answered"
+        proc.signal(signal.SIGTERM)
+        proc.wait_for_log(STOP_LINE)
+        conn.send(encode_request("/pid"))
+        response = conn.response()
+    assert response.status == 200
+    assert response.text_header("connection") == "close"
+    assert proc.wait() == 0

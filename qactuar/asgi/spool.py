@@ -5,14 +5,16 @@ client that stalls mid-body costs the parent a descriptor and its buffer,
 never a child) and keeps it here: up to ``memory_limit`` bytes in memory,
 everything beyond that in an unlinked temporary file, as nginx's
 ``client_body_buffer_size`` does. ``HTTPCycle.receive()`` then hands the body
-out in pieces of at most ``READ_CHUNK`` bytes (one piece as received may be
-larger), ``more_body`` true until the last.
+out in pieces of at most ``READ_CHUNK`` bytes (a larger piece as received is
+split, through a memoryview), ``more_body`` true until the last.
 
 Who fills it is told how it ended, once: ``on_done(True)`` when the body is
 complete, ``on_done(False)`` when it never will be (the client left, a 413,
-a body timeout). ``on_file(fd, True)`` is told the descriptor of the
-temporary file when it is made, ``on_file(fd, False)`` just before it is
-closed, so that the fork model can keep it out of other children.
+a body timeout, or the spool could not store it: ``error`` says why, the
+disk full, a file too large or no descriptor left). ``on_file(fd, True)``
+is told the descriptor of the temporary file when it is made,
+``on_file(fd, False)`` just before it is closed, so that the fork model can
+keep it out of other children.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ READ_CHUNK = 65536
 
 class BodySpool:
     __slots__ = ("memory_limit", "chunks", "in_memory", "size", "left", "file", "on_done",
-                 "on_file")
+                 "on_file", "error")
 
     def __init__(
         self,
@@ -39,7 +41,7 @@ class BodySpool:
         on_file: Callable[[int, bool], None] | None = None,
     ) -> None:
         self.memory_limit = memory_limit
-        self.chunks: deque[bytes] = deque()
+        self.chunks: deque[bytes | memoryview] = deque()
         self.in_memory = 0
         #: Bytes written in all.
         self.size = 0
@@ -48,8 +50,21 @@ class BodySpool:
         self.file: IO[bytes] | None = None
         self.on_done = on_done
         self.on_file = on_file
+        #: Why the body could not be stored (then it is dropped, and what
+        #: comes after is ignored).
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._write(data)
+        except OSError as exc:  # ENOSPC, EFBIG, EMFILE...
+            self.error = exc
+            self.close()
+            self.end(False)
+
+    def _write(self, data: bytes) -> None:
         self.size += len(data)
         self.left += len(data)
         if self.file is None:
@@ -78,9 +93,14 @@ class BodySpool:
     def read(self) -> bytes:
         """The next piece of the body; b"" once all of it was read."""
         chunks = self.chunks
+        data: bytes | memoryview
         if chunks:
             data = chunks.popleft()
-            if chunks and len(data) < READ_CHUNK:
+            if len(data) > READ_CHUNK:
+                view = memoryview(data)
+                chunks.appendleft(view[READ_CHUNK:])  # the rest, not copied
+                data = view[:READ_CHUNK]
+            elif chunks and len(data) < READ_CHUNK:
                 pieces = [data]
                 size = len(data)
                 while chunks and size + len(chunks[0]) <= READ_CHUNK:
@@ -95,7 +115,7 @@ class BodySpool:
         self.left -= len(data)
         if not self.left:
             self.close()
-        return data
+        return data if data.__class__ is bytes else bytes(data)
 
     def close(self) -> None:
         """Drop the body: memory freed, the temporary file closed (and so removed)."""

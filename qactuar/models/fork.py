@@ -4,13 +4,22 @@ The parent imports the apps and runs lifespan startup once, then serves
 connections with the ordinary server core, except that a complete request
 is not run as a task: the parent reads its body whole first
 (``fork_intake.py``), then forks, and the child serves that request (and
-any already pipelined behind it) on a fresh event loop, then exits.
-Memory, crashes, hangs and global state left by one request die with its
-child.
+those pipelined behind it that were complete at the fork) on a fresh event
+loop, then exits. Memory, crashes, hangs and global state left by one
+request die with its child.
 
-The parent never reads a connection while its child owns it. The child ends
-only between requests, so the parent takes the connection back with a fresh
-parser when keep-alive allows. A one-byte slot per child in shared memory
+A child never waits on its client: it reads nothing from the socket (it
+peeks for a FIN, so an app still hears ``http.disconnect``). It serves the
+current request and the pipelined ones that were complete at the fork, and
+stops at the first that is not. The parent's state (parser, a pipelined
+request whose body is still coming, the unparsed rest of a read) is its own
+copy, untouched by the child, so once the child has exited the parent drops
+the requests it served and goes on from there (``HTTPProtocol.reattach``):
+a body or head still to come is read and timed out by the parent. The cost:
+a pipelined burst takes a fork per request or two, not one per read.
+
+The parent never reads a connection while its child owns it. A one-byte
+slot per child in shared memory
 tells the parent how the child left the connection: still untouched (a
 crash then gets 502, a timeout 504), mid-response (close), or finished
 (reuse or close).
@@ -26,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import functools
 import logging
 import mmap
@@ -44,12 +52,12 @@ from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..checks import websocket_cap
 from ..config import Config
 from ..server import Server
+from ..server.gate import over_limit, shed
 from ..server.protocol import HTTPProtocol
 from ..websocket import WebSocketSession
 from .async_ import serve_with_signals
 from .exits import describe_exit
 from .fork_child import (
-    GOING_AWAY,
     REUSE,
     STOPPING,
     UNTOUCHED,
@@ -58,6 +66,7 @@ from .fork_child import (
 )
 from .fork_fds import ChildFds
 from .fork_intake import buffer_body, drop_spool, over_websocket_cap, unlist_spool
+from .fork_stop import ForkStops, kill
 from .loops import loop_factory
 from .relay import ChildLink, relay_app
 from .stats import ProcStats
@@ -90,7 +99,7 @@ class _Child:
     link: ChildLink | None = None
 
 
-class ForkServer(Server, ChildFds):
+class ForkServer(ForkStops, Server, ChildFds):
     """The server core with a dispatcher that forks a child per request."""
 
     def __init__(self, app: ASGIApp, config: Config) -> None:
@@ -111,7 +120,8 @@ class ForkServer(Server, ChildFds):
         self.state.on_close = self._closed
         self.state.on_handshake = self._handshaking
         self.init_child_fds()  # fork_fds.py
-        #: Requests whose body the parent is reading (fork_intake.py).
+        #: Requests whose body the parent is reading (fork_intake.py), not
+        #: counted by LIMIT_CONCURRENCY until it is complete.
         self.buffering: set[HTTPCycle] = set()
         self.websocket_cap = websocket_cap(config)
         #: Relayed (TLS) WebSockets from dispatch until their relay ends.
@@ -131,7 +141,16 @@ class ForkServer(Server, ChildFds):
             if over_websocket_cap(self, cycle):
                 return
         elif not cycle.body_complete:
-            buffer_body(self, cycle, self._dispatch_whole)  # no child until the body is in
+            buffer_body(self, cycle, self._dispatch_buffered)  # no child until the body is in
+            return
+        self._dispatch_whole(cycle)
+
+    def _dispatch_buffered(self, cycle: HTTPCycle) -> None:
+        # LIMIT_CONCURRENCY leaves out bodies still coming (a slow upload
+        # would shed every other request): it applies again now
+        if self.state.limit_concurrency and over_limit(self.state):
+            drop_spool(self, cycle)
+            shed(cycle)
             return
         self._dispatch_whole(cycle)
 
@@ -177,7 +196,7 @@ class ForkServer(Server, ChildFds):
                 if transport is not None and not transport.is_closing():
                     waiting += 1
         children = len(self.children) - self.relayed_children
-        return self.relaying + children + waiting + len(self.buffering)
+        return self.relaying + children + waiting
 
     def _enqueue(self, job: HTTPCycle | _Relayed) -> None:
         self.waiting.append(job)
@@ -293,7 +312,7 @@ class ForkServer(Server, ChildFds):
 
     def _unwatched(self, pid: int, slot: int, conn: HTTPProtocol, exc: OSError) -> int:
         """A child the parent cannot watch: killed and reaped; its wait status."""
-        _kill(pid)
+        kill(pid)
         _, status = os.waitpid(pid, 0)
         self.free_slots.append(slot)
         if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
@@ -372,66 +391,6 @@ class ForkServer(Server, ChildFds):
             link.exited.set_result(verdict)  # the relay answers, or closes
         else:
             conn.fail(verdict[0] if outcome == UNTOUCHED else 0, verdict[1])
-
-    async def check_children(self) -> None:
-        """Sweep every CHECK_PROCESS_INTERVAL: kill children past REQUEST_TIMEOUT."""
-        timeout = self.config.REQUEST_TIMEOUT
-        while True:
-            await asyncio.sleep(self.config.CHECK_PROCESS_INTERVAL)
-            if timeout:
-                self.kill_overdue(time.monotonic())
-
-    def kill_overdue(self, now: float) -> None:
-        """Kill every child (WebSockets aside) running longer than REQUEST_TIMEOUT at ``now``."""
-        timeout = self.config.REQUEST_TIMEOUT
-        if not timeout:
-            return
-        for child in list(self.children.values()):
-            if not child.timed_out and not child.exempt and now - child.started > timeout:
-                child.timed_out = True
-                _kill(child.pid)
-
-    async def main_loop(self) -> None:
-        sweep = asyncio.get_running_loop().create_task(self.check_children())
-        try:
-            await super().main_loop()
-        finally:
-            sweep.cancel()
-
-    def going_away(self) -> int:
-        """WebSockets live in children: ask each child to close its own with 1001."""
-        told = 0
-        for child in list(self.children.values()):
-            # a relayed WebSocket's session is the parent's: the core closes it
-            if child.exempt and child.link is None:
-                try:
-                    os.kill(child.pid, GOING_AWAY)
-                    told += 1
-                except ProcessLookupError:
-                    pass
-        return told + super().going_away()
-
-    async def shutdown(self) -> None:
-        self.unlist_listeners()
-        for child in list(self.children.values()):
-            # a child owning its HTTP connection answers "connection: close"
-            # from now on (a relayed request's connection is the core's here)
-            if not child.exempt and child.link is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, STOPPING)
-        await super().shutdown()
-        for child in list(self.children.values()):
-            _kill(child.pid)
-        deadline = time.monotonic() + 5
-        while self.children and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_fork(app: ASGIApp, config: Config) -> int:

@@ -6,8 +6,10 @@ parent listed closed (listeners, other clients, pidfds, other relays'
 socketpairs), and a fresh event loop.
 
 - ``serve_connection``: the child owns a plain TCP connection. It serves the
-  request (and any pipelined behind it) with the server core on its own
-  loop, writes in the shared slot how it left the connection, and exits.
+  request (and those pipelined behind it that were complete at the fork)
+  with the server core on its own loop, reading nothing from the socket
+  (it peeks for a FIN), writes in the shared slot how it left the
+  connection, and exits; the parent goes on from where the child stopped.
 - ``serve_relayed``: the parent keeps the connection (TLS) and the child
   runs the application with its messages relayed over a socketpair
   (``relay.py``).
@@ -23,6 +25,7 @@ import os
 import signal
 import socket
 from array import array
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from ..asgi.cycle import HTTPCycle
@@ -116,8 +119,12 @@ async def _serve(
     state.tasks = set()
     finished: asyncio.Future[bool] = loop.create_future()
 
+    read_anyway: list[bool] = []
+
     def idle(_: HTTPProtocol) -> None:
-        if not finished.done():
+        if read_anyway:
+            conn.close()  # it read bytes its parent never saw: no hand-back (``closed``)
+        elif not finished.done():
             finished.set_result(True)
 
     def mark_responding() -> None:
@@ -144,25 +151,61 @@ async def _serve(
             loop.add_signal_handler(GOING_AWAY, conn.going_away)
         state.run_task(cycle)
 
+    # This child serves the request and those pipelined behind it that were
+    # complete at the fork, and reads nothing more: the socket's later bytes,
+    # and the bytes the parent had read but not yet parsed, are the parent's
+    # once this child hands the connection back (``HandBack.reattach``).
+    # A WebSocket session reads its frames here, for its whole life.
+    conn.reads_nothing = conn._ws is None
     state.on_open = None
     state.limit_concurrency = 0  # pipelined requests here were let in already
     state.on_idle = idle
     state.on_close = closed
     state.run_cycle = run_cycle
-    state.stalls = Stalls(state.stalls.timeout)  # SEND_TIMEOUT here: the parent's are not ours
+    # The sweep (SEND_TIMEOUT, and the read timeouts of a child that reads)
+    # runs only once needed: a bodyless GET whose client reads its answer
+    # never starts it.
+    sweeping: list[asyncio.Task[None]] = []
+
+    def sweep_from_now() -> None:
+        if not sweeping:
+            sweeping.append(loop.create_task(_sweep(state)))
+
+    # SEND_TIMEOUT here: the parent's are not ours
+    state.stalls = _ChildStalls(state.stalls.timeout, sweep_from_now)
     conn.on_write = mark_responding
+    hand_back = conn.reads_nothing
+    if hand_back:
+        # uvloop starts reading once connection_made returns, whatever it
+        # did: until reading is paused below, only a FIN (or more bytes than
+        # the low-water mark, capped at half the largest receive buffer)
+        # makes the socket readable
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1 << 30)
     transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
+    if hand_back:
+        if not conn.reads_nothing:
+            # it read before it could pause (a FIN, or more bytes than the
+            # mark): it serves what is complete of them, reads no more, and
+            # closes, since the parent cannot know where the stream stands
+            read_anyway.append(True)
+            conn.reads_nothing = True
+        conn.pause_reading()
+        conn.deadline = 0.0
+        _watch_for_eof(conn, shut_fd)
 
     def stopping() -> None:
         state.shutting_down = True
+        if conn.reads_nothing and conn.cycle is None and not conn.pipeline:
+            # answered, about to hand the connection back: the parent treats
+            # it as every idle one in a stop (closed once quiet for
+            # IDLE_GRACE), so a request already on its way is still answered
+            return
         conn.shutdown()  # what is answered from now on says "connection: close"
 
     loop.add_signal_handler(STOPPING, stopping)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (STOPPING,))
-    # the requests pipelined behind the first are read here: their heads and
-    # bodies get HEADER_TIMEOUT and BODY_TIMEOUT, and every write SEND_TIMEOUT,
-    # from this process's sweep
-    sweeping = loop.create_task(_sweep(state))
+    if not conn.reads_nothing:  # a WebSocket
+        sweep_from_now()
     run_cycle(cycle)
     keep_alive = await finished
     if keep_alive:
@@ -173,8 +216,53 @@ async def _serve(
     if state.tasks:
         # the app may go on after its response (background tasks)
         await asyncio.wait(list(state.tasks))
-    sweeping.cancel()
+    for task in sweeping:
+        task.cancel()
     return keep_alive
+
+
+def _watch_for_eof(conn: HTTPProtocol, fd: int) -> None:
+    """Reading stays off, but a client that leaves is still heard (``http.disconnect``).
+
+    The socket is polled through a duplicate descriptor and peeked at, never
+    read: its FIN (or a reset) is the client's end, as a read would have
+    found it; a byte of a later request ends the watch (it is the parent's).
+    """
+    peek = socket.socket(fileno=os.dup(fd))
+    peek.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+    loop = asyncio.get_running_loop()
+    watched = peek.fileno()
+
+    def readable() -> None:
+        loop.remove_reader(watched)
+        if not conn.reads_nothing or conn._closing:
+            return
+        try:
+            gone = not peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            loop.add_reader(watched, readable)  # spurious
+            return
+        except OSError:
+            gone = True
+        if gone and not conn.eof_received() and conn.transport is not None:
+            conn.transport.close()
+
+    loop.add_reader(watched, readable)  # (``readable`` keeps ``peek``)
+
+
+class _ChildStalls(Stalls):
+    """A child's stalls: the first write that pauses starts the child's sweep."""
+
+    __slots__ = ("_first",)
+
+    def __init__(self, timeout: float, first: Callable[[], None]) -> None:
+        super().__init__(timeout)
+        self._first = first
+
+    def paused(self, conn: HTTPProtocol, now: float) -> None:
+        super().paused(conn, now)
+        if self.timeout:
+            self._first()
 
 
 async def _sweep(state: ServerState) -> None:

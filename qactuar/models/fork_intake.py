@@ -9,7 +9,8 @@
   the request on). ``MAX_BODY_BYTES`` (413) and ``BODY_TIMEOUT`` (408) apply
   here, in the parent, with the same code as in every model
   (``HTTPProtocol``). ``Expect: 100-continue`` is answered as the parent
-  starts reading such a body. The child's ``receive()`` reads the spool.
+  starts reading such a body, unless the whole body came with the head.
+  The child's ``receive()`` reads the spool.
   A body that never completes ends the request with no child at all.
 - **WebSocket children are capped** (``MAX_WEBSOCKETS``, by default half of
   ``MAX_PROCESSES``): an idle WebSocket holds its child for its whole life,
@@ -66,18 +67,40 @@ def buffer_body(server: ForkServer, cycle: HTTPCycle, then: Callable[[HTTPCycle]
         if complete:
             then(cycle)
             return
+        error = spool.error
         drop_spool(server, cycle)
         # after the caller (a protocol error being noted, a connection lost) is done
-        asyncio.get_running_loop().call_soon(cycle.finish_unanswered)
+        if error is None:
+            asyncio.get_running_loop().call_soon(cycle.finish_unanswered)
+            return
+        logger.error("cannot store the request body from %s: %s", conn.client, error)
+        conn.pause_reading()
+        asyncio.get_running_loop().call_soon(_fail, conn)
 
+    server.buffering.add(cycle)
     spool = cycle.spool = BodySpool(server.config.BODY_BUFFER_BYTES, done, listed)
     for data in cycle.body:  # what came with the head, if anything
         spool.write(data)
     cycle.body.clear()
     cycle.body_size = 0
-    server.buffering.add(cycle)
-    cycle.send_continue()  # the parent reads the body now: the client may send it
+    if spool.error is not None:
+        return  # already failed (``done``)
+    # the parent reads the body now: the client may send it, unless it did
+    # already (the bytes of this read after the head are parsed first)
+    asyncio.get_running_loop().call_soon(_continue_unless_complete, cycle)
     conn.resume_reading()
+
+
+def _continue_unless_complete(cycle: HTTPCycle) -> None:
+    if not cycle.body_complete and not cycle.disconnected:
+        cycle.send_continue()
+
+
+def _fail(conn: HTTPProtocol) -> None:
+    """The body could not be stored: 500, as nginx answers (the rest is drained, ``linger``)."""
+    if not conn._closing:
+        conn._body_coming = True
+        conn.fail(500, "Internal Server Error")
 
 
 def unlist_spool(server: ForkServer, cycle: HTTPCycle) -> None:

@@ -13,7 +13,8 @@
   (``ServerState.in_flight``): tasks running an app (async, each prefork
   worker), live children plus requests waiting for one whose client is
   still there, and relayed (TLS) requests from the moment they arrive
-  (fork). An open
+  (fork; a body the parent is still reading does not count: the limit is
+  checked again once it is complete, ``fork.py``). An open
   WebSocket counts for its whole life, and an upgrade over the limit is
   refused with 503 too.
 - ``HEADERS``: encoded once here into the lines ``Response`` adds when the
@@ -33,7 +34,7 @@ from ..config_values import parse_header
 if TYPE_CHECKING:
     from .server import ServerState
 
-__all__ = ["answered_by_server", "encode_headers", "over_limit", "UNAVAILABLE_HEADERS"]
+__all__ = ["answered_by_server", "encode_headers", "over_limit", "shed", "UNAVAILABLE_HEADERS"]
 
 _PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 _NO_STORE = (b"cache-control", b"no-store")
@@ -76,6 +77,11 @@ def answered_by_server(state: ServerState, cycle: HTTPCycle) -> bool:
             cycle.answer(200, [_PLAIN, _NO_STORE], b"ok\n", log=False)
         return True
     if over_limit(state):
-        cycle.answer(503, [_PLAIN, *UNAVAILABLE_HEADERS], _OVER_LIMIT)
+        shed(cycle)
         return True
     return False
+
+
+def shed(cycle: HTTPCycle) -> None:
+    """LIMIT_CONCURRENCY's answer: 503 with Retry-After."""
+    cycle.answer(503, [_PLAIN, *UNAVAILABLE_HEADERS], _OVER_LIMIT)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..http import ProtocolError, RequestParser
+from . import pacing
 
 if TYPE_CHECKING:
     from ..asgi.cycle import HTTPCycle
+    from .protocol import HTTPProtocol
     from .server import ServerState
 
 __all__ = ["IDLE_GRACE", "HandBack"]
@@ -41,37 +43,73 @@ class HandBack:
         _unparsed: bytes
         _closing: bool
         _error: ProtocolError | None
+        reads_nothing: bool
 
         def close(self) -> None: ...
 
         def resume_reading(self) -> None: ...
 
+        def pause_reading(self) -> None: ...
+
         def _send_error(self) -> None: ...
 
-    def reattach(self, keep_alive: bool) -> None:
-        """Take the connection back after another process served its request.
+        def _start(self, cycle: HTTPCycle) -> None: ...
 
-        The other process consumed the rest of the request from the socket
-        and stopped between requests, so parsing starts afresh.
+    def reattach(self, keep_alive: bool) -> None:
+        """Take the connection back after a fork child served its requests.
+
+        The child read nothing from the socket: it served the current
+        request and the pipelined ones that were complete when it was
+        forked, and stopped before the first that was not. What is left here
+        is this process's own state as it was at the fork (the parser, a
+        pipelined request whose body is still coming, the unparsed rest of
+        a read), so parsing goes on from there: a later request waits on its
+        client here, never in a child.
         """
         self.cycle = None
-        self.pipeline.clear()
-        self._parsing = None
-        self._unparsed = b""  # the child parsed it
-        self.parser = RequestParser(self.state.limits)
+        while self.pipeline and self.pipeline[0].body_complete:
+            self.pipeline.popleft()  # the child served it
         transport = self.transport
         assert transport is not None
         if not keep_alive or self._closing:
+            self.pipeline.clear()
+            self._parsing = None
             self._closing = True
             transport.close()
             return
+        stopping = self.state.shutting_down
+        if self.pipeline:  # its body is read here (the fork model's intake)
+            cycle = self.pipeline.popleft()
+            if stopping:
+                cycle.response.keep_alive = False
+            self._start(cycle)
+            pacing.resume(cast("HTTPProtocol", self))  # its body may be in the rest
+            return
+        if self._unparsed:
+            pacing.resume(cast("HTTPProtocol", self))  # parsed on the next turn
+            return
         self.resume_reading()
-        if self.state.shutting_down:
+        if not self.parser.idle:  # a head began before the fork: HEADER_TIMEOUT from now
+            self.deadline = self.state.clock + self.state.header_timeout
+        elif stopping:
             # as the graceful stop treats idle connections: a request already
             # on its way is answered (connection: close), silence is closed
             asyncio.get_running_loop().call_later(IDLE_GRACE, self.close_if_idle)
         else:
             self.deadline = self.state.clock + self.state.keep_alive_timeout
+
+    def _hands_back(self) -> bool:
+        """A fork child (``on_idle`` set): True, once ``on_idle`` is told, if it is done.
+
+        A child serving HTTP (``reads_nothing``) is done at the first request
+        that is not complete in what it was given: it never waits for more.
+        """
+        if not self.reads_nothing or (self.pipeline and self.pipeline[0].body_complete):
+            return False
+        self.pause_reading()
+        assert self.state.on_idle is not None
+        self.state.on_idle(cast("HTTPProtocol", self))
+        return True
 
     def close_if_idle(self) -> None:
         if self.cycle is None and not self.pipeline and self.parser.idle:

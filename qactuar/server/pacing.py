@@ -17,8 +17,9 @@ next turn of the loop.
 A connection then holds at most: the request in flight, one or two waiting,
 and the rest of one read, so its memory is a small multiple of the read
 size however many requests the client pipelines. A fork child starts with
-what its parent had parsed and kept (the request, the one waiting, the
-rest), and goes on from there.
+what its parent had parsed, serves the requests that are complete, and
+leaves the rest to the parent, which parses on from its own copy once the
+child has exited (``HandBack.reattach``).
 """
 
 from __future__ import annotations
@@ -109,14 +110,14 @@ def _after_fin(conn: HTTPProtocol) -> None:
 
 def resume(conn: HTTPProtocol) -> None:
     """The waiting request has started: parse on (on the next turn of the loop)."""
-    if conn._unparsed:
+    if conn._unparsed and not conn.reads_nothing:  # (a fork child leaves it to the parent)
         asyncio.get_running_loop().call_soon(_parse_on, conn)
     else:
         conn.resume_reading()
 
 
 def _parse_on(conn: HTTPProtocol) -> None:
-    if not conn._unparsed or conn.pipeline or conn._closing:
+    if not conn._unparsed or conn.pipeline or conn._closing or conn.reads_nothing:
         return
     feed(conn, conn._unparsed, conn._unparsed_at)
     if not conn._unparsed:

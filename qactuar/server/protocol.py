@@ -87,6 +87,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         "_half_closed",
         "_unparsed",
         "_unparsed_at",
+        "reads_nothing",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -129,6 +130,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         self._half_closed = False
         #: A read's rest, kept unparsed while a pipelined request waits (pacing).
         self._unparsed, self._unparsed_at = b"", 0
+        #: A fork child serving HTTP: the socket's later bytes are the parent's.
+        self.reads_nothing = False
 
     # asyncio callbacks ------------------------------------------------------
 
@@ -149,7 +152,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         self._reading = True
         if self.cycle is None:
             self.deadline = self.state.clock + self.state.header_timeout
-        elif self._parsing is not None:  # a fork child reads the rest of a body
+        elif self._parsing is not None and not self.reads_nothing:
             self.deadline = self.state.body_deadline(self._parsing)
         if self.state.on_open is not None:
             self.state.on_open(self)
@@ -207,6 +210,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
+        self.reads_nothing = False  # a fork child read after all (fork_child._serve)
         pacing.received(self, data)
 
     def _handle_events(self, events: list[Event]) -> None:
@@ -353,6 +357,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             # the client is not reading: serve nothing more until it does
             self._next_waits_for_drain = True
             return
+        if self.state.on_idle is not None and self._hands_back():
+            return  # a fork child, done
         if self.pipeline:
             self._start(self.pipeline.popleft())
             pacing.resume(self)  # the rest of the read, or reading
@@ -361,11 +367,10 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         elif self._half_closed and not self._unparsed:
             self.close()  # every request the client sent before its FIN is answered
         else:
-            if self.state.on_idle is not None and self.parser.idle and not self._unparsed:
-                self.pause_reading()
-                self.state.on_idle(self)
-                return
-            self.deadline = self.state.clock + self.state.keep_alive_timeout
+            if self.parser.idle:
+                self.deadline = self.state.clock + self.state.keep_alive_timeout
+            elif not self.deadline:  # mid-head: HEADER_TIMEOUT, from its first byte
+                self.deadline = self.state.clock + self.state.header_timeout
             self.resume_reading()
 
     # what the cycle and the server call -------------------------------------
@@ -406,6 +411,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             and not self._closing
             and not self._half_closed
             and not self.pipeline
+            and not self.reads_nothing
             and (self._parsing is None or self._parsing.body_size <= READ_HIGH_WATER)
         ):
             self._reading = True

@@ -47,6 +47,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         await asyncio.sleep(float(query or "60"))
+    elif path == "/after":  # answers, then works on (query: seconds) before returning
+        await _reply(send, b"answered")
+        await asyncio.sleep(float(query or "1"))
     elif path == "/leak":
         LEAK.append(b"x" * (1024 * 1024))
         await _reply(send, str(len(LEAK)).encode())

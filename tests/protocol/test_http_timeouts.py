@@ -191,3 +191,20 @@ def test_a_proxy_that_never_finishes_its_proxy_header_is_closed_unanswered(
         assert "no header in time; closed" in caplog.text
 
     run(scenario)
+
+
+def test_a_head_begun_behind_a_request_keeps_the_header_timeout_after_its_answer() -> None:
+    async def scenario(clock: Clock) -> None:
+        h = harness(clock)
+        conn, transport = h.connect()
+        conn.data_received(GET + b"GET / HTTP/1.1\r\nHo")  # a request, then half a head
+        await settle()
+        assert status_of(transport.take()) == 200
+        # not the keep-alive timeout (3 s): the head's first byte came at 0 s
+        await h.advance(HEADER - 0.01)
+        assert (transport.written, transport.closed) == (b"", False)
+        await h.advance(0.01)
+        assert status_of(transport.take()) == 408
+        assert transport.closed
+
+    run(scenario)
