@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -332,3 +333,30 @@ def test_a_request_sent_as_the_stop_begins_while_the_last_child_works_on_is_answ
     assert response.status == 200
     assert response.text_header("connection") == "close"
     assert proc.wait() == 0
+
+
+def _server_receive_buffer(port: int, client_port: int) -> int:
+    """The kernel's receive-buffer allowance (skmem rb) of the server's end of a connection."""
+    out = subprocess.run(
+        ["ss", "-tmnH", "state", "established", f"( sport = :{port} and dport = :{client_port} )"],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout
+    match = re.search(r"\brb(\d+)\b", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def test_a_child_does_not_grow_its_connections_kernel_receive_buffer(spawn_qactuar):
+    # A child keeps its socket unread (the parent reads what comes next): the
+    # way it holds reading off must not raise the connection's receive buffer
+    # (a low-water mark above half of it makes Linux grow it, up to
+    # tcp_rmem's max: 32 MiB of kernel memory a client could fill per
+    # connection, where the default is 128 KiB)
+    proc = spawn_qactuar(*FORK)
+    with RawClient(proc.port) as conn:
+        client_port = conn.sock.getsockname()[1]
+        before = _server_receive_buffer(proc.port, client_port)
+        for _ in range(3):
+            assert conn.request("/pid").status == 200
+        after = _server_receive_buffer(proc.port, client_port)
+    assert after <= before, (before, after)

@@ -178,9 +178,13 @@ async def _serve(
     if hand_back:
         # uvloop starts reading once connection_made returns, whatever it
         # did: until reading is paused below, only a FIN (or more bytes than
-        # the low-water mark, capped at half the largest receive buffer)
-        # makes the socket readable
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1 << 30)
+        # the low-water mark) makes the socket readable. The mark is half
+        # the receive buffer: a higher one makes Linux grow the buffer to
+        # match (up to tcp_rmem's max, 32 MiB here, kernel memory a client
+        # could then fill on every connection); more than that already
+        # queued is the rare case below.
+        buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, buffer // 2))
     transport, _ = await loop.connect_accepted_socket(lambda: conn, sock)
     if hand_back:
         if not conn.reads_nothing:
