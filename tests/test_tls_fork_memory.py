@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from support import RawClient
+from support import RawClient, children_of, wait_until
 from tlscerts import Certs, tls_socket
 from wsraw import BINARY, ZERO_MASK, encode_frame, handshake_request
 
@@ -68,12 +68,40 @@ def test_fork_a_websocket_app_that_never_receives_keeps_a_tls_flood_out_of_the_p
         reader = RawClient.over(sock, 10)
         assert reader.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
         reader.read_until(b"accepted")  # the app runs in its child and receives no more
-        before = rss_kib(server.proc.pid)
+        (child,) = children_of(server.proc.pid)
+        before, child_before = rss_kib(server.proc.pid), rss_kib(child)
         message = encode_frame(BINARY, b"m" * 1024, mask=ZERO_MASK)
         sent, peak = flood(sock, message * 1024, server.proc.pid)  # 1 KiB messages, 1 MiB a send
+        child_grew = rss_kib(child) - child_before
     finally:
         sock.close()
     assert peak - before < BOUND_KIB, f"+{peak - before} KiB in the parent for {sent} bytes sent"
+    # the child is sent at most _AHEAD messages ahead of its app, not all it can read
+    assert child_grew < BOUND_KIB, f"+{child_grew} KiB in the child for {sent} bytes sent"
+
+
+def test_fork_a_websocket_app_that_only_sends_is_told_its_flooding_client_left(
+    spawn_qactuar, certs
+):
+    # The child reads every frame the parent sends it: the _ERROR frame
+    # saying the client left once sat behind the messages its app never
+    # received, the child's reading paused, and the app (WebSockets are
+    # exempt from REQUEST_TIMEOUT) sent into the void, holding its child forever.
+    server = spawn_qactuar("deaf_app:app", "--model", "fork", "--ssl-cert-path",
+                           certs.server_pem, "--graceful-timeout", "0.5")
+    sock = tls_socket(certs, server.port)
+    try:
+        sock.sendall(handshake_request("/ws-ticks", server.port))
+        reader = RawClient.over(sock, 10)
+        assert reader.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        reader.read_until(b"tick")
+        (child,) = children_of(server.proc.pid)
+        message = encode_frame(BINARY, b"m" * 1024, mask=ZERO_MASK)
+        sock.sendall(message * 1024)  # 1 MiB: more than the socketpair and the queues hold
+    finally:
+        sock.close()
+    wait_until(lambda: child not in children_of(server.proc.pid), 10,
+               what="the child to end once its app's send() raised")
 
 
 def test_fork_a_tls_body_the_app_never_reads_goes_to_its_child_in_bounded_pieces(
