@@ -28,15 +28,20 @@ is decoded. What marshal refuses (an ``HTTPStatus``, headers in a
 generator) is made plain and sent again, which costs only those messages.
 
 Costs per request are kept off the round trip: the parent pumps
-``receive()`` into the socketpair ahead of the app (as a proxy reads ahead;
-the socket buffer bounds it). A request body is already whole in the parent
-when its relay starts (``fork_intake``: read, ``100 Continue`` answered and
-``BODY_TIMEOUT`` applied before any child), so no child waits on a client's
-upload. ``send()`` in the child returns once the message is written (the
-socketpair's buffer gives back-pressure); an error the parent's ``send()``
-raised (the client left: ``OSError``; a misuse: ``RuntimeError``) is raised
-by the app's next ``send()``, and a misuse is also raised in the parent
-once the child is done, so it is logged and answered as in the other models.
+``receive()`` into the socketpair ahead of the app (as a proxy reads ahead),
+at most ``_AHEAD`` messages past those the app took (the child says how many,
+``_TAKEN``) and never past the socketpair's high-water mark, so an app that
+does not read costs the parent no memory (the WebSocket session stops reading
+its client at ``WS_MAX_QUEUE``, a body waits in its spool). A request body
+is already whole in the parent when its relay starts (``fork_intake``: read,
+``100 Continue`` answered and ``BODY_TIMEOUT`` applied before any child), so
+no child waits on a client's upload. ``send()`` in the child returns once
+the message is written (the socketpair's buffer gives back-pressure); an
+error the parent's ``send()`` raised (the client left: ``OSError``; a
+misuse: ``RuntimeError``) is raised by the app's next ``send()`` (the child
+reads all the parent sends, so it is told even if its app never receives),
+and a misuse is also raised in the parent once the child is done, so it is
+logged and answered as in the other models.
 
 What the parent makes of the child's end (``ChildLink.exited``): a crash or a
 kill gives ``AppLost``, which the cycle answers ``502``/``504`` if nothing of
@@ -71,8 +76,13 @@ _FAILED = 2  # the app raised (logged in the child)
 # parent -> child
 _RECEIVED = 3  # payload: a message receive() returned
 _ERROR = 4  # payload: (client gone?, text): the parent's send() raised
-#: Frames queued before reading the socketpair pauses.
+_TAKEN = 5  # child -> parent; payload: how many _RECEIVED frames the app has taken
+#: Frames queued before reading the socketpair pauses (the parent's end only).
 _BACKLOG = 32
+#: _RECEIVED frames the parent sends ahead of the app. The child reads all it
+#: is sent (it never pauses), so an _ERROR frame reaches an app that does not
+#: receive(): else one that only sends, its client gone, would never be told.
+_AHEAD = 32
 _DISCONNECTS = ("http.disconnect", "websocket.disconnect")
 
 
@@ -83,6 +93,7 @@ class Channel(asyncio.Protocol):
         self,
         on_lost: Callable[[], None] | None = None,
         urgent: Callable[[int, Any], bool] | None = None,
+        pausing: bool = True,
     ) -> None:
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -95,6 +106,7 @@ class Channel(asyncio.Protocol):
         self._on_lost = on_lost
         #: Sees each frame as it arrives; one it returns True for is not queued.
         self._urgent = urgent
+        self._pausing = pausing
         self.lost: asyncio.Future[None] | None = None
         #: Set by ``finish()``: frames that still arrive are read and dropped.
         self._discard = False
@@ -121,7 +133,9 @@ class Channel(asyncio.Protocol):
         if at:
             del buffer[:at]
             self._wake()
-            if len(self._frames) > _BACKLOG and self._reading and self.transport is not None:
+            if len(self._frames) > _BACKLOG and self._pausing and self._reading and (
+                self.transport is not None
+            ):
                 self._reading = False
                 self.transport.pause_reading()
 
@@ -242,14 +256,15 @@ def relay_app(spawn: Spawn) -> ASGIApp:
     async def relay(scope: Scope, receive: Any, send: Any) -> None:
         link = await spawn(scope)
         loop = asyncio.get_running_loop()
-        channel = Channel(link.release)
+        window = _Window()
+        channel = Channel(link.release, urgent=window.urgent)
         try:
             await loop.connect_accepted_socket(lambda: channel, link.sock)
         except BaseException:
             link.sock.close()
             link.release()
             raise
-        pump = loop.create_task(_pump(receive, channel))
+        pump = loop.create_task(_pump(receive, channel, window))
         failed = False
         misuse: Exception | None = None
         try:
@@ -279,11 +294,36 @@ def relay_app(spawn: Spawn) -> ASGIApp:
     return relay
 
 
-async def _pump(receive: Any, channel: Channel) -> None:
+class _Window:
+    """How far the pump may run ahead of the app: ``_AHEAD`` frames past those it took."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.taken = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def urgent(self, kind: int, payload: Any) -> bool:
+        if kind != _TAKEN:
+            return False
+        self.taken = payload
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    async def room(self) -> None:
+        while self.sent - self.taken >= _AHEAD:  # (the relay cancels the pump at the end)
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+
+async def _pump(receive: Any, channel: Channel, window: _Window) -> None:
     """Pass every message ``receive()`` returns to the child, ahead of its asking."""
     while not channel.closing:
+        await window.room()
         message = await receive()
         channel.send(_RECEIVED, message)
+        window.sent += 1
         if message["type"] in _DISCONNECTS:
             return
         await channel.drain()
@@ -323,16 +363,18 @@ _MARSHALLED = frozenset({bool, int, float, str, bytes})
 class _ChildEnd:
     """``receive``/``send`` of the real application, over the child's end.
 
-    ``receive()`` reads the channel itself, so a body the app does not read
-    stays in the socketpair and the parent (then the client) is paused; the
-    parent's errors are taken as they arrive, ahead of queued messages.
+    ``receive()`` takes the messages the parent sent ahead and says how many
+    it took (``_TAKEN``, every ``_AHEAD // 2``), so a body the app does not
+    read stays in the parent (a spool, or the client paused); the parent's
+    errors are taken as they arrive, ahead of queued messages.
     """
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
-        self.channel = Channel(urgent=self._urgent)
+        self.channel = Channel(urgent=self._urgent, pausing=False)
         self.error: Exception | None = None
         self.last: Message | None = None
+        self.taken = 0
 
     def _urgent(self, kind: int, payload: Any) -> bool:
         if kind != _ERROR:
@@ -347,6 +389,9 @@ class _ChildEnd:
             return self.last  # a disconnect repeats
         frame = await self.channel.next()
         if frame is not None:
+            self.taken += 1
+            if not self.taken % (_AHEAD // 2):
+                self.channel.send(_TAKEN, self.taken)
             message: Message = frame[1]
             if message["type"] in _DISCONNECTS:
                 self.last = message
