@@ -86,7 +86,10 @@ class HandBack:
             pacing.resume(cast("HTTPProtocol", self))  # its body may be in the rest
             return
         if self._unparsed:
-            pacing.resume(cast("HTTPProtocol", self))  # parsed on the next turn
+            # parsed on the next turn; idle until a request begins in it (the
+            # rest may hold none: a stray CRLF), then feed() sets its deadline
+            self.deadline = self.state.clock + self.state.keep_alive_timeout
+            pacing.resume(cast("HTTPProtocol", self))
             return
         self.resume_reading()
         if not self.parser.idle:  # a head began before the fork: HEADER_TIMEOUT from now

@@ -24,7 +24,6 @@ child has exited (``HandBack.reattach``).
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from ..http import ProtocolError
@@ -109,9 +108,15 @@ def _after_fin(conn: HTTPProtocol) -> None:
 
 
 def resume(conn: HTTPProtocol) -> None:
-    """The waiting request has started: parse on (on the next turn of the loop)."""
+    """The waiting request has started: parse on, now.
+
+    Now, before its application runs (its task starts on a later turn of the
+    loop): the kept rest may hold that request's own body, and an app that
+    answers without reading it must find it complete, or its response would
+    say ``connection: close`` and what follows would be lost.
+    """
     if conn._unparsed and not conn.reads_nothing:  # (a fork child leaves it to the parent)
-        asyncio.get_running_loop().call_soon(_parse_on, conn)
+        _parse_on(conn)
     else:
         conn.resume_reading()
 

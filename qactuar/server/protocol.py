@@ -193,7 +193,7 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             self._ws is not None
             or self._closing
             or (self.cycle is None and not self.pipeline)
-            or not self.parser.idle
+            or (not self.parser.idle and not self._unparsed)  # cut short (not merely paced)
             or self._error is not None
             or self.transport is None
             or self.transport.get_extra_info("ssl_object") is not None
