@@ -58,3 +58,6 @@ def test_autobahn_fast_chapters(spawn_qactuar: Callable[..., Spawned], model: st
     assert {r.id for r in results if r.verdict == "INFORMATIONAL"} == INFORMATIONAL
     assert {r.id for r in results if r.verdict == "NON-STRICT"} <= MAY_BE_NON_STRICT
     assert verdicts["UNIMPLEMENTED"] == 0
+    # the server closed every connection itself (Autobahn: "It is preferred
+    # that the server close the TCP connection")
+    assert [r.id for r in results if r.behavior_close == "FAILED BY CLIENT"] == []

@@ -241,7 +241,17 @@ class Session:
         self._timers.append((time.monotonic() + delay, self._seq, fn))
 
     def kill_after(self, delay: float) -> None:
-        self.at(delay, lambda: self.fail("killAfter") if self.state != CLOSED else None)
+        self.at(delay, self._kill)
+
+    def _kill(self) -> None:
+        # autobahn's failConnection, as its fuzzing client runs it (failByDrop
+        # off): an open connection gets the client's own close, 1001, so a
+        # server that ignored what it should have failed on is the wrong
+        # endpoint to close; a closing one is dropped
+        if self.state == OPEN:
+            self.send_close(1001, "Going Away")
+        elif self.state != CLOSED:
+            self.fail("killAfter")
 
     def close_after(self, delay: float) -> None:
         self.at(delay, lambda: self.send_close() if self.state == OPEN else None)
