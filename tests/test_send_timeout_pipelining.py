@@ -19,6 +19,7 @@ tested with the clock driven by hand in tests/protocol/test_send_timeout.py.
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -176,3 +177,23 @@ def test_a_stray_crlf_after_pipelined_requests_still_gets_the_keep_alive_timeout
         sock.sendall(encode_request("/p/0") + encode_request("/p/1") + b"\r\n")
         raw = read_until_closed(sock, WAIT)  # TimeoutError: held open
     assert raw.count(b"HTTP/1.1 200 OK\r\n") == 2, raw[-300:]
+
+
+@pytest.mark.parametrize("model", ["async", "fork"])
+def test_a_client_reading_slowly_but_steadily_is_never_dropped(spawn_qactuar, model):
+    # The kernel's send buffer (megabytes) drains as the client reads, long
+    # before the server's own buffer shrinks: that is progress too, or a slow
+    # download of a large file would be cut at SEND_TIMEOUT (here 1 s)
+    server = start(spawn_qactuar, model)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(encode_request("/stream"))
+        server.wait_for_log("stream started")
+        got = 0
+        for _ in range(40):  # 4 s at about 160 KiB/s, four times SEND_TIMEOUT
+            data = sock.recv(16384)
+            assert data, f"dropped after {got} bytes"
+            got += len(data)
+            time.sleep(0.1)
+    # the client left: the app's send() fails and it says so (the marker)
+    server.wait_for_log("stream stopped")
+    assert "Send timeout" not in server.output()

@@ -5,10 +5,13 @@ not for a whole response: a connection is *stalled* from the moment its
 transport's write buffer goes over the high-water mark (``pause_writing``:
 the application's ``send()`` waits in ``drain()``, a pipelined request waits
 its turn) until it is back under it (``resume_writing``). Every sweep looks
-at the stalled ones only: a write buffer that shrank since the last look is
-progress (the client reads, however slowly) and the time starts again; one
-that has not shrunk for ``SEND_TIMEOUT`` seconds belongs to a client that
-reads nothing, and the connection is aborted .
+at the stalled ones only: bytes still to be taken by the client (the
+transport's buffer and the kernel's send queue, ``_buffered``) that shrank
+since the last look are progress (the client reads, however slowly) and the
+time starts again; if they have not shrunk for ``SEND_TIMEOUT`` seconds the
+client reads nothing, and the connection is aborted. (Bytes the application
+writes while stalled can hide a client's slow reading: such a connection
+counts as stalled.)
 
 The abort is the client leaving, not an application error: the cycle is
 told as of any lost connection (the pending ``send()`` returns, the next one
@@ -27,7 +30,10 @@ child's own sweep (``fork_child._sweep``, started by its first paused write).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import struct
+import termios
 from typing import TYPE_CHECKING
 
 from ..logs import printable
@@ -38,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["Stalls"]
 
 logger = logging.getLogger("qt_server")
+
+_OUTQ_FORMAT = struct.Struct("i")
+_OUTQ = bytes(_OUTQ_FORMAT.size)
 
 
 class Stalls:
@@ -109,10 +118,24 @@ def _time_out(conn: HTTPProtocol, timeout: float) -> None:
 
 
 def _buffered(conn: HTTPProtocol) -> int:
+    """Bytes written and not yet taken by the client: the transport's, and the kernel's.
+
+    The kernel's send queue (``TIOCOUTQ``: unsent and unacknowledged) holds
+    megabytes, and a transport's own buffer shrinks only when much of it has
+    gone: a client reading slowly but steadily empties the kernel's first.
+    """
     transport = conn.transport
     if transport is None:
         return 0
     try:
-        return transport.get_write_buffer_size()
+        pending = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
     except (AttributeError, RuntimeError):  # a transport already torn down
         return 0
+    if sock is not None:
+        try:
+            queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, _OUTQ)
+            pending += _OUTQ_FORMAT.unpack(queued)[0]
+        except (OSError, ValueError):  # not a TCP socket (Unix), or closed
+            pass
+    return pending
