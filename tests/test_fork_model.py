@@ -296,6 +296,24 @@ def test_a_child_that_answered_before_the_parent_could_watch_it_is_not_answered_
     assert "cannot watch child" not in proc.output()
 
 
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_that_reaches_a_child_as_it_is_forked_is_not_the_parents(
+    spawn_qactuar, signum,
+):
+    # Ctrl-C or a service manager's SIGTERM reaches the whole process group,
+    # a child just forked included. Before the child put its own handlers in
+    # place, the parent's took the signal and passed it to the parent's event
+    # loop (the wakeup descriptor both share): the parent stopped although it
+    # was never signalled, or took a single Ctrl-C for two and stopped at once.
+    proc = spawn_qactuar(*FORK, launcher="failing_fork",
+                         env={"TERM_IN_CHILD": "1", "TERM_SIGNAL": signum})
+    assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
+    time.sleep(0.3)  # the loop has read its wakeup descriptor
+    assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
+    assert "stopping" not in proc.output(), proc.output()
+    no_children(proc)
+
+
 def test_a_failed_fork_answers_503_and_the_parent_goes_on(spawn_qactuar):
     # the first fork fails as when out of processes (EAGAIN)
     proc = spawn_qactuar(*FORK, launcher="failing_fork", env={"FAIL_FORKS": "1"})

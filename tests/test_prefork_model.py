@@ -375,6 +375,26 @@ def test_a_failed_fork_of_a_worker_is_retried_and_the_master_goes_on(spawn_qactu
     assert master.wait(10) == 0
 
 
+def test_a_sigterm_that_reaches_a_worker_as_it_is_forked_is_not_lost(spawn_qactuar):
+    # The master's stop signal may reach a worker forked a moment before,
+    # while it still has the master's handlers (which only queue a signal for
+    # the master's loop): a worker that lost it served on, and the master
+    # waited GRACEFUL_TIMEOUT for it (a stop that hung in CI). The signal
+    # must take effect: the worker ends before it serves, and is replaced.
+    master = spawn_qactuar(
+        APP, "--model", "prefork", "--workers", "1",
+        launcher="failing_fork", env={"TERM_IN_CHILD": "1"},
+    )
+    first = int(re.findall(r"Started worker (\d+)", master.output())[0])
+    wait_until(lambda: ready_lines(master.output()) - {first}, 10, what="a second worker serving")
+    assert first not in ready_lines(master.output()), master.output()
+    assert re.search(rf"Worker {first} failed to start: .*SIGTERM", master.output()), (
+        master.output())
+    assert httpx.get(master.url + "/", timeout=5).text != str(first)
+    master.signal(signal.SIGTERM)
+    assert master.wait(10) == 0
+
+
 def test_worker_with_blocked_loop_is_killed_after_worker_timeout(prefork):
     master = prefork(MARKED, "--workers", "2", "--worker-timeout", "1.5")
     blocked: dict[str, Any] = {}

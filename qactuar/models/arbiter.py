@@ -213,13 +213,22 @@ class Arbiter:
         # permanent generation: the workers' collections never write to
         # those pages, so they stay shared.
         gc.freeze()
+        # A signal sent to the worker before it has its own handlers would
+        # reach the master's (which only queue it for the master's loop) and
+        # be lost: a stop's SIGTERM with it. Blocked, it waits, pending,
+        # until worker_main unblocks it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        pid = -1
         try:
             pid = os.fork()
         except OSError:
             slot.close()
             raise
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
         if pid == 0:
-            worker_main(spec)  # never returns
+            worker_main(spec, _HANDLED)  # never returns
         self.fork_failures = 0
         self.workers[pid] = WorkerRecord(
             pid, slot, self.generation, limit, time.monotonic(), lane=lane

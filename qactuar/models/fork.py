@@ -58,6 +58,7 @@ from ..websocket import WebSocketSession
 from .async_ import serve_with_signals
 from .exits import describe_exit
 from .fork_child import (
+    PARENT_SIGNALS,
     REUSE,
     STOPPING,
     UNTOUCHED,
@@ -303,12 +304,17 @@ class ForkServer(ForkStops, Server, ChildFds):
         """fork(): the child's pid, 0 in the child, -1 (slot freed, logged) on failure."""
         sys.stdout.flush()
         sys.stderr.flush()
+        signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)  # see PARENT_SIGNALS
+        pid = -1
         try:
-            return os.fork()
+            pid = os.fork()
         except OSError as exc:  # EAGAIN or ENOMEM: out of processes or memory
             self.free_slots.append(slot)
             logger.error("cannot fork for %s: %s", conn.client, exc)
-            return -1
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
+        return pid
 
     def _unwatched(self, pid: int, slot: int, conn: HTTPProtocol, exc: OSError) -> int:
         """A child the parent cannot watch: killed and reaped; its wait status."""

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..server.server import ServerState
     from .fork import ForkServer
 
-__all__ = ["GOING_AWAY", "STOPPING", "serve_connection", "serve_relayed"]
+__all__ = ["GOING_AWAY", "PARENT_SIGNALS", "STOPPING", "serve_connection", "serve_relayed"]
 
 child_logger = logging.getLogger("qt_child")
 
@@ -51,6 +51,13 @@ GOING_AWAY = signal.SIGUSR1
 #: stop. The parent keeps it blocked, so a child forked just before the stop
 #: holds it pending until its handler is in place (``_serve``).
 STOPPING = signal.SIGUSR2
+
+#: The parent's stop signals. A child that got one before ``_enter`` ignores
+#: it would run the parent's handler, which hands the signal to the parent's
+#: event loop through the wakeup descriptor both processes share: the parent
+#: would stop (or take a single Ctrl-C for a second one). The parent blocks
+#: them around fork(); ``_enter`` unblocks them once they are ignored.
+PARENT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # slot values: what the child did with its connection
 UNTOUCHED, RESPONDING, REUSE, CLOSE = 0, 1, 2, 3
@@ -68,6 +75,7 @@ def _enter(server: ForkServer, own: int) -> asyncio.AbstractEventLoop:
     _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     _signal.signal(_signal.SIGHUP, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, PARENT_SIGNALS)
     # The parent's objects (its loop, transports, sockets) must never be
     # freed here: their finalizers would close descriptors this child still
     # uses or unregister the parent's fds from the epoll instance both

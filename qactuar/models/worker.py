@@ -27,7 +27,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -269,11 +269,16 @@ def _serve(spec: WorkerSpec, sockets: list[socket.socket]) -> int:
         return runner.run(server.run(sockets))
 
 
-def worker_main(spec: WorkerSpec) -> NoReturn:
-    """Run in a freshly forked child: serve until stopped, then exit the process."""
+def worker_main(spec: WorkerSpec, blocked: Iterable[int] = ()) -> NoReturn:
+    """Run in a freshly forked child: serve until stopped, then exit the process.
+
+    ``blocked``: the signals the master blocked around fork(); a signal that
+    came meanwhile is acted on once the worker's own handlers are in place.
+    """
     code = 1
     try:
         _reset_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         os.close(spec.wake_read_fd)
         _die_with_master()
         if os.getppid() != spec.master_pid:

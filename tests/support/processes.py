@@ -211,7 +211,12 @@ class Spawned:
         return wait_until(seen, timeout, what=f"{text!r} in qactuar's output")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        stop_process(self.proc, timeout)
+        """stop_process(); if it had to kill, the AssertionError ends with the server's output."""
+        try:
+            stop_process(self.proc, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- its output, last 4000 characters ---\n"
+                                 + self.output()[-4000:]) from None
 
 
 def _listen_mode(args: Sequence[str], listen: str) -> str:
