@@ -272,11 +272,34 @@ class Config:
         "nothing before the connection is dropped (0 = off).",
         at_least(0),
     )
-    ADMIN_HOST: str = _setting(
-        "localhost", "Admin socket address (the admin socket is not built yet)."
+    # -- the admin socket (README: "The admin socket") --
+    ADMIN_ENABLED: bool = _setting(
+        False,
+        "Serve the admin socket (status, Prometheus metrics, live config, apps, dashboard) "
+        "in the parent, master or process: never in a child or worker.",
     )
-    ADMIN_PORT: int = _setting(
-        1986, "Admin socket port (the admin socket is not built yet).", port_number
+    ADMIN_HOST: str = _setting(
+        "localhost", "Admin socket address; anything but loopback needs ADMIN_TOKEN."
+    )
+    ADMIN_PORT: int = _setting(1986, "Admin socket port; 0 picks a free one.", port_number)
+    ADMIN_UDS: str = _setting(
+        "", "Serve the admin socket on this Unix socket path instead (file mode 0600)."
+    )
+    ADMIN_TOKEN: str = _setting(
+        "",
+        "Bearer token every admin request needs (also QACTUAR_ADMIN_TOKEN); empty: one is "
+        "generated at start and written to ADMIN_TOKEN_FILE.",
+    )
+    ADMIN_TOKEN_FILE: str = _setting(
+        "",
+        "Where a generated admin token is written, mode 0600 (default: "
+        "$XDG_RUNTIME_DIR/qactuar/, else ~/.cache/qactuar/, admin-<port>.token).",
+    )
+    ADMIN_ALLOW_INSTALL: bool = _setting(
+        False, "Let POST /apps clone a git repository and mount an app from it (runs its code)."
+    )
+    APPS_DIR: str = _setting(
+        "qactuar_apps", "Directory the admin socket's git installs are cloned into."
     )
     SELECT_SLEEP_TIME: float = _setting(
         0.025, "Kept for compatibility with qactuar 0.1; unused.", at_least(0)
