@@ -5,23 +5,31 @@ signal wake-up fd, and workers saying they are ready or want replacing, write
 to it) or on its tick, then handles the queued signals, reaps dead workers,
 kills hung ones and starts or stops workers as ``pool.plan()`` says, which
 makes recycling, reload, SIGTTIN and SIGTTOU one mechanism.
+
+That loop is a coroutine on an asyncio event loop (the standard one, never
+uvloop: uvloop points ``signal.set_wakeup_fd`` at its own socket whenever it
+runs, so the wake pipe would never hear a signal), so that the master can
+serve the admin socket (a ``Companion``) on the same loop, without a thread:
+a thread could hold a lock at the moment the master forks. Workers are forked
+from inside the running loop; a new worker leaves that loop alone (never
+closes or runs it: its epoll instance is the master's too) and makes its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import gc
 import logging
 import os
 import random
-import select
 import signal
 import socket
 import sys
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..asgi.types import ASGIApp
 from ..config import Config
@@ -34,7 +42,7 @@ from .worker import WorkerSpec, worker_main
 if TYPE_CHECKING:
     from .prefork import PreforkSockets
 
-__all__ = ["Arbiter", "cpu_count"]
+__all__ = ["Arbiter", "Companion", "cpu_count"]
 
 logger = logging.getLogger("qt_server")
 
@@ -54,6 +62,22 @@ _HANDLED = (
     signal.SIGTTOU,
     signal.SIGCHLD,
 )
+
+
+class Companion(Protocol):
+    """What the master serves beside supervising, on its loop (the admin socket)."""
+
+    async def start(self) -> None:
+        """Begin serving (on the running loop), before the first worker starts."""
+        ...
+
+    async def stop(self, now: bool) -> None:
+        """Stop serving, once every worker is gone; ``now``: without waiting on clients."""
+        ...
+
+    def in_child(self) -> None:
+        """In a new worker, first thing: close every descriptor of the companion's."""
+        ...
 
 
 def cpu_count() -> int:
@@ -107,6 +131,12 @@ class Arbiter:
         self._wake_r, self._wake_w = os.pipe()  # close-on-exec already
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        #: Served on the master's loop beside supervising (the admin socket).
+        self.companion: Companion | None = None
+        #: Set when the wake pipe was read since the last ``sleep``; None
+        #: until the pipe is watched by a running loop (``_watch_wake_pipe``).
+        self._woken: asyncio.Event | None = None
+        self._watching: asyncio.AbstractEventLoop | None = None
 
     # the admin socket's view ------------------------------------------------------
 
@@ -166,20 +196,42 @@ class Arbiter:
                 stop = "now"
         return stop
 
-    def sleep(self, timeout: float) -> None:
+    def _watch_wake_pipe(self) -> None:
+        """Read the wake pipe from the running loop (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._watching is loop:
+            return
+        self._woken = asyncio.Event()
+        loop.add_reader(self._wake_r, self._drain_wake_pipe)
+        self._watching = loop
+
+    def _unwatch_wake_pipe(self) -> None:
+        if self._watching is not None and not self._watching.is_closed():
+            self._watching.remove_reader(self._wake_r)
+        self._watching = None
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        if self._woken is not None:
+            self._woken.set()
+
+    async def sleep(self, timeout: float) -> None:
         """Wait for a signal, a worker's message or ``timeout``."""
+        self._watch_wake_pipe()
+        woken = self._woken
+        assert woken is not None
         if self.signals:
             return
-        try:
-            ready, _, _ = select.select([self._wake_r], [], [], max(0.0, timeout))
-        except InterruptedError:
-            return
-        if ready:
+        if not woken.is_set():
             try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
+                await asyncio.wait_for(woken.wait(), max(0.0, timeout))
+            except TimeoutError:
                 pass
+        woken.clear()
 
     # workers ----------------------------------------------------------------------------
 
@@ -206,6 +258,7 @@ class Arbiter:
             wake_read_fd=self._wake_r,
             master_pid=self.pid,
             max_requests=limit,
+            in_child=self.companion.in_child if self.companion is not None else None,
         )
         sys.stdout.flush()
         sys.stderr.flush()
@@ -420,27 +473,40 @@ class Arbiter:
 
     def run(self) -> int:
         """Supervise until stopped; returns the exit status."""
-        self.install_signal_handlers()
-        logger.info("Master %d keeps %d workers", self.pid, self.num_workers)
-        try:
-            return self._loop()
-        except Exception:
-            if self.pid != os.getpid():
-                raise  # a worker's failure is the worker's to report
-            logger.exception("The master failed; stopping the workers")
-            if not self.stopping:
-                self.stop("now")
-            return 1
+        # the standard loop, not LOOP's: see the module's doc (uvloop and the wake pipe)
+        with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+            return runner.run(self.supervise())
 
-    def _loop(self) -> int:
+    async def supervise(self) -> int:
+        """``run``'s coroutine: on the running loop, until stopped; the exit status."""
+        self.install_signal_handlers()
+        self._watch_wake_pipe()
+        try:
+            if self.companion is not None:
+                await self.companion.start()
+            logger.info("Master %d keeps %d workers", self.pid, self.num_workers)
+            try:
+                return await self._loop()
+            except Exception:
+                if self.pid != os.getpid():
+                    raise  # a worker's failure is the worker's to report
+                logger.exception("The master failed; stopping the workers")
+                if not self.stopping:
+                    await self.drain("now")
+                return 1
+        finally:
+            if self.pid == os.getpid():
+                self._unwatch_wake_pipe()
+
+    async def _loop(self) -> int:
         while True:
             stop = self.handle_signals()
             if stop:
-                return self.stop(stop)
+                return await self.drain(stop)
             self.reap()
             if self.halt_reason:
                 logger.error("Workers cannot start: %s. Stopping.", self.halt_reason)
-                self.stop("now")
+                await self.drain("now")
                 return BOOT_ERROR
             failed_starts = self.check_workers()
             if failed_starts:
@@ -450,10 +516,14 @@ class Arbiter:
                 continue
             self.maintain()
             tick = beat_interval(self.config.WORKER_TIMEOUT)
-            self.sleep(min(tick, max(0.0, self.spawn_after - time.monotonic()) or tick))
+            await self.sleep(min(tick, max(0.0, self.spawn_after - time.monotonic()) or tick))
 
     def stop(self, how: str) -> int:
-        """Stop every worker (drain, or at once) and wait for them."""
+        """``drain`` from outside any event loop (a test driving the arbiter by hand)."""
+        return asyncio.run(self.drain(how))
+
+    async def drain(self, how: str) -> int:
+        """Stop every worker (drain, or at once) and wait for them, then the companion."""
         self.stopping = how
         for sock in self.listen.sockets:
             sock.close()  # once the workers close theirs, new clients are refused
@@ -471,7 +541,7 @@ class Arbiter:
                 for worker in self.workers.values():
                     self.kill(worker, signal.SIGQUIT)
             self.reap()
-            self.sleep(0.1)
+            await self.sleep(0.1)
         for worker in list(self.workers.values()):
             logger.warning("Worker %d still running; killing it", worker.pid)
             worker.killed = "stop took too long"
@@ -481,6 +551,8 @@ class Arbiter:
             except ChildProcessError:
                 pass
             self.workers.pop(worker.pid, None)
+        if self.companion is not None:
+            await self.companion.stop(now=self.stopping == "now")
         logger.info("Master %d stopped", self.pid)
         # as the async and fork models: 3 when an app's lifespan shutdown failed
         return BOOT_ERROR if self.shutdown_failures else 0

@@ -68,6 +68,9 @@ class WorkerSpec:
     master_pid: int
     #: Requests after which to retire (0: never).
     max_requests: int
+    #: Run first thing in the worker: closes the descriptors of what the
+    #: master serves beside supervising (the admin socket: ``Companion.in_child``).
+    in_child: Callable[[], None] | None = None
 
 
 class WorkerServer(Server):
@@ -269,6 +272,20 @@ def _serve(spec: WorkerSpec, sockets: list[socket.socket]) -> int:
         return runner.run(server.run(sockets))
 
 
+#: The master's event loop, which a worker forked from inside it keeps
+#: referenced for ever: never closed, run or freed here (closing it would
+#: take the master's descriptors out of the epoll instance both share).
+_masters_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _leave_masters_loop(spec: WorkerSpec) -> None:
+    global _masters_loop
+    _masters_loop = asyncio.events._get_running_loop()
+    asyncio.events._set_running_loop(None)  # the worker's Runner makes its own
+    if spec.in_child is not None:
+        spec.in_child()
+
+
 def worker_main(spec: WorkerSpec, blocked: Iterable[int] = ()) -> NoReturn:
     """Run in a freshly forked child: serve until stopped, then exit the process.
 
@@ -278,6 +295,7 @@ def worker_main(spec: WorkerSpec, blocked: Iterable[int] = ()) -> NoReturn:
     code = 1
     try:
         _reset_signals()
+        _leave_masters_loop(spec)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         os.close(spec.wake_read_fd)
         _die_with_master()
