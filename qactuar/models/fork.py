@@ -50,12 +50,12 @@ from typing import cast
 from ..asgi.cycle import AppLost, HTTPCycle
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..checks import websocket_cap
-from ..config import Config
+from ..config import Config, ConfigError
 from ..server import Server
 from ..server.gate import over_limit, shed
 from ..server.protocol import HTTPProtocol
 from ..websocket import WebSocketSession
-from .async_ import serve_with_signals
+from .async_ import bind_with_admin, serve_with_signals
 from .exits import describe_exit
 from .fork_child import (
     PARENT_SIGNALS,
@@ -402,7 +402,17 @@ class ForkServer(ForkStops, Server, ChildFds):
 def run_fork(app: ASGIApp, config: Config) -> int:
     """Serve ``app`` with a process per request until stopped."""
     server = ForkServer(app, config)
+    try:
+        sockets, admin = bind_with_admin(config, None)
+    except ConfigError as exc:
+        print(f"qactuar: {exc}", file=sys.stderr)
+        return 2
+    if admin is not None:  # the admin socket: in the parent, never a child's
+        from ..admin.backends import ForkBackend
+
+        admin.backend = ForkBackend(server)
+        admin.track_fork_children(server.child_closes)
     # pending in a child until it can act on it (fork_child.STOPPING)
     signal.pthread_sigmask(signal.SIG_BLOCK, (STOPPING,))
     with asyncio.Runner(loop_factory=loop_factory(config.LOOP)) as runner:
-        return runner.run(serve_with_signals(server, None))
+        return runner.run(serve_with_signals(server, sockets, admin))

@@ -194,4 +194,19 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
         return 1
     for where in sockets.describe():
         logger.info("Listening on %s", where)
-    return Arbiter(config, target, app, sockets).run()
+    arbiter = Arbiter(config, target, app, sockets)
+    if config.ADMIN_ENABLED:  # the admin socket: in the master, never a worker's
+        from ..admin.backends import PreforkBackend
+        from ..admin.serve import admin_socket
+
+        try:
+            admin = admin_socket(config)
+        except ConfigError as exc:
+            print(f"qactuar: {exc}", file=sys.stderr)
+            for sock in sockets.sockets:
+                sock.close()
+            return 2
+        if admin is not None:
+            admin.backend = PreforkBackend(arbiter)
+            arbiter.companion = admin
+    return arbiter.run()

@@ -296,8 +296,12 @@ class Server:
             self.servers.append(Listener(sock, factory, self.config.BACKLOG, self.drops))
         tls = self.ssl_context() is not None
         for sock in self.sockets:
-            logger.info("Listening on %s", describe(sock, tls))
+            self.announce(sock, tls)
         self.started.set()
+
+    def announce(self, sock: socket.socket, tls: bool) -> None:
+        """Log where the server listens (another server in the process says it its own way)."""
+        logger.info("Listening on %s", describe(sock, tls))
 
     async def main_loop(self) -> None:
         state = self.state

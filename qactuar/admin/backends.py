@@ -1,0 +1,169 @@
+"""The ``AdminBackend`` of each process model: what the admin app reads of it.
+
+One per model, living in the process that serves the admin socket:
+``AsyncBackend`` (the process), ``ForkBackend`` (the parent: itself and
+its live children), ``PreforkBackend`` (the master: itself and its workers,
+from the arbiter's records and their shared slots). Only the read side is
+here; the figures and the live side are plugged in at two named places:
+
+- ``gathered_totals``: the per-request figures of every process (Totals()
+  until the figures' gathering lands);
+- ``LiveNotYet``: config changes, apps, reload (501 until they land).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..config import Config
+from .backend import AdminError, AppInfo, ProcessInfo
+from .figures import Totals
+
+if TYPE_CHECKING:
+    from ..models.arbiter import Arbiter
+    from ..models.fork import ForkServer
+    from ..server import Server
+
+__all__ = ["AsyncBackend", "ForkBackend", "LiveNotYet", "PreforkBackend", "gathered_totals"]
+
+
+def gathered_totals(source: object) -> Totals:
+    """FIGURES MERGE POINT: the figures of every process of the server, folded.
+
+    ``source`` is the model's own object: the ``Server`` (async), the
+    ``ForkServer`` (fork) or the ``Arbiter`` (prefork). Until the figures'
+    gathering is merged this returns empty totals.
+    """
+    return Totals()
+
+
+def _wall(monotonic_then: float) -> float:
+    """time.time() of a time.monotonic() reading."""
+    return time.time() - (time.monotonic() - monotonic_then)
+
+
+class LiveNotYet:
+    """LIVE MERGE POINT: what changes a running server (PATCH /config, apps, reload).
+
+    Not built yet: every call is a 501. The backends below inherit it; the
+    live side replaces this class (or overrides these methods).
+    """
+
+    def live_keys(self) -> frozenset[str]:
+        raise AdminError(501, "not yet")
+
+    async def apply_config(self, changes: dict[str, Any]) -> None:
+        raise AdminError(501, "not yet")
+
+    def apps(self) -> list[AppInfo]:
+        raise AdminError(501, "not yet")
+
+    async def mount(self, route: str, target: str, source: str = "admin",
+                    app_dir: str | None = None) -> AppInfo:
+        raise AdminError(501, "not yet")
+
+    async def unmount(self, route: str) -> None:
+        raise AdminError(501, "not yet")
+
+    async def reload(self) -> None:
+        raise AdminError(501, "not yet")
+
+
+class AsyncBackend(LiveNotYet):
+    """The ``async`` model: one process."""
+
+    model = "async"
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.started = time.time()
+
+    @property
+    def config(self) -> Config:
+        return self.server.config
+
+    def processes(self) -> list[ProcessInfo]:
+        server = self.server
+        state = "stopping" if server.should_exit else "serving"
+        return [ProcessInfo(os.getpid(), "process", state, self.started,
+                            requests=server.state.requests_served)]
+
+    def totals(self) -> Totals:
+        return gathered_totals(self.server)
+
+    def counters(self) -> dict[str, int]:
+        return {"restarts": 0, "recycles": 0}
+
+
+class ForkBackend(LiveNotYet):
+    """The ``fork`` model: the parent and each child alive now."""
+
+    model = "fork"
+
+    def __init__(self, server: ForkServer) -> None:
+        self.server = server
+        self.started = time.time()
+
+    @property
+    def config(self) -> Config:
+        return self.server.config
+
+    def processes(self) -> list[ProcessInfo]:
+        server = self.server
+        state = "stopping" if server.should_exit else "serving"
+        found = [ProcessInfo(os.getpid(), "parent", state, self.started)]
+        for child in list(server.children.values()):
+            state = "timed out" if child.timed_out else "serving"
+            found.append(ProcessInfo(child.pid, "child", state, _wall(child.started),
+                                     requests=1, detail=_serving(child.conn)))
+        return found
+
+    def totals(self) -> Totals:
+        return gathered_totals(self.server)
+
+    def counters(self) -> dict[str, int]:
+        return {"children": len(self.server.children), "restarts": 0, "recycles": 0}
+
+
+def _serving(conn: Any) -> str:
+    """What a fork child serves, as the parent knows it: ``METHOD /path`` or the client."""
+    cycle = getattr(conn, "cycle", None)
+    scope = getattr(cycle, "scope", None)
+    if isinstance(scope, dict) and "path" in scope:
+        method = scope.get("method", "GET" if scope.get("type") == "websocket" else "")
+        return f"{method} {scope['path']}".strip()
+    client = getattr(conn, "client", None)
+    return f"{client[0]}:{client[1]}" if isinstance(client, tuple) else ""
+
+
+class PreforkBackend(LiveNotYet):
+    """The ``prefork`` model: the master and each worker it keeps."""
+
+    model = "prefork"
+
+    def __init__(self, arbiter: Arbiter) -> None:
+        self.arbiter = arbiter
+        self.started = _wall(arbiter.started)
+
+    @property
+    def config(self) -> Config:
+        return self.arbiter.config
+
+    def processes(self) -> list[ProcessInfo]:
+        arbiter = self.arbiter
+        state = "stopping" if arbiter.stopping else "supervising"
+        found = [ProcessInfo(arbiter.pid, "master", state, self.started)]
+        for worker in list(arbiter.workers.values()):
+            found.append(ProcessInfo(worker.pid, "worker", worker.state, _wall(worker.started),
+                                     requests=worker.slot.requests))
+        return found
+
+    def totals(self) -> Totals:
+        return gathered_totals(self.arbiter)
+
+    def counters(self) -> dict[str, int]:
+        arbiter = self.arbiter
+        return {"workers": len(arbiter.workers), "restarts": arbiter.died,
+                "recycles": arbiter.recycled}
