@@ -192,11 +192,8 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
     except BindError as exc:
         logger.error("%s", exc)
         return 1
-    for where in sockets.describe():
-        logger.info("Listening on %s", where)
-    arbiter = Arbiter(config, target, app, sockets)
+    admin = None
     if config.ADMIN_ENABLED:  # the admin socket: in the master, never a worker's
-        from ..admin.backends import PreforkBackend
         from ..admin.serve import admin_socket
 
         try:
@@ -206,7 +203,12 @@ def run_prefork(config: Config, target: str | ASGIApp | None) -> int:
             for sock in sockets.sockets:
                 sock.close()
             return 2
-        if admin is not None:
-            admin.backend = PreforkBackend(arbiter)
-            arbiter.companion = admin
+    for where in sockets.describe():
+        logger.info("Listening on %s", where)
+    arbiter = Arbiter(config, target, app, sockets)
+    if admin is not None:
+        from ..admin.backends import PreforkBackend
+
+        admin.backend = PreforkBackend(arbiter)
+        arbiter.companion = admin
     return arbiter.run()
