@@ -13,7 +13,7 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -146,12 +146,14 @@ def test_fork_status_lists_a_child_while_it_serves(spawn_qactuar, tmp_path):
     port = admin_port(server)
     with RawClient(server.port, timeout=20) as client:
         client.send(encode_request("/hold"))
-        child = marked(tmp_path, "held")
-        processes = status(port).json()["processes"]
+        try:
+            child = marked(tmp_path, "held")
+            processes = status(port).json()["processes"]
+        finally:
+            (tmp_path / "release").touch()
         assert processes[0]["pid"] == server.pid
         assert [(p["role"], p["pid"], p["detail"]) for p in processes[1:]] == [
             ("child", child, "GET /hold")]
-        (tmp_path / "release").touch()
         assert client.response().status == 200
     wait_until(lambda: len(status(port).json()["processes"]) == 1, 15,
                what="the child gone from /status")
@@ -263,10 +265,13 @@ def test_no_fork_child_holds_the_admin_socket_or_its_connections(spawn_qactuar, 
         assert admin.response().status == 200
         [connection] = tcp_inodes(port, admin.sock.getsockname()[1])
         client.send(encode_request("/hold"))
-        child = marked(tmp_path, "held")
-        assert {listening, connection} <= socket_inodes(server.pid)  # the parent's
-        assert not {listening, connection} & socket_inodes(child)
-        (tmp_path / "release").touch()
+        try:
+            child = marked(tmp_path, "held")
+            parents, childs = socket_inodes(server.pid), socket_inodes(child)
+        finally:
+            (tmp_path / "release").touch()
+        assert {listening, connection} <= parents
+        assert not {listening, connection} & childs
         assert client.response().status == 200
 
 
@@ -311,7 +316,6 @@ def test_sigterm_stops_everything_with_admin_clients_connected(model, spawn_qact
     if model == "prefork":
         server.wait_for_log(" serving", count=2)
     with ExitStack() as stack:
-        clients: list[Callable[[], Any]] = []
         for i in range(6):
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), 10))
             if i % 3 == 1:
@@ -321,7 +325,6 @@ def test_sigterm_stops_everything_with_admin_clients_connected(model, spawn_qact
                 client.send(b"GET /status HTTP/1.1\r\nhost: a\r\nauthorization: Bearer "
                             + TOKEN.encode() + b"\r\n\r\n")
                 assert client.response().status == 200  # kept alive, idle
-            clients.append(sock.close)
         term_at = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(15) == 0
