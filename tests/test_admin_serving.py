@@ -213,6 +213,43 @@ def test_a_non_loopback_admin_host_needs_an_explicit_token(model, tmp_path):
     assert not (tmp_path / "qactuar").exists()  # no token written for a refused start
 
 
+def test_the_ipv6_loopback_needs_no_explicit_token(spawn_qactuar, tmp_path):
+    if not socket.has_ipv6 or not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    server = spawn_qactuar("basic:hello", "--model", "async", "--admin-enabled",
+                           "--admin-host", "::1", "--admin-port", "0",
+                           env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    found = re.search(r"Admin socket on http://\[::1\]:(\d+)", server.output())
+    assert found is not None, server.output()
+    token = (tmp_path / "qactuar" / f"admin-{found.group(1)}.token").read_text().strip()
+    answer = httpx.get(f"http://[::1]:{found.group(1)}/status",
+                       headers={"authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 200
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_a_busy_admin_uds_stops_start_up_in_one_line(tmp_path):
+    path = str(tmp_path / "admin.sock")
+    with socket.socket(socket.AF_UNIX) as taken:
+        taken.bind(path)
+        taken.listen(1)
+        result = run_qactuar("basic:hello", "--model", "async", "--host", "127.0.0.1",
+                             "--port", "0", "--admin-enabled", "--admin-uds", path,
+                             "--admin-token", TOKEN)
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"qactuar: config ADMIN_UDS={path!r} (from command line): "
+        f"cannot listen on unix:{path}: Address already in use")
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_admin_uds_is_0600_served_and_removed_at_stop(model, spawn_qactuar, tmp_path):
     path = tmp_path / "admin.sock"
@@ -288,19 +325,23 @@ def burst(url: str, count: int) -> float:
 
 
 @pytest.mark.parametrize("model", ["async", "fork"])
-def test_admin_clients_that_send_nothing_or_half_a_request_do_not_delay_the_main_port(
+def test_admin_clients_that_read_nothing_or_send_half_a_request_do_not_delay_the_main_port(
     model, spawn_qactuar
 ):
     server = spawn_qactuar("basic:hello", "--model", model, *ADMIN, "--admin-token", TOKEN)
     port = admin_port(server)
     baseline = burst(server.url + "/", 30)
     with ExitStack() as stack:
-        for i in range(50):
+        request = (b"GET /status HTTP/1.1\r\nhost: a\r\nauthorization: Bearer "
+                   + TOKEN.encode() + b"\r\n\r\n")
+        for i in range(60):
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), 10))
-            if i % 2:
-                sock.sendall(b"GET /status HTTP/1.1\r\nhost: a\r\nauthoriz")
+            if i % 3 == 1:
+                sock.sendall(request[:40])  # half a request head
+            elif i % 3 == 2:
+                sock.sendall(request * 50)  # 50 answers it never reads
         # each of them accepted and read by the admin server: one more request's
-        # access line comes after the 50 connections in its accept queue
+        # access line comes after the 60 connections in its accept queue
         assert status(port).status_code == 200
         server.wait_for_log('"GET /status HTTP/1.1" 200')
         loaded = burst(server.url + "/", 30)
