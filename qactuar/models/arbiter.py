@@ -29,11 +29,12 @@ import socket
 import sys
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..asgi.types import ASGIApp
 from ..config import Config
 from .exits import describe_exit
+from .master_loop import Companion, WakePipe
 from .pool import MAX_REQUESTS_REASON, WorkerRecord, plan
 from .reload import config_for_reload
 from .slot import BOOT_ERROR, STACK_SIGNAL, WorkerSlot, WorkerState, beat_interval
@@ -64,22 +65,6 @@ _HANDLED = (
 )
 
 
-class Companion(Protocol):
-    """What the master serves beside supervising, on its loop (the admin socket)."""
-
-    async def start(self) -> None:
-        """Begin serving (on the running loop), before the first worker starts."""
-        ...
-
-    async def stop(self, now: bool) -> None:
-        """Stop serving, once every worker is gone; ``now``: without waiting on clients."""
-        ...
-
-    def in_child(self) -> None:
-        """In a new worker, first thing: close every descriptor of the companion's."""
-        ...
-
-
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -87,7 +72,7 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-class Arbiter:
+class Arbiter(WakePipe):
     """The master process: forks and supervises workers; never serves.
 
     ``listen`` holds the master's sockets (the shared listening socket, or
@@ -128,15 +113,9 @@ class Arbiter:
         self.reloads = 0
         #: Workers whose lifespan shutdown failed: the master's exit status says so.
         self.shutdown_failures = 0
-        self._wake_r, self._wake_w = os.pipe()  # close-on-exec already
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self.init_wake_pipe()  # master_loop.py
         #: Served on the master's loop beside supervising (the admin socket).
         self.companion: Companion | None = None
-        #: Set when the wake pipe was read since the last ``sleep``; None
-        #: until the pipe is watched by a running loop (``_watch_wake_pipe``).
-        self._woken: asyncio.Event | None = None
-        self._watching: asyncio.AbstractEventLoop | None = None
 
     # the admin socket's view ------------------------------------------------------
 
@@ -195,43 +174,6 @@ class Arbiter:
                 logger.info("SIGQUIT: stopping now")
                 stop = "now"
         return stop
-
-    def _watch_wake_pipe(self) -> None:
-        """Read the wake pipe from the running loop (once per loop)."""
-        loop = asyncio.get_running_loop()
-        if self._watching is loop:
-            return
-        self._woken = asyncio.Event()
-        loop.add_reader(self._wake_r, self._drain_wake_pipe)
-        self._watching = loop
-
-    def _unwatch_wake_pipe(self) -> None:
-        if self._watching is not None and not self._watching.is_closed():
-            self._watching.remove_reader(self._wake_r)
-        self._watching = None
-
-    def _drain_wake_pipe(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        if self._woken is not None:
-            self._woken.set()
-
-    async def sleep(self, timeout: float) -> None:
-        """Wait for a signal, a worker's message or ``timeout``."""
-        self._watch_wake_pipe()
-        woken = self._woken
-        assert woken is not None
-        if self.signals:
-            return
-        if not woken.is_set():
-            try:
-                await asyncio.wait_for(woken.wait(), max(0.0, timeout))
-            except TimeoutError:
-                pass
-        woken.clear()
 
     # workers ----------------------------------------------------------------------------
 
