@@ -186,6 +186,17 @@ def test_a_generated_token_is_written_0600_its_path_logged_never_the_token(
 # start-up errors ----------------------------------------------------------------------------
 
 
+def test_a_token_file_that_cannot_be_written_stops_start_up_in_one_line(tmp_path):
+    (tmp_path / "plain").write_text("a file, not a folder")
+    path = str(tmp_path / "plain" / "admin.token")
+    result = run_qactuar("basic:hello", "--model", "async", "--host", "127.0.0.1", "--port",
+                         "0", *ADMIN, "--admin-token-file", path)
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"qactuar: config ADMIN_TOKEN_FILE={path!r} (from command line): cannot write the "
+        f"admin token to {path}: Not a directory")
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_a_busy_admin_port_stops_start_up_in_one_line(model):
     with socket.socket() as taken:

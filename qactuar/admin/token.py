@@ -47,7 +47,7 @@ def default_token_path(port_or_uds: int | str) -> str:
 def write_token_file(path: str, token: str) -> None:
     """Write ``token`` to ``path``, mode 0600, atomically (OSError if it cannot)."""
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
+    if not os.path.lexists(directory):  # (a file there: open() says "Not a directory")
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)  # makedirs' mode is subject to the umask
     temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
