@@ -82,14 +82,11 @@ def checked_changes(config: Config, body: dict[str, Any], live: frozenset[str]) 
         try:
             trial.update({key: value}, SOURCE)
         except ConfigError as exc:
-            message = str(exc)
-            if is_secret(key):
-                message = f"config {key}={MASK!r} (from {SOURCE}): {exc.reason}"
-            raise Refusal(400, message, key=key) from None
+            raise Refusal(400, _message(exc), key=key) from None
     try:
         check_config(trial)
     except ConfigError as exc:
-        raise Refusal(400, str(exc), key=exc.key) from None
+        raise Refusal(400, _message(exc), key=exc.key) from None
     for key in body:
         if key.startswith(GUARDED_PREFIX):
             raise Refusal(409, f"{key} changes only with a restart: the admin socket does "
@@ -98,6 +95,13 @@ def checked_changes(config: Config, body: dict[str, Any], live: frozenset[str]) 
             raise Refusal(409, f"{key} cannot change while the server runs: restart it to "
                           "change it", key=key)
     return {key: getattr(trial, key) for key in body}
+
+
+def _message(exc: ConfigError) -> str:
+    """A ConfigError's message, the value masked when the key is a secret."""
+    if is_secret(exc.key) and exc.value:
+        return f"config {exc.key}={MASK!r} (from {exc.source}): {exc.reason}"
+    return str(exc)
 
 
 def _file_keys(path: str) -> list[str]:

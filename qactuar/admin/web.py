@@ -118,9 +118,11 @@ class Request:
         if not raw.strip():
             raise Refusal(400, "the body is empty: a JSON object was expected")
         try:
-            return json.loads(raw)
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise Refusal(400, "the body is not UTF-8 text: a JSON object was expected") from None
+        try:
+            return json.loads(text)
         except json.JSONDecodeError as exc:
             raise Refusal(
                 400, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
