@@ -121,18 +121,14 @@ class Sampler:
         return rates
 
 
-def _seconds(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
-
-
 def totals_figures(totals: Totals, sampler: Sampler) -> dict[str, Any]:
     whole = totals.latency()
     routes = {}
     for name, route in sorted(totals.routes.items()):
         routes[name] = {
             "requests": route.count,
-            "p50": _seconds(quantile(route.buckets, 0.5)),
-            "p99": _seconds(quantile(route.buckets, 0.99)),
+            "p50": quantile(route.buckets, 0.5),
+            "p99": quantile(route.buckets, 0.99),
         }
     return {
         "requests": totals.requests,
@@ -141,7 +137,7 @@ def totals_figures(totals: Totals, sampler: Sampler) -> dict[str, Any]:
         "connections": {"http": totals.http_connections,
                         "websocket": totals.websocket_connections},
         "status_classes": totals.by_class(),
-        "latency": {q: _seconds(quantile(whole.buckets, v))
+        "latency": {q: quantile(whole.buckets, v)
                     for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
         "bytes": {"in": totals.bytes_in, "out": totals.bytes_out},
         "routes": routes,
