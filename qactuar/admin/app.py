@@ -207,7 +207,7 @@ class AdminApp:
         log_change(request, "signed in")
         cookie = cookie_header(sid, self.guard.session_age)
         if form:
-            return Answer(303, b"", "text/plain", [cookie, ("location", "/")])
+            return json_answer(303, {"signed_in": True}, [cookie, ("location", "/")])
         return json_answer(200, {"signed_in": True}, [cookie])
 
     async def logout(self, request: Request) -> Answer:

@@ -80,7 +80,9 @@ class Endpoints:
         body = await request.json_object()
         async with self.lock:
             config = self.backend.config
-            changes = checked_changes(config, body, self.backend.live_keys())
+            # the checks may read files (TLS certificates): off the loop, on a copy
+            changes = await asyncio.to_thread(
+                checked_changes, copy.deepcopy(config), body, self.backend.live_keys())
             old = {key: copy.deepcopy(getattr(config, key)) for key in changes}
             try:
                 await self.backend.apply_config(changes)
@@ -112,16 +114,16 @@ class Endpoints:
         unknown = sorted(set(body) - {"route", "app", "git", "ref", "requirements"})
         if unknown:
             raise Refusal(400, f"unknown field {unknown[0]!r}", key=unknown[0])
-        async with self.lock:
-            if "git" in body:
-                info = await self.installer.install(body, route, target)
-                what = f"app {target} from git {redacted(str(body['git']))!r}"
-            else:
+        if "git" in body:  # the clone runs unlocked; its mount takes the lock
+            info = await self.installer.install(body, route, target, self.lock)
+            what = f"app {target} from git {redacted(str(body['git']))!r}"
+        else:
+            async with self.lock:
                 try:
                     info = await self.backend.mount(route, target)
                 except AdminError as exc:
                     raise Refusal(exc.status, exc.reason) from None
-                what = f"app {target}"
+            what = f"app {target}"
         log_change(request, f"{what} mounted at {route}")
         return json_answer(201, dataclasses.asdict(info))
 

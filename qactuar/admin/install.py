@@ -71,8 +71,11 @@ class Installer:
     def __init__(self, backend: AdminBackend, timeout: float = 300.0) -> None:
         self.backend = backend
         self.timeout = timeout
+        #: clones under way: a second install to the same place is a 409 too
+        self._pending: set[str] = set()
 
-    async def install(self, body: dict[str, Any], route: str, target: str) -> AppInfo:
+    async def install(self, body: dict[str, Any], route: str, target: str,
+                      lock: asyncio.Lock) -> AppInfo:
         config = self.backend.config
         if not config.ADMIN_ALLOW_INSTALL:
             raise Refusal(403, "installing from git is off: it runs the clone's code "
@@ -87,10 +90,18 @@ class Installer:
             raise Refusal(400, "'requirements' must be true or false", key="requirements")
         apps_dir = os.path.abspath(config.APPS_DIR)
         dest = os.path.join(apps_dir, clone_name(url))
-        if os.path.lexists(dest):
+        if dest in self._pending or os.path.lexists(dest):
             raise Refusal(409, f"{dest} already exists: remove it or choose another URL")
-        await asyncio.to_thread(os.makedirs, apps_dir, exist_ok=True)
-        command = ["git", "clone", "--depth=1", "--quiet"]
+        self._pending.add(dest)
+        try:
+            return await self._install(url, ref, requirements, dest, route, target, lock, hide)
+        finally:
+            self._pending.discard(dest)
+
+    async def _install(self, url: str, ref: str, requirements: bool, dest: str, route: str,
+                       target: str, lock: asyncio.Lock, hide: str) -> AppInfo:
+        await asyncio.to_thread(os.makedirs, os.path.dirname(dest), exist_ok=True)
+        command = ["git", "-c", "protocol.ext.allow=never", "clone", "--depth=1", "--quiet"]
         if ref:
             command += ["--branch", ref]
         command += ["--", url, dest]
@@ -102,10 +113,11 @@ class Installer:
                     raise Refusal(400, "the clone has no requirements.txt to install")
                 await self._run([sys.executable, "-m", "pip", "install", "--quiet",
                                  "-r", wanted], "pip install", hide)
-            try:
-                return await self.backend.mount(route, target, source="git", app_dir=dest)
-            except AdminError as exc:
-                raise Refusal(exc.status, exc.reason) from None
+            async with lock:
+                try:
+                    return await self.backend.mount(route, target, source="git", app_dir=dest)
+                except AdminError as exc:
+                    raise Refusal(exc.status, exc.reason) from None
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, dest, True)
             raise

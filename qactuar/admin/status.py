@@ -89,23 +89,27 @@ class Sampler:
             "rss": rss,
         })
 
-    async def maybe_sample(self) -> None:
-        """Sample if the last one is older than INTERVAL (when no task samples)."""
-        if self._busy or (self._mark is not None and
-                          self.clock() - self._mark.t < self.INTERVAL):
-            return
+    async def _take(self) -> None:
         self._busy = True
         try:
             await self.sample()
         finally:
             self._busy = False
 
+    async def maybe_sample(self) -> None:
+        """Sample if the last one is older than INTERVAL (when no task samples)."""
+        if self._busy or (self._mark is not None and
+                          self.clock() - self._mark.t < self.INTERVAL):
+            return
+        await self._take()
+
     async def run(self) -> None:
-        """Sample about every INTERVAL until cancelled."""
+        """Sample every INTERVAL until cancelled."""
         while True:
             started = self.clock()
-            with contextlib.suppress(Exception):  # a failed look is a gap, not the end
-                await self.maybe_sample()
+            if not self._busy:
+                with contextlib.suppress(Exception):  # a failed look is a gap, not the end
+                    await self._take()
             await asyncio.sleep(max(0.05, self.INTERVAL - (self.clock() - started)))
 
     def rates(self, requests: int) -> dict[str, float]:
