@@ -125,19 +125,21 @@ def test_rates_of_a_young_server_are_over_its_life() -> None:
 def test_series_fills_about_once_a_second_while_served() -> None:
     backend = FakeBackend()
     with serve_admin(backend) as srv:
-        def points() -> list[dict[str, Any]]:
-            answer = httpx.get(srv.url + "/status/series", headers=AUTH)
-            assert answer.status_code == 200
-            return list(answer.json()["points"])
-
-        # the lifespan started the sampler: two samples make the first point
-        first = wait_until(points, what="a point in /status/series")
-        assert first[0]["processes"] == 1 and first[0]["rss"] > 0
-        assert set(first[0]) == {"t", "rps", "p50", "p99", "classes", "processes", "rss"}
+        sampler = srv.app.sampler  # type: ignore[attr-defined]
+        # no request samples lazily here: the lifespan's task fills the series
+        wait_until(lambda: len(sampler.series) >= 1, what="a first point")
         backend.figures.routes["/blog"].requests[("GET", "2xx")] += 100
-        later = wait_until(lambda: [p for p in points() if p["rps"] > 0],
-                           what="a point with the new requests")
-        assert later[0]["classes"]["2xx"] == later[0]["rps"] > 0
+        wait_until(lambda: any(p["rps"] > 0 for p in sampler.series),
+                   what="a point with the new requests")
+        answer = httpx.get(srv.url + "/status/series", headers=AUTH)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["interval"] == 1.0
+        first = body["points"][0]
+        assert set(first) == {"t", "rps", "p50", "p99", "classes", "processes", "rss"}
+        assert first["processes"] == 1 and first["rss"] > 0
+        busy = [p for p in body["points"] if p["rps"] > 0]
+        assert busy and busy[0]["classes"]["2xx"] == busy[0]["rps"]
 
 
 def families(text: str) -> dict[str, Any]:
