@@ -11,6 +11,7 @@ import subprocess
 from typing import Any
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 import pytest
 from support.adminfake import TOKEN, FakeBackend, assert_no_token, serve_admin
 
@@ -186,3 +187,25 @@ def test_requirements_are_installed_only_when_asked(tmp_path: Any, bare_repo: st
         assert answer.status_code == 201, answer.text
     assert backend.calls == [("mount", ("/blog", "blog:app", "git",
                                         str(tmp_path / "apps" / "blogapp")))]
+
+
+def test_a_clone_that_hangs_is_killed_at_the_timeout_and_removed(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pid_file = tmp_path / "git.pid"
+    fake_git = bin_dir / "git"  # makes its destination, says its pid, then hangs
+    fake_git.write_text('#!/bin/sh\nfor last; do :; done\nmkdir -p "$last"\n'
+                        f'echo $$ > {pid_file}\nexec sleep 60\n')
+    fake_git.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    backend = installing(tmp_path)
+    with serve_admin(backend, install_timeout=1.0) as srv:
+        answer = httpx.post(srv.url + "/apps", headers=AUTH, timeout=60, json={
+            "git": "https://example.org/slow.git", "route": "/slow", "app": "slow:app"})
+        assert (answer.status_code, answer.json()) == (
+            504, {"error": "git clone did not finish within 1 s"})
+    pid = int(pid_file.read_text())
+    assert not psutil.pid_exists(pid)  # killed and reaped
+    assert os.listdir(tmp_path / "apps") == []
+    assert backend.calls == []

@@ -181,3 +181,25 @@ def test_a_delayed_401_holds_neither_the_loop_nor_other_requests() -> None:
             thread.join(30)
         assert outcome == [401]
         assert delays == [3.0]
+
+
+def test_the_failure_table_is_bounded_and_forgets() -> None:
+    now = [0.0]
+    guard = Guard(TOKEN, delay_base=1.0, max_addresses=2, clock=lambda: now[0])
+    assert [guard.failed("a"), guard.failed("a"), guard.failed("b")] == [0.0, 1.0, 0.0]
+    guard.failed("c")  # a third address: the oldest ("a") is forgotten
+    assert guard.failed("a") == 0.0
+    now[0] += 901.0  # a quarter of an hour without a failure: "a" starts over
+    assert guard.failed("a") == 0.0
+
+
+def test_head_and_websocket() -> None:
+    with serve_admin(FakeBackend()) as srv:
+        head = httpx.head(srv.url + "/status", headers=AUTH)
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) > 100
+        with srv.connect() as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 403 ")
