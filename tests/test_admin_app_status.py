@@ -189,3 +189,18 @@ def test_metrics_parse_and_agree_with_the_backend() -> None:
         again = families(httpx.get(srv.url + "/metrics", headers=AUTH).text)
         key = (("method", "GET"), ("route", "/blog"), ("status_class", "2xx"))
         assert values(again["qactuar_requests"], "_total")[key] == 45
+
+
+def test_a_backend_failure_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(FakeBackend):
+        def totals(self) -> Any:
+            raise RuntimeError("figures unreadable")
+
+    with serve_admin(Broken()) as srv:
+        answer = httpx.get(srv.url + "/status", headers=AUTH)
+        assert (answer.status_code, answer.json()) == (
+            500, {"error": "the admin socket failed: see the server's log"})
+        assert httpx.get(srv.url + "/config", headers=AUTH).status_code == 200
+    [record] = [r for r in caplog.records if r.getMessage() == "admin: GET /status failed"]
+    assert record.name == "qt_server" and record.exc_info is not None
+    assert "figures unreadable" in str(record.exc_info[1])

@@ -124,6 +124,8 @@ class AdminApp:
         except Refusal as refusal:
             answer = refusal.answer()
         except Exception:
+            if request.delegated:
+                raise  # the dashboard's own failure: the core answers (or closes) for it
             logger.exception("admin: %s %s failed", request.method, printable(request.path))
             answer = json_answer(500, {"error": "the admin socket failed: see the server's log"})
         if answer is not None:
@@ -155,6 +157,7 @@ class AdminApp:
                            printable(request.path), request.client, problem)
             raise Refusal(403, problem)
         if self._is_dashboard(request.path):
+            request.delegated = True
             await self.dashboard(request.scope, request.receive, send)
             return None
         handler = methods[request.method] if request.method != "HEAD" else methods["GET"]

@@ -76,6 +76,8 @@ class Request:
             self.headers.setdefault(name, raw_value.decode("latin-1"))
         #: "token" or "dashboard session" once the guard let it in
         self.identity = ""
+        #: handed to the dashboard's app, which answers itself
+        self.delegated = False
 
     @property
     def client(self) -> str:
