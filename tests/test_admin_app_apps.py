@@ -86,19 +86,23 @@ def git(*args: str, cwd: Any = None) -> None:
                    cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def bare_repo(tmp_path: Any) -> str:
+def make_bare(root: Any, requirements: str = "") -> str:
     """A bare repository (``blogapp.git``) whose ``main`` holds blog.py and requirements.txt."""
-    work = tmp_path / "work"
+    work = root / "work"
     work.mkdir()
     (work / "blog.py").write_text("async def app(scope, receive, send):\n    pass\n")
-    (work / "requirements.txt").write_text("")
+    (work / "requirements.txt").write_text(requirements)
     git("init", "-q", cwd=work)
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", "blog", cwd=work)
-    bare = tmp_path / "blogapp.git"
+    bare = root / "blogapp.git"
     git("clone", "-q", "--bare", str(work), str(bare))
     return str(bare)
+
+
+@pytest.fixture
+def bare_repo(tmp_path: Any) -> str:
+    return make_bare(tmp_path)
 
 
 def installing(tmp_path: Any, allow: bool = True) -> FakeBackend:
@@ -179,7 +183,7 @@ def test_a_clone_that_exists_is_409_and_kept(tmp_path: Any, bare_repo: str) -> N
     assert os.listdir(kept) == ["mine.txt"]
 
 
-def test_requirements_are_installed_only_when_asked(tmp_path: Any, bare_repo: str) -> None:
+def test_empty_requirements_install_and_mount(tmp_path: Any, bare_repo: str) -> None:
     backend = installing(tmp_path)
     with serve_admin(backend) as srv:
         answer = httpx.post(srv.url + "/apps", headers=AUTH, timeout=120, json={
@@ -209,3 +213,21 @@ def test_a_clone_that_hangs_is_killed_at_the_timeout_and_removed(
     assert not psutil.pid_exists(pid)  # killed and reaped
     assert os.listdir(tmp_path / "apps") == []
     assert backend.calls == []
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_requirements_are_installed_only_when_asked(tmp_path: Any, asked: bool) -> None:
+    # a requirement pip refuses at once (no network): it fails only if pip runs
+    bare = make_bare(tmp_path, requirements="this is not a requirement!\n")
+    backend = installing(tmp_path)
+    with serve_admin(backend) as srv:
+        answer = httpx.post(srv.url + "/apps", headers=AUTH, timeout=120, json={
+            "git": bare, "route": "/blog", "app": "blog:app", "requirements": asked})
+    if asked:
+        assert answer.status_code == 400
+        assert answer.json()["error"].startswith("pip install failed: ")
+        assert backend.calls == [] and os.listdir(tmp_path / "apps") == []
+    else:
+        assert answer.status_code == 201
+        assert backend.calls == [("mount", ("/blog", "blog:app", "git",
+                                            str(tmp_path / "apps" / "blogapp")))]

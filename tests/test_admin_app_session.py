@@ -99,7 +99,8 @@ def test_sessions_are_bounded_in_number_and_age() -> None:
     ({"Referer": "OWN/dashboard"}, 200, ""),
 ])
 def test_a_cookie_patch_must_come_from_the_admin_origin(
-        headers: dict[str, str], status: int, reason: str) -> None:
+        caplog: pytest.LogCaptureFixture, headers: dict[str, str], status: int,
+        reason: str) -> None:
     backend = FakeBackend()
     with serve_admin(backend) as srv:
         _, sid = sign_in(srv.url)
@@ -111,8 +112,13 @@ def test_a_cookie_patch_must_come_from_the_admin_origin(
             assert answer.json()["error"].startswith("CSRF: ")
             assert reason in answer.json()["error"]
             assert backend.calls == []
+            [line] = [r.getMessage() for r in caplog.records if "admin: 403" in r.getMessage()]
+            assert "PATCH /config from 127.0.0.1:" in line and reason in line
         else:
             assert backend.calls == [("apply_config", {"REQUEST_TIMEOUT": 2.0})]
+            [line] = [r.getMessage() for r in caplog.records
+                      if r.getMessage().startswith("admin: config")]
+            assert line.endswith("(dashboard session)")
 
 
 def test_a_cookie_read_needs_no_origin_and_a_bearer_patch_none_either() -> None:
