@@ -1,0 +1,204 @@
+"""Who may use the admin socket: the bearer token, the dashboard's session, CSRF.
+
+Every request needs ``Authorization: Bearer <token>`` or the dashboard's
+session cookie (``POST /login`` trades the token for one). The token is
+compared with ``hmac.compare_digest``; it is never logged, nor any part of
+it. A refused request is logged on ``qt_server`` with the client's address,
+and answered 401 after a delay that doubles with each failure in a row from
+that address (the first is answered at once; ``asyncio.sleep``, so nothing
+else waits). A success resets the address; the table of addresses is bounded
+(the oldest is forgotten) and a count is forgotten after ``FORGET_AFTER``
+seconds without a failure.
+
+The session cookie holds a random id (``secrets.token_urlsafe``), never the
+token; sessions are bounded in number (the oldest is dropped) and in age.
+It is ``HttpOnly; SameSite=Strict; Path=/`` and never ``Secure``: the
+admin socket listens on loopback or a Unix socket (or behind the user's own
+TLS proxy, which may add it), where a ``Secure`` cookie would never be sent
+back. A mutating request (not GET/HEAD/OPTIONS) signed in by the cookie
+must carry an ``Origin`` (else a ``Referer``) equal to the admin socket's
+own origin (the request's scheme and ``Host``): else 403 (CSRF). A bearer
+request needs none: a browser never adds the header by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from ..logs import printable
+from .web import Refusal, Request
+
+__all__ = ["COOKIE", "Guard"]
+
+logger = logging.getLogger("qt_server")
+
+COOKIE = "qactuar_admin"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+#: Seconds after which an address's failures are forgotten.
+FORGET_AFTER = 900.0
+
+
+class Guard:
+    """The admin socket's door: token and sessions, the failure delays, CSRF."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        delay_base: float = 0.25,
+        delay_cap: float = 8.0,
+        max_addresses: int = 4096,
+        max_sessions: int = 64,
+        session_age: float = 12 * 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not token:
+            raise ValueError("the admin socket needs a token")
+        self._token = token.encode("utf-8")
+        self.delay_base = delay_base
+        self.delay_cap = delay_cap
+        self.max_addresses = max_addresses
+        self.max_sessions = max_sessions
+        self.session_age = session_age
+        self.clock = clock
+        self.sleep = sleep
+        #: address -> (failures in a row, clock() of the last one); oldest first
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        #: sha256 of a session id -> clock() when it was made; oldest first
+        self._sessions: OrderedDict[str, float] = OrderedDict()
+
+    # -- the token and the sessions --
+
+    def token_matches(self, given: str) -> bool:
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
+
+    def new_session(self) -> str:
+        sid = secrets.token_urlsafe(32)
+        self._sessions[_digest(sid)] = self.clock()
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+        return sid
+
+    def end_session(self, sid: str) -> None:
+        self._sessions.pop(_digest(sid), None)
+
+    def _session_valid(self, sid: str) -> bool:
+        key = _digest(sid)
+        made = self._sessions.get(key)
+        if made is None:
+            return False
+        if self.clock() - made > self.session_age:
+            del self._sessions[key]
+            return False
+        return True
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    def identify(self, request: Request) -> tuple[str, str]:
+        """("token" | "dashboard session" | "", why not) for ``request``."""
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            scheme, _, given = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer":
+                return "", "an Authorization header that is not Bearer"
+            if self.token_matches(given.strip()):
+                return "token", ""
+            return "", "a wrong token"
+        sid = session_cookie(request)
+        if sid is None:
+            return "", "no token"
+        if self._session_valid(sid):
+            return "dashboard session", ""
+        return "", "an unknown or expired session"
+
+    # -- failures --
+
+    def failed(self, address: str) -> float:
+        """Count a failure from ``address``; the delay its answer waits (seconds)."""
+        now = self.clock()
+        count, last = self._failures.pop(address, (0, now))
+        if now - last > FORGET_AFTER:
+            count = 0
+        count += 1
+        self._failures[address] = (count, now)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+        if count == 1:
+            return 0.0  # a typo is answered at once
+        return float(min(self.delay_cap, self.delay_base * 2 ** (count - 2)))
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+    async def refuse(self, request: Request, why: str) -> Refusal:
+        """Log the failure, wait its delay; the 401 to answer."""
+        delay = self.failed(request.address)
+        logger.warning(
+            "admin: 401 for %s %s from %s: %s (failure %d in a row, answered after %.2f s)",
+            request.method, printable(request.path), request.client, why,
+            self._failures.get(request.address, (0, 0.0))[0], delay,
+        )
+        if delay:
+            await self.sleep(delay)
+        return Refusal(
+            401, "this admin socket needs its token: Authorization: Bearer <token>",
+            [("www-authenticate", 'Bearer realm="qactuar admin"')],
+        )
+
+    # -- CSRF --
+
+    def csrf_problem(self, request: Request) -> str | None:
+        """Why a cookie-signed mutating request cannot be trusted, or None."""
+        if request.identity != "dashboard session" or request.method in SAFE_METHODS:
+            return None
+        own = own_origin(request)
+        origin = request.headers.get("origin")
+        header = "Origin"
+        if origin is None:
+            referer = request.headers.get("referer")
+            if referer is None:
+                return ("CSRF: a request signed in by the dashboard's cookie must carry an "
+                        "Origin or Referer header")
+            parts = urllib.parse.urlsplit(referer)
+            origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme else referer
+            header = "Referer"
+        if origin.rstrip("/").lower() != own.lower():
+            return (f"CSRF: the {header} {printable(origin)!r} is not this admin socket's "
+                    f"origin {printable(own)!r}")
+        return None
+
+
+def own_origin(request: Request) -> str:
+    scheme = request.scope.get("scheme", "http")
+    return f"{scheme}://{request.headers.get('host', '')}"
+
+
+def session_cookie(request: Request) -> str | None:
+    for part in request.headers.get("cookie", "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == COOKIE:
+            return value.strip('"')
+    return None
+
+
+def cookie_header(sid: str, max_age: float) -> tuple[str, str]:
+    """The Set-Cookie of a new session (``sid`` empty: the one that ends it)."""
+    age = int(max_age) if sid else 0
+    return ("set-cookie",
+            f"{COOKIE}={sid}; Max-Age={age}; Path=/; HttpOnly; SameSite=Strict")
+
+
+def _digest(sid: str) -> str:
+    # sessions are looked up by a hash: the lookup's timing says nothing of an id
+    return hashlib.sha256(sid.encode("utf-8", "surrogateescape")).hexdigest()

@@ -1,0 +1,134 @@
+"""The dashboard's session: sign-in for a cookie, its limits, and CSRF on mutating requests.
+
+Served by qactuar's core in a thread over a FakeBackend (support.adminfake).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from support.adminfake import TOKEN, FakeBackend, assert_no_token, serve_admin
+
+from qactuar.admin.auth import COOKIE, Guard
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.get_records("setup") + caplog.get_records("call"):
+        assert_no_token(record.getMessage())
+
+
+def sign_in(url: str) -> tuple[httpx.Response, str]:
+    answer = httpx.post(url + "/login", json={"token": TOKEN})
+    assert answer.status_code == 200, answer.text
+    return answer, answer.cookies[COOKIE]
+
+
+def test_signin_sets_an_httponly_strict_cookie_without_the_token() -> None:
+    with serve_admin(FakeBackend()) as srv:
+        answer, sid = sign_in(srv.url)
+        assert answer.json() == {"signed_in": True}
+        cookie = answer.headers["set-cookie"]
+        attributes = [part.strip() for part in cookie.split(";")]
+        assert "HttpOnly" in attributes and "SameSite=Strict" in attributes
+        assert "Path=/" in attributes and "Secure" not in attributes
+        assert_no_token(cookie)
+        assert len(sid) >= 40
+        status = httpx.get(srv.url + "/status", cookies={COOKIE: sid})
+        assert status.status_code == 200 and status.json()["model"] == "async"
+
+
+def test_signin_with_a_form_redirects_to_the_dashboard() -> None:
+    with serve_admin(FakeBackend()) as srv:
+        answer = httpx.post(srv.url + "/login", data={"token": TOKEN})
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        assert httpx.get(srv.url + "/config",
+                         cookies={COOKIE: answer.cookies[COOKIE]}).status_code == 200
+        wrong = httpx.post(srv.url + "/login", data={"token": TOKEN[:-1]})
+        assert wrong.status_code == 401 and "<form" in wrong.text
+        assert COOKIE not in wrong.cookies
+
+
+def test_signin_with_a_wrong_token_is_a_logged_401(caplog: pytest.LogCaptureFixture) -> None:
+    with serve_admin(FakeBackend()) as srv:
+        answer = httpx.post(srv.url + "/login", json={"token": TOKEN + "x"})
+        assert answer.status_code == 401 and COOKIE not in answer.cookies
+        assert httpx.post(srv.url + "/login", json={}).status_code == 401
+        assert httpx.post(srv.url + "/login", content=b"{").status_code == 400
+    lines = [r.getMessage() for r in caplog.records if "admin: 401 for POST /login" in
+             r.getMessage()]
+    assert len(lines) == 2 and "from 127.0.0.1:" in lines[0]
+
+
+def test_logout_ends_the_session() -> None:
+    with serve_admin(FakeBackend()) as srv:
+        _, sid = sign_in(srv.url)
+        url = srv.url
+        origin = {"Origin": url}
+        answer = httpx.post(url + "/logout", cookies={COOKIE: sid}, headers=origin)
+        assert answer.status_code == 200
+        assert "Max-Age=0" in answer.headers["set-cookie"]
+        assert httpx.get(url + "/status", cookies={COOKIE: sid}).status_code == 401
+
+
+def test_sessions_are_bounded_in_number_and_age() -> None:
+    now = [1000.0]
+    guard = Guard(TOKEN, max_sessions=2, session_age=60.0, clock=lambda: now[0])
+    with serve_admin(FakeBackend(), guard=guard) as srv:
+        first, second, third = (sign_in(srv.url)[1] for _ in range(3))
+        assert httpx.get(srv.url + "/config", cookies={COOKIE: first}).status_code == 401
+        assert httpx.get(srv.url + "/config", cookies={COOKIE: second}).status_code == 200
+        now[0] += 61.0
+        assert httpx.get(srv.url + "/config", cookies={COOKIE: third}).status_code == 401
+        assert guard.sessions == 1  # the expired one is gone; the other not yet looked at
+
+
+@pytest.mark.parametrize("headers, status, reason", [
+    ({}, 403, "must carry an Origin or Referer"),
+    ({"Origin": "http://evil.example"}, 403, "'http://evil.example' is not this admin"),
+    ({"Origin": "null"}, 403, "'null' is not"),
+    ({"Referer": "http://evil.example/page"}, 403, "Referer 'http://evil.example'"),
+    ({"Origin": "OWN"}, 200, ""),
+    ({"Referer": "OWN/dashboard"}, 200, ""),
+])
+def test_a_cookie_patch_must_come_from_the_admin_origin(
+        caplog: pytest.LogCaptureFixture, headers: dict[str, str], status: int,
+        reason: str) -> None:
+    backend = FakeBackend()
+    with serve_admin(backend) as srv:
+        _, sid = sign_in(srv.url)
+        headers = {k: v.replace("OWN", srv.url) for k, v in headers.items()}
+        answer = httpx.patch(srv.url + "/config", json={"REQUEST_TIMEOUT": 2},
+                             cookies={COOKIE: sid}, headers=headers)
+        assert answer.status_code == status, answer.text
+        if status == 403:
+            assert answer.json()["error"].startswith("CSRF: ")
+            assert reason in answer.json()["error"]
+            assert backend.calls == []
+            [line] = [r.getMessage() for r in caplog.records if "admin: 403" in r.getMessage()]
+            assert "PATCH /config from 127.0.0.1:" in line and reason in line
+        else:
+            assert backend.calls == [("apply_config", {"REQUEST_TIMEOUT": 2.0})]
+            [line] = [r.getMessage() for r in caplog.records
+                      if r.getMessage().startswith("admin: config")]
+            assert line.endswith("(dashboard session)")
+
+
+def test_a_cookie_read_needs_no_origin_and_a_bearer_patch_none_either() -> None:
+    backend = FakeBackend()
+    with serve_admin(backend) as srv:
+        _, sid = sign_in(srv.url)
+        assert httpx.get(srv.url + "/config", cookies={COOKIE: sid}).status_code == 200
+        answer = httpx.patch(srv.url + "/config", json={"REQUEST_TIMEOUT": 3}, headers=AUTH)
+        assert answer.status_code == 200
+        bearer_with_foreign_origin = httpx.post(
+            srv.url + "/reload", headers={**AUTH, "Origin": "http://evil.example"})
+        assert bearer_with_foreign_origin.status_code == 200
+    assert backend.calls == [("apply_config", {"REQUEST_TIMEOUT": 3.0}), ("reload", None)]
