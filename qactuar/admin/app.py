@@ -103,12 +103,17 @@ class AdminApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._sampling = asyncio.ensure_future(self.sampler.run())
+                self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def start(self) -> None:
+        """Start the sampler's task, on the running loop (once)."""
+        if self._sampling is None:
+            self._sampling = asyncio.ensure_future(self.sampler.run())
 
     async def close(self) -> None:
         """Stop the sampler's task."""

@@ -20,25 +20,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 import copy
-import dataclasses
-import hmac
 import ipaddress
-import json
 import logging
 import os
 import socket
 import stat
-import time
 from array import array
-from typing import Any
 
-from .. import __version__
 from ..addresses import Address
-from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..config import Config, ConfigError
 from ..server import BindError, Server
 from ..server.protocol import HTTPProtocol
 from ..server.sockets import bind_address, describe, resolve
+from .app import AdminApp, admin_app
 from .backend import AdminBackend
 from .token import AdminToken, admin_token
 
@@ -50,47 +44,9 @@ logger = logging.getLogger("qt_server")
 ADMIN_GRACEFUL_TIMEOUT = 2.0
 
 
-def build_admin_app(backend: AdminBackend, token: str) -> ASGIApp:
-    """ADMIN APP MERGE POINT: the ASGI app the admin socket serves.
-
-    A placeholder until the admin app (``app.py``) lands: ``GET /status``
-    as JSON from ``backend``, every request bearer-checked.
-    """
-    expected = f"Bearer {token}".encode()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, expected):
-            client = scope.get("client") or ("unix", 0)
-            logger.warning("Admin request without a valid token from %s:%s", *client)
-            await _answer(send, 401, {"error": "a valid bearer token is needed"},
-                          [(b"www-authenticate", b'Bearer realm="qactuar admin"')])
-            return
-        if scope["path"] != "/status":
-            await _answer(send, 404, {"error": "not found"})
-            return
-        processes = backend.processes()
-        await _answer(send, 200, {
-            "model": backend.model,
-            "version": __version__,
-            "pid": processes[0].pid if processes else os.getpid(),
-            "uptime": round(time.time() - backend.started, 3),
-            "processes": [dataclasses.asdict(p) for p in processes],
-            "counters": backend.counters(),
-            "requests": backend.totals().requests,
-        })
-
-    return app
-
-
-async def _answer(send: Send, status: int, body: dict[str, Any],
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), *(headers or [])]})
-    await send({"type": "http.response.body", "body": data})
+def build_admin_app(backend: AdminBackend, token: str) -> AdminApp:
+    """The ASGI app the admin socket serves: the admin API and the dashboard."""
+    return admin_app(backend, token)
 
 
 class AdminServer(Server):
@@ -169,6 +125,7 @@ class AdminSocket:
         #: Set by the process model before ``start``.
         self.backend: AdminBackend | None = None
         self.server: AdminServer | None = None
+        self.app: AdminApp | None = None
         self._sweep: asyncio.Task[None] | None = None
         #: fork: the parent's list of the descriptors a child closes (fork_fds.py).
         self._fork_closes: array[int] | None = None
@@ -188,8 +145,9 @@ class AdminSocket:
 
     async def start(self) -> None:
         assert self.backend is not None, "the process model sets its backend first"
-        server = self.server = AdminServer(
-            build_admin_app(self.backend, self.token.value), self.config)
+        app = self.app = build_admin_app(self.backend, self.token.value)
+        app.start()  # its sampler (the core runs no lifespan here)
+        server = self.server = AdminServer(app, self.config)
         if self._fork_closes is not None:
             bisect.insort(self._fork_closes, self.sock.fileno())
             server.state.on_open = self._opened
@@ -209,6 +167,8 @@ class AdminSocket:
         if self._fork_closes is not None and self.sock.fileno() >= 0:
             self._fork_closes.remove(self.sock.fileno())  # closes now: no longer listed
         await server.shutdown()  # closes the socket; removes an ADMIN_UDS file
+        if self.app is not None:
+            await self.app.close()
         self.token.remove()
 
     # never in a child ------------------------------------------------------------------
