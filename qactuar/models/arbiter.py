@@ -104,6 +104,8 @@ class Arbiter:
         self.reloads = 0
         #: Workers whose lifespan shutdown failed: the master's exit status says so.
         self.shutdown_failures = 0
+        #: (generation, reason) of the last worker that failed to start.
+        self.boot_failure: tuple[int, str] | None = None
         self._wake_r, self._wake_w = os.pipe()  # close-on-exec already
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -308,6 +310,7 @@ class Arbiter:
         else:
             reason = f"worker {worker.pid} {how} before it served"
             logger.error("Worker %d failed to start: %s", worker.pid, how)
+        self.boot_failure = (worker.generation, reason)
         serving = any(w.ready and not w.stop_sent for w in self.workers.values())
         if not serving and (
             os.WIFEXITED(status)
@@ -415,6 +418,33 @@ class Arbiter:
         self.boot_failures = 0
         self.spawn_after = 0.0
         logger.info("SIGHUP: reloading; replacing the workers with %d new ones", self.num_workers)
+
+    def switch(self, config: Config, replace: bool, app: ASGIApp | None,
+               target: str | ASGIApp | None, keep: int | None = None) -> int:
+        """Put ``config`` in force now (the admin socket: admin/live_prefork.py).
+
+        WORKERS, MAX_REQUESTS and WORKER_TIMEOUT apply from the loop's next
+        turn; with ``replace``, every worker is replaced as on SIGHUP, by new
+        ones serving ``app`` (preloaded) or importing ``target`` / APPS. The
+        workers of generation ``keep`` run ``config`` already: they are taken
+        as current rather than replaced (a change taken back). Returns the
+        generation now current.
+        """
+        self.config = config
+        self.num_workers = config.WORKERS or cpu_count()
+        if replace:
+            self.app, self.target = app, target
+            self.generation += 1
+            self.boot_failures = 0
+            self.spawn_after = 0.0
+            for worker in self.workers.values():
+                if worker.generation == keep:
+                    worker.generation = self.generation
+        try:
+            os.write(self._wake_w, b"a")
+        except (BlockingIOError, BrokenPipeError):
+            pass
+        return self.generation
 
     # the main loop --------------------------------------------------------------------------
 
