@@ -60,16 +60,25 @@ class PreforkLive:
 
     def __init__(self, arbiter: Arbiter) -> None:
         self.arbiter = arbiter
-        config = arbiter.config
-        target = arbiter.target
+        #: How each route was mounted (source, app_dir), by the router's key; the
+        #: routes themselves are the config's (a SIGHUP may change them).
+        self.mounted: dict[str, AppInfo] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def table(self) -> dict[str, AppInfo]:
+        """The apps the workers serve now, by the router's key."""
+        config, target = self.arbiter.config, self.arbiter.target
         if config.APPS and target is None:
             routes = dict(config.APPS)
         else:
             routes = {"/": target if isinstance(target, str) else ""}
-        self.table = {
-            route_key(route): AppInfo(route, target) for route, target in routes.items()
-        }
-        self._lock = asyncio.Lock()
+        table = {}
+        for route, app in routes.items():
+            key = route_key(route)
+            known = self.mounted.get(key)
+            table[key] = known if known and known.target == app else AppInfo(route, app)
+        return table
 
     @property
     def config(self) -> Config:
@@ -98,7 +107,8 @@ class PreforkLive:
     # apps -------------------------------------------------------------------------
 
     def apps(self) -> list[AppInfo]:
-        return [self.table[key] for key in sorted(self.table, key=lambda k: (-len(k), k))]
+        table = self.table
+        return [table[key] for key in sorted(table, key=lambda k: (-len(k), k))]
 
     async def mount(self, route: str, target: str, source: str = "admin",
                     app_dir: str | None = None) -> AppInfo:
@@ -113,7 +123,7 @@ class PreforkLive:
             apps[shown(key)] = target
             await self._switch_apps(apps, fresh=False)
             extra = {"app_dir": app_dir} if app_dir else {}
-            info = self.table[key] = AppInfo(shown(key), target, source, extra)
+            info = self.mounted[key] = AppInfo(shown(key), target, source, extra)
             logger.info("Admin: mounted %s at %s (new workers serve it)", target, shown(key))
             return info
 
@@ -127,7 +137,7 @@ class PreforkLive:
             apps = {r: t for r, t in self._apps().items() if route_key(r) != key}
             old = self.arbiter.generation
             await self._switch_apps(apps, fresh=False)
-            del self.table[key]
+            self.mounted.pop(key, None)
             logger.info("Admin: unmounted %s; the old workers drain", shown(key))
             # DELETE returns once the workers that served it have drained and
             # run its lifespan shutdown
@@ -191,6 +201,8 @@ class PreforkLive:
         arbiter = self.arbiter
 
         def settled() -> bool:
+            if arbiter.stopping or arbiter.generation != generation:
+                return True
             if arbiter.boot_failure and arbiter.boot_failure[0] == generation:
                 return True
             current = [w for w in arbiter.workers.values()
@@ -200,6 +212,12 @@ class PreforkLive:
         timeout = max(START_TIMEOUT, IMPORT_TIMEOUT)
         if not await wait_for(settled, timeout):
             return f"the new workers were not serving after {timeout:g}s"
+        if arbiter.stopping:
+            raise AdminError(503, "the server is stopping")
+        if arbiter.generation != generation:
+            # a SIGHUP replaced the workers meanwhile: they carry this change too
+            # (a reload keeps the values set through the admin socket)
+            return ""
         if arbiter.boot_failure and arbiter.boot_failure[0] == generation:
             return f"the new workers cannot start: {arbiter.boot_failure[1]}"
         return ""
