@@ -64,7 +64,8 @@ class Live:
 
 @pytest.fixture
 def live(spawn_qactuar: Callable[..., Spawned], tmp_path: Path) -> Callable[..., Live]:
-    def start(model: str, *args: str, apps: dict[str, str] | None = None) -> Live:
+    def start(model: str, *args: str, apps: dict[str, str] | None = None,
+              env: dict[str, str] | None = None) -> Live:
         config = tmp_path / "config.json"
         config.write_text(json.dumps({"APPS": apps or APPS}))
         notes = tmp_path / "notes"
@@ -72,7 +73,8 @@ def live(spawn_qactuar: Callable[..., Spawned], tmp_path: Path) -> Callable[...,
         control = str(tmp_path / "control.sock")
         spawned = spawn_qactuar("--model", model, "--config", str(config), "--no-access-log",
                                 *args, launcher="live_launcher",
-                                env={"LIVE_CONTROL": control, "LIVE_NOTES": str(notes)})
+                                env={"LIVE_CONTROL": control, "LIVE_NOTES": str(notes),
+                                     **(env or {})})
         return Live(spawned, control, notes)
 
     return start
@@ -151,6 +153,9 @@ FAILED_MOUNTS = [
     ("live_apps:bad_startup", 422,
      "app at /blog: lifespan startup failed: bad: database unreachable"),
     ("live_apps", 400, "'live_apps': expected 'module:attribute', e.g. 'myapp:app'"),
+    # made in the server, this import would end it
+    ("exits_at_import:app", 422,
+     "'exits_at_import:app': importing it ended the process (exit status 1)"),
 ]
 
 
@@ -164,10 +169,32 @@ def test_a_mount_that_fails_leaves_routing_untouched(live):
         assert server.call("apps") == before
         assert server.get("/blog/").status_code == 404
         assert server.get("/steady/").status_code == 200
-    # the import that raised was made in a subprocess only: the server never ran it
-    assert "live_raises" not in server.spawned.output()
     server.call("mount", route="/blog", target="live_apps:blog")
     assert server.get("/blog/").text == "blog /blog"
+
+
+@pytest.mark.parametrize("phase", ["import", "startup"])
+def test_a_mount_that_hangs_is_abandoned_while_the_server_serves_on(live, tmp_path, phase):
+    hang, notes = tmp_path / "hang", tmp_path / "hang-notes"
+    hang.touch()
+    server = live("async", env={f"HANG_{phase.upper()}": str(hang), "HANG_NOTES": str(notes),
+                                "LIVE_IMPORT_TIMEOUT": "1"})
+    with Load([server.url + "/steady/"]) as load:
+        with pytest.raises(Refused) as refused:
+            server.call("mount", route="/hang", target="hanging_start:app")
+        assert server.get("/hang/").status_code == 404
+    assert load.failed == []
+    assert refused.value.status == 422
+    phase_, pid = notes.read_text().split()
+    if phase == "import":
+        # the import hung in the subprocess, never in the server
+        assert refused.value.reason == "'hanging_start:app': importing it took more than 1s"
+        assert int(pid) != server.spawned.pid
+    else:
+        assert refused.value.reason == "app at /hang: lifespan startup took more than 1s"
+        assert int(pid) == server.spawned.pid
+    assert phase_ == phase
+    hang.unlink()
 
 
 @pytest.mark.parametrize("model", ["async", "fork"])

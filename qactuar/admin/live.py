@@ -208,12 +208,15 @@ async def check_import(target: str, app_dir: str = "", timeout: float | None = N
     if proc.returncode == 0:
         return
     lines = err.decode(errors="replace").strip().splitlines()
-    if proc.returncode is not None and proc.returncode < 0:
-        reason = f"{target!r}: importing it killed the process (signal {-proc.returncode})"
-    elif proc.returncode == 2 and lines:
+    code = proc.returncode or 0
+    if code < 0:
+        reason = f"{target!r}: importing it killed the process (signal {-code})"
+    elif code == 2 and lines:
         reason = lines[-1]
+    elif lines:
+        reason = f"{target!r}: importing it failed: {lines[-1]}"
     else:
-        reason = f"{target!r}: importing it failed: {lines[-1] if lines else proc.returncode}"
+        reason = f"{target!r}: importing it ended the process (exit status {code})"
     raise AdminError(422, reason)
 
 

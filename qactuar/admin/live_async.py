@@ -25,11 +25,11 @@ from ..config import Config
 from ..lifespan import LifespanFailure, LifespanRunner
 from ..routing import Mount, Router
 from ..server import Server
+from . import live
 from .backend import AdminError, AppInfo
 from .live import (
     ASYNC_LIVE,
     FORK_LIVE,
-    IMPORT_TIMEOUT,
     apply_logging,
     check_import,
     import_fresh,
@@ -150,9 +150,9 @@ class AsyncLive:
             import_fresh, targets, app_dir, [self.config.APP_DIR, *(app_dirs or [])], fresh
         )
         try:
-            return await asyncio.wait_for(work, IMPORT_TIMEOUT)
+            return await asyncio.wait_for(work, live.IMPORT_TIMEOUT)
         except TimeoutError:
-            raise AdminError(422, f"importing took more than {IMPORT_TIMEOUT:g}s") from None
+            raise AdminError(422, f"importing took more than {live.IMPORT_TIMEOUT:g}s") from None
 
     async def _start(self, apps: dict[str, Any]) -> list[Mount]:
         """Each app's lifespan startup; on a failure the ones started are shut down
@@ -164,14 +164,14 @@ class AsyncLive:
                 self.server.lifespan.extensions,
             )  # fmt: skip
             try:
-                await asyncio.wait_for(runner.startup(), IMPORT_TIMEOUT)
+                await asyncio.wait_for(runner.startup(), live.IMPORT_TIMEOUT)
             except (LifespanFailure, TimeoutError) as exc:
                 _abandon(runner)
                 for mount in reversed(started):
                     await _shut_down(mount)
                 if isinstance(exc, TimeoutError):
                     reason = f"app at {shown(key)}: lifespan startup took more than " \
-                             f"{IMPORT_TIMEOUT:g}s"
+                             f"{live.IMPORT_TIMEOUT:g}s"
                 else:
                     reason = str(exc)
                 raise AdminError(422, reason) from None

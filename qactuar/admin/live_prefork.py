@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from ..config import Config
 from ..importer import AppImportError, build_app, use_app_dir
 from ..models.slot import beat_interval
+from . import live
 from .backend import AdminError, AppInfo
 from .live import (
-    IMPORT_TIMEOUT,
     PREFORK_LIVE,
     PREFORK_MASTER_KEYS,
     SOURCE,
@@ -209,7 +209,7 @@ class PreforkLive:
                        if w.generation == generation and not w.leaving]
             return len(current) == arbiter.num_workers and all(w.ready for w in current)
 
-        timeout = max(START_TIMEOUT, IMPORT_TIMEOUT)
+        timeout = max(START_TIMEOUT, live.IMPORT_TIMEOUT)
         if not await wait_for(settled, timeout):
             return f"the new workers were not serving after {timeout:g}s"
         if arbiter.stopping:
