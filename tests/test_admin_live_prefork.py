@@ -86,12 +86,12 @@ def test_workers_resize_the_pool_without_a_failed_request(master):
         three = server.workers()
         assert len(three) == 3 and first < three, "one worker added, none replaced"
         served = load.count
-        wait_until(lambda: load.count >= served + 20, what="20 more requests")
+        wait_until(lambda: load.count >= served + 20 or load.failed, what="20 more requests")
         server.call("apply_config", changes={"WORKERS": 1})
         one = server.wait_workers(1)
         assert one < three
         served = load.count
-        wait_until(lambda: load.count >= served + 20, what="20 more requests")
+        wait_until(lambda: load.count >= served + 20 or load.failed, what="20 more requests")
     assert load.failed == []
     assert "Stopping worker" in server.spawned.output()
 
