@@ -123,14 +123,16 @@ def test_a_mounted_route_answers_at_once_while_the_other_routes_serve_on(live, m
 def test_unmount_lets_a_request_in_flight_finish_then_shuts_the_app_down(live, model):
     server = live(model, apps={**APPS, "/blog": "live_apps:blog"})
     slow, answer = _in_thread(lambda: server.get("/blog/slow"))
-    wait_until(server.note("inflight-blog").exists, what="the slow request in the app")
-    unmounting, unmounted = _in_thread(lambda: server.call("unmount", route="/blog"))
-    # new requests no longer reach it, at once, while the slow one is held
-    wait_until(lambda: server.get("/blog/").status_code == 404, what="/blog answered 404")
-    assert server.get("/steady/").status_code == 200
-    assert not server.note("shutdown-blog").exists(), "shut down with a request in flight"
-    assert unmounted == []
-    server.note("release-blog").touch()
+    try:
+        wait_until(server.note("inflight-blog").exists, what="the slow request in the app")
+        unmounting, unmounted = _in_thread(lambda: server.call("unmount", route="/blog"))
+        # new requests no longer reach it, at once, while the slow one is held
+        wait_until(lambda: server.get("/blog/").status_code == 404, what="/blog answered 404")
+        assert server.get("/steady/").status_code == 200
+        assert not server.note("shutdown-blog").exists(), "shut down with a request in flight"
+        assert unmounted == []
+    finally:
+        server.note("release-blog").touch()
     slow.join(20)
     assert (answer[0].status_code, answer[0].text) == (200, "blog /blog")
     unmounting.join(20)
