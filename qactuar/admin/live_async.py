@@ -152,7 +152,9 @@ class AsyncLive:
         try:
             return await asyncio.wait_for(work, live.IMPORT_TIMEOUT)
         except TimeoutError:
-            raise AdminError(422, f"importing took more than {live.IMPORT_TIMEOUT:g}s") from None
+            names = ", ".join(repr(target) for target in targets.values())
+            raise AdminError(422, f"importing {names} took more than {live.IMPORT_TIMEOUT:g}s") \
+                from None
 
     async def _start(self, apps: dict[str, Any]) -> list[Mount]:
         """Each app's lifespan startup; on a failure the ones started are shut down
