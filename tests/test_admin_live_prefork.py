@@ -124,6 +124,10 @@ def test_mount_and_unmount_replace_the_workers_and_a_failed_start_keeps_the_old(
         assert old <= server.workers(), "the old workers serve on, untouched"
         # the new one still starting, if any, is stopped
         wait_until(lambda: server.workers() == old, what="only the old workers")
+        # (returns once the current workers serve:) no worker was started to replace them
+        server.call("apply_config", changes={"WORKERS": 2})
+        assert int(server.notes.joinpath("startup-steady").read_text()) in old
+        assert server.workers() == old
         assert httpx.get(server.url + "/bad/").status_code == 404
         server.call("mount", route="/blog", target="live_apps:blog")
         assert httpx.get(server.url + "/blog/").text == "blog /blog"
