@@ -140,3 +140,28 @@ def test_mount_and_unmount_replace_the_workers_and_a_failed_start_keeps_the_old(
         assert httpx.get(server.url + "/blog/").status_code == 404
     assert load.failed == []
     assert [a["route"] for a in server.call("apps")] == ["/steady"]
+
+
+@pytest.mark.parametrize("preload", ["--preload", "--no-preload"])
+def test_reload_replaces_the_workers_with_the_apps_imported_afresh(master, tmp_path, preload):
+    folder = tmp_path / "code"
+    folder.mkdir()
+    module = folder / "versioned_prefork.py"
+    source = (
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'%s'})\n"
+    )
+    module.write_text(source % "one")
+    server = master("--workers", "2", preload)
+    server.call("mount", route="/v", target="versioned_prefork:app", app_dir=str(folder))
+    assert httpx.get(server.url + "/v/").text == "one"
+    module.write_text(source % "two")
+    with Load([server.url + "/steady/", server.url + "/v/"]) as load:
+        before = server.workers()
+        server.call("reload")
+        assert httpx.get(server.url + "/v/").text == "two"
+        assert not server.wait_workers(2) & before
+    assert load.failed == []
