@@ -67,6 +67,7 @@ import copy
 import importlib
 import logging
 import os
+import site
 import sys
 import sysconfig
 from collections.abc import Callable, Iterable
@@ -220,12 +221,16 @@ async def check_import(target: str, app_dir: str = "", timeout: float | None = N
     raise AdminError(422, reason)
 
 
+_INSTALLED = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
 def _user_roots(app_dirs: Iterable[str]) -> tuple[list[str], list[str]]:
     """Where the apps' own modules live, and what is never re-imported (Python, qactuar)."""
     roots = [os.path.abspath(d) + os.sep for d in (*app_dirs, os.getcwd()) if d]
     paths = sysconfig.get_paths()
     never = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     never.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # qactuar
+    never.add(site.getusersitepackages())
     return roots, [os.path.abspath(p) + os.sep for p in never]
 
 
@@ -244,6 +249,8 @@ def forget_app_modules(app_dirs: Iterable[str]) -> list[str]:
         if not path:
             continue
         path = os.path.abspath(path)
+        if any(part in path for part in _INSTALLED):
+            continue  # an installed package, in a virtualenv under the app's folder too
         if any(path.startswith(r) for r in roots) and not any(path.startswith(n) for n in never):
             del sys.modules[name]
             gone.append(name)
