@@ -114,8 +114,10 @@ PREFORK_MASTER_KEYS = frozenset({"WORKERS", "MAX_REQUESTS", "MAX_REQUESTS_JITTER
                                  "WORKER_TIMEOUT"})
 PREFORK_LIVE = CORE_LIVE | PREFORK_MASTER_KEYS
 
-#: Seconds an app's import (in the subprocess, then here) or lifespan startup may take.
+#: Seconds an app's import may take (in the subprocess, then here).
 IMPORT_TIMEOUT = 30.0
+#: Seconds an app's lifespan startup may take when it is mounted.
+STARTUP_TIMEOUT = 30.0
 #: The source ``Config.source_of`` names for a value changed through the admin socket.
 SOURCE = "admin socket"
 

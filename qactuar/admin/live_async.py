@@ -166,14 +166,14 @@ class AsyncLive:
                 self.server.lifespan.extensions,
             )  # fmt: skip
             try:
-                await asyncio.wait_for(runner.startup(), live.IMPORT_TIMEOUT)
+                await asyncio.wait_for(runner.startup(), live.STARTUP_TIMEOUT)
             except (LifespanFailure, TimeoutError) as exc:
                 _abandon(runner)
                 for mount in reversed(started):
                     await _shut_down(mount)
                 if isinstance(exc, TimeoutError):
                     reason = f"app at {shown(key)}: lifespan startup took more than " \
-                             f"{live.IMPORT_TIMEOUT:g}s"
+                             f"{live.STARTUP_TIMEOUT:g}s"
                 else:
                     reason = str(exc)
                 raise AdminError(422, reason) from None

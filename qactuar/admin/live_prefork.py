@@ -209,7 +209,7 @@ class PreforkLive:
                        if w.generation == generation and not w.leaving]
             return len(current) == arbiter.num_workers and all(w.ready for w in current)
 
-        timeout = max(START_TIMEOUT, live.IMPORT_TIMEOUT)
+        timeout = max(START_TIMEOUT, live.IMPORT_TIMEOUT + live.STARTUP_TIMEOUT)
         if not await wait_for(settled, timeout):
             return f"the new workers were not serving after {timeout:g}s"
         if arbiter.stopping:

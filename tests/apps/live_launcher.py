@@ -6,9 +6,9 @@ socket, as the admin socket will drive it.
 process, the fork parent, the prefork master). A client sends one JSON line
 ``{"op": "mount", "args": {...}}`` (op: a method of the live object) and reads
 one JSON line back: ``{"ok": result}`` or ``{"error": [status, reason]}`` for
-an AdminError. ``LIVE_IMPORT_TIMEOUT`` replaces ``live.IMPORT_TIMEOUT``. In
-prefork the master's loop is not asyncio yet: the control's loop runs while
-the master sleeps (``ControlledArbiter.sleep``).
+an AdminError. ``LIVE_IMPORT_TIMEOUT`` and ``LIVE_STARTUP_TIMEOUT`` replace
+those of qactuar.admin.live. In prefork the master's loop is not asyncio yet:
+the control's loop runs while the master sleeps (``ControlledArbiter.sleep``).
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ class ControlledArbiter(Arbiter):
 
 if __name__ == "__main__":
     live.IMPORT_TIMEOUT = float(os.environ.get("LIVE_IMPORT_TIMEOUT", live.IMPORT_TIMEOUT))
+    live.STARTUP_TIMEOUT = float(os.environ.get("LIVE_STARTUP_TIMEOUT", live.STARTUP_TIMEOUT))
     async_model.serve_with_signals = _serve_with_control
     fork_model.serve_with_signals = _serve_with_control  # type: ignore[attr-defined]
     prefork_model.Arbiter = ControlledArbiter  # type: ignore[misc]
