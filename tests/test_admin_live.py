@@ -231,6 +231,29 @@ def test_fork_request_timeout_applies_to_the_next_request(live):
     assert server.get("/steady/").status_code == 200
 
 
+def test_fork_max_processes_shrinks_and_grows_while_children_run(live):
+    server = live("fork", apps={**APPS, "/blog": "live_apps:blog"})
+    server.call("apply_config", changes={"MAX_PROCESSES": 1, "MAX_WEBSOCKETS": 0})
+    slow, slow_answer = _in_thread(lambda: server.get("/blog/slow"))
+    try:
+        wait_until(server.note("inflight-blog").exists, what="the slow request in its child")
+        # the one child is busy: this request waits for a slot...
+        waiting, waiting_answer = _in_thread(lambda: server.get("/steady/"))
+        # ...and gets one as soon as the limit grows, while the slow one is still held
+        server.call("apply_config", changes={"MAX_PROCESSES": 2})
+        waiting.join(10)
+        assert [r.status_code for r in waiting_answer] == [200]
+        assert slow_answer == []
+    finally:
+        server.note("release-blog").touch()
+    slow.join(20)
+    assert [r.status_code for r in slow_answer] == [200]
+    with pytest.raises(Refused) as too_many:
+        server.call("apply_config", changes={"MAX_PROCESSES": 70000})
+    refusal = (too_many.value.status, too_many.value.reason)
+    assert refusal == (409, "MAX_PROCESSES above 65536 needs a restart")
+
+
 def test_reload_imports_the_apps_afresh(live, tmp_path):
     folder = tmp_path / "code"
     folder.mkdir()
