@@ -239,6 +239,8 @@ def test_fork_max_processes_shrinks_and_grows_while_children_run(live):
         wait_until(server.note("inflight-blog").exists, what="the slow request in its child")
         # the one child is busy: this request waits for a slot...
         waiting, waiting_answer = _in_thread(lambda: server.get("/steady/"))
+        wait_until(lambda: server.call("waiting") == 1, what="a request waiting for a slot")
+        assert waiting_answer == []
         # ...and gets one as soon as the limit grows, while the slow one is still held
         server.call("apply_config", changes={"MAX_PROCESSES": 2})
         waiting.join(10)

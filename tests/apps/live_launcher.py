@@ -4,7 +4,8 @@ socket, as the admin socket will drive it.
 
 ``LIVE_CONTROL`` names a Unix socket path the server listens on (in the async
 process, the fork parent, the prefork master). A client sends one JSON line
-``{"op": "mount", "args": {...}}`` (op: a method of the live object) and reads
+``{"op": "mount", "args": {...}}`` (op: a method of the live object, or
+"waiting": the fork parent's requests waiting for a slot) and reads
 one JSON line back: ``{"ok": result}`` or ``{"error": [status, reason]}`` for
 an AdminError. ``LIVE_IMPORT_TIMEOUT`` and ``LIVE_STARTUP_TIMEOUT`` replace
 those of qactuar.admin.live. In prefork the master's loop is not asyncio yet:
@@ -50,7 +51,10 @@ def _plain(value: Any) -> Any:
 async def _handle(live: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     command = json.loads(await reader.readline())
     try:
-        result = getattr(live, command["op"])(**command.get("args", {}))
+        if command["op"] == "waiting":  # fork: requests waiting for a slot
+            result = len(live.fork_server.waiting)
+        else:
+            result = getattr(live, command["op"])(**command.get("args", {}))
         if inspect.isawaitable(result):
             result = await result
         answer: dict[str, Any] = {"ok": _plain(result)}
