@@ -71,6 +71,8 @@ def live(spawn_qactuar: Callable[..., Spawned], tmp_path: Path) -> Callable[...,
         notes = tmp_path / "notes"
         notes.mkdir(exist_ok=True)
         control = str(tmp_path / "control.sock")
+        if model == "fork" and "--request-timeout" not in args:
+            args = ("--request-timeout", "30", *args)  # a slow request is held for a while
         spawned = spawn_qactuar("--model", model, "--config", str(config), "--no-access-log",
                                 *args, launcher="live_launcher",
                                 env={"LIVE_CONTROL": control, "LIVE_NOTES": str(notes),
