@@ -41,7 +41,8 @@ MAX_PROCESSES                 -      yes    -        at once: more children may 
                                                      limit (up to ``SLOT_CAPACITY`` without a
                                                      restart)
 WORKERS                       -      -      yes      the pool grows or shrinks as SIGTTIN /
-                                                     SIGTTOU do (idle-first, draining)
+                                                     SIGTTOU do (workers still starting go
+                                                     first, then the oldest, drained)
 MAX_REQUESTS,                 -      -      yes      workers started from now on
 MAX_REQUESTS_JITTER
 WORKER_TIMEOUT                -      -      yes      the master at once; the workers are
