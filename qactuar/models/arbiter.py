@@ -116,6 +116,8 @@ class Arbiter(WakePipe):
         self.init_wake_pipe()  # master_loop.py
         #: Served on the master's loop beside supervising (the admin socket).
         self.companion: Companion | None = None
+        #: (generation, reason) of the last worker that failed to start.
+        self.boot_failure: tuple[int, str] | None = None
 
     # the admin socket's view ------------------------------------------------------
 
@@ -303,6 +305,7 @@ class Arbiter(WakePipe):
         else:
             reason = f"worker {worker.pid} {how} before it served"
             logger.error("Worker %d failed to start: %s", worker.pid, how)
+        self.boot_failure = (worker.generation, reason)
         serving = any(w.ready and not w.stop_sent for w in self.workers.values())
         if not serving and (
             os.WIFEXITED(status)
@@ -410,6 +413,33 @@ class Arbiter(WakePipe):
         self.boot_failures = 0
         self.spawn_after = 0.0
         logger.info("SIGHUP: reloading; replacing the workers with %d new ones", self.num_workers)
+
+    def switch(self, config: Config, replace: bool, app: ASGIApp | None,
+               target: str | ASGIApp | None, keep: int | None = None) -> int:
+        """Put ``config`` in force now (the admin socket: admin/live_prefork.py).
+
+        WORKERS, MAX_REQUESTS and WORKER_TIMEOUT apply from the loop's next
+        turn; with ``replace``, every worker is replaced as on SIGHUP, by new
+        ones serving ``app`` (preloaded) or importing ``target`` / APPS. The
+        workers of generation ``keep`` run ``config`` already: they are taken
+        as current rather than replaced (a change taken back). Returns the
+        generation now current.
+        """
+        self.config = config
+        self.num_workers = config.WORKERS or cpu_count()
+        if replace:
+            self.app, self.target = app, target
+            self.generation += 1
+            self.boot_failures = 0
+            self.spawn_after = 0.0
+            for worker in self.workers.values():
+                if worker.generation == keep:
+                    worker.generation = self.generation
+        try:
+            os.write(self._wake_w, b"a")
+        except (BlockingIOError, BrokenPipeError):
+            pass
+        return self.generation
 
     # the main loop --------------------------------------------------------------------------
 

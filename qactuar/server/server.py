@@ -43,29 +43,10 @@ class ServerState:
 
     def __init__(self, app: ASGIApp, config: Config) -> None:
         self.app = app
-        self.limits = config.limits
-        self.ws_options = WebSocketOptions(
-            compression=config.WS_COMPRESSION,
-            max_message_bytes=config.WS_MAX_MESSAGE_BYTES,
-            max_queue=config.WS_MAX_QUEUE,
-            ping_interval=config.WS_PING_INTERVAL,
-            ping_timeout=config.WS_PING_TIMEOUT,
-        )
-        self.root_path = config.ROOT_PATH.rstrip("/")
-        self.header_timeout = config.HEADER_TIMEOUT
-        self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
-        self.body_timeout = config.BODY_TIMEOUT
         #: Connections whose client is not reading (SEND_TIMEOUT): see stalls.py.
         self.stalls = Stalls(config.SEND_TIMEOUT)
         #: TLS set-up, once the server has loaded it (``Server.ssl_context``).
         self.tls: ServerTLS | None = None
-        #: Proxies whose word about the client is taken (FORWARDED_ALLOW_IPS);
-        #: None when neither proxy headers nor the PROXY protocol are on.
-        self.trusted_peers: TrustedPeers | None = None
-        if config.PROXY_HEADERS or config.PROXY_PROTOCOL:
-            self.trusted_peers = TrustedPeers(config.FORWARDED_ALLOW_IPS)
-        self.proxy_headers = config.PROXY_HEADERS
-        self.proxy_protocol = config.PROXY_PROTOCOL
         self.connections: set[HTTPProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] = {}
@@ -90,13 +71,6 @@ class ServerState:
         #: Starts the application for a cycle; a task on this loop unless a
         #: process model puts its own dispatcher here (the fork model forks).
         self.run_cycle: Callable[[HTTPCycle], None] = self.run_task
-        self.server_line = b"server: qactuar\r\n" if config.SERVER_HEADER else b""
-        # HEADERS, HEALTH_PATH, LIMIT_CONCURRENCY: see gate.py
-        self.default_headers, server_line = encode_headers(config.HEADERS)
-        if server_line is not None:
-            self.server_line = server_line
-        self.health_path = config.HEALTH_PATH
-        self.limit_concurrency = config.LIMIT_CONCURRENCY
         #: The process model, told to apps in the scope (``qactuar.process_model``).
         self.process_model = config.MODEL
         #: ``scope["extensions"]`` of every HTTP / websocket request (copied per request).
@@ -104,14 +78,51 @@ class ServerState:
         #: Requests in flight in this process, for LIMIT_CONCURRENCY: the app
         #: tasks here, unless a process model counts its own (fork: children).
         self.in_flight: Callable[[], int] = lambda: len(self.tasks)
-        self._date_enabled = config.DATE_HEADER
         self.date_line = b""
+        self.apply(config)
         #: What ``tick`` reads the clock from (a test drives time by hand).
         self.monotonic: Callable[[], float] = time.monotonic
         #: Coarse monotonic clock, advanced by the sweep; used for deadlines.
         self.clock = self.monotonic()
         self._second = 0
         self.tick()
+
+    def apply(self, config: Config) -> None:
+        """Derive from ``config`` what the request path reads (at start, and when
+        the admin socket changes the config: see admin/live.py). A connection
+        reads these as it goes: timeouts from its next deadline, ``limits``
+        from its next connection's parser, WebSocket options from the next
+        session; a request in flight keeps what it started with."""
+        self.limits = config.limits
+        self.ws_options = WebSocketOptions(
+            compression=config.WS_COMPRESSION,
+            max_message_bytes=config.WS_MAX_MESSAGE_BYTES,
+            max_queue=config.WS_MAX_QUEUE,
+            ping_interval=config.WS_PING_INTERVAL,
+            ping_timeout=config.WS_PING_TIMEOUT,
+        )
+        self.root_path = config.ROOT_PATH.rstrip("/")
+        self.header_timeout = config.HEADER_TIMEOUT
+        self.keep_alive_timeout = config.KEEP_ALIVE_TIMEOUT
+        self.body_timeout = config.BODY_TIMEOUT
+        self.stalls.timeout = config.SEND_TIMEOUT
+        #: Proxies whose word about the client is taken (FORWARDED_ALLOW_IPS);
+        #: None when neither proxy headers nor the PROXY protocol are on.
+        self.trusted_peers: TrustedPeers | None = None
+        if config.PROXY_HEADERS or config.PROXY_PROTOCOL:
+            self.trusted_peers = TrustedPeers(config.FORWARDED_ALLOW_IPS)
+        self.proxy_headers = config.PROXY_HEADERS
+        self.proxy_protocol = config.PROXY_PROTOCOL
+        self.server_line = b"server: qactuar\r\n" if config.SERVER_HEADER else b""
+        # HEADERS, HEALTH_PATH, LIMIT_CONCURRENCY: see gate.py
+        self.default_headers, server_line = encode_headers(config.HEADERS)
+        if server_line is not None:
+            self.server_line = server_line
+        self.health_path = config.HEALTH_PATH
+        self.limit_concurrency = config.LIMIT_CONCURRENCY
+        self._date_enabled = config.DATE_HEADER
+        if not self._date_enabled:
+            self.date_line = b""
 
     def tick(self) -> None:
         """Advance the clock and, once a second, the Date line."""
@@ -305,12 +316,12 @@ class Server:
 
     async def main_loop(self) -> None:
         state = self.state
-        interval = state.sweep_interval()
         self._loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         while not self.should_exit:
             try:
-                await asyncio.wait_for(wake.wait(), interval)
+                # read each time: the admin socket may change the timeouts
+                await asyncio.wait_for(wake.wait(), state.sweep_interval())
             except TimeoutError:
                 pass
             state.tick()

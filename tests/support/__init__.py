@@ -6,10 +6,12 @@
 - ``waiting``: the poll helper (``wait_until``);
 - ``stops``: a request sent just as a graceful stop begins
   (``request_as_the_stop_begins``);
+- ``load``: a steady load from client threads (``Load``);
 - ``threaded``: serving an app in a thread with a driver (``serve_in_thread``,
   ``QactuarDriver``, ``serve_qactuar``).
 """
 
+from .load import Load
 from .processes import (
     APPS,
     ROOT,
@@ -53,7 +55,7 @@ from .threaded import (
 from .waiting import wait_until
 
 __all__ = [
-    "APPS", "LeftoverProcessWarning", "QactuarDriver", "READ_TIMEOUT", "ROOT", "RawClient",
+    "APPS", "LeftoverProcessWarning", "Load", "QactuarDriver", "READ_TIMEOUT", "ROOT", "RawClient",
     "RawResponse", "RunningServer", "Served", "ServerDriver", "Spawned", "TESTS", "accepts",
     "alive", "bind_free_port", "calls_with_peak_children", "children_of", "encode_request",
     "exchange", "free_port", "held_socket", "process_group", "qactuar_env", "read_until_closed",

@@ -1,0 +1,292 @@
+"""Change on the fly in the ``async`` model and in the ``fork`` parent: the server's
+config and its mount table, changed in place while it serves (see ``live.py``
+for the keys).
+
+The server's app becomes a ``Router`` when the live object is made (a single
+app is mounted at "/"), so that routes can be added and removed: build it
+before ``Server.serve()``. A mounted app's lifespan runs in this process (the
+fork parent too, as at start: children are forked with it started), and the
+router's own lifespan shuts down every app still mounted when the server stops.
+
+``fork``: children are forked from the parent, so a request sees the config
+and the table as they were when its child was forked; an unmounted app is shut
+down once every child forked before the unmount has exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mmap
+from typing import TYPE_CHECKING, Any
+
+from ..checks import websocket_cap
+from ..config import Config
+from ..lifespan import LifespanFailure, LifespanRunner
+from ..routing import Mount, Router
+from ..server import Server
+from . import live
+from .backend import AdminError, AppInfo
+from .live import (
+    ASYNC_LIVE,
+    FORK_LIVE,
+    apply_logging,
+    check_import,
+    import_fresh,
+    log_changes,
+    route_key,
+    shown,
+    updated_config,
+    wait_for,
+)
+
+if TYPE_CHECKING:
+    from ..models.fork import ForkServer
+
+__all__ = ["AsyncLive", "ForkLive", "SlotPool"]
+
+logger = logging.getLogger("qt_server")
+
+
+class AsyncLive:
+    """The write side of the async model's ``AdminBackend``: ``AsyncLive(server)``.
+
+    ``target``: the "module:attribute" the server was started with, when it
+    serves one app rather than APPS (shown by ``apps()``, re-imported by ``reload()``).
+    """
+
+    model = "async"
+    LIVE = ASYNC_LIVE
+
+    def __init__(self, server: Server, target: str | None = None) -> None:
+        self.server = server
+        config = server.config
+        if isinstance(server.app, Router):
+            self.router = server.app
+        else:
+            if server.started.is_set():
+                raise RuntimeError("make the live object before Server.serve()")
+            self.router = Router({"/": server.app}, config.LIFESPAN)
+            server.app = server.state.app = self.router
+            server.lifespan = LifespanRunner(
+                self.router, config.LIFESPAN, extensions=server.lifespan.extensions
+            )
+        routes = dict(config.APPS) if config.APPS and target is None else {"/": target or ""}
+        #: What ``apps()`` lists, by the router's key.
+        self.table = {
+            route_key(route): AppInfo(route, target) for route, target in routes.items()
+        }
+        self._lock = asyncio.Lock()  # one change at a time
+
+    @property
+    def config(self) -> Config:
+        return self.server.config
+
+    def live_keys(self) -> frozenset[str]:
+        return self.LIVE
+
+    # config -----------------------------------------------------------------------
+
+    async def apply_config(self, changes: dict[str, Any]) -> None:
+        async with self._lock:
+            old = self.config
+            new = updated_config(old, changes, self.live_keys())
+            apply_logging(old, new)
+            self.put_in_force(new)
+            log_changes(old, new, self.live_keys())
+
+    def put_in_force(self, config: Config) -> None:
+        self.server.config = config
+        self.server.state.apply(config)
+
+    # apps -------------------------------------------------------------------------
+
+    def apps(self) -> list[AppInfo]:
+        return [self.table[key] for key in sorted(self.table, key=lambda k: (-len(k), k))]
+
+    async def mount(self, route: str, target: str, source: str = "admin",
+                    app_dir: str | None = None) -> AppInfo:
+        key = route_key(route)
+        async with self._lock:
+            if key in self.table:
+                raise AdminError(409, f"{shown(key)} is mounted already")
+            await check_import(target, app_dir or "")
+            apps = await self._import({key: target}, app_dir or "", fresh=False)
+            mounts = await self._start(apps)
+            self.router.remount(add=mounts)
+            extra = {"app_dir": app_dir} if app_dir else {}
+            info = self.table[key] = AppInfo(shown(key), target, source, extra)
+            logger.info("Admin: mounted %s at %s", target, shown(key))
+            return info
+
+    async def unmount(self, route: str) -> None:
+        key = route_key(route)
+        async with self._lock:
+            if key not in self.table:
+                raise AdminError(404, f"nothing is mounted at {shown(key)}")
+            removed = self.router.remount(remove=[key])
+            del self.table[key]
+            logger.info("Admin: unmounted %s; draining it", shown(key))
+            await self._retire(removed)
+
+    async def reload(self) -> None:
+        async with self._lock:
+            targets = {key: info.target for key, info in self.table.items() if info.target}
+            for key in targets:
+                info = self.table[key]
+                await check_import(info.target, str(info.extra.get("app_dir", "")))
+            dirs = [str(info.extra.get("app_dir", "")) for info in self.table.values()]
+            apps = await self._import(targets, "", fresh=True, app_dirs=dirs)
+            mounts = await self._start(apps)
+            removed = self.router.remount(add=mounts, remove=list(targets))
+            logger.info("Admin: reloaded %d app(s); draining the old ones", len(mounts))
+            await self._retire(removed)
+
+    # the steps ----------------------------------------------------------------------
+
+    async def _import(self, targets: dict[str, str], app_dir: str, fresh: bool,
+                      app_dirs: list[str] | None = None) -> dict[str, Any]:
+        work = asyncio.to_thread(
+            import_fresh, targets, app_dir, [self.config.APP_DIR, *(app_dirs or [])], fresh
+        )
+        try:
+            return await asyncio.wait_for(work, live.IMPORT_TIMEOUT)
+        except TimeoutError:
+            names = ", ".join(repr(target) for target in targets.values())
+            raise AdminError(422, f"importing {names} took more than {live.IMPORT_TIMEOUT:g}s") \
+                from None
+
+    async def _start(self, apps: dict[str, Any]) -> list[Mount]:
+        """Each app's lifespan startup; on a failure the ones started are shut down
+        again and AdminError 422 says why."""
+        started: list[Mount] = []
+        for key, app in apps.items():
+            runner = LifespanRunner(
+                app, self.config.LIFESPAN, f"app at {shown(key)}",
+                self.server.lifespan.extensions,
+            )  # fmt: skip
+            try:
+                await asyncio.wait_for(runner.startup(), live.STARTUP_TIMEOUT)
+            except (LifespanFailure, TimeoutError) as exc:
+                _abandon(runner)
+                for mount in reversed(started):
+                    await _shut_down(mount)
+                if isinstance(exc, TimeoutError):
+                    reason = f"app at {shown(key)}: lifespan startup took more than " \
+                             f"{live.STARTUP_TIMEOUT:g}s"
+                else:
+                    reason = str(exc)
+                raise AdminError(422, reason) from None
+            started.append(Mount(key, app, runner))
+        return started
+
+    async def _retire(self, removed: list[Mount]) -> None:
+        """Once the removed mounts' requests in flight end (GRACEFUL_TIMEOUT at most),
+        their lifespan shutdown."""
+        timeout = self.config.GRACEFUL_TIMEOUT
+        if not await self.drained(removed, timeout):
+            logger.warning("Admin: requests still in flight after %gs (GRACEFUL_TIMEOUT); "
+                           "shutting the old app(s) down anyway", timeout)
+        failures = [reason for mount in removed if (reason := await _shut_down(mount))]
+        if failures:
+            raise AdminError(500, "unmounted, but " + "; ".join(failures))
+
+    async def drained(self, removed: list[Mount], timeout: float) -> bool:
+        return await wait_for(lambda: not any(m.active for m in removed), timeout)
+
+
+async def _shut_down(mount: Mount) -> str:
+    """Run ``mount``'s lifespan shutdown; the failure's reason, or ""."""
+    if mount.runner is None:
+        return ""
+    try:
+        await mount.runner.shutdown()
+    except LifespanFailure as exc:
+        logger.error("%s", exc)
+        return str(exc)
+    return ""
+
+
+def _abandon(runner: LifespanRunner) -> None:
+    """Cancel the lifespan task of an app whose startup failed or hung."""
+    task = runner._task  # the runner keeps no other handle on it
+    if task is not None:
+        task.cancel()
+
+
+#: fork: how many children MAX_PROCESSES may allow without a restart (one byte each
+#: of shared memory, mapped at start; untouched pages cost nothing).
+SLOT_CAPACITY = 65536
+
+
+class SlotPool(list[int]):
+    """``ForkServer.free_slots`` for a MAX_PROCESSES that changes while children hold
+    slots: ``limit`` slots circulate out of ``capacity``; a shrink takes free slots
+    out at once and those in use as their children exit."""
+
+    def __init__(self, limit: int, capacity: int) -> None:
+        super().__init__(range(limit - 1, -1, -1))
+        self.limit = limit
+        self.spare = list(range(capacity - 1, limit - 1, -1))
+        #: Slots to take out of circulation as they come back.
+        self.owed = 0
+
+    def append(self, slot: int) -> None:
+        if self.owed:
+            self.owed -= 1
+            self.spare.append(slot)
+        else:
+            super().append(slot)
+
+    def resize(self, limit: int) -> None:
+        for _ in range(limit - self.limit):
+            if self.owed:
+                self.owed -= 1  # a slot in use stays in circulation
+            else:
+                self.insert(0, self.spare.pop())
+        for _ in range(self.limit - limit):
+            if self:
+                self.spare.append(self.pop(0))
+            else:
+                self.owed += 1
+        self.limit = limit
+
+
+class ForkLive(AsyncLive):
+    """The write side of the fork model's ``AdminBackend``: ``ForkLive(fork_server)``,
+    made before it serves."""
+
+    model = "fork"
+    LIVE = FORK_LIVE
+
+    def __init__(self, server: ForkServer, target: str | None = None) -> None:
+        super().__init__(server, target)
+        self.fork_server = server
+        assert not server.children, "make the live object before the server serves"
+        limit = server.config.MAX_PROCESSES
+        capacity = max(limit, SLOT_CAPACITY)
+        # MAX_PROCESSES may grow: every slot a child may get is mapped now, as
+        # children keep the mapping they were forked with
+        server.slots = mmap.mmap(-1, capacity)
+        server.free_slots = self.slots = SlotPool(limit, capacity)
+        self.capacity = capacity
+
+    async def apply_config(self, changes: dict[str, Any]) -> None:
+        wanted = changes.get("MAX_PROCESSES", 0)
+        if isinstance(wanted, int) and wanted > self.capacity:
+            raise AdminError(409, f"MAX_PROCESSES above {self.capacity} needs a restart")
+        await super().apply_config(changes)
+
+    def put_in_force(self, config: Config) -> None:
+        server = self.fork_server
+        super().put_in_force(config)
+        server.websocket_cap = websocket_cap(config)
+        if config.MAX_PROCESSES != self.slots.limit:
+            self.slots.resize(config.MAX_PROCESSES)
+            server._fork_waiting()  # requests waiting for a slot may go now
+
+    async def drained(self, removed: list[Mount], timeout: float) -> bool:
+        """Requests run in children: wait for those forked before the change."""
+        children = self.fork_server.children
+        before = set(children)
+        return await wait_for(lambda: not before & children.keys(), timeout)
