@@ -59,15 +59,16 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
     except AppImportError as exc:
         logger.error("Cannot load app: %s", exc)
         return 2
+    target = app if isinstance(app, str) else None
     try:
         if config.MODEL == "async":
             from .models.async_ import run_async
 
-            return run_async(asgi_app, config)
+            return run_async(asgi_app, config, target=target)
         if config.MODEL == "fork":
             from .models.fork import run_fork
 
-            return run_fork(asgi_app, config)
+            return run_fork(asgi_app, config, target)
         raise AssertionError(f"unknown MODEL {config.MODEL!r}")  # Config refuses these
     except BindError as exc:
         logger.error("%s", exc.strerror or exc)  # the message without "[Errno 98]"

@@ -8,7 +8,8 @@ here; the figures and the live side are plugged in at two named places:
 
 - ``gathered_totals``: the per-request figures of every process (Totals()
   until the figures' gathering lands);
-- ``LiveNotYet``: config changes, apps, reload (501 until they land).
+- the live side (config changes, apps, reload) is the model's live object
+  (``live_async.py``, ``live_prefork.py``), which the backend hands them to.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from .backend import AdminError, AppInfo, ProcessInfo
+from .backend import AppInfo, ProcessInfo
 from .figures import Totals
+from .live_async import AsyncLive, ForkLive
+from .live_prefork import PreforkLive
 
 if TYPE_CHECKING:
     from ..models.arbiter import Arbiter
     from ..models.fork import ForkServer
     from ..server import Server
 
-__all__ = ["AsyncBackend", "ForkBackend", "LiveNotYet", "PreforkBackend", "gathered_totals"]
+__all__ = ["AsyncBackend", "ForkBackend", "PreforkBackend", "gathered_totals"]
 
 
 def gathered_totals(source: object) -> Totals:
@@ -44,41 +47,42 @@ def _wall(monotonic_then: float) -> float:
     return time.time() - (time.monotonic() - monotonic_then)
 
 
-class LiveNotYet:
-    """LIVE MERGE POINT: what changes a running server (PATCH /config, apps, reload).
+class _LiveSide:
+    """What changes a running server (PATCH /config, apps, reload): handed to
+    the model's live object (``live_async.py``, ``live_prefork.py``)."""
 
-    Not built yet: every call is a 501. The backends below inherit it; the
-    live side replaces this class (or overrides these methods).
-    """
+    live: AsyncLive | PreforkLive
 
     def live_keys(self) -> frozenset[str]:
-        raise AdminError(501, "not yet")
+        return self.live.live_keys()
 
     async def apply_config(self, changes: dict[str, Any]) -> None:
-        raise AdminError(501, "not yet")
+        await self.live.apply_config(changes)
 
     def apps(self) -> list[AppInfo]:
-        raise AdminError(501, "not yet")
+        return self.live.apps()
 
     async def mount(self, route: str, target: str, source: str = "admin",
                     app_dir: str | None = None) -> AppInfo:
-        raise AdminError(501, "not yet")
+        return await self.live.mount(route, target, source, app_dir)
 
     async def unmount(self, route: str) -> None:
-        raise AdminError(501, "not yet")
+        await self.live.unmount(route)
 
     async def reload(self) -> None:
-        raise AdminError(501, "not yet")
+        await self.live.reload()
 
 
-class AsyncBackend(LiveNotYet):
+class AsyncBackend(_LiveSide):
     """The ``async`` model: one process."""
 
     model = "async"
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, target: str | None = None) -> None:
+        """Before ``server.serve()``: the live side routes even one app (``AsyncLive``)."""
         self.server = server
         self.started = time.time()
+        self.live = AsyncLive(server, target)
 
     @property
     def config(self) -> Config:
@@ -97,14 +101,16 @@ class AsyncBackend(LiveNotYet):
         return {"restarts": 0, "recycles": 0}
 
 
-class ForkBackend(LiveNotYet):
+class ForkBackend(_LiveSide):
     """The ``fork`` model: the parent and each child alive now."""
 
     model = "fork"
 
-    def __init__(self, server: ForkServer) -> None:
+    def __init__(self, server: ForkServer, target: str | None = None) -> None:
+        """Before ``server.serve()``, as ``AsyncBackend``."""
         self.server = server
         self.started = time.time()
+        self.live = ForkLive(server, target)
 
     @property
     def config(self) -> Config:
@@ -138,7 +144,7 @@ def _serving(conn: Any) -> str:
     return f"{client[0]}:{client[1]}" if isinstance(client, tuple) else ""
 
 
-class PreforkBackend(LiveNotYet):
+class PreforkBackend(_LiveSide):
     """The ``prefork`` model: the master and each worker it keeps."""
 
     model = "prefork"
@@ -146,6 +152,7 @@ class PreforkBackend(LiveNotYet):
     def __init__(self, arbiter: Arbiter) -> None:
         self.arbiter = arbiter
         self.started = _wall(arbiter.started)
+        self.live = PreforkLive(arbiter)
 
     @property
     def config(self) -> Config:

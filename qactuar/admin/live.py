@@ -154,8 +154,9 @@ def changed_keys(old: Config, new: Config, keys: Iterable[str]) -> list[str]:
 
 
 def log_changes(old: Config, new: Config, keys: Iterable[str]) -> None:
+    """At debug level: the admin app logs each change at info, with who made it."""
     for key in changed_keys(old, new, keys):
-        logger.info("Admin: %s %r -> %r", key, getattr(old, key), getattr(new, key))
+        logger.debug("Admin: %s %r -> %r", key, getattr(old, key), getattr(new, key))
 
 
 def route_key(route: str) -> str:

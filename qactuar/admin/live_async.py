@@ -116,7 +116,7 @@ class AsyncLive:
             self.router.remount(add=mounts)
             extra = {"app_dir": app_dir} if app_dir else {}
             info = self.table[key] = AppInfo(shown(key), target, source, extra)
-            logger.info("Admin: mounted %s at %s", target, shown(key))
+            logger.debug("Admin: mounted %s at %s", target, shown(key))
             return info
 
     async def unmount(self, route: str) -> None:

@@ -124,7 +124,7 @@ class PreforkLive:
             await self._switch_apps(apps, fresh=False)
             extra = {"app_dir": app_dir} if app_dir else {}
             info = self.mounted[key] = AppInfo(shown(key), target, source, extra)
-            logger.info("Admin: mounted %s at %s (new workers serve it)", target, shown(key))
+            logger.debug("Admin: mounted %s at %s (new workers serve it)", target, shown(key))
             return info
 
     async def unmount(self, route: str) -> None:

@@ -88,8 +88,12 @@ def bind_with_admin(
         raise
 
 
-def run_async(app: ASGIApp, config: Config, sockets: list[socket.socket] | None = None) -> int:
-    """Serve ``app`` in this process until stopped; returns the exit status."""
+def run_async(app: ASGIApp, config: Config, sockets: list[socket.socket] | None = None,
+              target: str | None = None) -> int:
+    """Serve ``app`` in this process until stopped; returns the exit status.
+
+    ``target``: the "module:attribute" ``app`` came from, if any (the admin
+    socket lists it and re-imports it on reload)."""
     server = Server(app, config)
     try:
         sockets, admin = bind_with_admin(config, sockets)
@@ -99,6 +103,6 @@ def run_async(app: ASGIApp, config: Config, sockets: list[socket.socket] | None 
     if admin is not None:
         from ..admin.backends import AsyncBackend
 
-        admin.backend = AsyncBackend(server)
+        admin.backend = AsyncBackend(server, target)
     with asyncio.Runner(loop_factory=loop_factory(config.LOOP)) as runner:
         return runner.run(serve_with_signals(server, sockets, admin))

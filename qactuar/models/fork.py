@@ -399,8 +399,8 @@ class ForkServer(ForkStops, Server, ChildFds):
             conn.fail(verdict[0] if outcome == UNTOUCHED else 0, verdict[1])
 
 
-def run_fork(app: ASGIApp, config: Config) -> int:
-    """Serve ``app`` with a process per request until stopped."""
+def run_fork(app: ASGIApp, config: Config, target: str | None = None) -> int:
+    """Serve ``app`` with a process per request until stopped (``target``: as run_async's)."""
     server = ForkServer(app, config)
     try:
         sockets, admin = bind_with_admin(config, None)
@@ -410,7 +410,7 @@ def run_fork(app: ASGIApp, config: Config) -> int:
     if admin is not None:  # the admin socket: in the parent, never a child's
         from ..admin.backends import ForkBackend
 
-        admin.backend = ForkBackend(server)
+        admin.backend = ForkBackend(server, target)
         admin.track_fork_children(server.child_closes)
     # pending in a child until it can act on it (fork_child.STOPPING)
     signal.pthread_sigmask(signal.SIG_BLOCK, (STOPPING,))
