@@ -18,6 +18,7 @@ import copy
 import json
 import secrets
 import threading
+import time
 from typing import Any
 
 from qactuar.admin.dashboard import dashboard_app
@@ -129,7 +130,7 @@ class StandIn:
             return 200, self.status(), []
         if (method, path) == ("GET", "/status/series"):
             return 200, {"samples": [
-                {"time": 1733360000.0 + i, "requests": 1000 + 5 * i,
+                {"time": time.time() - 5 + i, "requests": 1000 + 5 * i,
                  "status_classes": {"2xx": 1000 + 5 * i}, "latency": {"p50": 0.001, "p99": 0.01},
                  "processes": 3, "rss": 125829120} for i in range(5)]}, []
         if (method, path) == ("GET", "/config"):

@@ -80,10 +80,8 @@
   async function api(method, path, body) {
     const init = {method: method, credentials: "same-origin", cache: "no-store",
                   headers: {"accept": "application/json"}};
-    if (body !== undefined) {
-      init.headers["content-type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
+    if (method !== "GET") init.headers["content-type"] = "application/json";  // DELETE too
+    if (body !== undefined) init.body = JSON.stringify(body);
     let resp;
     try {
       resp = await fetch(path, init);
@@ -175,18 +173,21 @@
                     cursor: {drag: {x: false, y: false}}};
       return new window.uPlot(opts, [[]].concat(series.map(() => [])), el);
     };
+    const fromZero = {y: {range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1]}};
     const line = (label, stroke, extra) => Object.assign({label: label, stroke: stroke, width: 2,
                                                           spanGaps: true}, extra || {});
     return {
-      rps: make("chart-rps", [line("requests/s", "#2a6fdb")], [{}], {}),
+      rps: make("chart-rps", [line("requests/s", "#2a6fdb")], [{}], fromZero),
       latency: make("chart-latency", [line("p50 ms", "#2e8b57"), line("p99 ms", "#b3261e")],
-                    [{}], {}),
-      status: make("chart-status", CLASSES.map((c, i) => line(c + "/s", CLASS_COLORS[i])), [{}], {}),
+                    [{}], fromZero),
+      status: make("chart-status", CLASSES.map((c, i) => line(c + "/s", CLASS_COLORS[i])), [{}],
+                   fromZero),
       processes: make("chart-processes",
                       [line("processes", "#2a6fdb", {scale: "n"}),
                        line("RSS MiB", "#d98b00", {scale: "mib"})],
                       [{scale: "n"}, {scale: "mib", side: 1, grid: {show: false}}],
-                      {n: {auto: true}, mib: {auto: true}}),
+                      {n: {range: (u, min, max) => [0, Math.max(1, max + 1)]},
+                       mib: {range: (u, min, max) => [0, max > 0 ? max * 1.2 : 1]}}),
     };
   }
 
@@ -197,6 +198,7 @@
     c.latency.setData([d.t, d.p50, d.p99]);
     c.status.setData([d.t].concat(CLASSES.map((k) => d[k])));
     c.processes.setData([d.t, d.procs, d.rss]);
+    $("chart-rps").dataset.points = String(d.t.length);
   }
 
   function resizeCharts() {
@@ -283,7 +285,7 @@
                           classes: classCounts(totals.status_classes),
                           p50: latency.p50, p99: latency.p99, procs: processes.length, rss: rss});
     const averages = totals.rps || {};
-    $("rps").textContent = rate(rps === null ? averages["1m"] : rps);
+    $("rps").textContent = rate(rps);  // "–" until two samples give a rate
     $("rps-averages").textContent = [averages["1m"], averages["5m"], averages["15m"]]
       .map(rate).join(" / ");
     $("in-flight").textContent = num(totals.in_flight, 0);
