@@ -54,7 +54,7 @@ def test_the_page_has_no_inline_script_and_strict_headers(serve: Any) -> None:
     assert html.encode() == STATIC.joinpath("index.html").read_bytes()
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
     assert [attrs.strip() for attrs, _ in scripts] == [
-        'src="assets/uPlot.iife.min.js" defer', 'src="assets/dashboard.js" defer']
+        'src="assets/uPlot.iife.min.js" defer', 'type="module" src="assets/dashboard.js"']
     assert all(body == "" for _, body in scripts)
     assert re.search(r"<[^>]*\s(style|on[a-z]+)\s*=", html, re.I) is None  # inline handlers
     assert "<style" not in html

@@ -26,6 +26,8 @@ __all__ = ["ASSETS", "CONTENT_SECURITY_POLICY", "Dashboard", "dashboard_app"]
 #: The files under /assets/, with their content types; nothing else is served.
 ASSETS: dict[str, str] = {
     "dashboard.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "format.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "uPlot.iife.min.js": "text/javascript; charset=utf-8",
     "uPlot.min.css": "text/css; charset=utf-8",

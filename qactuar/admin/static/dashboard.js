@@ -1,4 +1,5 @@
-/* qactuar admin dashboard. No build step; uPlot (vendored) draws the charts.
+/* qactuar admin dashboard: the page's script, an ES module (charts.js draws the figures
+ * with the vendored uPlot, format.js writes them). No build step.
  *
  * Every request is relative to the page (the page is at the admin socket's "/"),
  * with fetch(..., {credentials: "same-origin"}): the session cookie that
@@ -39,23 +40,21 @@
  *   Any error: a status >= 400 with {"error": "reason"} (or "reason"/"detail", or plain text),
  *   shown as text next to what failed.
  */
-"use strict";
+import {Figures, classCounts, requestsOf} from "./charts.js";
+import {age, bytes, ms, num, rate, shown} from "./format.js";
 
 (function () {
   const POLL_MS = 1000;
   const APPS_EVERY_MS = 5000;
-  const KEEP_POINTS = 300;
-  const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-  const CLASS_COLORS = ["#8a8f98", "#2e8b57", "#2a6fdb", "#d98b00", "#b3261e"];
 
   const $ = (id) => document.getElementById(id);
+  const figures = new Figures({rps: "chart-rps", latency: "chart-latency",
+                                status: "chart-status", processes: "chart-processes"});
   const state = {
     session: 0,        // bumped at each sign-in and sign-out: a stale poll stops itself
     timer: null,
-    last: null,        // the previous sample: {t, requests, classes}
-    data: null,        // the charts' columns
-    charts: null,
     configShown: false,
+    warned: false,       // the charts' library missing, said once
     appsFetched: 0,
   };
 
@@ -101,43 +100,6 @@
     return "apps/" + route.replace(/^\/+/, "").split("/").map(encodeURIComponent).join("/");
   }
 
-  // ---- formatting -----------------------------------------------------------------
-
-  function num(value, digits) {
-    return typeof value === "number" && isFinite(value) ? value.toFixed(digits) : "–";
-  }
-
-  function rate(value) {
-    if (typeof value !== "number" || !isFinite(value)) return "–";
-    return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
-  }
-
-  function ms(seconds) {
-    return typeof seconds === "number" ? (seconds * 1000).toFixed(seconds < 0.01 ? 2 : 1) + " ms"
-                                       : "–";
-  }
-
-  function bytes(n) {
-    if (typeof n !== "number" || !isFinite(n)) return "–";
-    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
-    return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
-  }
-
-  function age(seconds) {
-    if (typeof seconds !== "number" || !isFinite(seconds)) return "–";
-    const s = Math.floor(seconds);
-    if (s < 60) return s + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
-    if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
-    return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
-  }
-
-  function shown(value) {
-    return typeof value === "string" ? value : JSON.stringify(value);
-  }
-
   function setMessage(text, isError) {
     const el = $("message");
     el.textContent = text;
@@ -152,102 +114,6 @@
     return td;
   }
 
-  // ---- charts ---------------------------------------------------------------------
-
-  function emptyData() {
-    const data = {t: [], rps: [], p50: [], p99: [], procs: [], rss: []};
-    for (const c of CLASSES) data[c] = [];
-    return data;
-  }
-
-  function makeCharts() {
-    if (typeof window.uPlot !== "function") {
-      setMessage("The charts' library did not load; the figures and tables still update.", true);
-      return null;
-    }
-    const width = (el) => Math.max(300, el.clientWidth - 4);
-    const make = (id, series, axes, scales) => {
-      const el = $(id);
-      const opts = {width: width(el), height: 220, scales: Object.assign({x: {time: true}}, scales),
-                    series: [{}].concat(series), axes: [{}].concat(axes),
-                    cursor: {drag: {x: false, y: false}}};
-      return new window.uPlot(opts, [[]].concat(series.map(() => [])), el);
-    };
-    const fromZero = {y: {range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1]}};
-    const line = (label, stroke, extra) => Object.assign({label: label, stroke: stroke, width: 2,
-                                                          spanGaps: true}, extra || {});
-    return {
-      rps: make("chart-rps", [line("requests/s", "#2a6fdb")], [{}], fromZero),
-      latency: make("chart-latency", [line("p50 ms", "#2e8b57"), line("p99 ms", "#b3261e")],
-                    [{}], fromZero),
-      status: make("chart-status", CLASSES.map((c, i) => line(c + "/s", CLASS_COLORS[i])), [{}],
-                   fromZero),
-      processes: make("chart-processes",
-                      [line("processes", "#2a6fdb", {scale: "n"}),
-                       line("RSS MiB", "#d98b00", {scale: "mib"})],
-                      [{scale: "n"}, {scale: "mib", side: 1, grid: {show: false}}],
-                      {n: {range: (u, min, max) => [0, Math.max(1, max + 1)]},
-                       mib: {range: (u, min, max) => [0, max > 0 ? max * 1.2 : 1]}}),
-    };
-  }
-
-  function drawCharts() {
-    const c = state.charts, d = state.data;
-    if (!c) return;
-    c.rps.setData([d.t, d.rps]);
-    c.latency.setData([d.t, d.p50, d.p99]);
-    c.status.setData([d.t].concat(CLASSES.map((k) => d[k])));
-    c.processes.setData([d.t, d.procs, d.rss]);
-    $("chart-rps").dataset.points = String(d.t.length);
-  }
-
-  function resizeCharts() {
-    if (!state.charts) return;
-    for (const name of Object.keys(state.charts)) {
-      const chart = state.charts[name];
-      chart.setSize({width: Math.max(300, chart.root.parentNode.clientWidth - 4), height: 220});
-    }
-  }
-
-  function classCounts(classes) {
-    const counts = {};
-    for (const c of CLASSES) counts[c] = classes && typeof classes[c] === "number" ? classes[c] : 0;
-    return counts;
-  }
-
-  function requestsOf(totals) {
-    if (typeof totals.requests === "number") return totals.requests;
-    const counts = classCounts(totals.status_classes);
-    return CLASSES.reduce((sum, c) => sum + counts[c], 0);
-  }
-
-  // One point of every chart from a sample {t, requests, classes, p50, p99, procs, rss};
-  // the rates are the change since the previous sample.
-  function addPoint(sample, givenRps) {
-    const d = state.data, prev = state.last;
-    const dt = prev ? sample.t - prev.t : 0;
-    let rps = null;
-    const perClass = {};
-    if (prev && dt > 0) {
-      rps = Math.max(0, (sample.requests - prev.requests) / dt);
-      for (const c of CLASSES) perClass[c] = Math.max(0, (sample.classes[c] - prev.classes[c]) / dt);
-    }
-    if (typeof givenRps === "number") rps = givenRps;
-    state.last = sample;
-    if (prev && dt <= 0) return rps;  // the same instant twice: nothing to add
-    d.t.push(sample.t);
-    d.rps.push(rps);
-    d.p50.push(typeof sample.p50 === "number" ? sample.p50 * 1000 : null);
-    d.p99.push(typeof sample.p99 === "number" ? sample.p99 * 1000 : null);
-    for (const c of CLASSES) d[c].push(perClass[c] === undefined ? null : perClass[c]);
-    d.procs.push(sample.procs);
-    d.rss.push(typeof sample.rss === "number" ? sample.rss / 1048576 : null);
-    if (d.t.length > KEEP_POINTS) {
-      for (const key of Object.keys(d)) d[key].splice(0, d[key].length - KEEP_POINTS);
-    }
-    return rps;
-  }
-
   async function loadHistory() {
     let data;
     try {
@@ -255,17 +121,8 @@
     } catch (err) {
       return;  // no history: the charts start now
     }
-    const samples = Array.isArray(data) ? data : (data && (data.samples || data.series)) || [];
-    for (const s of samples) {
-      if (!s || typeof s !== "object") continue;
-      const t = typeof s.time === "number" ? s.time : s.t;
-      if (typeof t !== "number") continue;
-      const latency = s.latency || {};
-      addPoint({t: t, requests: requestsOf(s), classes: classCounts(s.status_classes),
-                p50: latency.p50, p99: latency.p99,
-                procs: typeof s.processes === "number" ? s.processes : null,
-                rss: s.rss}, typeof s.rps === "number" ? s.rps : undefined);
-    }
+    figures.addHistory(Array.isArray(data) ? data
+                       : (data && (data.samples || data.series)) || []);
   }
 
   // ---- rendering /status ----------------------------------------------------------
@@ -281,7 +138,7 @@
     const latency = totals.latency || {};
     const rss = processes.reduce((sum, p) => sum + (typeof p.rss === "number" ? p.rss : 0), 0);
     const t = typeof status.time === "number" ? status.time : Date.now() / 1000;
-    const rps = addPoint({t: t, requests: requestsOf(totals),
+    const rps = figures.add({t: t, requests: requestsOf(totals),
                           classes: classCounts(totals.status_classes),
                           p50: latency.p50, p99: latency.p99, procs: processes.length, rss: rss});
     const averages = totals.rps || {};
@@ -295,7 +152,10 @@
     $("process-count").textContent = String(processes.length);
     $("rss-total").textContent = bytes(rss);
     renderProcesses(processes);
-    drawCharts();
+    if (!figures.draw() && !state.warned) {
+      state.warned = true;
+      setMessage("The charts' library did not load; the figures and tables still update.", true);
+    }
     if (!state.configShown && status.config && typeof status.config === "object") {
       renderConfig(status.config, Array.isArray(status.live_keys) ? status.live_keys : []);
     }
@@ -498,16 +358,13 @@
   async function signedIn() {
     state.session += 1;
     const session = state.session;
-    state.last = null;
-    state.data = emptyData();
+    figures.reset();
     state.configShown = false;
     $("sign-in").hidden = true;
     $("dashboard").hidden = false;
     $("session-actions").hidden = false;
-    if (!state.charts) state.charts = makeCharts();
     await loadHistory();
     if (session !== state.session) return;
-    state.last = null;  // the live rates start from the first live sample
     loadApps();
     poll(session);
   }
@@ -567,7 +424,7 @@
     $("mount-form").addEventListener("submit", mount);
     $("sign-out").addEventListener("click", signOut);
     $("reload").addEventListener("click", reload);
-    window.addEventListener("resize", resizeCharts);
+    window.addEventListener("resize", () => figures.resize());
     try {
       await api("GET", "status");  // a session cookie still valid?
     } catch (err) {
