@@ -116,6 +116,8 @@ def main(
     Settings come from the defaults, then the JSON config file, then the
     environment (QACTUAR_<KEY>, with --env-file's lines), then these options;
     every option sets the config key of the same name in upper case.
+
+    `qactuar admin --help`: the admin socket's client (status, apps, config, reload).
     """
     # a repeatable option not given is an empty tuple: "not given", like None
     given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()

@@ -61,7 +61,8 @@ def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Admin socket port (default: ADMIN_PORT)."),
         click.option("--uds", help="Admin Unix socket path (default: ADMIN_UDS)."),
         click.option("--token", help="Admin token (default: QACTUAR_ADMIN_TOKEN, else the "
-                     "token file the server wrote)."),
+                     "token file the server wrote; those two are better: an option shows "
+                     "in ps)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False),
                      help="The server's JSON config file, for ADMIN_* (default as for qactuar)."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
