@@ -227,3 +227,13 @@ def drive_the_dashboard(chromium: Chromium, devtools: Any, standin: StandIn, url
     wait_page(chromium, devtools, "!document.getElementById('sign-in').hidden &&"
               " document.getElementById('dashboard').hidden", "signed out")
     assert len(standin.recorded("POST", "/logout")) == 1
+
+    # signed in again, the session ends on the server's side: the page asks for the token
+    page(js(f"document.getElementById('token').value = {json.dumps(TOKEN)};"
+            "document.getElementById('sign-in-form').requestSubmit(); return true;"))
+    wait_page(chromium, devtools, "document.getElementById('dashboard').hidden === false",
+              "signed in again")
+    standin.sessions.clear()
+    wait_page(chromium, devtools, "!document.getElementById('sign-in').hidden &&"
+              " document.getElementById('sign-in-error').textContent ==="
+              " 'Your session ended: sign in again.'", "the expired session noticed")
