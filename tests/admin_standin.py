@@ -10,6 +10,16 @@ every API request in ``requests`` for the test to read. ``GET /`` and
 ``GET /assets/*`` go to the real ``dashboard_app``, without a token, as the
 real app delegates them. Each ``GET /status`` answers bigger counters than
 the one before (7 more requests: 6 2xx, 1 4xx), so a page's requests/s rises.
+
+Two dialects, where the admin app (wt-adminapp, as of this writing) and the
+brief the dashboard was written from differ; the dashboard and the CLI read both:
+
+- ``"app"``: ``totals.requests_per_second``, ``processes[].cpu_percent``,
+  ``GET /status/series`` -> ``{"interval": 1, "points": [...]}`` (one more point,
+  at 7 requests/s, each time it is asked), ``GET /config`` -> ``{"config", "live"}``;
+- ``"brief"``: ``totals.rps``, ``processes[].cpu`` (seconds), no ``/status/series``
+  (404: the page's rates come from /status' counters), ``GET /config`` ->
+  ``{"config", "live_keys"}``.
 """
 
 from __future__ import annotations
@@ -47,7 +57,10 @@ APPS: list[dict[str, Any]] = [
 class StandIn:
     """The app; ``requests``: every API request as (method, path, headers, JSON body)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: str = "app") -> None:
+        assert dialect in ("app", "brief")
+        self.dialect = dialect
+        self.points: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
         self.sessions: set[str] = set()
@@ -62,7 +75,10 @@ class StandIn:
         n = self.calls
         processes = copy.deepcopy(PROCESSES)
         processes[1]["requests"] += 7 * n
-        return {
+        if self.dialect == "app":
+            for p in processes:
+                p["cpu_percent"] = round(p.pop("cpu") * 2, 1)
+        status: dict[str, Any] = {
             "model": "prefork", "version": "0.2.0", "pid": 4100, "uptime": 3725.4,
             "totals": {
                 "requests": 1241 + 7 * n,
@@ -75,8 +91,25 @@ class StandIn:
             },
             "processes": processes,
             "config": self.config,
-            "live_keys": LIVE_KEYS,
         }
+        if self.dialect == "app":
+            status["totals"]["requests_per_second"] = status["totals"].pop("rps")
+        return status
+
+    def series(self) -> dict[str, Any]:
+        """Five points of history, then one more each time it is asked."""
+        now = time.time()
+        if not self.points:
+            self.points = [self.point(now - 5 + i, 5.0) for i in range(5)]
+        elif now > self.points[-1]["t"]:
+            self.points.append(self.point(now, 7.0))
+        return {"interval": 1.0, "points": self.points}
+
+    @staticmethod
+    def point(t: float, rps: float) -> dict[str, Any]:
+        return {"t": t, "rps": rps, "p50": 0.0012, "p99": 0.0105,
+                "classes": {"1xx": 0.0, "2xx": rps - 1, "3xx": 0.0, "4xx": 1.0, "5xx": 0.0},
+                "processes": 3, "rss": 125829120}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -128,13 +161,11 @@ class StandIn:
             return 500, {"error": "the backend raised"}, []
         if (method, path) == ("GET", "/status"):
             return 200, self.status(), []
-        if (method, path) == ("GET", "/status/series"):
-            return 200, {"samples": [
-                {"time": time.time() - 5 + i, "requests": 1000 + 5 * i,
-                 "status_classes": {"2xx": 1000 + 5 * i}, "latency": {"p50": 0.001, "p99": 0.01},
-                 "processes": 3, "rss": 125829120} for i in range(5)]}, []
+        if (method, path) == ("GET", "/status/series") and self.dialect == "app":
+            return 200, self.series(), []
         if (method, path) == ("GET", "/config"):
-            return 200, {"config": self.config, "live_keys": LIVE_KEYS}, []
+            live = "live" if self.dialect == "app" else "live_keys"
+            return 200, {"config": self.config, live: LIVE_KEYS}, []
         if (method, path) == ("PATCH", "/config"):
             return self.patch(body)
         if (method, path) == ("GET", "/apps"):

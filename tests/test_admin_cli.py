@@ -92,7 +92,7 @@ def cli(capsys: Any, monkeypatch: Any, tmp_path: Any) -> Callable[..., Ran]:
 @pytest.fixture(params=["tcp", "unix"])
 def admin(request: Any, serve: Any, tmp_path: Any) -> Iterator[Admin]:
     """The stand-in on 127.0.0.1 (``--port``) or on a Unix socket (``--uds``)."""
-    standin = StandIn()
+    standin = StandIn("brief")
     if request.param == "tcp":
         with serve(standin) as srv:
             yield Admin(standin, ["--host", "127.0.0.1", "--port", str(srv.port)])
@@ -113,6 +113,22 @@ def test_status_prints_the_figures_and_the_processes_table(cli: Any, admin: Admi
 def test_apps_and_config_print_tables(cli: Any, admin: Admin) -> None:
     assert cli("apps", *admin.where, "--token", TOKEN) == Ran(0, APPS_TABLE, "")
     assert cli("config", *admin.where, "--token", TOKEN) == Ran(0, CONFIG_TABLE, "")
+
+
+def test_the_admin_apps_names_are_read_too(cli: Any, serve: Any) -> None:
+    """requests_per_second, cpu_percent and GET /config's "live" (admin_standin's "app")."""
+    with serve(StandIn("app")) as srv:
+        where = ["--host", "127.0.0.1", "--port", str(srv.port), "--token", TOKEN]
+        status = cli("status", *where)
+        config = cli("config", *where)
+    assert (status.code, status.err) == (0, "")
+    assert "requests/s (1, 5, 15 min)      1.50 / 0.40 / 0.12\n" in status.out
+    assert status.out.endswith(
+        " PID  ROLE    STATE    AGE        REQUESTS  CPU %       RSS\n"
+        "4100  master  ready    1 h 2 min         0    2.5  40.0 MiB\n"
+        "4101  worker  serving  1 min 5 s      1241   25.0  50.0 MiB\n"
+        "4102  worker  ready    5 s               7    0.1  30.0 MiB\n")
+    assert config == Ran(0, CONFIG_TABLE, "")
 
 
 def test_json_prints_the_servers_answer(cli: Any, admin: Admin) -> None:
@@ -189,7 +205,7 @@ def test_a_server_error_is_one_line_and_exit_1(cli: Any, admin: Admin) -> None:
 
 def test_settings_and_token_come_from_the_environment_config_file_and_token_file(
         cli: Any, serve: Any, tmp_path: Any, monkeypatch: Any) -> None:
-    standin = StandIn()
+    standin = StandIn("brief")
     with serve(standin) as srv:
         monkeypatch.setenv("QACTUAR_ADMIN_PORT", str(srv.port))
         monkeypatch.setenv("QACTUAR_ADMIN_HOST", "127.0.0.1")
@@ -231,7 +247,7 @@ def test_usage_errors_are_one_line_and_exit_2(cli: Any) -> None:
 
 
 def test_the_qactuar_command_dispatches_admin(serve: Any) -> None:
-    standin = StandIn()
+    standin = StandIn("brief")
     with serve(standin) as srv:
         ran = run_qactuar("admin", "status", "--port", str(srv.port), "--host", "127.0.0.1",
                           env={"QACTUAR_ADMIN_TOKEN": TOKEN})

@@ -170,7 +170,7 @@ def _shown(value: Any, width: int = 70) -> str:
 def show_status(status: Any) -> str:
     status = status if isinstance(status, dict) else {}
     totals = status.get("totals") or {}
-    rps = totals.get("rps") or {}
+    rps = totals.get("requests_per_second") or totals.get("rps") or {}
     conns = totals.get("connections") or {}
     latency = totals.get("latency") or {}
     classes = totals.get("status_classes") or {}
@@ -190,13 +190,16 @@ def show_status(status: Any) -> str:
          " / ".join(_ms(latency.get(k)) for k in ("p50", "p95", "p99"))),
     ]
     processes = [p for p in status.get("processes") or [] if isinstance(p, dict)]
+    percent = any("cpu_percent" in p for p in processes)  # else "cpu": seconds
     rows = [[str(p.get("pid", "-")), str(p.get("role", "-")), str(p.get("state", "-")),
-             _age(p.get("age")), _number(p.get("requests")), _number(p.get("cpu"), 2),
+             _age(p.get("age")), _number(p.get("requests")),
+             _number(p.get("cpu_percent"), 1) if percent else _number(p.get("cpu"), 2),
              _bytes(p.get("rss"))] for p in processes]
     parts = [head] if head else []
     width = max(len(name) for name, _ in figures)
     parts.append("\n".join(f"{name.ljust(width)}  {value}" for name, value in figures))
-    parts.append(table(["PID", "ROLE", "STATE", "AGE", "REQUESTS", "CPU (s)", "RSS"], rows,
+    cpu = "CPU %" if percent else "CPU (s)"
+    parts.append(table(["PID", "ROLE", "STATE", "AGE", "REQUESTS", cpu, "RSS"], rows,
                        right=(0, 4, 5, 6)))
     return "\n\n".join(parts)
 
@@ -211,7 +214,8 @@ def show_apps(answer: Any) -> str:
 def show_config(answer: Any) -> str:
     answer = answer if isinstance(answer, dict) else {}
     config = answer.get("config") if isinstance(answer.get("config"), dict) else answer
-    live = set(answer.get("live_keys") or ()) if config is not answer else set()
+    live = (set(answer.get("live") or answer.get("live_keys") or ())
+            if config is not answer else set())
     rows = [[key, _shown(config[key]), "live" if key in live else ("restart" if live else "")]
             for key in sorted(config)]
     return table(["KEY", "VALUE", "LIVE"], rows)

@@ -27,6 +27,7 @@ __all__ = ["ASSETS", "CONTENT_SECURITY_POLICY", "Dashboard", "dashboard_app"]
 ASSETS: dict[str, str] = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
+    "config.js": "text/javascript; charset=utf-8",
     "format.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "uPlot.iife.min.js": "text/javascript; charset=utf-8",

@@ -1,9 +1,11 @@
 /* qactuar admin dashboard: the figures over time, drawn with uPlot (vendored, a
  * classic script that defines window.uPlot before this module runs).
  *
- * A sample is {t (seconds since the epoch), requests and classes (cumulative
- * counts), p50, p99 (seconds), procs, rss (bytes)}; the rates drawn are the
- * change from the previous sample, so the charts need no rate from the server.
+ * Two sources of points: ``add`` takes a sample of /status, {t (seconds since
+ * the epoch), requests and classes (cumulative counts), p50, p99 (seconds),
+ * procs, rss (bytes)}, and draws the rates of change from the previous sample;
+ * ``addPoints`` takes /status/series' per-second points, whose rates the server
+ * computed: {t, rps, classes: {"2xx": requests/s, ...}, p50, p99, processes, rss}.
  */
 
 export const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -65,9 +67,9 @@ export class Figures {
     }
   }
 
-  /** Add a sample; the requests/s since the previous one (``givenRps`` when given), or null. */
-  add(sample, givenRps) {
-    const d = this.data, prev = this.last;
+  /** Add a sample of /status; the requests/s since the previous one, or null. */
+  add(sample) {
+    const prev = this.last;
     const dt = prev ? sample.t - prev.t : 0;
     let rps = null;
     const perClass = {};
@@ -75,9 +77,34 @@ export class Figures {
       rps = Math.max(0, (sample.requests - prev.requests) / dt);
       for (const c of CLASSES) perClass[c] = Math.max(0, (sample.classes[c] - prev.classes[c]) / dt);
     }
-    if (typeof givenRps === "number") rps = givenRps;
     this.last = sample;
-    if (prev && dt <= 0) return rps;  // the same instant twice: nothing to add
+    if (!prev || dt > 0) this.push(sample, rps, perClass);  // not the same instant twice
+    return rps;
+  }
+
+  /** Add /status/series' points newer than the last one drawn; the newest's requests/s. */
+  addPoints(points) {
+    let rps = null;
+    for (const p of points) {
+      if (!p || typeof p !== "object") continue;
+      const t = typeof p.t === "number" ? p.t : p.time;
+      const n = this.data.t.length;
+      if (typeof t !== "number" || (n && t <= this.data.t[n - 1])) continue;
+      const latency = p.latency || {};
+      const classes = {};
+      for (const c of CLASSES) classes[c] = p.classes && typeof p.classes[c] === "number"
+        ? p.classes[c] : null;
+      rps = typeof p.rps === "number" ? p.rps : null;
+      this.push({t: t, p50: typeof p.p50 === "number" ? p.p50 : latency.p50,
+                 p99: typeof p.p99 === "number" ? p.p99 : latency.p99,
+                 procs: typeof p.processes === "number" ? p.processes : null, rss: p.rss},
+                rps, classes);
+    }
+    return rps;
+  }
+
+  push(sample, rps, perClass) {
+    const d = this.data;
     d.t.push(sample.t);
     d.rps.push(rps);
     d.p50.push(typeof sample.p50 === "number" ? sample.p50 * 1000 : null);
@@ -88,22 +115,6 @@ export class Figures {
     if (d.t.length > KEEP_POINTS) {
       for (const key of Object.keys(d)) d[key].splice(0, d[key].length - KEEP_POINTS);
     }
-    return rps;
-  }
-
-  /** /status/series' samples (see dashboard.js), oldest first, as history. */
-  addHistory(samples) {
-    for (const s of samples) {
-      if (!s || typeof s !== "object") continue;
-      const t = typeof s.time === "number" ? s.time : s.t;
-      if (typeof t !== "number") continue;
-      const latency = s.latency || {};
-      this.add({t: t, requests: requestsOf(s), classes: classCounts(s.status_classes),
-                p50: latency.p50, p99: latency.p99,
-                procs: typeof s.processes === "number" ? s.processes : null, rss: s.rss},
-               typeof s.rps === "number" ? s.rps : undefined);
-    }
-    this.last = null;  // live rates start from the first live sample (another clock)
   }
 
   make() {

@@ -1,5 +1,6 @@
 /* qactuar admin dashboard: the page's script, an ES module (charts.js draws the figures
- * with the vendored uPlot, format.js writes them). No build step.
+ * with the vendored uPlot, config.js is the config table, format.js writes figures).
+ * No build step.
  *
  * Every request is relative to the page (the page is at the admin socket's "/"),
  * with fetch(..., {credentials: "same-origin"}): the session cookie that
@@ -7,30 +8,32 @@
  * Mutating requests send JSON with content-type: application/json (the
  * browser adds Origin, which the admin app's CSRF check reads).
  *
- * The JSON this script relies on (fields it does not find are shown as "–"):
+ * The JSON this script relies on (fields it does not find are shown as "–"; where two
+ * names are given, either is read: the first is the admin app's, the second the brief's):
  *
  *   POST login   {"token": "..."} -> 2xx sets the cookie; 401 wrong token
  *   POST logout  -> 2xx clears it
  *   GET status   -> {
  *     "model": "prefork", "version": "0.2.0", "pid": 123, "uptime": 12.5,   (seconds)
- *     "time": 1733360000.0,          (optional: the server's time.time(); else the browser's)
  *     "totals": {
- *       "requests": 1234,            (optional: cumulative; else the sum of status_classes)
- *       "rps": {"1m": 1.5, "5m": 0.4, "15m": 0.1},
+ *       "requests": 1234,            (cumulative; else the sum of status_classes)
+ *       "requests_per_second" | "rps": {"1m": 1.5, "5m": 0.4, "15m": 0.1},
  *       "in_flight": 2,
  *       "connections": {"http": 3, "websocket": 1},
  *       "status_classes": {"1xx": 0, "2xx": 1200, "3xx": 0, "4xx": 30, "5xx": 4},  (cumulative)
  *       "latency": {"p50": 0.0012, "p95": 0.004, "p99": 0.01}   (seconds, or null)
  *     },
  *     "processes": [{"pid": 123, "role": "master", "state": "ready", "age": 12.5,
- *                    "requests": 0, "cpu": 0.31, "rss": 41943040}],   (age, cpu: seconds; rss: bytes)
- *     "config": {"KEY": value, ...},  (secrets already masked by the server)
- *     "live_keys": ["REQUEST_TIMEOUT", ...]
+ *                    "requests": 0, "cpu_percent": 3.5 | "cpu": 0.31 (seconds),
+ *                    "rss": 41943040 (bytes)}]
  *   }
- *   GET status/series (optional; history on load) -> {"samples": [{"time": 1733360000.0,
- *     "requests": 1200, "status_classes": {...}, "latency": {"p50": .., "p99": ..},
- *     "processes": 3, "rss": 125829120}, ...]}   (a bare list of samples is read too; a
- *     sample's "rps" number, when present, is used as is)
+ *   GET status/series -> {"interval": 1, "points": [{"t": 1733360000.0 (time.time()),
+ *     "rps": 6.9, "p50": 0.001, "p99": 0.01, "classes": {"2xx": 6.0, ...} (requests/s),
+ *     "processes": 3, "rss": 125829120}, ...]}, oldest first. When it answers, the
+ *     charts and the requests/s figure follow its points (fetched with each /status);
+ *     else they are the change between two answers of /status.
+ *   GET config   -> {"config": {"KEY": value, ...} (secrets masked),
+ *                    "live" | "live_keys": ["REQUEST_TIMEOUT", ...]}
  *   GET apps     -> {"apps": [{"route": "/blog", "target": "blog:app", "source": "admin"}]}
  *                   (or the bare list; "app" is read when "target" is missing)
  *   POST apps    {"route": "/blog", "app": "blog:app"}
@@ -41,7 +44,8 @@
  *   shown as text next to what failed.
  */
 import {Figures, classCounts, requestsOf} from "./charts.js";
-import {age, bytes, ms, num, rate, shown} from "./format.js";
+import {configTable} from "./config.js";
+import {age, bytes, ms, num, rate} from "./format.js";
 
 (function () {
   const POLL_MS = 1000;
@@ -50,11 +54,12 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
   const $ = (id) => document.getElementById(id);
   const figures = new Figures({rps: "chart-rps", latency: "chart-latency",
                                 status: "chart-status", processes: "chart-processes"});
+  const config = configTable({api: api, signedOut: signedOut, setMessage: setMessage});
   const state = {
     session: 0,        // bumped at each sign-in and sign-out: a stale poll stops itself
     timer: null,
-    configShown: false,
-    warned: false,       // the charts' library missing, said once
+    series: false,     // /status/series answers: the charts follow its points
+    warned: false,     // the charts' library missing, said once
     appsFetched: 0,
   };
 
@@ -114,15 +119,17 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
     return td;
   }
 
-  async function loadHistory() {
+  /** /status/series' points, or null when the server has none (or no such endpoint). */
+  async function seriesPoints() {
     let data;
     try {
       data = await api("GET", "status/series");
     } catch (err) {
-      return;  // no history: the charts start now
+      if (err.status === 401) throw err;
+      return null;
     }
-    figures.addHistory(Array.isArray(data) ? data
-                       : (data && (data.samples || data.series)) || []);
+    const points = Array.isArray(data) ? data : data && data.points;
+    return Array.isArray(points) ? points : null;
   }
 
   // ---- rendering /status ----------------------------------------------------------
@@ -137,12 +144,14 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
       .filter(Boolean).join(" · ");
     const latency = totals.latency || {};
     const rss = processes.reduce((sum, p) => sum + (typeof p.rss === "number" ? p.rss : 0), 0);
-    const t = typeof status.time === "number" ? status.time : Date.now() / 1000;
-    const rps = figures.add({t: t, requests: requestsOf(totals),
-                          classes: classCounts(totals.status_classes),
-                          p50: latency.p50, p99: latency.p99, procs: processes.length, rss: rss});
-    const averages = totals.rps || {};
-    $("rps").textContent = rate(rps);  // "–" until two samples give a rate
+    if (!state.series) {  // the rates from the change since the last answer
+      const rps = figures.add({t: Date.now() / 1000, requests: requestsOf(totals),
+                               classes: classCounts(totals.status_classes),
+                               p50: latency.p50, p99: latency.p99, procs: processes.length,
+                               rss: rss});
+      $("rps").textContent = rate(rps);  // "–" until two answers give a rate
+    }
+    const averages = totals.requests_per_second || totals.rps || {};
     $("rps-averages").textContent = [averages["1m"], averages["5m"], averages["15m"]]
       .map(rate).join(" / ");
     $("in-flight").textContent = num(totals.in_flight, 0);
@@ -152,12 +161,12 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
     $("process-count").textContent = String(processes.length);
     $("rss-total").textContent = bytes(rss);
     renderProcesses(processes);
+  }
+
+  function draw() {
     if (!figures.draw() && !state.warned) {
       state.warned = true;
       setMessage("The charts' library did not load; the figures and tables still update.", true);
-    }
-    if (!state.configShown && status.config && typeof status.config === "object") {
-      renderConfig(status.config, Array.isArray(status.live_keys) ? status.live_keys : []);
     }
   }
 
@@ -171,106 +180,12 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
       cell(row, p.state || "–");
       cell(row, age(p.age));
       cell(row, num(p.requests, 0), "number");
-      cell(row, num(p.cpu, 2), "number");
+      cell(row, typeof p.cpu_percent === "number" ? num(p.cpu_percent, 1) + " %"
+                : typeof p.cpu === "number" ? num(p.cpu, 2) + " s" : "–", "number");
       cell(row, bytes(p.rss), "number");
       return row;
     });
     body.replaceChildren.apply(body, rows);
-  }
-
-  // ---- config ---------------------------------------------------------------------
-
-  function parseInput(input, current) {
-    if (typeof current === "boolean") return {value: input.checked};
-    const text = input.value;
-    if (typeof current === "number") {
-      const n = Number(text.trim());
-      if (text.trim() === "" || !isFinite(n)) return {error: "not a number: " + text};
-      return {value: n};
-    }
-    if (typeof current === "string") return {value: text};
-    try {
-      return {value: JSON.parse(text)};
-    } catch (err) {
-      return current === null ? {value: text} : {error: "not valid JSON: " + text};
-    }
-  }
-
-  function renderConfig(config, liveKeys) {
-    const live = new Set(liveKeys);
-    const body = document.querySelector("#config tbody");
-    const rows = Object.keys(config).sort().map((key) => {
-      const value = config[key];
-      const row = document.createElement("tr");
-      row.dataset.key = key;
-      const th = document.createElement("th");
-      th.scope = "row";
-      th.textContent = key;
-      row.appendChild(th);
-      const valueCell = document.createElement("td");
-      const actionCell = document.createElement("td");
-      row.appendChild(valueCell);
-      cell(row, live.has(key) ? "live" : "restart");
-      row.appendChild(actionCell);
-      if (!live.has(key)) {
-        valueCell.textContent = shown(value);
-        return row;
-      }
-      const label = document.createElement("label");
-      label.className = "visually-hidden";
-      label.htmlFor = "config-" + key;
-      label.textContent = key;
-      const input = document.createElement("input");
-      input.id = "config-" + key;
-      input.name = key;
-      if (typeof value === "boolean") {
-        input.type = "checkbox";
-        input.checked = value;
-      } else {
-        input.type = "text";
-        input.value = shown(value);
-        input.spellcheck = false;
-      }
-      const error = document.createElement("span");
-      error.className = "error";
-      error.id = "config-error-" + key;
-      error.setAttribute("role", "alert");
-      input.setAttribute("aria-describedby", error.id);
-      valueCell.append(label, input, error);
-      const button = document.createElement("button");
-      button.type = "button";
-      button.id = "config-save-" + key;
-      button.textContent = "Apply";
-      button.setAttribute("aria-label", "Apply " + key);
-      button.addEventListener("click", () => applyConfig(key, value, input, error));
-      input.addEventListener("keydown", (event) => {
-        if (event.key === "Enter") applyConfig(key, value, input, error);
-      });
-      actionCell.appendChild(button);
-      return row;
-    });
-    body.replaceChildren.apply(body, rows);
-    state.configShown = true;
-  }
-
-  async function applyConfig(key, current, input, error) {
-    error.textContent = "";
-    const parsed = parseInput(input, current);
-    if (parsed.error) {
-      error.textContent = parsed.error;
-      return;
-    }
-    const change = {};
-    change[key] = parsed.value;
-    try {
-      await api("PATCH", "config", change);
-    } catch (err) {
-      error.textContent = err.status ? err.status + ": " + err.message : err.message;
-      if (err.status === 401) signedOut("Your session ended: sign in again.");
-      return;
-    }
-    setMessage(key + " set to " + shown(parsed.value) + ".", false);
-    state.configShown = false;  // the next /status shows the value in force
   }
 
   // ---- apps -----------------------------------------------------------------------
@@ -341,6 +256,12 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
     if (session !== state.session) return;
     try {
       render(await api("GET", "status"));
+      if (state.series) {
+        const points = await seriesPoints();
+        const rps = points ? figures.addPoints(points) : null;
+        if (rps !== null) $("rps").textContent = rate(rps);
+      }
+      draw();
       if ($("message").classList.contains("error")) setMessage("", false);
     } catch (err) {
       if (session !== state.session) return;
@@ -359,13 +280,21 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
     state.session += 1;
     const session = state.session;
     figures.reset();
-    state.configShown = false;
     $("sign-in").hidden = true;
     $("dashboard").hidden = false;
     $("session-actions").hidden = false;
-    await loadHistory();
+    let history = null;
+    try {
+      history = await seriesPoints();
+    } catch (err) {
+      signedOut("Your session ended: sign in again.");
+      return;
+    }
     if (session !== state.session) return;
+    state.series = history !== null;
+    if (history) figures.addPoints(history);
     loadApps();
+    config.load();
     poll(session);
   }
 
@@ -415,8 +344,8 @@ import {age, bytes, ms, num, rate, shown} from "./format.js";
       return;
     }
     setMessage("Apps reloaded.", false);
-    state.configShown = false;
     loadApps();
+    config.load();
   }
 
   async function start() {
