@@ -227,6 +227,8 @@ def drive_the_dashboard(chromium: Chromium, devtools: Any, standin: StandIn, url
     with open(shot, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
+    assert page("document.body.dataset.scriptErrors || '0'") == "0", page(
+        "document.getElementById('message').textContent")
     page("document.getElementById('sign-out').click()")
     wait_page(chromium, devtools, "!document.getElementById('sign-in').hidden &&"
               " document.getElementById('dashboard').hidden", "signed out")

@@ -348,7 +348,17 @@ import {age, bytes, ms, num, rate} from "./format.js";
     config.load();
   }
 
+  // A failure of this script is shown as text too (and counted, for the tests).
+  function scriptFailed(reason) {
+    const body = document.body;
+    body.dataset.scriptErrors = String(Number(body.dataset.scriptErrors || 0) + 1);
+    setMessage("The page's script failed: " + reason, true);
+  }
+
   async function start() {
+    window.addEventListener("error", (event) => scriptFailed(event.message));
+    window.addEventListener("unhandledrejection", (event) => scriptFailed(
+      event.reason && event.reason.message ? event.reason.message : String(event.reason)));
     $("sign-in-form").addEventListener("submit", signIn);
     $("mount-form").addEventListener("submit", mount);
     $("sign-out").addEventListener("click", signOut);
