@@ -11,6 +11,7 @@ well as what it printed and its exit code (client.EXIT_*).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -226,6 +227,23 @@ def test_settings_and_token_come_from_the_environment_config_file_and_token_file
     assert ran.err == (f"qactuar admin: no admin token: pass --token or set QACTUAR_ADMIN_TOKEN "
                        f"(the token file {token_file} does not exist: the server writes it "
                        "when it generates a token)\n")
+
+
+def test_the_token_file_the_server_writes_is_found(cli: Any, admin: Admin, tmp_path: Any,
+                                                   monkeypatch: Any) -> None:
+    """No --token: the file under $XDG_RUNTIME_DIR/qactuar/ named as ADMIN_TOKEN_FILE's
+    doc says (admin-<port>.token; admin-<socket name>-<hash of its path>.token)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    if admin.where[0] == "--uds":
+        digest = hashlib.sha256(admin.where[1].encode()).hexdigest()[:12]
+        name = f"admin-admin.sock-{digest}.token"
+    else:
+        name = f"admin-{admin.where[3]}.token"
+    (tmp_path / "run" / "qactuar").mkdir(parents=True)
+    (tmp_path / "run" / "qactuar" / name).write_text(TOKEN + "\n")
+    assert cli("apps", *admin.where) == Ran(0, APPS_TABLE, "")
+    [(headers, _)] = admin.standin.recorded("GET", "/apps")
+    assert headers["authorization"] == f"Bearer {TOKEN}"
 
 
 def test_an_unreachable_admin_socket_is_one_line_and_exit_3(cli: Any, tmp_path: Any) -> None:

@@ -13,6 +13,7 @@ code (``EXIT_*``) the command ends with.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -46,16 +47,20 @@ class AdminClientError(Exception):
         self.exit_code = exit_code
 
 
-def placeholder_default_token_path(config: Config) -> str:
-    """PLACEHOLDER until qactuar/admin/token.py lands: the lead replaces every call with
-    ``token.default_token_path(...)``, the function the server writes the token with.
-    This follows ADMIN_TOKEN_FILE's documented default."""
-    if config.ADMIN_TOKEN_FILE:
-        return config.ADMIN_TOKEN_FILE
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    folder = (os.path.join(runtime, "qactuar") if runtime
-              else os.path.join(os.path.expanduser("~"), ".cache", "qactuar"))
-    return os.path.join(folder, f"admin-{config.ADMIN_PORT}.token")
+def placeholder_default_token_path(port_or_uds: int | str) -> str:
+    """PLACEHOLDER for ``qactuar.admin.token.default_token_path`` (same signature), which
+    the lead swaps in when token.py lands: where the server writes a generated token,
+    ``$XDG_RUNTIME_DIR/qactuar/`` else ``~/.cache/qactuar/``, ``admin-<port>.token``, or
+    ``admin-<socket file name>-<sha256 of its absolute path, 12 hex>.token`` for ADMIN_UDS."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    base = os.path.join(runtime, "qactuar") if runtime else os.path.join(
+        os.path.expanduser("~"), ".cache", "qactuar")
+    if isinstance(port_or_uds, int):
+        return os.path.join(base, f"admin-{port_or_uds}.token")
+    path = os.path.abspath(port_or_uds)
+    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(path))
+    return os.path.join(base, f"admin-{stem or 'uds'}-{digest}.token")
 
 
 def resolve_token(config: Config, given: str | None) -> str:
@@ -64,7 +69,8 @@ def resolve_token(config: Config, given: str | None) -> str:
         return given
     if config.ADMIN_TOKEN:
         return config.ADMIN_TOKEN
-    path = placeholder_default_token_path(config)
+    path = config.ADMIN_TOKEN_FILE or placeholder_default_token_path(
+        config.ADMIN_UDS or config.ADMIN_PORT)
     try:
         with open(path, encoding="utf-8") as fh:
             token = fh.read().strip()
