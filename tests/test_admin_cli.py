@@ -262,6 +262,18 @@ def test_an_unreachable_admin_socket_is_one_line_and_exit_3(cli: Any, tmp_path: 
 def test_usage_errors_are_one_line_and_exit_2(cli: Any) -> None:
     ran = cli("apps", "add", "/blog")
     assert ran == Ran(2, "", "qactuar admin apps add: Missing argument 'APP'. (see --help)\n")
+    ran = cli("apps", "bogus", "/blog")
+    assert ran == Ran(2, "", "qactuar admin apps: No such command 'bogus'. (see --help)\n")
+    ran = cli("status", "--port", "0")
+    assert ran.code == 2 and ran.out == "" and ran.err.count("\n") == 1, ran
+
+
+def test_admin_alone_prints_its_help(cli: Any) -> None:
+    ran = cli()
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out.startswith("Usage: qactuar admin [OPTIONS] COMMAND [ARGS]...\n")
+    for command in ("apps", "config", "reload", "status"):
+        assert f"\n  {command} " in ran.out
 
 
 def test_the_qactuar_command_dispatches_admin(serve: Any) -> None:

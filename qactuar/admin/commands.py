@@ -30,6 +30,19 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+#: click >= 8.2 raises it for a group given no command: its help is the answer then
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _usage_error(exc: click.UsageError) -> NoReturn:
+    if isinstance(exc, _NO_ARGS) and exc.ctx is not None:
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
+    where = exc.ctx.command_path if exc.ctx is not None else "qactuar admin"
+    click.echo(f"{where}: {exc.format_message()} (see --help)", err=True)
+    sys.exit(EXIT_USAGE)
+
+
 class _OneLineUsage:
     """Usage errors (a bad option, a missing argument) are one line, as for ``qactuar``."""
 
@@ -40,9 +53,7 @@ class _OneLineUsage:
                 info_name, args, parent, **extra)
             return made
         except click.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else "qactuar admin"
-            click.echo(f"{where}: {exc.format_message()} (see --help)", err=True)
-            sys.exit(EXIT_USAGE)
+            _usage_error(exc)
 
 
 class _Command(_OneLineUsage, click.Command):
@@ -52,6 +63,13 @@ class _Command(_OneLineUsage, click.Command):
 class _Group(_OneLineUsage, click.Group):
     command_class = _Command
     group_class = type  # subgroups are _Group too
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # an unknown command
+            _usage_error(exc)
 
 
 def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
