@@ -30,7 +30,21 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 class _Command(click.Command):
-    """Usage errors (a bad flag value, an unknown option) are one line too."""
+    """Usage errors (a bad flag value, an unknown option) are one line too.
+
+    ``qactuar admin ...`` is the admin socket's client (admin/commands.py): an
+    APP is always 'module:attribute', so "admin" as the first argument is never one.
+    """
+
+    def main(  # type: ignore[override]
+        self, args: Any = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv[:1] == ["admin"]:
+            from .admin.commands import admin
+
+            return admin.main(argv[1:], prog_name=f"{prog_name or 'qactuar'} admin", **extra)
+        return super().main(args, prog_name, **extra)
 
     def make_context(
         self,
@@ -102,6 +116,8 @@ def main(
     Settings come from the defaults, then the JSON config file, then the
     environment (QACTUAR_<KEY>, with --env-file's lines), then these options;
     every option sets the config key of the same name in upper case.
+
+    `qactuar admin --help`: the admin socket's client (status, apps, config, reload).
     """
     # a repeatable option not given is an empty tuple: "not given", like None
     given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()

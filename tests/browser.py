@@ -9,6 +9,7 @@ the message arrived.)
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -28,6 +29,15 @@ def chromium() -> str | None:
                        timeout=900, check=False)
         path = shutil.which("chromium")
     return path
+
+
+def artifact_path(name: str, fallback_dir: str) -> str:
+    """Where a test saves a file for people to look at (a screenshot): the folder
+    $QACTUAR_TEST_ARTIFACTS names (made if missing; CI can keep it), else ``fallback_dir``
+    (the test's tmp_path, which pytest keeps for its last three runs)."""
+    folder = os.environ.get("QACTUAR_TEST_ARTIFACTS") or fallback_dir
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, name)
 
 
 class Chromium:
@@ -81,15 +91,36 @@ class Chromium:
             return str(self.evaluate(devtools, "document.documentElement.outerHTML"))
 
     def evaluate(self, devtools: Any, expression: str) -> Any:
+        """The expression's value; None while the page has no context to evaluate it in."""
+        reply = self._reply(devtools, "Runtime.evaluate",
+                            {"expression": expression, "returnByValue": True})
+        return reply.get("result", {}).get("result", {}).get("value")
+
+    def call(self, devtools: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A DevTools method's result; AssertionError with its error."""
+        reply = self._reply(devtools, method, params)
+        if "error" in reply:
+            raise AssertionError(f"DevTools {method}: {reply['error']}")
+        return dict(reply.get("result", {}))
+
+    def _reply(self, devtools: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
         self.calls += 1
         call_id = self.calls
-        devtools.send(json.dumps({"id": call_id, "method": "Runtime.evaluate",
-                                  "params": {"expression": expression, "returnByValue": True}}))
-        for _ in range(1000):
+        devtools.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        for _ in range(1000):  # events that arrive meanwhile are skipped
             reply = json.loads(devtools.recv(timeout=10))
             if reply.get("id") == call_id:
-                return reply.get("result", {}).get("result", {}).get("value")
+                return dict(reply)
         raise AssertionError("no DevTools reply")
+
+    def screenshot(self, devtools: Any, path: str, width: int = 1280, height: int = 1600) -> str:
+        """Save the page, laid out ``width`` x ``height`` CSS pixels, as a PNG at ``path``."""
+        self.call(devtools, "Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        shot = self.call(devtools, "Page.captureScreenshot", {"format": "png"})
+        with open(path, "wb") as fh:
+            fh.write(base64.b64decode(shot["data"]))
+        return path
 
     def stop(self) -> None:
         try:
