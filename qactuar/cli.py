@@ -22,6 +22,8 @@ __all__ = ["main"]
 _CLICK_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str}
 #: Flags spelled as uvicorn and gunicorn users know them, beside the generated one.
 _ALSO: dict[str, tuple[str, ...]] = {"HEADERS": ("--header",)}
+#: Boolean settings with a shorter flag than the generated ``--key/--no-key``.
+_BOOL_FLAGS: dict[str, str] = {"ADMIN_ENABLED": "--admin/--no-admin"}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "LOOP": ("auto", "asyncio", "uvloop"),
     "LIFESPAN": ("auto", "on", "off"),
@@ -77,7 +79,8 @@ def _options(func: Any) -> Any:
                 help=doc + " (repeatable)",
             )
         elif kind == "bool":
-            option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=doc)
+            option = click.option(f"{flag}/--no-{flag[2:]}", *_BOOL_FLAGS.get(f.name, "").split(),
+                                  f.name, default=None, help=doc)
         elif f.name in choices:
             option = click.option(
                 flag, f.name, type=click.Choice(choices[f.name]), default=None, help=doc

@@ -13,19 +13,18 @@ code (``EXIT_*``) the command ends with.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
+from .token import default_token_path
 
 __all__ = [
     "EXIT_REFUSED", "EXIT_UNAUTHORIZED", "EXIT_UNREACHABLE", "EXIT_USAGE", "AdminClient",
-    "AdminClientError", "Target", "placeholder_default_token_path", "resolve_token",
+    "AdminClientError", "Target", "resolve_token",
 ]
 
 #: The server answered with an error (400, 404, 409, 500...), or with something not JSON.
@@ -47,29 +46,13 @@ class AdminClientError(Exception):
         self.exit_code = exit_code
 
 
-def placeholder_default_token_path(port_or_uds: int | str) -> str:
-    """PLACEHOLDER for ``qactuar.admin.token.default_token_path`` (same signature), which
-    the lead swaps in when token.py lands: where the server writes a generated token,
-    ``$XDG_RUNTIME_DIR/qactuar/`` else ``~/.cache/qactuar/``, ``admin-<port>.token``, or
-    ``admin-<socket file name>-<sha256 of its absolute path, 12 hex>.token`` for ADMIN_UDS."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    base = os.path.join(runtime, "qactuar") if runtime else os.path.join(
-        os.path.expanduser("~"), ".cache", "qactuar")
-    if isinstance(port_or_uds, int):
-        return os.path.join(base, f"admin-{port_or_uds}.token")
-    path = os.path.abspath(port_or_uds)
-    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(path))
-    return os.path.join(base, f"admin-{stem or 'uds'}-{digest}.token")
-
-
 def resolve_token(config: Config, given: str | None) -> str:
     """--token, else ADMIN_TOKEN (config file or QACTUAR_ADMIN_TOKEN), else the token file."""
     if given:
         return given
     if config.ADMIN_TOKEN:
         return config.ADMIN_TOKEN
-    path = config.ADMIN_TOKEN_FILE or placeholder_default_token_path(
+    path = config.ADMIN_TOKEN_FILE or default_token_path(
         config.ADMIN_UDS or config.ADMIN_PORT)
     try:
         with open(path, encoding="utf-8") as fh:

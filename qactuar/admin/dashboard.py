@@ -21,6 +21,8 @@ import hashlib
 from importlib import resources
 from typing import Any
 
+from ..asgi.types import Receive, Scope, Send
+
 __all__ = ["ASSETS", "CONTENT_SECURITY_POLICY", "Dashboard", "dashboard_app"]
 
 #: The files under /assets/, with their content types; nothing else is served.
@@ -68,7 +70,7 @@ class Dashboard:
         self.assets = {name: _File(static.joinpath(name).read_bytes(), kind)
                        for name, kind in ASSETS.items()}
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return

@@ -34,6 +34,7 @@ from ..server.protocol import HTTPProtocol
 from ..server.sockets import bind_address, describe, resolve
 from .app import AdminApp, admin_app
 from .backend import AdminBackend
+from .dashboard import dashboard_app
 from .token import AdminToken, admin_token
 
 __all__ = ["AdminServer", "AdminSocket", "admin_config", "admin_socket", "build_admin_app"]
@@ -46,7 +47,7 @@ ADMIN_GRACEFUL_TIMEOUT = 2.0
 
 def build_admin_app(backend: AdminBackend, token: str) -> AdminApp:
     """The ASGI app the admin socket serves: the admin API and the dashboard."""
-    return admin_app(backend, token)
+    return admin_app(backend, token, dashboard=dashboard_app)
 
 
 class AdminServer(Server):
