@@ -103,7 +103,7 @@ class Dashboard:
             await _respond(send, 200, headers, b"" if method == "HEAD" else found.body)
 
 
-def _header(scope: dict[str, Any], name: bytes) -> bytes:
+def _header(scope: Scope, name: bytes) -> bytes:
     return b",".join(value for key, value in scope.get("headers", ()) if key.lower() == name)
 
 
