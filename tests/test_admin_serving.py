@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 import pytest
 from support import (
+    ADMIN,
+    TOKEN,
     RawClient,
-    Spawned,
+    admin_port,
     children_of,
     encode_request,
     refuses,
@@ -33,19 +35,10 @@ from support import (
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 
 MODELS = ("async", "fork", "prefork")
-TOKEN = "s3cret-admin-token-for-tests"
-ADMIN = ("--admin-enabled", "--admin-host", "127.0.0.1", "--admin-port", "0")
-_ADMIN_LINE = re.compile(r"Admin socket on http://127\.0\.0\.1:(\d+)")
 
 
 def model_args(model: str) -> tuple[str, ...]:
     return ("--model", model, "--workers", "2") if model == "prefork" else ("--model", model)
-
-
-def admin_port(server: Spawned) -> int:
-    found = _ADMIN_LINE.search(server.wait_for_log("Admin socket on http://"))
-    assert found is not None
-    return int(found.group(1))
 
 
 def status(port: int, token: str | None = TOKEN) -> httpx.Response:

@@ -64,6 +64,9 @@ class PreforkLive:
         #: routes themselves are the config's (a SIGHUP may change them).
         self.mounted: dict[str, AppInfo] = {}
         self._lock = asyncio.Lock()
+        # the workers import from APP_DIR: so do the import checks (their subprocess
+        # gets this sys.path), even when the master itself imports no app (no preload)
+        use_app_dir(arbiter.config.APP_DIR)
 
     @property
     def table(self) -> dict[str, AppInfo]:

@@ -7,10 +7,12 @@
 - ``stops``: a request sent just as a graceful stop begins
   (``request_as_the_stop_begins``);
 - ``load``: a steady load from client threads (``Load``);
+- ``admin``: the admin socket's HTTP API of a spawned server (``Admin``, ``admin_port``);
 - ``threaded``: serving an app in a thread with a driver (``serve_in_thread``,
   ``QactuarDriver``, ``serve_qactuar``).
 """
 
+from .admin import ADMIN, TOKEN, Admin, admin_port, refusal
 from .load import Load
 from .processes import (
     APPS,
@@ -55,7 +57,8 @@ from .threaded import (
 from .waiting import wait_until
 
 __all__ = [
-    "APPS", "LeftoverProcessWarning", "Load", "QactuarDriver", "READ_TIMEOUT", "ROOT", "RawClient",
+    "ADMIN", "APPS", "Admin", "TOKEN", "admin_port", "refusal",
+    "LeftoverProcessWarning", "Load", "QactuarDriver", "READ_TIMEOUT", "ROOT", "RawClient",
     "RawResponse", "RunningServer", "Served", "ServerDriver", "Spawned", "TESTS", "accepts",
     "alive", "bind_free_port", "calls_with_peak_children", "children_of", "encode_request",
     "exchange", "free_port", "held_socket", "process_group", "qactuar_env", "read_until_closed",
