@@ -165,3 +165,31 @@ def test_a_write_under_way_is_never_read_and_one_too_big_is_refused() -> None:
         big.routes[f"/route-{i}"] = RouteTotals({("GET", "2xx"): i}, float(i))
     assert not block.publish(big)
     assert block.read() == _sample()  # what was published whole stays
+
+
+def test_a_fork_childs_counts_fold_into_its_parents_recorder_by_route_name() -> None:
+    parent = Recorder(["/api", "/blog"])
+    parent.record("/api/x", "GET", 200, 0.001, 1, 2)
+    mem = mmap.mmap(-1, 4096)
+    block = FiguresBlock(mem, 0, 4096)
+    pid = os.fork()
+    if pid == 0:  # the child: its own counts only, one route the parent lacks
+        parent.clear()
+        parent.record("/blog/x", "POST", 201, 0.003, 100, 7)
+        parent.record("/nowhere", "GET", 404, 0.02, 0, 10)
+        os._exit(0 if block.publish_counts(parent) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent.set_routes(["/shop"])  # meanwhile the parent's routes changed
+    assert block.fold_into(parent)
+    assert not block.fold_into(parent)  # folded once
+    totals = parent.totals()
+    assert {n: r.requests for n, r in totals.routes.items() if r.requests} == {
+        "/api": {("GET", "2xx"): 1},
+        "/blog": {("POST", "2xx"): 1},
+        UNROUTED: {("GET", "4xx"): 1},
+    }
+    assert (totals.bytes_in, totals.bytes_out) == (101, 19)
+    assert totals.routes[UNROUTED].latency_sum == pytest.approx(0.02)
+    assert sum(totals.routes["/blog"].buckets) == 1
+    assert totals.routes["/blog"].buckets[LATENCY_BUCKETS.index(0.005)] == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "LATENCY_BUCKETS", "METHODS", "STATUS_CLASSES", "UNROUTED", "Recorder", "RouteTotals", "Totals",
@@ -227,6 +228,35 @@ class Recorder:
         self.buckets[:] = [0] * len(self.buckets)
         self.latency_sums[:] = [0.0] * len(self.latency_sums)
         self.bytes_in = self.bytes_out = self.websockets = 0
+
+    def counts(self) -> tuple[list[str], list[tuple[int, int]], list[tuple[int, int]],
+                              list[tuple[int, float]], int, int]:
+        """The counts that are not zero, compactly: (names, [(index, n)] of ``requests``,
+        of ``buckets``, [(route, seconds)], bytes in, bytes out). What a fork child
+        hands its parent; ``fold`` adds them up."""
+        return (
+            self.names,
+            [(i, n) for i, n in enumerate(self.requests) if n],
+            [(i, n) for i, n in enumerate(self.buckets) if n],
+            [(i, t) for i, t in enumerate(self.latency_sums) if t],
+            self.bytes_in,
+            self.bytes_out,
+        )
+
+    def fold(self, counts: tuple[Any, ...]) -> None:
+        """Add ``counts`` (another recorder's ``counts()``) to these, route by route name."""
+        names, requests, buckets, sums, bytes_in, bytes_out = counts
+        routes = [self._index(str(name)) for name in names]
+        for i, n in requests:
+            route, at = divmod(i, _PER_ROUTE)
+            self.requests[routes[route] * _PER_ROUTE + at] += n
+        for i, n in buckets:
+            route, at = divmod(i, _BUCKETS)
+            self.buckets[routes[route] * _BUCKETS + at] += n
+        for route, seconds in sums:
+            self.latency_sums[routes[route]] += seconds
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
 
     def totals(self) -> Totals:
         """The counts as ``Totals`` (every route known, even at zero); gauges: ``websockets``."""

@@ -1,16 +1,18 @@
 """Figures through shared memory: a prefork worker's, a fork child's.
 
 A ``FiguresBlock`` is a region of an anonymous shared mapping made before
-the fork. One process writes ``Totals`` into it (``publish``), another reads
-them (``read``); neither takes a lock nor makes a system call. A prefork
-worker publishes its whole figures at most once per heartbeat (about once a
-second) and as it exits; a fork child publishes its request's as it exits,
-into the block of its slot. The hot path never touches a block: it counts in
-the process's own ``Recorder``.
+the fork. One process writes into it, another reads; neither takes a lock
+nor makes a system call. A prefork worker publishes its whole ``Totals``
+at most once per heartbeat (about once a second) and as it exits
+(``publish``; the master ``read``s them); a fork child publishes the counts
+of the requests it served as it exits, into the block of its slot
+(``publish_counts``; the parent ``fold_into`` its own recorder as it reaps
+the child). The hot path never touches a block: it counts in the process's
+own ``Recorder``.
 
 The block is a sequence lock: a count that is odd while a write is under
-way, the payload's length, the payload (``marshal`` of plain tuples and
-dicts). A reader copies the payload and keeps it only if the count was even
+way, the payload's length, the payload (``marshal`` of plain tuples, lists
+and dicts). A reader copies the payload and keeps it only if the count was even
 and unchanged around the copy, so it never decodes half of a write.
 """
 
@@ -22,7 +24,7 @@ import mmap
 import struct
 from typing import Any
 
-from .figures import RouteTotals, Totals
+from .figures import Recorder, RouteTotals, Totals
 
 __all__ = ["FiguresBlock", "decode", "encode"]
 
@@ -79,9 +81,8 @@ class FiguresBlock:
         self.size = size
         self._warned = False
 
-    def publish(self, totals: Totals) -> bool:
-        """Write ``totals`` (the writer's whole figures so far); False if they do not fit."""
-        data = encode(totals)
+    def write(self, data: bytes) -> bool:
+        """Publish ``data`` (the writer's whole figures so far); False if it does not fit."""
         if len(data) > self.size - _PAYLOAD_AT:
             if not self._warned:
                 self._warned = True
@@ -101,28 +102,52 @@ class FiguresBlock:
         _SEQ.pack_into(mem, at, seq + 1)  # even again, and changed
         return True
 
-    def read(self) -> Totals | None:
-        """The figures last published whole; None if none were (or unreadable)."""
+    def read_bytes(self) -> bytes:
+        """What was last published whole; b"" if nothing was (or a write never ends)."""
         mem, at = self.mem, self.offset
         for _ in range(_READ_TRIES):
             before = _SEQ.unpack_from(mem, at)[0]
             if before & 1:
                 continue
-            length = _LENGTH.unpack_from(mem, at + 8)[0]
-            if length > self.size - _PAYLOAD_AT:
-                return None
+            length = min(_LENGTH.unpack_from(mem, at + 8)[0], self.size - _PAYLOAD_AT)
             start = at + _PAYLOAD_AT
             data = mem[start : start + length]
-            if _SEQ.unpack_from(mem, at)[0] != before:
-                continue
-            if not length:
-                return None
-            try:
-                return decode(data)
-            except ValueError as exc:
-                logger.error("%s", exc)
-                return None
-        return None
+            if _SEQ.unpack_from(mem, at)[0] == before:
+                return data
+        return b""
+
+    def publish(self, totals: Totals) -> bool:
+        """Publish ``totals`` (a prefork worker's); False if they do not fit."""
+        return self.write(encode(totals))
+
+    def read(self) -> Totals | None:
+        """The ``Totals`` last published whole; None if none were (or unreadable)."""
+        data = self.read_bytes()
+        if not data:
+            return None
+        try:
+            return decode(data)
+        except ValueError as exc:
+            logger.error("%s", exc)
+            return None
+
+    def publish_counts(self, recorder: Recorder) -> bool:
+        """Publish ``recorder``'s counts (a fork child's, as it exits)."""
+        return self.write(marshal.dumps(recorder.counts()))
+
+    def fold_into(self, recorder: Recorder) -> bool:
+        """Add the counts published here (``publish_counts``) to ``recorder``, then
+        forget them; False if there were none."""
+        data = self.read_bytes()
+        if not data:
+            return False
+        self.clear()
+        try:
+            recorder.fold(marshal.loads(data))
+        except (EOFError, TypeError, ValueError, IndexError) as exc:
+            logger.error("unreadable figures from a fork child: %s", exc)
+            return False
+        return True
 
     def clear(self) -> None:
         """Forget what was published (a fork slot, before its next child)."""

@@ -140,28 +140,26 @@ class ForkServer(ForkStops, Server, ChildFds):
         #: Children started since the server started (the admin socket's ``forked``).
         self.forked = 0
         #: ADMIN_ENABLED: a figures block per slot, where each child leaves the
-        #: figures of the requests it served as it exits (``figures_block``)...
+        #: counts of the requests it served as it exits (``figures_block``); the
+        #: parent folds them into its own ``state.figures`` as it reaps the child.
         self.child_figures = (
             mmap.mmap(-1, config.MAX_PROCESSES * CHILD_FIGURES_SIZE)
             if self.state.figures is not None
             else None
         )
-        #: ...folded here when the parent reaps it: counts only, never going backwards.
-        self.children_totals = Totals()
 
     # the admin socket's view -------------------------------------------------
 
     def totals(self) -> Totals:
         """The admin figures of the whole server now (ADMIN_ENABLED; else empty):
-        the parent's own (TLS requests it relays, errors it answers itself) plus
-        every child reaped so far. Children alive count as requests in flight,
-        or as open WebSockets; the parent's connections as connections."""
+        the parent's own (TLS requests it relays, errors it answers itself) with
+        those of every child reaped so far folded in. Children alive count as
+        requests in flight, or as open WebSockets; the parent's connections as
+        connections."""
         websocket_children = sum(
             1 for child in self.children.values() if child.exempt and child.link is None
         )
-        totals = self.state.totals(websocket_children)
-        totals.add(self.children_totals)
-        return totals
+        return self.state.totals(websocket_children)
 
     def admin_counters(self) -> dict[str, int]:
         """``AdminBackend.counters()``: ``children`` alive now, ``forked`` since start."""
@@ -174,15 +172,11 @@ class ForkServer(ForkStops, Server, ChildFds):
         return FiguresBlock(self.child_figures, slot * CHILD_FIGURES_SIZE, CHILD_FIGURES_SIZE)
 
     def _fold_child_figures(self, slot: int) -> None:
-        """The child of ``slot`` is gone: add what it served to ``children_totals``."""
+        """The child of ``slot`` is gone: add what it served to the parent's figures."""
         block = self.figures_block(slot)
-        if block is None:
-            return
-        served = block.read()
-        if served is not None:
-            served.in_flight = served.http_connections = served.websocket_connections = 0
-            self.children_totals.add(served)
-            block.clear()
+        figures = self.state.figures
+        if block is not None and figures is not None:
+            block.fold_into(figures)
 
     # parent side -------------------------------------------------------------
 

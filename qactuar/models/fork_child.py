@@ -114,7 +114,7 @@ def _publish_figures(server: ForkServer, slot: int) -> None:
     folds it in as it reaps this child (ADMIN_ENABLED)."""
     figures, block = server.state.figures, server.figures_block(slot)
     if figures is not None and block is not None:
-        block.publish(figures.totals())
+        block.publish_counts(figures)
 
 
 def serve_relayed(server: ForkServer, scope: Scope, sock: socket.socket) -> NoReturn:
