@@ -145,27 +145,31 @@ def test_counts_routes_status_classes_and_bytes_exactly(
 @pytest.mark.parametrize("model", MODELS)
 def test_in_flight_connections_and_websockets(
         start: Callable[..., tuple[Spawned, Figures]], model: str, tmp_path: Any) -> None:
-    spawned, figures = start(model)
+    # (no timeout of the server's may end a connection or the held request meanwhile)
+    spawned, figures = start(model, "--keep-alive-timeout", "300", "--request-timeout", "300")
     port = spawned.port
     with RawClient(port) as idle_one, RawClient(port) as idle_two:
         assert idle_one.request("/api/hello").status == 200
         assert idle_two.request("/blog/hello").status == 200
         figures.wait(lambda f: f["http_connections"] == 2 and count(f) == 2,
                      "two idle keep-alive connections")
+        release = os.path.join(tmp_path, "release")
         with RawClient(port) as held:
             held.send(b"GET /api/hold HTTP/1.1\r\nHost: test\r\n\r\n")
-            wait_until(lambda: any(n.startswith("held-") for n in os.listdir(tmp_path)), 15,
-                       what="the request in flight")
-            now = figures.wait(lambda f: f["in_flight"] == 1, "one request in flight")
-            assert (now["http_connections"], now["websocket_connections"]) == (3, 0)
-            with RawWebSocket.open(port, "/api/socket"):
-                now = figures.wait(lambda f: f["websocket_connections"] == 1,
-                                   "one open WebSocket")
-                assert (now["in_flight"], now["http_connections"]) == (1, 3)
-                # a fork child's figures come as it exits: its 101 with the WebSocket's end
-                upgrades = {} if model == "fork" else {"GET 1xx": 1}
-                assert now["routes"]["/api"]["requests"] == {"GET 2xx": 1, **upgrades}
-            open(os.path.join(tmp_path, "release"), "w").close()
+            try:
+                wait_until(lambda: any(n.startswith("held-") for n in os.listdir(tmp_path)),
+                           15, what="the request in flight")
+                now = figures.wait(lambda f: f["in_flight"] == 1, "one request in flight")
+                assert (now["http_connections"], now["websocket_connections"]) == (3, 0)
+                with RawWebSocket.open(port, "/api/socket"):
+                    now = figures.wait(lambda f: f["websocket_connections"] == 1,
+                                       "one open WebSocket")
+                    assert (now["in_flight"], now["http_connections"]) == (1, 3)
+                    # a fork child's figures come as it exits: its 101 with the WebSocket's end
+                    upgrades = {} if model == "fork" else {"GET 1xx": 1}
+                    assert now["routes"]["/api"]["requests"] == {"GET 2xx": 1, **upgrades}
+            finally:
+                open(release, "w").close()  # (a failure above must not hold the stop)
             assert held.response().body == b"released"
         after = figures.wait(
             lambda f: f["websocket_connections"] == 0 and f["in_flight"] == 0
