@@ -153,7 +153,7 @@ class Recorder:
 
     __slots__ = (
         "names", "requests", "buckets", "latency_sums", "bytes_in", "bytes_out",
-        "websockets", "_table", "_single", "_unrouted",
+        "websockets", "_table", "_only", "_unrouted",
     )
 
     def __init__(self, routes: list[str] | tuple[str, ...] = ("/",)) -> None:
@@ -166,7 +166,8 @@ class Recorder:
         self.websockets = 0
         #: (prefix without its trailing "/", that + "/", route index), longest first
         self._table: tuple[tuple[str, str, int], ...] = ()
-        self._single = False
+        #: The route index of every request when one app is served at "/", else -1.
+        self._only = -1
         self._unrouted = -1
         self.set_routes(routes)
 
@@ -189,7 +190,7 @@ class Recorder:
             table.append((stripped, stripped + "/", self._index(name)))
         table.sort(key=lambda entry: len(entry[0]), reverse=True)
         self._table = tuple(table)
-        self._single = len(table) == 1 and not table[0][0]
+        self._only = table[0][2] if len(table) == 1 and not table[0][0] else -1
 
     def route_of(self, path: str) -> int:
         """The index of the route serving ``path`` (the request target's, before ROOT_PATH)."""
@@ -204,9 +205,11 @@ class Recorder:
         self, path: str, method: str, status: int, latency: float, received: int, sent: int
     ) -> None:
         """One request answered: ``latency`` seconds, body bytes ``received`` and ``sent``."""
-        route = self._table[0][2] if self._single else self.route_of(path)
+        route = self._only
+        if route < 0:
+            route = self.route_of(path)
         cls = status // 100 - 1
-        if cls < 0 or cls >= _CLASSES:
+        if not 0 <= cls < _CLASSES:
             cls = _CLASSES - 1  # (Response refuses such statuses; a guard)
         self.requests[route * _PER_ROUTE + _METHOD_AT.get(method, _OTHER_AT) + cls] += 1
         self.buckets[route * _BUCKETS + bisect_left(LATENCY_BUCKETS, latency)] += 1
