@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from support import RawClient, Spawned, alive, children_of, wait_until
+from tlscerts import Certs, tls_socket
 from wsraw import RawWebSocket
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGPWR"), reason="Linux signals")
@@ -116,9 +117,10 @@ def _serving_worker(spawned: Spawned) -> int | None:
     return None
 
 
-def send_known_mix(port: int) -> None:
-    """MIX_ROUTES' requests, each answered as expected."""
-    with RawClient(port) as client:
+def send_known_mix(port: int, connect: Callable[[], RawClient] | None = None) -> None:
+    """MIX_ROUTES' requests, each answered as expected (``connect``: over TLS)."""
+    connect = connect or (lambda: RawClient(port))
+    with connect() as client:
         for _ in range(3):
             assert client.request("/api/hello").body == b"hello"
         assert client.request("/api/echo", "POST", b"x" * 1000).body == b"x" * 1000
@@ -128,7 +130,7 @@ def send_known_mix(port: int) -> None:
         assert client.request("/blog/echo", "PUT", b"0123456789").body == b"0123456789"
         missing = client.request("/elsewhere")
         assert (missing.status, missing.body) == (404, b"Not Found\n")
-    with RawClient(port) as client:
+    with connect() as client:
         client.send(b"GET /api/hello HTTP/1.1\r\nHost: test\r\nno colon here\r\n\r\n")
         assert client.response().status == 400
         assert client.closed_by_server()
@@ -151,6 +153,19 @@ def test_counts_routes_status_classes_and_bytes_exactly(
     seen = figures.wait(lambda f: count(f) >= MIX_COUNT, f"{MIX_COUNT} requests counted")
     assert_mix(seen)
     assert seen["in_flight"] == 0
+
+
+def test_fork_over_tls_counts_each_relayed_request_once(
+        start: Callable[..., tuple[Spawned, Figures]], tmp_path: Any) -> None:
+    # over TLS the parent runs the cycle (its app relayed to a child): the
+    # parent counts, the child hands over nothing
+    certs = Certs(tmp_path)
+    spawned, figures = start("fork", "--ssl-cert-path", certs.server_pem)
+    send_known_mix(spawned.port, lambda: RawClient.over(tls_socket(certs, spawned.port)))
+    seen = figures.wait(lambda f: count(f) >= MIX_COUNT and f["counters"]["children"] == 0,
+                        f"{MIX_COUNT} requests counted")
+    assert_mix(seen)
+    assert seen["counters"]["forked"] == MIX_COUNT - 1  # the 400 needed no child
 
 
 @pytest.mark.parametrize("model", MODELS)
