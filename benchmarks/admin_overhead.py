@@ -12,6 +12,15 @@ runs as ``fork_model.py`` runs it (``MAX_PROCESSES=4``, long keep-alive),
 prefork with 2 workers. Printed: medians of requests/s and of server CPU per
 request, and the cost of the figures (goal: under 3%).
 
+A run from 2026-12-05 on the 2-core development machine, shared with other
+test runs (load average 0.75 at the start, 3 at the end): the spread of one
+configuration across rounds (async off: 16,571 to 37,352 req/s) dwarfed the
+difference, so the table's ratios (async 0.96, fork 0.83, prefork 1.23)
+measure the machine, not the figures. The timeit figures are the steadier
+guide: ``record`` 322 ns (one app) to 474 ns (3 routes) against 24 us of
+server CPU per request in async (about 1.3%); a fork child's hand-over
+about 6.5 us in all against about 5 ms per request (about 0.1%).
+
 Before the load runs, ``timeit`` measures the pieces on the request path:
 ``Recorder.record`` (the whole per-request cost in async and prefork), and a
 fork child's hand-over of its counts (``publish_counts`` as it exits,
@@ -90,6 +99,10 @@ def micro() -> None:
     print(f"  fork parent, fold_into at reap:      {reaping * 1e6:6.2f} us")
 
 
+def _cpu(us: float) -> str:
+    return f"{us:.1f}" if us > 0 else "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -112,9 +125,12 @@ def main() -> None:
         cpu_on = statistics.median(r.cpu_us_per_request for r in on.results)
         ratio = on.rps / off.rps
         print(
-            f"| {model} | {off.rps:,.0f} | {on.rps:,.0f} | {ratio:.3f} | {cpu_off:.1f} | "
-            f"{cpu_on:.1f} | {(1 - ratio) * 100:+.1f}% |"
+            f"| {model} | {off.rps:,.0f} | {on.rps:,.0f} | {ratio:.3f} | {_cpu(cpu_off)} | "
+            f"{_cpu(cpu_on)} | {(1 - ratio) * 100:+.1f}% |"
         )
+    print("(CPU: the server process and the children it reaped; n/a for prefork, whose")
+    print(" workers live through the run. Compare the spread of one configuration across")
+    print(" rounds, on stderr, with the difference: on a shared machine it is often larger.)")
     print("goal: figures on costs under 3% of throughput")
 
 
