@@ -385,7 +385,8 @@ def test_a_sigterm_that_reaches_a_worker_as_it_is_forked_is_not_lost(spawn_qactu
         APP, "--model", "prefork", "--workers", "1",
         launcher="failing_fork", env={"TERM_IN_CHILD": "1"},
     )
-    first = int(re.findall(r"Started worker (\d+)", master.output())[0])
+    # (logged once fork() returns in the master: maybe after "Listening on" was read)
+    first = int(re.findall(r"Started worker (\d+)", master.wait_for_log("Started worker"))[0])
     wait_until(lambda: ready_lines(master.output()) - {first}, 10, what="a second worker serving")
     assert first not in ready_lines(master.output()), master.output()
     assert re.search(rf"Worker {first} failed to start: .*SIGTERM", master.output()), (

@@ -4,10 +4,10 @@ One per model, living in the process that serves the admin socket:
 ``AsyncBackend`` (the process), ``ForkBackend`` (the parent: itself and
 its live children), ``PreforkBackend`` (the master: itself and its workers,
 from the arbiter's records and their shared slots). Only the read side is
-here; the figures and the live side are plugged in at two named places:
+here; the figures and the live side come from the model:
 
-- ``gathered_totals``: the per-request figures of every process (Totals()
-  until the figures' gathering lands);
+- the figures: the model's own ``totals()`` (admin/figures.py: every
+  process's, retired ones folded in);
 - the live side (config changes, apps, reload) is the model's live object
   (``live_async.py``, ``live_prefork.py``), which the backend hands them to.
 """
@@ -29,17 +29,7 @@ if TYPE_CHECKING:
     from ..models.fork import ForkServer
     from ..server import Server
 
-__all__ = ["AsyncBackend", "ForkBackend", "PreforkBackend", "gathered_totals"]
-
-
-def gathered_totals(source: object) -> Totals:
-    """FIGURES MERGE POINT: the figures of every process of the server, folded.
-
-    ``source`` is the model's own object: the ``Server`` (async), the
-    ``ForkServer`` (fork) or the ``Arbiter`` (prefork). Until the figures'
-    gathering is merged this returns empty totals.
-    """
-    return Totals()
+__all__ = ["AsyncBackend", "ForkBackend", "PreforkBackend"]
 
 
 def _wall(monotonic_then: float) -> float:
@@ -95,10 +85,10 @@ class AsyncBackend(_LiveSide):
                             requests=server.state.requests_served)]
 
     def totals(self) -> Totals:
-        return gathered_totals(self.server)
+        return self.server.totals()
 
     def counters(self) -> dict[str, int]:
-        return {"restarts": 0, "recycles": 0}
+        return {"restarts": 0, "recycles": 0}  # one process, never replaced
 
 
 class ForkBackend(_LiveSide):
@@ -127,10 +117,10 @@ class ForkBackend(_LiveSide):
         return found
 
     def totals(self) -> Totals:
-        return gathered_totals(self.server)
+        return self.server.totals()
 
     def counters(self) -> dict[str, int]:
-        return {"children": len(self.server.children), "restarts": 0, "recycles": 0}
+        return {**self.server.admin_counters(), "restarts": 0, "recycles": 0}
 
 
 def _serving(conn: Any) -> str:
@@ -168,9 +158,7 @@ class PreforkBackend(_LiveSide):
         return found
 
     def totals(self) -> Totals:
-        return gathered_totals(self.arbiter)
+        return self.arbiter.totals()
 
     def counters(self) -> dict[str, int]:
-        arbiter = self.arbiter
-        return {"workers": len(arbiter.workers), "restarts": arbiter.died,
-                "recycles": arbiter.recycled}
+        return self.arbiter.admin_counters()

@@ -10,9 +10,14 @@ child or a prefork worker hands them to the process serving the admin socket
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["LATENCY_BUCKETS", "METHODS", "STATUS_CLASSES", "RouteTotals", "Totals"]
+__all__ = [
+    "LATENCY_BUCKETS", "METHODS", "STATUS_CLASSES", "UNROUTED", "Recorder", "RouteTotals", "Totals",
+    "route_prefixes",
+]
 
 #: The methods counted by name; any other is counted as "OTHER".
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER")
@@ -102,3 +107,177 @@ def quantile(buckets: list[int], q: float) -> float | None:
         seen += n
         lower = bound if not math.isinf(bound) else lower
     return lower
+
+
+# -- recording: one ``Recorder`` per serving process ------------------------------------------
+
+#: The route of requests no APPS prefix took: the router's 404s, and the
+#: errors the server answered before (or instead of) an app: a malformed
+#: request (400, 413, 414, 431...), a header timeout (408), a fork child that
+#: crashed (502) or ran out of REQUEST_TIMEOUT (504) before it answered.
+UNROUTED = ""
+
+_CLASSES = len(STATUS_CLASSES)
+_PER_ROUTE = len(METHODS) * _CLASSES
+_BUCKETS = len(LATENCY_BUCKETS)
+#: method -> its offset in a route's block of ``Recorder.requests``
+_METHOD_AT = {name: i * _CLASSES for i, name in enumerate(METHODS)}
+_OTHER_AT = _METHOD_AT["OTHER"]
+
+
+def route_prefixes(app: object) -> list[str]:
+    """The APPS prefixes ``app`` routes (a ``Router``), else ``["/"]``: one app."""
+    from ..routing import Router
+
+    if isinstance(app, Router):
+        return [prefix or "/" for prefix, _ in app.routes]
+    return ["/"]
+
+
+class Recorder:
+    """What one process counts as it answers, in plain lists and ints.
+
+    Created only with ``ADMIN_ENABLED`` (``ServerState.figures``; None
+    otherwise, so the request path pays one ``is None`` test). ``record`` is
+    the whole per-request cost: a route match (none when one app is served),
+    a dict lookup, a bisect and five additions; no lock, no system call.
+    ``requests`` holds, per route, one count per (method, status class):
+    index ``route * 40 + method * 5 + class``; ``buckets`` the latency
+    histogram per route (not cumulative), ``latency_sums`` the seconds.
+
+    Routes are append-only (``names``): a route unmounted keeps its figures,
+    so counters never go backwards; ``set_routes`` changes what matches.
+    Gauges other than ``websockets`` (WebSockets accepted and still open in
+    this process) are read when asked (``ServerState.totals``), not counted.
+    """
+
+    __slots__ = (
+        "names", "requests", "buckets", "latency_sums", "bytes_in", "bytes_out",
+        "websockets", "_table", "_only", "_unrouted",
+    )
+
+    def __init__(self, routes: list[str] | tuple[str, ...] = ("/",)) -> None:
+        self.names: list[str] = []
+        self.requests: list[int] = []
+        self.buckets: list[int] = []
+        self.latency_sums: list[float] = []
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.websockets = 0
+        #: (prefix without its trailing "/", that + "/", route index), longest first
+        self._table: tuple[tuple[str, str, int], ...] = ()
+        #: The route index of every request when one app is served at "/", else -1.
+        self._only = -1
+        self._unrouted = -1
+        self.set_routes(routes)
+
+    def _index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            self.names.append(name)
+            self.requests.extend([0] * _PER_ROUTE)
+            self.buckets.extend([0] * _BUCKETS)
+            self.latency_sums.append(0.0)
+            return len(self.names) - 1
+
+    def set_routes(self, prefixes: list[str] | tuple[str, ...]) -> None:
+        """Route requests by these APPS prefixes from now on ("/" is the root mount)."""
+        table = []
+        for prefix in prefixes:
+            name = "/" + prefix.strip("/") if prefix.strip("/") else "/"
+            stripped = name.rstrip("/")
+            table.append((stripped, stripped + "/", self._index(name)))
+        table.sort(key=lambda entry: len(entry[0]), reverse=True)
+        self._table = tuple(table)
+        self._only = table[0][2] if len(table) == 1 and not table[0][0] else -1
+
+    def route_of(self, path: str) -> int:
+        """The index of the route serving ``path`` (the request target's, before ROOT_PATH)."""
+        for prefix, below, index in self._table:
+            if not prefix or path == prefix or path.startswith(below):
+                return index
+        if self._unrouted < 0:
+            self._unrouted = self._index(UNROUTED)
+        return self._unrouted
+
+    def record(
+        self, path: str, method: str, status: int, latency: float, received: int, sent: int
+    ) -> None:
+        """One request answered: ``latency`` seconds, body bytes ``received`` and ``sent``."""
+        route = self._only
+        if route < 0:
+            route = self.route_of(path)
+        cls = status // 100 - 1
+        if not 0 <= cls < _CLASSES:
+            cls = _CLASSES - 1  # (Response refuses such statuses; a guard)
+        self.requests[route * _PER_ROUTE + _METHOD_AT.get(method, _OTHER_AT) + cls] += 1
+        self.buckets[route * _BUCKETS + bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.latency_sums[route] += latency
+        self.bytes_in += received
+        self.bytes_out += sent
+
+    def server_answered(self, status: int) -> None:
+        """An error the server wrote itself, no request head to go by (route ``UNROUTED``)."""
+        if self._unrouted < 0:
+            self._unrouted = self._index(UNROUTED)
+        route = self._unrouted
+        self.requests[route * _PER_ROUTE + _OTHER_AT + min(max(status // 100 - 1, 0), 4)] += 1
+        self.buckets[route * _BUCKETS] += 1  # answered at once: the first bucket
+
+    def clear(self) -> None:
+        """Zero every count, in place (a fork child starts from nothing)."""
+        self.requests[:] = [0] * len(self.requests)
+        self.buckets[:] = [0] * len(self.buckets)
+        self.latency_sums[:] = [0.0] * len(self.latency_sums)
+        self.bytes_in = self.bytes_out = self.websockets = 0
+
+    def counts(self) -> tuple[list[str], list[tuple[int, int]], list[tuple[int, int]],
+                              list[tuple[int, float]], int, int]:
+        """The counts that are not zero, compactly: (names, [(index, n)] of ``requests``,
+        of ``buckets``, [(route, seconds)], bytes in, bytes out). What a fork child
+        hands its parent; ``fold`` adds them up."""
+        return (
+            self.names,
+            [(i, n) for i, n in enumerate(self.requests) if n],
+            [(i, n) for i, n in enumerate(self.buckets) if n],
+            [(i, t) for i, t in enumerate(self.latency_sums) if t],
+            self.bytes_in,
+            self.bytes_out,
+        )
+
+    def fold(self, counts: tuple[Any, ...]) -> None:
+        """Add ``counts`` (another recorder's ``counts()``) to these, route by route name."""
+        names, requests, buckets, sums, bytes_in, bytes_out = counts
+        routes = [self._index(str(name)) for name in names]
+        for i, n in requests:
+            route, at = divmod(i, _PER_ROUTE)
+            self.requests[routes[route] * _PER_ROUTE + at] += n
+        for i, n in buckets:
+            route, at = divmod(i, _BUCKETS)
+            self.buckets[routes[route] * _BUCKETS + at] += n
+        for route, seconds in sums:
+            self.latency_sums[routes[route]] += seconds
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+
+    def totals(self) -> Totals:
+        """The counts as ``Totals`` (every route known, even at zero); gauges: ``websockets``."""
+        totals = Totals(
+            websocket_connections=self.websockets, bytes_in=self.bytes_in, bytes_out=self.bytes_out
+        )
+        requests, buckets = self.requests, self.buckets
+        for index, name in enumerate(self.names):
+            base = index * _PER_ROUTE
+            counts = {
+                (method, cls): n
+                for m, method in enumerate(METHODS)
+                for c, cls in enumerate(STATUS_CLASSES)
+                if (n := requests[base + m * _CLASSES + c])
+            }
+            totals.routes[name] = RouteTotals(
+                counts,
+                self.latency_sums[index],
+                buckets[index * _BUCKETS : (index + 1) * _BUCKETS],
+            )
+        return totals

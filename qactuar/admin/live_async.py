@@ -27,6 +27,7 @@ from ..routing import Mount, Router
 from ..server import Server
 from . import live
 from .backend import AdminError, AppInfo
+from .figures import route_prefixes
 from .live import (
     ASYNC_LIVE,
     FORK_LIVE,
@@ -114,6 +115,7 @@ class AsyncLive:
             apps = await self._import({key: target}, app_dir or "", fresh=False)
             mounts = await self._start(apps)
             self.router.remount(add=mounts)
+            self._routes_changed()
             extra = {"app_dir": app_dir} if app_dir else {}
             info = self.table[key] = AppInfo(shown(key), target, source, extra)
             logger.debug("Admin: mounted %s at %s", target, shown(key))
@@ -125,6 +127,7 @@ class AsyncLive:
             if key not in self.table:
                 raise AdminError(404, f"nothing is mounted at {shown(key)}")
             removed = self.router.remount(remove=[key])
+            self._routes_changed()
             del self.table[key]
             logger.info("Admin: unmounted %s; draining it", shown(key))
             await self._retire(removed)
@@ -139,10 +142,17 @@ class AsyncLive:
             apps = await self._import(targets, "", fresh=True, app_dirs=dirs)
             mounts = await self._start(apps)
             removed = self.router.remount(add=mounts, remove=list(targets))
+            self._routes_changed()
             logger.info("Admin: reloaded %d app(s); draining the old ones", len(mounts))
             await self._retire(removed)
 
     # the steps ----------------------------------------------------------------------
+
+    def _routes_changed(self) -> None:
+        """The figures count by the routes now served (those gone keep their counts)."""
+        figures = self.server.state.figures
+        if figures is not None:
+            figures.set_routes(route_prefixes(self.router))
 
     async def _import(self, targets: dict[str, str], app_dir: str, fresh: bool,
                       app_dirs: list[str] | None = None) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def admin_config(config: Config) -> Config:
         "BIND": [], "FD": [], "REUSE_PORT": False, "UDS_MODE": "0600",
         "SSL_CERT_PATH": "", "SSL_KEY_PATH": "", "PROXY_HEADERS": False,
         "PROXY_PROTOCOL": False, "LIMIT_CONCURRENCY": 0, "HEALTH_PATH": "",
-        "LIFESPAN": "off", "APPS": {},
+        "LIFESPAN": "off", "APPS": {}, "ADMIN_ENABLED": False,  # (no figures of its own)
         "GRACEFUL_TIMEOUT": min(config.GRACEFUL_TIMEOUT, ADMIN_GRACEFUL_TIMEOUT),
     }, "the admin socket")
     return derived

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..http import LocalProtocolError, RequestHead, Response, error_response, informational
 from ..logs import printable
 from .spool import BodySpool
 from .types import ASGIApp, Message, Scope
+
+if TYPE_CHECKING:
+    from ..admin.figures import Recorder
 
 __all__ = ["APP_FAILURES", "AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
 
@@ -84,6 +87,8 @@ class HTTPCycle:
         "_expect_100",
         "_start_time",
         "_error_lines",
+        "figures",
+        "received",
     )
 
     def __init__(
@@ -94,6 +99,7 @@ class HTTPCycle:
         date: bytes,
         server: bytes,
         defaults: tuple[tuple[bytes, bytes], ...] = (),
+        figures: Recorder | None = None,
     ) -> None:
         self.scope = scope
         self.head = head
@@ -123,10 +129,15 @@ class HTTPCycle:
         self._body_sent = False
         self._expect_100 = head.expect_continue
         self._start_time = time.monotonic()
+        #: The process's admin figures (ADMIN_ENABLED), else None.
+        self.figures = figures
+        #: Request body bytes received (the admin figures' bytes in).
+        self.received = 0
 
     # fed by the connection ------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
+        self.received += len(data)
         if self.spool is not None:
             self.spool.write(data)
             return
@@ -282,6 +293,17 @@ class HTTPCycle:
     def _finish(self, log: bool = True) -> None:
         self.done = True
         self._wake()  # a receive() waiting for http.disconnect returns now
+        figures = self.figures
+        if figures is not None and self.started:  # answered (in whole or part): counted
+            head, response = self.head, self.response
+            figures.record(
+                head.path,
+                head.method,
+                response.status,
+                time.monotonic() - self._start_time,
+                self.received,
+                response.body_bytes,
+            )
         if log and access_logger.isEnabledFor(logging.INFO):
             self._log_access()
         self.conn.cycle_done(self)

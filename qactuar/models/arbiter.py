@@ -31,6 +31,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..admin.figures import Totals
 from ..asgi.types import ASGIApp
 from ..config import Config
 from .exits import describe_exit
@@ -110,6 +111,10 @@ class Arbiter(WakePipe):
         self.died = 0
         #: Workers replaced after MAX_REQUESTS.
         self.recycled = 0
+        #: Workers replaced by a reload (SIGHUP, the admin socket's reload).
+        self.reload_replaced = 0
+        #: The admin figures of the workers gone (ADMIN_ENABLED): counts only.
+        self.retired = Totals()
         self.reloads = 0
         #: Workers whose lifespan shutdown failed: the master's exit status says so.
         self.shutdown_failures = 0
@@ -133,6 +138,42 @@ class Arbiter(WakePipe):
             "recycled": self.recycled,
             "workers": [w.figures(now) for w in self.workers.values()],
         }
+
+    def totals(self) -> Totals:
+        """The admin figures of the whole server now (ADMIN_ENABLED; else empty):
+        the live workers' as last published (about once a second) plus those of
+        every worker gone (``retired``), so no counter ever goes backwards."""
+        totals = Totals()
+        totals.add(self.retired)
+        for worker in self.workers.values():
+            block = worker.slot.figures
+            published = block.read() if block is not None else None
+            if published is not None:
+                totals.add(published)
+        return totals
+
+    @property
+    def restarts(self) -> int:
+        """Workers that died (crashed, killed, hung) after they served, and were replaced."""
+        return self.died
+
+    @property
+    def recycles(self) -> int:
+        """Workers replaced after MAX_REQUESTS or by a reload."""
+        return self.recycled + self.reload_replaced
+
+    def admin_counters(self) -> dict[str, int]:
+        """``AdminBackend.counters()``: ``workers`` alive now, ``restarts``, ``recycles``."""
+        return {"workers": len(self.workers), "restarts": self.restarts,
+                "recycles": self.recycles}
+
+    def retire_figures(self, worker: WorkerRecord) -> None:
+        """Fold the figures of ``worker``, gone, into ``retired`` (its gauges dropped)."""
+        block = worker.slot.figures
+        last = block.read() if block is not None else None
+        if last is not None:
+            last.in_flight = last.http_connections = last.websocket_connections = 0
+            self.retired.add(last)
 
     # signals --------------------------------------------------------------------------
 
@@ -187,7 +228,7 @@ class Arbiter(WakePipe):
         current = self.generation
         taken = {w.lane for w in self.workers.values() if w.generation == current and not w.leaving}
         lane = self.listen.lane_for(taken, closing)
-        slot = WorkerSlot()
+        slot = WorkerSlot(figures=config.ADMIN_ENABLED)
         slot.heartbeat = time.monotonic()
         limit = 0
         if config.MAX_REQUESTS:
@@ -256,6 +297,7 @@ class Arbiter(WakePipe):
                 continue
             del self.workers[worker.pid]
             self.on_exit(worker, status)
+            self.retire_figures(worker)
             worker.slot.close()
 
     def on_exit(self, worker: WorkerRecord, status: int) -> None:
@@ -380,6 +422,8 @@ class Arbiter(WakePipe):
         for worker, why in todo.stop:
             if why == MAX_REQUESTS_REASON:
                 self.recycled += 1
+            elif why == "replaced: reload":  # (pool.plan's words)
+                self.reload_replaced += 1
             self.stop_worker(worker, why)
         # a lane whose every worker was just told to stop closes below unless
         # a new worker takes it: one does only if no lane with a worker still
@@ -522,6 +566,7 @@ class Arbiter(WakePipe):
                 os.waitpid(worker.pid, 0)
             except ChildProcessError:
                 pass
+            self.retire_figures(worker)
             self.workers.pop(worker.pid, None)
         if self.companion is not None:
             await self.companion.stop(now=self.stopping == "now")

@@ -47,6 +47,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import cast
 
+from ..admin.figures import Totals
+from ..admin.figures_shm import FiguresBlock
 from ..asgi.cycle import AppLost, HTTPCycle
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..checks import websocket_cap
@@ -72,9 +74,14 @@ from .loops import loop_factory
 from .relay import ChildLink, relay_app
 from .stats import ProcStats
 
-__all__ = ["ForkServer", "run_fork"]
+__all__ = ["CHILD_FIGURES_SIZE", "ForkServer", "run_fork"]
 
 logger = logging.getLogger("qt_server")
+
+#: Bytes of shared memory per child slot for the admin figures of the
+#: requests the child served (a few routes' worth; pages never written take
+#: no memory).
+CHILD_FIGURES_SIZE = 4096
 
 
 @dataclass(slots=True)
@@ -130,6 +137,46 @@ class ForkServer(ForkStops, Server, ChildFds):
         self.loop_factory = loop_factory(config.LOOP)
         #: What a child keeps referenced so that it is never freed there.
         self.inherited: object = None
+        #: Children started since the server started (the admin socket's ``forked``).
+        self.forked = 0
+        #: ADMIN_ENABLED: a figures block per slot, where each child leaves the
+        #: counts of the requests it served as it exits (``figures_block``); the
+        #: parent folds them into its own ``state.figures`` as it reaps the child.
+        self.child_figures = (
+            mmap.mmap(-1, config.MAX_PROCESSES * CHILD_FIGURES_SIZE)
+            if self.state.figures is not None
+            else None
+        )
+
+    # the admin socket's view -------------------------------------------------
+
+    def totals(self) -> Totals:
+        """The admin figures of the whole server now (ADMIN_ENABLED; else empty):
+        the parent's own (TLS requests it relays, errors it answers itself) with
+        those of every child reaped so far folded in. Children alive count as
+        requests in flight, or as open WebSockets; the parent's connections as
+        connections."""
+        websocket_children = sum(
+            1 for child in self.children.values() if child.exempt and child.link is None
+        )
+        return self.state.totals(websocket_children)
+
+    def admin_counters(self) -> dict[str, int]:
+        """``AdminBackend.counters()``: ``children`` alive now, ``forked`` since start."""
+        return {"children": len(self.children), "forked": self.forked}
+
+    def figures_block(self, slot: int) -> FiguresBlock | None:
+        """The figures block of ``slot`` (None with ADMIN_ENABLED off)."""
+        if self.child_figures is None:
+            return None
+        return FiguresBlock(self.child_figures, slot * CHILD_FIGURES_SIZE, CHILD_FIGURES_SIZE)
+
+    def _fold_child_figures(self, slot: int) -> None:
+        """The child of ``slot`` is gone: add what it served to the parent's figures."""
+        block = self.figures_block(slot)
+        figures = self.state.figures
+        if block is not None and figures is not None:
+            block.fold_into(figures)
 
     # parent side -------------------------------------------------------------
 
@@ -314,12 +361,15 @@ class ForkServer(ForkStops, Server, ChildFds):
         finally:
             if pid != 0:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
+        if pid > 0:
+            self.forked += 1
         return pid
 
     def _unwatched(self, pid: int, slot: int, conn: HTTPProtocol, exc: OSError) -> int:
         """A child the parent cannot watch: killed and reaped; its wait status."""
         kill(pid)
         _, status = os.waitpid(pid, 0)
+        self._fold_child_figures(slot)
         self.free_slots.append(slot)
         if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
             logger.error("cannot watch child %d for %s (%s): killed it", pid, conn.client, exc)
@@ -349,6 +399,7 @@ class ForkServer(ForkStops, Server, ChildFds):
         if child.link is not None:
             self.relayed_children -= 1
         outcome = self.slots[child.slot]
+        self._fold_child_figures(child.slot)
         self.free_slots.append(child.slot)
         wall = time.monotonic() - child.started
         if self.stats is not None and usage is not None:

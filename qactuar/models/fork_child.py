@@ -103,7 +103,18 @@ def serve_connection(
     except BaseException:
         child_logger.exception("child %d failed", os.getpid())
     finally:
-        os._exit(code)
+        try:
+            _publish_figures(server, slot)
+        finally:
+            os._exit(code)
+
+
+def _publish_figures(server: ForkServer, slot: int) -> None:
+    """Leave what this child served in its slot's figures block; the parent
+    folds it in as it reaps this child (ADMIN_ENABLED)."""
+    figures, block = server.state.figures, server.figures_block(slot)
+    if figures is not None and block is not None:
+        block.publish_counts(figures)
 
 
 def serve_relayed(server: ForkServer, scope: Scope, sock: socket.socket) -> NoReturn:
@@ -125,6 +136,8 @@ async def _serve(
     state = server.state
     state.connections = set()
     state.tasks = set()
+    if state.figures is not None:
+        state.figures.clear()  # (the cycles hold the same recorder) this child's own
     finished: asyncio.Future[bool] = loop.create_future()
 
     read_anyway: list[bool] = []

@@ -2,7 +2,9 @@
 
 ``WorkerSlot`` is one page of anonymous shared memory per worker, mapped
 before the fork: the worker writes its heartbeat, request count and state,
-and the reason it could not start; the master reads them.
+and the reason it could not start; the master reads them. With the admin
+socket on, a figures block follows the page: the worker publishes its admin
+figures there once per heartbeat and as it exits (``FiguresBlock``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 import signal
+
+from ..admin.figures_shm import FiguresBlock
 
 __all__ = [
     "BOOT_ERROR",
@@ -61,10 +65,16 @@ class WorkerSlot:
 
     SIZE = mmap.PAGESIZE
     _REASON_AT = 64
+    #: Bytes of the figures block (about 800 routes' worth; pages never written
+    #: take no memory).
+    FIGURES_SIZE = 256 * 1024
 
-    def __init__(self) -> None:
-        self.mem = mmap.mmap(-1, self.SIZE)  # MAP_SHARED: one page for both processes
+    def __init__(self, figures: bool = False) -> None:
+        size = self.SIZE + (self.FIGURES_SIZE if figures else 0)
+        self.mem = mmap.mmap(-1, size)  # MAP_SHARED: the same pages for both processes
         self._numbers = _Numbers.from_buffer(self.mem)
+        #: The worker's admin figures (ADMIN_ENABLED), else None.
+        self.figures = FiguresBlock(self.mem, self.SIZE, self.FIGURES_SIZE) if figures else None
 
     @property
     def heartbeat(self) -> float:
@@ -103,4 +113,5 @@ class WorkerSlot:
 
     def close(self) -> None:
         del self._numbers
+        self.figures = None
         self.mem.close()

@@ -113,10 +113,18 @@ class WorkerServer(Server):
         while True:
             slot.heartbeat = time.monotonic()
             slot.requests = state.requests_served
+            self.publish_figures()
             if os.getppid() != master and not self.should_exit:
                 logger.warning("Worker %d: the master is gone; stopping", os.getpid())
                 self.stop(graceful=True)
             await asyncio.sleep(self.beat_interval)
+
+    def publish_figures(self) -> None:
+        """Hand the master this worker's admin figures (ADMIN_ENABLED): at most once
+        per heartbeat and at exit, never per request."""
+        block = self.slot.figures
+        if block is not None and self.state.figures is not None:
+            block.publish(self.state.totals())
 
     # stopping ---------------------------------------------------------------------
 
@@ -200,6 +208,7 @@ class WorkerServer(Server):
         finally:
             beat.cancel()
             self.slot.requests = self.state.requests_served
+            self.publish_figures()  # the master folds them in once this worker is gone
         return 0
 
 

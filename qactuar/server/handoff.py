@@ -91,7 +91,8 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
     if conn.tls is not None:
         scope["extensions"]["tls"] = dict(conn.tls)
     return HTTPCycle(
-        scope, head, conn, state.date_line, state.server_line, state.default_headers
+        scope, head, conn, state.date_line, state.server_line, state.default_headers,
+        state.figures,
     )
 
 
@@ -147,4 +148,8 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
     }
     if conn.tls is not None:
         scope["extensions"]["tls"] = dict(conn.tls)
-    return WebSocketSession(scope, head, conn, state.ws_options, state.date_line, state.server_line)
+    session = WebSocketSession(
+        scope, head, conn, state.ws_options, state.date_line, state.server_line
+    )
+    session.figures = state.figures
+    return session

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..admin.figures import Recorder, Totals, route_prefixes
 from ..asgi.cycle import HTTPCycle
 from ..asgi.extensions import PROCESS_MODEL, scope_extensions
 from ..asgi.types import ASGIApp
@@ -78,6 +79,11 @@ class ServerState:
         #: Requests in flight in this process, for LIMIT_CONCURRENCY: the app
         #: tasks here, unless a process model counts its own (fork: children).
         self.in_flight: Callable[[], int] = lambda: len(self.tasks)
+        #: Per-request figures for the admin socket (ADMIN_ENABLED), else None:
+        #: ``HTTPCycle._finish`` and the WebSocket session record into it.
+        self.figures: Recorder | None = (
+            Recorder(route_prefixes(app)) if config.ADMIN_ENABLED else None
+        )
         self.date_line = b""
         self.apply(config)
         #: What ``tick`` reads the clock from (a test drives time by hand).
@@ -131,6 +137,23 @@ class ServerState:
         if now != self._second and self._date_enabled:
             self._second = now
             self.date_line = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
+
+    def totals(self, websockets_elsewhere: int = 0) -> Totals:
+        """This process's figures now (empty when ADMIN_ENABLED is off).
+
+        Gauges are read here, not counted per request: ``in_flight`` is
+        ``in_flight()`` (app calls running; the fork model's children and
+        waiting requests) less the open WebSockets, ``http_connections`` the
+        open connections less those. ``websockets_elsewhere``: open WebSockets
+        this process holds the connection of but does not run (fork children).
+        """
+        figures = self.figures
+        totals = figures.totals() if figures is not None else Totals()
+        websockets = totals.websocket_connections + websockets_elsewhere
+        totals.websocket_connections = websockets
+        totals.in_flight = max(0, self.in_flight() - websockets)
+        totals.http_connections = max(0, len(self.connections) - websockets)
+        return totals
 
     def body_deadline(self, cycle: HTTPCycle) -> float:
         """When ``cycle``'s body, read now, times out (BODY_TIMEOUT); 0.0: never.
@@ -191,6 +214,11 @@ class Server:
         self.lifespan = LifespanRunner(
             app, config.LIFESPAN, extensions={PROCESS_MODEL: {"model": config.MODEL}}
         )
+
+    def totals(self) -> Totals:
+        """The figures of this server (the async model: the whole process); see
+        ``ServerState.totals``. Empty when ADMIN_ENABLED is off."""
+        return self.state.totals()
 
     @property
     def should_exit(self) -> bool:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
@@ -36,6 +36,9 @@ from .failfast import TextScanner
 from .handshake import accept_handshake
 from .messages import MessageAssembler, MessageRefused, close_frame
 from .pings import Pings, ping_payload
+
+if TYPE_CHECKING:
+    from ..admin.figures import Recorder
 
 __all__ = ["WebSocketOptions", "WebSocketSession"]
 
@@ -70,6 +73,11 @@ class WebSocketConnection(Protocol):
 
 class WebSocketSession:
     """The ASGI side (``receive``/``send``) and the wire side (``feed``) of one WebSocket."""
+
+    #: The process's admin figures (ADMIN_ENABLED, set by ``handoff``): the
+    #: handshake's answer counts as a request (101, or the refusal's status)
+    #: and an accepted session as an open WebSocket until its connection closes.
+    figures: Recorder | None = None
 
     def __init__(
         self,
@@ -175,6 +183,8 @@ class WebSocketSession:
     def _closed(self, code: int) -> None:
         if self.state == _CLOSED:
             return
+        if self.state == _OPEN and self.figures is not None:
+            self.figures.websockets -= 1
         self.state = _CLOSED
         self.close_code = code
         self._pings.stop()
@@ -308,8 +318,18 @@ class WebSocketSession:
             (time.monotonic() - self._start) * 1000,
         )
 
+    def _record(self, status: int, sent: int = 0) -> None:
+        """The handshake was answered ``status`` (admin figures)."""
+        figures = self.figures
+        if figures is not None:
+            head = self.head
+            figures.record(
+                head.path, head.method, status, time.monotonic() - self._start, 0, sent
+            )
+
     def _reject(self, status: int, reason: str) -> None:
         self._status = status
+        self._record(status)
         self.state = _CLOSED
         self.conn.write(error_response(status, reason, *self._lines))
         self.conn.close()
@@ -385,6 +405,7 @@ class WebSocketSession:
             date=date,
             server=server,
         )
+        self._record(response.status_code)
         if response.status_code != 101:
             self.protocol = protocol
             protocol.send_response(response)
@@ -395,6 +416,8 @@ class WebSocketSession:
         self.protocol = protocol
         self._scanner = TextScanner(compression=bool(protocol.extensions))
         self.state = _OPEN
+        if self.figures is not None:
+            self.figures.websockets += 1
         self._flush()
         self._log_upgrade()
         self._pings.events = bool(message.get(PING_EVENTS_KEY))
@@ -426,6 +449,7 @@ class WebSocketSession:
         except LocalProtocolError as exc:
             raise RuntimeError(str(exc)) from None
         if not more:
+            self._record(self._status, self._denial.body_bytes)
             self.state = _CLOSED
             self.close_code = 1006
             self.conn.close()
