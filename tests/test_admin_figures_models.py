@@ -92,7 +92,8 @@ def by_route(figures: dict[str, Any]) -> dict[str, dict[str, int]]:
 def start(spawn_qactuar: Callable[..., Spawned], tmp_path: Any) -> Iterator[
         Callable[..., tuple[Spawned, Figures]]]:
     def start(model: str, *args: str) -> tuple[Spawned, Figures]:
-        env = {"QACTUAR_ADMIN_ENABLED": "true", "QACTUAR_APPS": APPS,
+        env = {"QACTUAR_ADMIN_ENABLED": "true", "QACTUAR_ADMIN_PORT": "0",
+               "QACTUAR_ADMIN_TOKEN": "figures-test-token", "QACTUAR_APPS": APPS,
                "FIGURES_DIR": str(tmp_path)}
         spawned = spawn_qactuar("--model", model, "--no-access-log", *args, env=env,
                                 launcher="figures_probe")

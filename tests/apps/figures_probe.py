@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from qactuar.admin.figures import Totals
+from qactuar.admin.serve import AdminServer
 from qactuar.cli import main
 from qactuar.models.arbiter import Arbiter
 from qactuar.models.fork import ForkServer
@@ -55,7 +56,8 @@ def as_json(totals: Totals) -> dict[str, Any]:
 
 
 def _probe(signum: int, frame: object) -> None:
-    mine = [obj for obj in _made if not isinstance(obj, Arbiter) or obj.pid == os.getpid()]
+    mine = [obj for obj in _made if not isinstance(obj, AdminServer)  # (the admin socket's)
+            and (not isinstance(obj, Arbiter) or obj.pid == os.getpid())]
     model = next((o for o in mine if isinstance(o, Arbiter | ForkServer)), None) or mine[-1]
     report = as_json(model.totals())
     if isinstance(model, Arbiter | ForkServer):
