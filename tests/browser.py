@@ -33,9 +33,10 @@ def chromium() -> str | None:
 
 def artifact_path(name: str, fallback_dir: str) -> str:
     """Where a test saves a file for people to look at (a screenshot): the folder
-    $QACTUAR_TEST_ARTIFACTS names (made if missing; CI can keep it), else ``fallback_dir``
+    $QT_TEST_ARTIFACTS names (made if missing; CI can keep it; not QACTUAR_*:
+    the server takes those for settings and refuses an unknown one), else ``fallback_dir``
     (the test's tmp_path, which pytest keeps for its last three runs)."""
-    folder = os.environ.get("QACTUAR_TEST_ARTIFACTS") or fallback_dir
+    folder = os.environ.get("QT_TEST_ARTIFACTS") or fallback_dir
     os.makedirs(folder, exist_ok=True)
     return os.path.join(folder, name)
 
