@@ -129,3 +129,21 @@ class Chromium:
         except ProcessLookupError:
             pass
         self.proc.wait(5)
+
+
+#: Seconds a test waits for the page to show something.
+BROWSER_TIMEOUT = 30
+
+
+def wait_page(chromium: Chromium, devtools: Any, expression: str, what: str) -> Any:
+    """Evaluate ``expression`` until truthy; the page's HTML in the failure."""
+    try:
+        return wait_until(lambda: chromium.evaluate(devtools, expression), BROWSER_TIMEOUT,
+                          what=what, interval=0.1)
+    except AssertionError as exc:
+        html = chromium.evaluate(devtools, "document.body.outerHTML")
+        raise AssertionError(f"{exc}:\n{html}") from None
+
+
+def js(expression: str) -> str:
+    return f"(() => {{ {expression} }})()"

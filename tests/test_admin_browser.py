@@ -17,9 +17,8 @@ import time
 from typing import Any
 
 import httpx
-from browser import Chromium, artifact_path
+from browser import BROWSER_TIMEOUT, Chromium, artifact_path, js, wait_page
 from support import ADMIN, TOKEN, Admin, admin_port, wait_until
-from test_admin_dashboard import BROWSER_TIMEOUT, js, wait_page
 from websockets.sync.client import connect
 
 LOAD_SECONDS = 20

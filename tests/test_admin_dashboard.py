@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from admin_standin import TOKEN, StandIn
-from browser import Chromium, artifact_path
+from browser import BROWSER_TIMEOUT, Chromium, artifact_path, js, wait_page
 from support import ROOT, wait_until
 from websockets.sync.client import connect
 
@@ -32,7 +32,6 @@ from qactuar.admin.dashboard import ASSETS, CONTENT_SECURITY_POLICY, dashboard_a
 STATIC = resources.files("qactuar.admin") / "static"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
-BROWSER_TIMEOUT = 30
 
 
 def assert_security_headers(response: httpx.Response) -> None:
@@ -105,20 +104,6 @@ def test_the_vendored_uplot_is_the_one_recorded_and_ships_in_the_wheel() -> None
 
     package_data = read_configuration(f"{ROOT}/setup.cfg")["options"]["package_data"]
     assert package_data["qactuar.admin"] == ["static/*"]
-
-
-def wait_page(chromium: Chromium, devtools: Any, expression: str, what: str) -> Any:
-    """Evaluate ``expression`` until truthy; the page's HTML in the failure."""
-    try:
-        return wait_until(lambda: chromium.evaluate(devtools, expression), BROWSER_TIMEOUT,
-                          what=what, interval=0.1)
-    except AssertionError as exc:
-        html = chromium.evaluate(devtools, "document.body.outerHTML")
-        raise AssertionError(f"{exc}:\n{html}") from None
-
-
-def js(expression: str) -> str:
-    return f"(() => {{ {expression} }})()"
 
 
 @pytest.mark.parametrize("dialect", ["app", "brief"])
