@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from typing import Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 from support.adminfake import TOKEN, FakeBackend, assert_no_token, serve_admin
+from support.gitrepo import make_bare
 
 from qactuar.admin.backend import AdminError
 from qactuar.config import Config
@@ -78,26 +78,6 @@ def test_a_bad_mount_request_is_400(body: dict[str, Any], words: str) -> None:
         answer = httpx.post(srv.url + "/apps", json=body, headers=AUTH)
         assert answer.status_code == 400 and answer.json()["error"] == words
     assert backend.calls == []
-
-
-def git(*args: str, cwd: Any = None) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
-                    "-c", "init.defaultBranch=main", *args],
-                   cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_bare(root: Any, requirements: str = "") -> str:
-    """A bare repository (``blogapp.git``) whose ``main`` holds blog.py and requirements.txt."""
-    work = root / "work"
-    work.mkdir()
-    (work / "blog.py").write_text("async def app(scope, receive, send):\n    pass\n")
-    (work / "requirements.txt").write_text(requirements)
-    git("init", "-q", cwd=work)
-    git("add", "-A", cwd=work)
-    git("commit", "-q", "-m", "blog", cwd=work)
-    bare = root / "blogapp.git"
-    git("clone", "-q", "--bare", str(work), str(bare))
-    return str(bare)
 
 
 @pytest.fixture
