@@ -7,6 +7,7 @@ with its token on a real server, which hands the changes to its live object
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import select
 import threading
@@ -260,6 +261,20 @@ def test_fork_max_processes_shrinks_and_grows_while_children_run(live):
     assert [r.status_code for r in slow_answer] == [200]
     too_many = server.admin.apply_config({"MAX_PROCESSES": 70000})
     assert refusal(too_many) == (409, "MAX_PROCESSES above 65536 needs a restart")
+
+
+def test_fork_max_processes_grown_above_its_start_value_serves_and_counts(live):
+    # the slots past the start-up MAX_PROCESSES had no figures block: reaping
+    # their children raised, leaked the slot and lost the child's counts, and
+    # the stop then waited for connections never settled (caught by review)
+    server = live("fork", "--max-processes", "2")
+    assert server.admin.apply_config({"MAX_PROCESSES": 8}).status_code == 200
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: server.get("/steady/").status_code, range(48)))
+    assert answers == [200] * 48
+    wait_until(lambda: server.admin.status()["totals"]["requests"] == 48,
+               what="the 48 requests counted")
+    assert "Traceback" not in server.spawned.output(), server.spawned.output()[-3000:]
 
 
 def test_reload_imports_the_apps_afresh(live, tmp_path):

@@ -278,6 +278,10 @@ class ForkLive(AsyncLive):
         # MAX_PROCESSES may grow: every slot a child may get is mapped now, as
         # children keep the mapping they were forked with
         server.slots = mmap.mmap(-1, capacity)
+        if server.child_figures is not None:  # each slot's figures block, likewise
+            from ..models.fork import CHILD_FIGURES_SIZE
+
+            server.child_figures = mmap.mmap(-1, capacity * CHILD_FIGURES_SIZE)
         server.free_slots = self.slots = SlotPool(limit, capacity)
         self.capacity = capacity
 

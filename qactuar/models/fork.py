@@ -399,7 +399,10 @@ class ForkServer(ForkStops, Server, ChildFds):
         if child.link is not None:
             self.relayed_children -= 1
         outcome = self.slots[child.slot]
-        self._fold_child_figures(child.slot)
+        try:
+            self._fold_child_figures(child.slot)
+        except Exception:  # the figures never cost a slot or the connection
+            logger.exception("child %d: its figures could not be read", child.pid)
         self.free_slots.append(child.slot)
         wall = time.monotonic() - child.started
         if self.stats is not None and usage is not None:
