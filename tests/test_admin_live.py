@@ -211,8 +211,9 @@ def test_live_config_is_checked_and_applies_from_the_next_connection(live, model
     assert server.admin.call("GET", "/config").json()["config"]["MAX_BODY_BYTES"] == 1000
 
 
-def test_fork_request_timeout_applies_to_the_next_request(live):
-    server = live("fork", "--request-timeout", "20", "--check-process-interval", "0.05")
+@pytest.mark.parametrize("start", ["20", "0"])  # 0: no timeout at start (the sweep must still look)
+def test_fork_request_timeout_applies_to_the_next_request(live, start):
+    server = live("fork", "--request-timeout", start, "--check-process-interval", "0.05")
     assert server.get("/steady/sleep?2.5").status_code == 200
     assert server.admin.apply_config({"REQUEST_TIMEOUT": 0.3}).status_code == 200
     assert server.get("/steady/sleep?2.5").status_code == 504

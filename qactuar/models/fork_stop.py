@@ -45,12 +45,11 @@ class ForkStops:
         def unlist_listeners(self) -> None: ...
 
     async def check_children(self) -> None:
-        """Sweep every CHECK_PROCESS_INTERVAL: kill children past REQUEST_TIMEOUT."""
-        timeout = self.config.REQUEST_TIMEOUT
+        """Sweep every CHECK_PROCESS_INTERVAL: kill children past REQUEST_TIMEOUT
+        (both read every turn: the admin socket may change them)."""
         while True:
             await asyncio.sleep(self.config.CHECK_PROCESS_INTERVAL)
-            if timeout:
-                self.kill_overdue(time.monotonic())
+            self.kill_overdue(time.monotonic())
 
     def kill_overdue(self, now: float) -> None:
         """Kill every child (WebSockets aside) running longer than REQUEST_TIMEOUT at ``now``."""
