@@ -23,10 +23,12 @@ import pytest
 from support import (
     ADMIN,
     TOKEN,
+    Admin,
     RawClient,
     admin_port,
     children_of,
     encode_request,
+    free_port,
     refuses,
     run_qactuar,
     wait_until,
@@ -293,6 +295,22 @@ def test_no_prefork_worker_holds_the_admin_socket_or_its_connections(spawn_qactu
         assert {listening, connection} <= socket_inodes(server.pid)  # the master's
         for worker in workers:
             assert not {listening, connection} & socket_inodes(worker), worker
+
+
+def test_prefork_workers_keep_a_main_socket_on_the_admin_port_number(spawn_qactuar):
+    # the main socket on 127.0.0.2:P, the admin socket on 127.0.0.1:P: a new
+    # worker closed every socket on port P, its own listener too, and died
+    # (the master gave up: "Workers cannot start"; found by review)
+    port = free_port()
+    server = spawn_qactuar("basic:hello", "--model", "prefork", "--workers", "2",
+                           "--host", "127.0.0.2", "--port", str(port),
+                           "--admin-enabled", "--admin-host", "127.0.0.1",
+                           "--admin-port", str(port), "--admin-token", TOKEN)
+    server.wait_for_log(" serving", count=2)
+    answer = httpx.get(f"http://127.0.0.2:{port}/", timeout=10)
+    assert answer.status_code == 200 and answer.text == "Hello, world!"
+    assert Admin(port).call("GET", "/status").status_code == 200
+    assert "cannot start" not in server.output()
 
 
 def test_no_fork_child_holds_the_admin_socket_or_its_connections(spawn_qactuar, tmp_path):

@@ -131,10 +131,15 @@ class AdminSocket:
         #: fork: the parent's list of the descriptors a child closes (fork_fds.py).
         self._fork_closes: array[int] | None = None
         self._fds: dict[HTTPProtocol, int] = {}
+        #: (family, address) every admin socket and connection has locally: the
+        #: path, or (host, port); the port alone when bound to every address
+        #: (a connection's local host is then the interface it came in on).
         if sock.family == socket.AF_UNIX:
             self._local: tuple[int, object] = (sock.family, sock.getsockname())
         else:
-            self._local = (sock.family, sock.getsockname()[1])
+            host, port = sock.getsockname()[:2]
+            wildcard = ipaddress.ip_address(host.split("%")[0]).is_unspecified
+            self._local = (sock.family, port if wildcard else (host, port))
 
     def close(self) -> None:
         """Never served (start-up failed elsewhere): close it, remove its files."""
@@ -206,7 +211,12 @@ class AdminSocket:
                 continue
             try:
                 name = probe.getsockname()
-                local = (probe.family, name if probe.family == socket.AF_UNIX else name[1])
+                if probe.family == socket.AF_UNIX:
+                    local: tuple[int, object] | None = (probe.family, name)
+                elif isinstance(self._local[1], int):  # a wildcard admin socket
+                    local = (probe.family, name[1])
+                else:
+                    local = (probe.family, tuple(name[:2]))
             except (OSError, IndexError, TypeError):
                 local = None
             finally:
