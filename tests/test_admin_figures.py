@@ -193,3 +193,29 @@ def test_a_fork_childs_counts_fold_into_its_parents_recorder_by_route_name() -> 
     assert totals.routes[UNROUTED].latency_sum == pytest.approx(0.02)
     assert sum(totals.routes["/blog"].buckets) == 1
     assert totals.routes["/blog"].buckets[LATENCY_BUCKETS.index(0.005)] == 1
+
+
+def test_the_master_keeps_a_workers_last_whole_figures_while_it_writes() -> None:
+    # a read meeting a write under way (or cut short by SIGKILL) gave nothing:
+    # /metrics dropped that worker's counts for a moment, which Prometheus
+    # takes for a counter reset, and a worker killed mid-write lost them all
+    # (found by review)
+    from qactuar.models.arbiter import Arbiter
+    from qactuar.models.pool import WorkerRecord
+    from qactuar.models.slot import WorkerSlot
+
+    slot = WorkerSlot(figures=True)
+    assert slot.figures is not None
+    worker = WorkerRecord(pid=1, slot=slot, generation=1, max_requests=0, started=0.0)
+    arbiter = Arbiter.__new__(Arbiter)  # only its figures' state
+    arbiter.retired = Totals()
+    arbiter.workers = {1: worker}
+    assert slot.figures.publish(_sample())
+    assert arbiter.totals() == _sample()
+    seq = struct.unpack_from("=Q", slot.mem, slot.SIZE)[0]
+    struct.pack_into("=Q", slot.mem, slot.SIZE, seq + 1)  # odd: a write under way
+    assert arbiter.totals() == _sample()
+    arbiter.retire_figures(worker)  # killed mid-write: its last whole figures are kept
+    retired = _sample()
+    retired.in_flight = retired.http_connections = retired.websocket_connections = 0
+    assert arbiter.retired == retired

@@ -146,11 +146,26 @@ class Arbiter(WakePipe):
         totals = Totals()
         totals.add(self.retired)
         for worker in self.workers.values():
-            block = worker.slot.figures
-            published = block.read() if block is not None else None
+            published = self._published(worker)
             if published is not None:
                 totals.add(published)
         return totals
+
+    @staticmethod
+    def _published(worker: WorkerRecord) -> Totals | None:
+        """What ``worker`` published, or what was last read of it whole when a
+        write is under way (or was cut short by SIGKILL)."""
+        block = worker.slot.figures
+        read = block.read() if block is not None else None
+        if read is not None:
+            worker.last_figures = read
+            return read
+        last = worker.last_figures
+        if last is None:
+            return None
+        kept = Totals()
+        kept.add(last)  # a copy: the caller may change it
+        return kept
 
     @property
     def restarts(self) -> int:
@@ -169,8 +184,7 @@ class Arbiter(WakePipe):
 
     def retire_figures(self, worker: WorkerRecord) -> None:
         """Fold the figures of ``worker``, gone, into ``retired`` (its gauges dropped)."""
-        block = worker.slot.figures
-        last = block.read() if block is not None else None
+        last = self._published(worker)
         if last is not None:
             last.in_flight = last.http_connections = last.websocket_connections = 0
             self.retired.add(last)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .slot import WorkerSlot, WorkerState
+
+if TYPE_CHECKING:
+    from ..admin.figures import Totals
 
 __all__ = ["Plan", "WorkerRecord", "plan"]
 
@@ -36,6 +39,9 @@ class WorkerRecord:
     killed: str = ""  # why the master sent SIGKILL
     #: REUSE_PORT: the socket it serves on, held by the master as well.
     lane: socket.socket | None = None
+    #: The admin figures it published, as last read whole (a read that meets
+    #: a write under way falls back to them: a counter never drops).
+    last_figures: Totals | None = None
 
     @property
     def state(self) -> str:
