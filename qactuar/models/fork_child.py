@@ -92,6 +92,9 @@ def serve_connection(
     server: ForkServer, cycle: HTTPCycle, conn: HTTPProtocol, slot: int
 ) -> NoReturn:
     code = 1
+    figures = server.state.figures
+    if figures is not None:  # this child's own counts from here (what it publishes at exit)
+        figures.clear()  # (the cycles hold the same recorder)
     try:
         server.inherited = (conn.transport, server.state.connections, server.state.tasks)
         own = server.client_fd(conn)
@@ -136,8 +139,6 @@ async def _serve(
     state = server.state
     state.connections = set()
     state.tasks = set()
-    if state.figures is not None:
-        state.figures.clear()  # (the cycles hold the same recorder) this child's own
     finished: asyncio.Future[bool] = loop.create_future()
 
     read_anyway: list[bool] = []
