@@ -45,6 +45,7 @@ from .handback import IDLE_GRACE, HandBack
 from .handoff import asgi_address, http_cycle, is_websocket_handshake, websocket_session
 from .linger import linger
 from .proxied import judge_peer
+from .sockets import peer_gone
 
 if TYPE_CHECKING:
     from ..proxy import ProxyHeaderParser
@@ -265,6 +266,10 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         self.cycle = session  # type: ignore[assignment]
         self.deadline = 0.0
         self.state.run_cycle(session)  # type: ignore[arg-type]
+
+    def peer_gone(self) -> bool:
+        """The client has left, though the loop may not have read its FIN yet."""
+        return peer_gone(self.transport)
 
     def close(self) -> None:
         """Close the connection once what was written has been sent (SEND_TIMEOUT: or not)."""

@@ -10,6 +10,7 @@ times it is given; an error names the setting, its value and its source.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import errno
@@ -23,6 +24,7 @@ from ..addresses import Address, parse_address
 from ..config import Config
 
 __all__ = ["BindError", "adopt_fd", "bind_address", "bind_sockets", "configured_addresses",
+           "peer_gone",
            "describe", "remove_unix_socket", "remove_unix_sockets", "systemd_fds"]
 
 logger = logging.getLogger("qt_server")
@@ -309,3 +311,23 @@ def describe(sock: socket.socket, tls: bool) -> str:
         return f"unix:{addr}"
     host = f"[{addr[0]}]" if sock.family == socket.AF_INET6 else addr[0]
     return f"{'https' if tls else 'http'}://{host}:{addr[1]}"
+
+
+def peer_gone(transport: asyncio.BaseTransport | None) -> bool:
+    """The client's FIN (or a reset) has reached the socket, read by the event
+    loop yet or not (a peek: nothing is taken from the socket)."""
+    if transport is None or transport.is_closing():
+        return True
+    extra = transport.get_extra_info("socket")
+    fd = extra.fileno() if extra is not None else -1
+    if fd < 0:
+        return False
+    sock = socket.socket(fileno=fd)  # (uvloop's own stand-in cannot peek)
+    try:
+        return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.detach()

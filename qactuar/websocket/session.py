@@ -389,7 +389,10 @@ class WebSocketSession:
             raise RuntimeError(f"Unexpected ASGI message {kind!r} in a websocket cycle")
 
     def _accept(self, message: Message) -> None:
-        if self.state == _CLOSED and self.protocol is None and self._denial is None:
+        gone = getattr(self.conn, "peer_gone", None)  # (its FIN, maybe not read yet)
+        if self.state == _CLOSED and self.protocol is None and self._denial is None or (
+            self.state == _CONNECTING and gone is not None and gone()
+        ):
             # the client left before the app decided (ASGI: an OSError on send)
             raise ClientDisconnected("the client left before the WebSocket was accepted")
         if self.state != _CONNECTING or self._denial is not None:
