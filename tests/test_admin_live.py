@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import select
 import threading
 from collections.abc import Callable
@@ -276,6 +277,45 @@ def test_fork_max_processes_grown_above_its_start_value_serves_and_counts(live):
     wait_until(lambda: server.admin.status()["totals"]["requests"] == 48,
                what="the 48 requests counted")
     assert "Traceback" not in server.spawned.output(), server.spawned.output()[-3000:]
+
+
+def test_fork_children_never_start_while_an_app_is_imported_in_a_thread(live, tmp_path):
+    # The parent imports a mounted app in a thread; a child forked meanwhile
+    # inherited the module's import lock held and hung at its own first import
+    # of that module until REQUEST_TIMEOUT (504). Now no child starts during
+    # the import: the request waits, then is served (found by review).
+    code = tmp_path / "code"
+    code.mkdir()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (code / "slowmod.py").write_text(
+        "import os, time\n"
+        f"open(os.path.join({str(marks)!r}, str(os.getpid())), 'w').close()\n"
+        "time.sleep(1.5)\n")
+    (code / "mounted.py").write_text(
+        "import slowmod\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'mounted'})\n")
+    (code / "lazy.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    import slowmod  # noqa: F401\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'lazy'})\n")
+    server = live("fork", "--app-dir", str(code), "--request-timeout", "8",
+                  apps={**APPS, "/lazy": "lazy:app"})
+    mounting, mounted = _in_thread(lambda: server.admin.mount("/m", "mounted:app"))
+    parent = str(server.spawned.pid)
+    wait_until(lambda: parent in os.listdir(marks), 20, what="the import in the parent")
+    lazy = server.get("/lazy/")  # sent while the parent's thread imports slowmod
+    mounting.join(30)
+    assert [a.status_code for a in mounted] == [201], [a.text for a in mounted]
+    assert (lazy.status_code, lazy.text) == (200, "lazy")
+    assert server.get("/m/").text == "mounted"
 
 
 def test_reload_imports_the_apps_afresh(live, tmp_path):

@@ -299,6 +299,14 @@ class ForkLive(AsyncLive):
             self.slots.resize(config.MAX_PROCESSES)
             server._fork_waiting()  # requests waiting for a slot may go now
 
+    async def _import(self, targets: dict[str, str], app_dir: str, fresh: bool,
+                      app_dirs: list[str] | None = None) -> dict[str, Any]:
+        # the import runs in a thread and holds its modules' import locks: a
+        # child forked meanwhile would inherit them held and hang at its first
+        # import of the same module (found by review)
+        with self.fork_server.hold_forks():
+            return await super()._import(targets, app_dir, fresh, app_dirs)
+
     async def drained(self, removed: list[Mount], timeout: float) -> bool:
         """Requests run in children: wait for those forked before the change."""
         children = self.fork_server.children

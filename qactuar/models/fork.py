@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import logging
 import mmap
@@ -44,6 +45,7 @@ import socket
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -139,6 +141,8 @@ class ForkServer(ForkStops, Server, ChildFds):
         self.inherited: object = None
         #: Children started since the server started (the admin socket's ``forked``).
         self.forked = 0
+        #: While above 0, no child is forked (``hold_forks``).
+        self.forks_held = 0
         #: ADMIN_ENABLED: a figures block per slot, where each child leaves the
         #: counts of the requests it served as it exits (``figures_block``); the
         #: parent folds them into its own ``state.figures`` as it reaps the child.
@@ -177,6 +181,21 @@ class ForkServer(ForkStops, Server, ChildFds):
         figures = self.state.figures
         if block is not None and figures is not None:
             block.fold_into(figures)
+
+    @contextlib.contextmanager
+    def hold_forks(self) -> Iterator[None]:
+        """Fork no child meanwhile (requests wait for a slot, as at MAX_PROCESSES).
+
+        For work in a thread that may hold a lock a child would inherit held,
+        for ever: the admin socket's imports (a module's import lock).
+        """
+        self.forks_held += 1
+        try:
+            yield
+        finally:
+            self.forks_held -= 1
+            if not self.forks_held:
+                asyncio.get_running_loop().call_soon(self._fork_waiting)
 
     # parent side -------------------------------------------------------------
 
@@ -267,6 +286,8 @@ class ForkServer(ForkStops, Server, ChildFds):
             raise
 
     def _fork_waiting(self) -> None:
+        if self.forks_held:
+            return  # (hold_forks: requests wait, parsed, until it ends)
         while self.waiting and self.free_slots:
             job = self.waiting.popleft()
             if isinstance(job, _Relayed):
