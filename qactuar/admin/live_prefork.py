@@ -173,7 +173,12 @@ class PreforkLive:
         config.update({"APPS": apps}, SOURCE)
         app = None
         if self.arbiter.app is not None:  # PRELOAD: the master imports, the workers inherit
-            app = await asyncio.to_thread(self._preload, config, fresh)
+            arbiter = self.arbiter
+            arbiter.spawns_held += 1  # (see Arbiter.spawns_held)
+            try:
+                app = await asyncio.to_thread(self._preload, config, fresh)
+            finally:
+                arbiter.spawns_held -= 1
         await self._switch(config, True, app, None)
 
     def _preload(self, config: Config, fresh: bool) -> ASGIApp:

@@ -123,6 +123,10 @@ class Arbiter(WakePipe):
         self.companion: Companion | None = None
         #: (generation, reason) of the last worker that failed to start.
         self.boot_failure: tuple[int, str] | None = None
+        #: While above 0, no worker is started: a thread of the master imports
+        #: apps (admin/live_prefork.py), and a worker forked then would inherit
+        #: a module's import lock held.
+        self.spawns_held = 0
 
     # the admin socket's view ------------------------------------------------------
 
@@ -444,7 +448,7 @@ class Arbiter(WakePipe):
         # serving is free (a shrinking pool keeps the lanes that serve)
         holding = {w.lane for w in self.workers.values() if not (w.stop_sent or w.killed)}
         closing = frozenset(w.lane for w, _ in todo.stop if w.lane not in holding)
-        if time.monotonic() >= self.spawn_after:
+        if time.monotonic() >= self.spawn_after and not self.spawns_held:
             for _ in range(todo.start):
                 try:
                     self.spawn(closing)
