@@ -204,3 +204,42 @@ def test_a_backend_failure_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> 
     [record] = [r for r in caplog.records if r.getMessage() == "admin: GET /status failed"]
     assert record.name == "qt_server" and record.exc_info is not None
     assert "figures unreadable" in str(record.exc_info[1])
+
+
+def test_psutil_is_read_only_while_someone_looks() -> None:
+    """The figures every second; psutil at the first sample and within WATCHED
+    seconds of a look (a /status, /status/series or /metrics request)."""
+    import asyncio
+
+    backend = FakeBackend()
+    now = [100.0]
+    sampler = Sampler(backend, clock=lambda: now[0], wall=lambda: 1e9 + now[0])
+    looks: list[list[int]] = []
+
+    def measure(pids: list[int]) -> dict[int, Any]:
+        looks.append(pids)
+        return {pid: type("M", (), {"rss": 1000 + len(looks)})() for pid in pids}
+
+    sampler.watch.measure = measure  # type: ignore[method-assign]
+
+    async def second() -> None:
+        now[0] += 1.0
+        await sampler.sample()
+
+    async def run() -> None:
+        await second()  # the first sample measures
+        for _ in range(5):
+            await second()  # nobody looks: no psutil, the RSS last measured
+        assert len(looks) == 1 and sampler.series[-1]["rss"] == 1001
+        sampler.looked()
+        for _ in range(int(Sampler.WATCHED)):
+            await second()
+        assert len(looks) == 1 + int(Sampler.WATCHED)
+        assert sampler.series[-1]["rss"] == 1000 + len(looks)
+        await second()  # the look is older than WATCHED
+        assert len(looks) == 1 + int(Sampler.WATCHED)
+        now[0] += 1.0
+        await sampler.maybe_sample()  # a /status request is a look
+        assert len(looks) == 2 + int(Sampler.WATCHED)
+
+    asyncio.run(run())

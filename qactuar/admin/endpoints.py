@@ -60,6 +60,7 @@ class Endpoints:
         return json_answer(200, series(self.sampler))
 
     async def metrics(self, request: Request) -> Answer:
+        self.sampler.looked()
         body = await render_metrics(self.backend, self.metrics_watch)
         return Answer(200, body, CONTENT_TYPE_LATEST)
 
