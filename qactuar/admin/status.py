@@ -10,11 +10,12 @@ RSS). A rate over a window longer than the server's life is the rate over
 its life. Everything psutil reads is read in a thread.
 
 The figures are sampled every second (cheap: the counts, no system call);
-psutil (the processes' RSS) only at the first sample and while someone looks
-(``looked``: a ``/status``, ``/status/series`` or ``/metrics`` request in the
-last ``WATCHED`` seconds); other points repeat the RSS last measured. In the
-serving process, a psutil thread every second cost throughput for nothing
-(async: GIL contention; fork: a thread in the process that forks).
+psutil (the processes' RSS) only while someone looks (``looked``: a
+``/status``, ``/status/series`` or ``/metrics`` request in the last
+``WATCHED`` seconds); a point taken while nobody looked has ``rss`` None (a
+gap in the dashboard's chart). A psutil thread every second in the serving
+process cost throughput for nothing (async: GIL contention; fork: psutil's
+modules and a thread in the process that forks).
 """
 
 from __future__ import annotations
@@ -68,29 +69,27 @@ class Sampler:
         self.series: deque[dict[str, Any]] = deque(maxlen=self.SERIES)
         self._mark: _Mark | None = None
         self._busy = False
-        #: clock() of the last look (None: never), and the RSS last measured (None: never)
+        #: clock() of the last look (None: never)
         self._looked: float | None = None
-        self._rss: int | None = None
 
     def looked(self) -> None:
         """Someone reads the figures: psutil is sampled for the next WATCHED seconds."""
         self._looked = self.clock()
 
     def watched(self) -> bool:
-        return self._rss is None or (
-            self._looked is not None and self.clock() - self._looked <= self.WATCHED
-        )
+        return self._looked is not None and self.clock() - self._looked <= self.WATCHED
 
     async def sample(self) -> None:
         """Take one sample (psutil in a thread, if ``watched``)."""
         infos = self.backend.processes()
+        rss = None
         if self.watched():
             measures = await asyncio.to_thread(self.watch.measure, [p.pid for p in infos])
-            self._rss = sum(m.rss for m in measures.values())
-        self.record(self.backend.totals(), len(infos), self._rss or 0)
+            rss = sum(m.rss for m in measures.values())
+        self.record(self.backend.totals(), len(infos), rss)
 
-    def record(self, totals: Totals, processes: int, rss: int) -> None:
-        """Add a sample of ``totals`` taken now."""
+    def record(self, totals: Totals, processes: int, rss: int | None) -> None:
+        """Add a sample of ``totals`` taken now (``rss`` None: not measured)."""
         now = self.clock()
         requests = totals.requests
         classes = totals.by_class()
