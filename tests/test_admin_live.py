@@ -55,7 +55,7 @@ def live(spawn_qactuar: Callable[..., Spawned], tmp_path: Path) -> Callable[...,
     def start(model: str, *args: str, apps: dict[str, str] | None = None,
               env: dict[str, str] | None = None, launcher: str = "qactuar") -> Live:
         config = tmp_path / "config.json"
-        config.write_text(json.dumps({"APPS": apps or APPS}))
+        config.write_text(json.dumps({"APPS": APPS if apps is None else apps}))
         notes = tmp_path / "notes"
         notes.mkdir(exist_ok=True)
         if model == "fork" and "--request-timeout" not in args:
@@ -106,6 +106,25 @@ def test_a_mounted_route_answers_at_once_while_the_other_routes_serve_on(live, m
     ]
     again = server.admin.mount("/blog/", "live_apps:shop")
     assert refusal(again) == (409, "/blog is mounted already")
+
+
+@pytest.mark.parametrize("model", ["async", "fork"])
+def test_a_lone_app_is_routed_from_the_first_mount_and_both_shut_down_at_stop(live, model):
+    """One app (no APPS) is served bare until the first POST /apps mounts another
+    beside it; at stop both lifespans are shut down, in the parent."""
+    server = live(model, "live_apps:steady", apps={})
+    assert server.note("startup-steady").exists()
+    assert server.get("/x").text == "steady "
+    mounted = server.admin.mount("/blog", "live_apps:blog")
+    assert mounted.status_code == 201, mounted.text
+    assert (server.get("/blog/x").text, server.get("/x").text) == ("blog /blog", "steady ")
+    assert [a["route"] for a in server.admin.apps()] == ["/blog", "/"]
+    assert not server.note("shutdown-steady").exists()
+    server.spawned.stop()
+    assert server.spawned.proc.returncode == 0
+    pid = str(server.spawned.pid)
+    assert server.note("shutdown-blog").read_text() == pid
+    assert server.note("shutdown-steady").read_text() == pid
 
 
 @pytest.mark.parametrize("model", ["async", "fork"])
