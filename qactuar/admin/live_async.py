@@ -264,6 +264,34 @@ def _abandon(runner: LifespanRunner) -> None:
 SLOT_CAPACITY = 65536
 
 
+class _Spare:
+    """The slots out of circulation, as a stack: those taken out (``append``), then
+    the never-used ones from ``fresh`` up, lowest first, made as they are taken. (A
+    list of all SLOT_CAPACITY of them was 2.4 MiB of int objects in the fork
+    parent, whose every page each fork copies the page tables of.)"""
+
+    __slots__ = ("taken_out", "fresh", "capacity")
+
+    def __init__(self, fresh: int, capacity: int) -> None:
+        self.taken_out: list[int] = []
+        self.fresh = fresh
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.taken_out) + self.capacity - self.fresh
+
+    def append(self, slot: int) -> None:
+        self.taken_out.append(slot)
+
+    def pop(self) -> int:
+        if self.taken_out:
+            return self.taken_out.pop()
+        if self.fresh >= self.capacity:
+            raise IndexError("pop from an empty pool of spare slots")
+        self.fresh += 1
+        return self.fresh - 1
+
+
 class SlotPool(list[int]):
     """``ForkServer.free_slots`` for a MAX_PROCESSES that changes while children hold
     slots: ``limit`` slots circulate out of ``capacity``; a shrink takes free slots
@@ -272,7 +300,7 @@ class SlotPool(list[int]):
     def __init__(self, limit: int, capacity: int) -> None:
         super().__init__(range(limit - 1, -1, -1))
         self.limit = limit
-        self.spare = list(range(capacity - 1, limit - 1, -1))
+        self.spare = _Spare(limit, capacity)
         #: Slots to take out of circulation as they come back.
         self.owed = 0
 
