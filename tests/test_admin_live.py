@@ -29,7 +29,9 @@ from support import (
     wait_until,
 )
 
-from qactuar.admin.live_async import SlotPool
+from qactuar.admin.live_async import AsyncLive, SlotPool
+from qactuar.config import Config
+from qactuar.server import Server
 
 APPS = {"/steady": "live_apps:steady"}
 
@@ -322,3 +324,19 @@ def test_slot_pool_follows_max_processes_while_children_hold_slots():
     pool.resize(4)
     assert len(pool) == 4
     assert len(set(pool)) == 4
+
+
+def test_a_lone_app_is_served_bare_until_something_is_mounted():
+    """No Router (a scope copy, a state copy, a frame per request) until one is needed."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    server = Server(app, Config())
+    first = server.lifespan
+    live = AsyncLive(server, "apps:hello")
+    assert (server.app, server.state.app, server.lifespan) == (app, app, first)
+    router = live.router  # as POST /apps asks for it
+    assert server.app is server.state.app is router
+    assert [(m.prefix, m.app, m.runner) for m in router.mounts] == [("", app, first)]
+    assert server.lifespan is not first
