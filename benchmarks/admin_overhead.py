@@ -12,14 +12,33 @@ runs as ``fork_model.py`` runs it (``MAX_PROCESSES=4``, long keep-alive),
 prefork with 2 workers. Printed: medians of requests/s and of server CPU per
 request, and the cost of the figures (goal: under 3%).
 
-A run from 2026-12-05 on the 2-core development machine, shared with other
-test runs (load average 0.75 at the start, 3 at the end): the spread of one
-configuration across rounds (async off: 16,571 to 37,352 req/s) dwarfed the
-difference, so the table's ratios (async 0.96, fork 0.83, prefork 1.23)
-measure the machine, not the figures. The timeit figures are the steadier
-guide: ``record`` 322 ns (one app) to 474 ns (3 routes) against 24 us of
-server CPU per request in async (about 1.3%); a fork child's hand-over
-about 6.5 us in all against about 5 ms per request (about 0.1%).
+The last run (2026-12-05 00:51-00:55 UTC, the 2-core development VM shared
+with four other engineers' test runs, load average 1.46 at the start and 2.41
+at the end; the model tests ran beside it for its first 1.5 minutes), after
+the levers below, ``--rounds 5 --seconds 6``:
+
+| model | figures off req/s | on req/s | on/off | CPU us/req off | on | cost |
+|---|---:|---:|---:|---:|---:|---:|
+| async | 37,675 | 37,667 | 1.000 | 22.8 | 23.7 | +0.0% |
+| fork | 198 | 170 | 0.861 | 4966.3 | 5790.5 | +13.9% |
+| prefork | 36,160 | 33,129 | 0.916 | n/a | n/a | +8.4% |
+
+timeit: ``record`` 323 ns (one app) / 468 ns (3 routes); fork child's
+clear+record+publish 4.1 us, the parent's fold at reap 2.7 us. Round by
+round, async on and off cross (on: 19.7k-43.2k, off: 25.1k-41.8k): under 3%.
+fork and prefork are still above it: in the quiet rounds prefork lost 6-7%
+(44.5k/41.6k, 43.6k/41.0k) and fork 5-13%, where nothing measured per request
+adds up to that (py-spy of the async model: the figures' own code 1.2% of its
+samples; a fork child's and parent's figures work 7 us of ~5 ms): not found yet.
+
+The levers behind it (each measured in its commit): a lone app is no longer
+wrapped in a Router until the first ``POST /apps`` (700 ns, 2.8% of async's
+CPU per request; py-spy: 2.1% self time in ``Router.__call__``, now none);
+psutil and prometheus_client are imported at the first look and psutil is
+read only while someone looks (no sampler thread in a server nobody watches:
+fork+exit+wait of the parent 1,540 us against 1,660 us with them and 1,740 us
+with the thread); the fork parent's 65,532 spare slots are a counter, not a
+list of ints (2.4 MiB of its heap: fork+exit+wait 1,550 against 1,660 us).
 
 Before the load runs, ``timeit`` measures the pieces on the request path:
 ``Recorder.record`` (the whole per-request cost in async and prefork), and a
@@ -99,8 +118,9 @@ def micro() -> None:
     print(f"  fork parent, fold_into at reap:      {reaping * 1e6:6.2f} us")
 
 
-def _cpu(us: float) -> str:
-    return f"{us:.1f}" if us > 0 else "n/a"
+def _cpu(us: float, model: str) -> str:
+    # prefork: the master's own CPU only (its workers live through the run)
+    return f"{us:.1f}" if us > 0 and model != "prefork" else "n/a"
 
 
 def main() -> None:
@@ -125,8 +145,8 @@ def main() -> None:
         cpu_on = statistics.median(r.cpu_us_per_request for r in on.results)
         ratio = on.rps / off.rps
         print(
-            f"| {model} | {off.rps:,.0f} | {on.rps:,.0f} | {ratio:.3f} | {_cpu(cpu_off)} | "
-            f"{_cpu(cpu_on)} | {(1 - ratio) * 100:+.1f}% |"
+            f"| {model} | {off.rps:,.0f} | {on.rps:,.0f} | {ratio:.3f} | {_cpu(cpu_off, model)} | "
+            f"{_cpu(cpu_on, model)} | {(1 - ratio) * 100:+.1f}% |"
         )
     print("(CPU: the server process and the children it reaped; n/a for prefork, whose")
     print(" workers live through the run. Compare the spread of one configuration across")

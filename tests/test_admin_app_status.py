@@ -137,7 +137,9 @@ def test_series_fills_about_once_a_second_while_served() -> None:
         assert body["interval"] == 1.0
         first = body["points"][0]
         assert set(first) == {"t", "rps", "p50", "p99", "classes", "processes", "rss"}
-        assert first["processes"] == 1 and first["rss"] > 0
+        assert first["processes"] == 1 and first["rss"] is None  # nobody looked: not measured
+        # GET /status/series was a look: psutil is read from now on
+        wait_until(lambda: any(p["rss"] for p in sampler.series), what="a point with the RSS")
         busy = [p for p in body["points"] if p["rps"] > 0]
         assert busy and busy[0]["classes"]["2xx"] == busy[0]["rps"]
 
@@ -204,3 +206,41 @@ def test_a_backend_failure_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> 
     [record] = [r for r in caplog.records if r.getMessage() == "admin: GET /status failed"]
     assert record.name == "qt_server" and record.exc_info is not None
     assert "figures unreadable" in str(record.exc_info[1])
+
+
+def test_psutil_is_read_only_while_someone_looks() -> None:
+    """The figures every second; psutil only within WATCHED seconds of a look
+    (a /status, /status/series or /metrics request): else the point's rss is None."""
+    import asyncio
+
+    backend = FakeBackend()
+    now = [100.0]
+    sampler = Sampler(backend, clock=lambda: now[0], wall=lambda: 1e9 + now[0])
+    looks: list[list[int]] = []
+
+    def measure(pids: list[int]) -> dict[int, Any]:
+        looks.append(pids)
+        return {pid: type("M", (), {"rss": 1000 + len(looks)})() for pid in pids}
+
+    sampler.watch.measure = measure  # type: ignore[method-assign]
+
+    async def second() -> None:
+        now[0] += 1.0
+        await sampler.sample()
+
+    async def run() -> None:
+        for _ in range(6):
+            await second()  # nobody looks: no psutil
+        assert looks == [] and sampler.series[-1]["rss"] is None
+        sampler.looked()
+        for _ in range(int(Sampler.WATCHED)):
+            await second()
+        assert len(looks) == int(Sampler.WATCHED)
+        assert sampler.series[-1]["rss"] == 1000 + len(looks)
+        await second()  # the look is older than WATCHED
+        assert len(looks) == int(Sampler.WATCHED) and sampler.series[-1]["rss"] is None
+        now[0] += 1.0
+        await sampler.maybe_sample()  # a /status request is a look
+        assert len(looks) == 1 + int(Sampler.WATCHED)
+
+    asyncio.run(run())

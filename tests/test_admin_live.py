@@ -31,7 +31,9 @@ from support import (
     wait_until,
 )
 
-from qactuar.admin.live_async import SlotPool
+from qactuar.admin.live_async import AsyncLive, SlotPool
+from qactuar.config import Config
+from qactuar.server import Server
 
 APPS = {"/steady": "live_apps:steady"}
 
@@ -57,7 +59,7 @@ def live(spawn_qactuar: Callable[..., Spawned], tmp_path: Path) -> Callable[...,
     def start(model: str, *args: str, apps: dict[str, str] | None = None,
               env: dict[str, str] | None = None, launcher: str = "qactuar") -> Live:
         config = tmp_path / "config.json"
-        config.write_text(json.dumps({"APPS": apps or APPS}))
+        config.write_text(json.dumps({"APPS": APPS if apps is None else apps}))
         notes = tmp_path / "notes"
         notes.mkdir(exist_ok=True)
         if model == "fork" and "--request-timeout" not in args:
@@ -108,6 +110,25 @@ def test_a_mounted_route_answers_at_once_while_the_other_routes_serve_on(live, m
     ]
     again = server.admin.mount("/blog/", "live_apps:shop")
     assert refusal(again) == (409, "/blog is mounted already")
+
+
+@pytest.mark.parametrize("model", ["async", "fork"])
+def test_a_lone_app_is_routed_from_the_first_mount_and_both_shut_down_at_stop(live, model):
+    """One app (no APPS) is served bare until the first POST /apps mounts another
+    beside it; at stop both lifespans are shut down, in the parent."""
+    server = live(model, "live_apps:steady", apps={})
+    assert server.note("startup-steady").exists()
+    assert server.get("/x").text == "steady "
+    mounted = server.admin.mount("/blog", "live_apps:blog")
+    assert mounted.status_code == 201, mounted.text
+    assert (server.get("/blog/x").text, server.get("/x").text) == ("blog /blog", "steady ")
+    assert [a["route"] for a in server.admin.apps()] == ["/blog", "/"]
+    assert not server.note("shutdown-steady").exists()
+    server.spawned.stop()
+    assert server.spawned.proc.returncode == 0
+    pid = str(server.spawned.pid)
+    assert server.note("shutdown-blog").read_text() == pid
+    assert server.note("shutdown-steady").read_text() == pid
 
 
 @pytest.mark.parametrize("model", ["async", "fork"])
@@ -359,3 +380,19 @@ def test_slot_pool_follows_max_processes_while_children_hold_slots():
     pool.resize(4)
     assert len(pool) == 4
     assert len(set(pool)) == 4
+
+
+def test_a_lone_app_is_served_bare_until_something_is_mounted():
+    """No Router (a scope copy, a state copy, a frame per request) until one is needed."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    server = Server(app, Config())
+    first = server.lifespan
+    live = AsyncLive(server, "apps:hello")
+    assert (server.app, server.state.app, server.lifespan) == (app, app, first)
+    router = live.router  # as POST /apps asks for it
+    assert server.app is server.state.app is router
+    assert [(m.prefix, m.app, m.runner) for m in router.mounts] == [("", app, first)]
+    assert server.lifespan is not first

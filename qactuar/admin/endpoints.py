@@ -14,13 +14,10 @@ import dataclasses
 import logging
 import os
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from ..logs import printable
 from .backend import AdminBackend, AdminError
 from .configapi import checked_changes, masked, save_config, shown
 from .install import Installer, redacted
-from .metrics import render_metrics
 from .probe import ProcessWatch
 from .status import Sampler, build_status, series
 from .web import Answer, Refusal, Request, json_answer
@@ -60,6 +57,12 @@ class Endpoints:
         return json_answer(200, series(self.sampler))
 
     async def metrics(self, request: Request) -> Answer:
+        self.sampler.looked()
+        # prometheus_client at the first scrape, not at start (the serving process stays lean)
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        from .metrics import render_metrics
+
         body = await render_metrics(self.backend, self.metrics_watch)
         return Answer(200, body, CONTENT_TYPE_LATEST)
 

@@ -2,11 +2,15 @@
 config and its mount table, changed in place while it serves (see ``live.py``
 for the keys).
 
-The server's app becomes a ``Router`` when the live object is made (a single
-app is mounted at "/"), so that routes can be added and removed: build it
-before ``Server.serve()``. A mounted app's lifespan runs in this process (the
-fork parent too, as at start: children are forked with it started), and the
-router's own lifespan shuts down every app still mounted when the server stops.
+A server of one app keeps serving it bare until the first ``POST /apps`` or
+``POST /reload``: only then is it mounted at "/" of a ``Router`` (with its
+lifespan, started already), so that a server nobody changes pays no routing
+per request (a scope copy, a state copy, a coroutine frame: about 3% of the
+async model's hello-world throughput). Build the live object before
+``Server.serve()``. A mounted app's lifespan runs in this process (the fork
+parent too, as at start: children are forked with it started); when the
+server stops, every app still mounted is shut down, newest first, then the
+first one (``_Mounted``, which takes the place of the server's lifespan).
 
 ``fork``: children are forked from the parent, so a request sees the config
 and the table as they were when its child was forked; an unmounted app is shut
@@ -62,16 +66,10 @@ class AsyncLive:
     def __init__(self, server: Server, target: str | None = None) -> None:
         self.server = server
         config = server.config
-        if isinstance(server.app, Router):
-            self.router = server.app
-        else:
-            if server.started.is_set():
-                raise RuntimeError("make the live object before Server.serve()")
-            self.router = Router({"/": server.app}, config.LIFESPAN)
-            server.app = server.state.app = self.router
-            server.lifespan = LifespanRunner(
-                self.router, config.LIFESPAN, extensions=server.lifespan.extensions
-            )
+        #: The server's app once it is a Router (APPS, or the first app mounted).
+        self._router = server.app if isinstance(server.app, Router) else None
+        if self._router is None and server.started.is_set():
+            raise RuntimeError("make the live object before Server.serve()")
         routes = dict(config.APPS) if config.APPS and target is None else {"/": target or ""}
         #: What ``apps()`` lists, by the router's key.
         self.table = {
@@ -82,6 +80,19 @@ class AsyncLive:
     @property
     def config(self) -> Config:
         return self.server.config
+
+    @property
+    def router(self) -> Router:
+        """The server's Router; a lone app is mounted at "/" of a new one first."""
+        if self._router is None:
+            server = self.server
+            first = server.lifespan
+            router = Router({"/": server.app}, self.config.LIFESPAN)
+            router.mounts[0].runner = first  # started with the server
+            router._started.append(first)
+            server.lifespan = _Mounted(router, first)
+            server.app = server.state.app = self._router = router
+        return self._router
 
     def live_keys(self) -> frozenset[str]:
         return self.LIVE
@@ -205,6 +216,30 @@ class AsyncLive:
         return await wait_for(lambda: not any(m.active for m in removed), timeout)
 
 
+class _Mounted(LifespanRunner):
+    """The server's lifespan once its lone app is mounted in a Router: started
+    already; ``shutdown`` shuts down every app still mounted, newest first, as
+    the Router's own lifespan does (one LifespanFailure naming each failure)."""
+
+    def __init__(self, router: Router, first: LifespanRunner) -> None:
+        super().__init__(router, first.mode, first.name, first.extensions)
+        self.router = router
+        self.state = first.state
+
+    async def startup(self) -> dict[str, Any]:
+        return self.state
+
+    async def shutdown(self) -> None:
+        errors = []
+        for runner in reversed(self.router._started):
+            try:
+                await runner.shutdown()
+            except LifespanFailure as exc:
+                errors.append(f"{exc.name}: {exc.reason}")
+        if errors:
+            raise LifespanFailure(self.name, "shutdown", "; ".join(errors))
+
+
 async def _shut_down(mount: Mount) -> str:
     """Run ``mount``'s lifespan shutdown; the failure's reason, or ""."""
     if mount.runner is None:
@@ -229,6 +264,34 @@ def _abandon(runner: LifespanRunner) -> None:
 SLOT_CAPACITY = 65536
 
 
+class _Spare:
+    """The slots out of circulation, as a stack: those taken out (``append``), then
+    the never-used ones from ``fresh`` up, lowest first, made as they are taken. (A
+    list of all SLOT_CAPACITY of them was 2.4 MiB of int objects in the fork
+    parent, whose every page each fork copies the page tables of.)"""
+
+    __slots__ = ("taken_out", "fresh", "capacity")
+
+    def __init__(self, fresh: int, capacity: int) -> None:
+        self.taken_out: list[int] = []
+        self.fresh = fresh
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.taken_out) + self.capacity - self.fresh
+
+    def append(self, slot: int) -> None:
+        self.taken_out.append(slot)
+
+    def pop(self) -> int:
+        if self.taken_out:
+            return self.taken_out.pop()
+        if self.fresh >= self.capacity:
+            raise IndexError("pop from an empty pool of spare slots")
+        self.fresh += 1
+        return self.fresh - 1
+
+
 class SlotPool(list[int]):
     """``ForkServer.free_slots`` for a MAX_PROCESSES that changes while children hold
     slots: ``limit`` slots circulate out of ``capacity``; a shrink takes free slots
@@ -237,7 +300,7 @@ class SlotPool(list[int]):
     def __init__(self, limit: int, capacity: int) -> None:
         super().__init__(range(limit - 1, -1, -1))
         self.limit = limit
-        self.spare = list(range(capacity - 1, limit - 1, -1))
+        self.spare = _Spare(limit, capacity)
         #: Slots to take out of circulation as they come back.
         self.owed = 0
 

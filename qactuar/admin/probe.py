@@ -6,6 +6,10 @@ the serving loop. ``ProcessWatch`` keeps one ``psutil.Process`` per pid
 (pruned to the pids it is asked about) so that ``cpu_percent`` measures
 the time since the previous look; a pid that vanished (or was reused: psutil
 checks the start time) is skipped.
+
+psutil is imported at the first look, not at start: until someone reads the
+figures the serving process (the fork parent above all, whose mapped pages
+every fork copies) does not carry it.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    import psutil  # type: ignore[import-untyped]
 
 __all__ = ["Measure", "ProcessWatch", "system_figures"]
 
@@ -36,6 +41,8 @@ class ProcessWatch:
 
     def measure(self, pids: list[int]) -> dict[int, Measure]:
         """pid -> its figures, for the pids still alive (blocking: call from a thread)."""
+        import psutil
+
         found: dict[int, Measure] = {}
         with self._lock:
             for gone in set(self._procs) - set(pids):
@@ -60,6 +67,8 @@ class ProcessWatch:
 
 
 def _fds(proc: psutil.Process) -> int:
+    import psutil
+
     try:
         return int(proc.num_fds())
     except (AttributeError, psutil.AccessDenied):  # no num_fds on Windows
@@ -68,6 +77,8 @@ def _fds(proc: psutil.Process) -> int:
 
 def system_figures() -> dict[str, Any]:
     """Load average, CPUs and memory of the machine (blocking: call from a thread)."""
+    import psutil
+
     memory = psutil.virtual_memory()
     try:
         load = [round(x, 2) for x in os.getloadavg()]

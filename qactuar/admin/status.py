@@ -8,6 +8,14 @@ points for the dashboard's charts (``SERIES`` of them: requests/s, p50 and
 p99 of that second, status classes per second, processes and their total
 RSS). A rate over a window longer than the server's life is the rate over
 its life. Everything psutil reads is read in a thread.
+
+The figures are sampled every second (cheap: the counts, no system call);
+psutil (the processes' RSS) only while someone looks (``looked``: a
+``/status``, ``/status/series`` or ``/metrics`` request in the last
+``WATCHED`` seconds); a point taken while nobody looked has ``rss`` None (a
+gap in the dashboard's chart). A psutil thread every second in the serving
+process cost throughput for nothing (async: GIL contention; fork: psutil's
+modules and a thread in the process that forks).
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ class Sampler:
     HISTORY = 960
     #: per-second points kept for the charts (five minutes)
     SERIES = 300
+    #: psutil is read while a look (``looked``) is at most this old, in seconds
+    WATCHED = 10.0
 
     def __init__(self, backend: AdminBackend, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
@@ -59,15 +69,27 @@ class Sampler:
         self.series: deque[dict[str, Any]] = deque(maxlen=self.SERIES)
         self._mark: _Mark | None = None
         self._busy = False
+        #: clock() of the last look (None: never)
+        self._looked: float | None = None
+
+    def looked(self) -> None:
+        """Someone reads the figures: psutil is sampled for the next WATCHED seconds."""
+        self._looked = self.clock()
+
+    def watched(self) -> bool:
+        return self._looked is not None and self.clock() - self._looked <= self.WATCHED
 
     async def sample(self) -> None:
-        """Take one sample (psutil in a thread)."""
+        """Take one sample (psutil in a thread, if ``watched``)."""
         infos = self.backend.processes()
-        measures = await asyncio.to_thread(self.watch.measure, [p.pid for p in infos])
-        self.record(self.backend.totals(), len(infos), sum(m.rss for m in measures.values()))
+        rss = None
+        if self.watched():
+            measures = await asyncio.to_thread(self.watch.measure, [p.pid for p in infos])
+            rss = sum(m.rss for m in measures.values())
+        self.record(self.backend.totals(), len(infos), rss)
 
-    def record(self, totals: Totals, processes: int, rss: int) -> None:
-        """Add a sample of ``totals`` taken now."""
+    def record(self, totals: Totals, processes: int, rss: int | None) -> None:
+        """Add a sample of ``totals`` taken now (``rss`` None: not measured)."""
         now = self.clock()
         requests = totals.requests
         classes = totals.by_class()
@@ -97,7 +119,9 @@ class Sampler:
             self._busy = False
 
     async def maybe_sample(self) -> None:
-        """Sample if the last one is older than INTERVAL (when no task samples)."""
+        """A look (``looked``); sample if the last one is older than INTERVAL (when
+        no task samples)."""
+        self.looked()
         if self._busy or (self._mark is not None and
                           self.clock() - self._mark.t < self.INTERVAL):
             return
