@@ -207,6 +207,21 @@ def test_save_never_writes_a_secret_the_file_did_not_hold(
     assert every_setting(load_config(str(path))) == every_setting(config)
 
 
+def test_save_keeps_the_files_own_token_over_the_environments(
+        tmp_path: Any, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "conf.json"
+    write(path, {"ADMIN_TOKEN": "the-files-own-token-0123456789", "MAX_PROCESSES": 9})
+    monkeypatch.setenv("QACTUAR_ADMIN_TOKEN", TOKEN)
+    config = load_config(str(path))
+    assert config.ADMIN_TOKEN == TOKEN
+    backend = FakeBackend(config)
+    with serve_admin(backend) as srv, client(srv.url) as c:
+        assert c.post("/config/save").status_code == 200
+    assert_no_token(path.read_text())
+    assert json.loads(path.read_text()) == {
+        "ADMIN_TOKEN": "the-files-own-token-0123456789", "MAX_PROCESSES": 9}
+
+
 def test_save_without_a_file_is_409() -> None:
     with serve_admin(FakeBackend()) as srv, client(srv.url) as c:
         answer = c.post("/config/save")
