@@ -2,15 +2,14 @@
 
 The app is served by qactuar's core in a thread (support.adminfake.serve_admin)
 over a FakeBackend; httpx is the client. The delays' growth per address is
-checked on the app itself, called with scopes from two addresses and a sleep
-that records what it was asked to wait.
+checked on the app itself, called with scopes from two addresses and a clock
+the test moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
 
 import httpx
@@ -112,18 +111,12 @@ def test_a_browser_without_a_session_gets_the_signin_form() -> None:
         assert_no_token(page.text)
 
 
-def test_repeated_failures_wait_longer_per_address_and_a_success_resets() -> None:
-    waited: list[tuple[str, float]] = []
-    current = [""]
-
-    async def sleep(delay: float) -> None:
-        waited.append((current[0], delay))
-
-    guard = Guard(TOKEN, delay_base=0.5, delay_cap=4.0, sleep=sleep)
+def test_repeated_failures_put_the_address_in_penalty_doubling_per_address() -> None:
+    now = [100.0]
+    guard = Guard(TOKEN, delay_base=0.5, delay_cap=4.0, clock=lambda: now[0])
     app = admin_app(FakeBackend(), TOKEN, guard=guard)
 
-    async def call(address: str, token: str) -> int:
-        current[0] = address
+    async def call(address: str, token: str) -> tuple[int, str | None]:
         scope = {"type": "http", "method": "GET", "path": "/config", "scheme": "http",
                  "client": (address, 40000), "server": ("127.0.0.1", 1986),
                  "headers": [(b"host", b"localhost:1986"),
@@ -137,50 +130,89 @@ def test_repeated_failures_wait_longer_per_address_and_a_success_resets() -> Non
             sent.append(message)
 
         await app(scope, receive, send)
-        return int(sent[0]["status"])
+        headers = dict(sent[0]["headers"])
+        retry = headers.get(b"retry-after")
+        return int(sent[0]["status"]), retry.decode() if retry is not None else None
 
-    async def scenario() -> list[int]:
-        statuses = [await call("10.0.0.1", "wrong") for _ in range(6)]
-        statuses.append(await call("10.0.0.2", "wrong"))
-        statuses.append(await call("10.0.0.1", TOKEN))
-        statuses.append(await call("10.0.0.1", "wrong"))
-        statuses.append(await call("10.0.0.1", "wrong"))
-        return statuses
+    async def scenario() -> list[tuple[int, str | None]]:
+        seen = [await call("10.0.0.1", "wrong")]   # a typo: no penalty
+        seen.append(await call("10.0.0.1", "wrong"))  # 0.5 s of penalty
+        seen.append(await call("10.0.0.1", TOKEN))  # the right token: 429 all the same
+        seen.append(await call("10.0.0.2", TOKEN))  # another address is not held
+        now[0] += 0.5
+        seen.append(await call("10.0.0.1", "wrong"))  # 1 s
+        now[0] += 0.9
+        seen.append(await call("10.0.0.1", "wrong"))  # still in penalty: not counted
+        now[0] += 0.1
+        seen.append(await call("10.0.0.1", TOKEN))  # a success does not reset it...
+        seen.append(await call("10.0.0.1", "wrong"))  # ... this is failure 4: 2 s
+        seen.append(await call("10.0.0.1", "wrong"))
+        now[0] += 2.0
+        for _ in range(3):  # 4 s, then capped at 4 s
+            seen.append(await call("10.0.0.1", "wrong"))
+            now[0] += 4.0
+        return seen
 
-    statuses = asyncio.run(scenario())
-    assert statuses == [401] * 6 + [401, 200, 401, 401]
-    # the first failure is answered at once; then 0.5, 1, 2, 4, capped at 4; the other
-    # address is not slowed; after a success, 10.0.0.1 starts over
-    assert waited == [("10.0.0.1", 0.5), ("10.0.0.1", 1.0), ("10.0.0.1", 2.0),
-                      ("10.0.0.1", 4.0), ("10.0.0.1", 4.0), ("10.0.0.1", 0.5)]
+    assert asyncio.run(scenario()) == [
+        (401, None), (401, None), (429, "1"), (200, None), (401, None), (429, "1"),
+        (200, None), (401, None), (429, "2"), (401, None), (401, None), (401, None)]
+    assert guard.penalty_left("10.0.0.1") == 0.0
+    now[0] -= 1.0
+    assert guard.penalty_left("10.0.0.1") == 1.0
 
 
-def test_a_delayed_401_holds_neither_the_loop_nor_other_requests() -> None:
-    waiting, release = threading.Event(), threading.Event()
-    delays: list[float] = []
+def test_a_success_forgives_a_single_typo() -> None:
+    guard = Guard(TOKEN, delay_base=1.0)
+    assert guard.failed("10.0.0.1") == 0.0
+    guard.succeeded("10.0.0.1")
+    assert guard.failed("10.0.0.1") == 0.0  # counted from one again
 
-    async def sleep(delay: float) -> None:  # waits, off the loop's hands, until released
-        delays.append(delay)
-        waiting.set()
-        await asyncio.to_thread(release.wait, 30)
 
-    guard = Guard(TOKEN, delay_base=3.0, sleep=sleep)
+def test_an_ipv6_address_counts_by_its_64() -> None:
+    guard = Guard(TOKEN, delay_base=1.0)
+    assert guard.failed("2001:db8:1:2::1") == 0.0
+    assert guard.failed("2001:db8:1:2:ffff::9") == 1.0  # the same /64
+    assert guard.penalty_left("2001:db8:1:2::abcd") > 0.5
+    assert guard.penalty_left("2001:db8:1:3::1") == 0.0  # another /64
+
+
+def test_in_penalty_no_credential_is_looked_at(caplog: pytest.LogCaptureFixture) -> None:
+    """Guesses sent side by side: once the address is in penalty, even the right token is a
+    429 with Retry-After, over a real socket, on every route, /login included."""
+    guard = Guard(TOKEN, delay_base=300.0, delay_cap=300.0)
     with serve_admin(FakeBackend(), guard=guard) as srv:
         wrong = {"Authorization": "Bearer wrong"}
-        assert httpx.get(srv.url + "/status", headers=wrong).status_code == 401  # at once
-        outcome: list[int] = []
-        thread = threading.Thread(target=lambda: outcome.append(
-            httpx.get(srv.url + "/status", headers=wrong, timeout=30).status_code))
-        thread.start()
-        try:
-            assert waiting.wait(15), "the second failure was not delayed"
-            assert httpx.get(srv.url + "/config", headers=AUTH).status_code == 200
-            assert outcome == [], "the delayed 401 was answered before its delay ended"
-        finally:
-            release.set()
-            thread.join(30)
-        assert outcome == [401]
-        assert delays == [3.0]
+        assert httpx.get(srv.url + "/status", headers=wrong).status_code == 401
+        assert httpx.get(srv.url + "/status", headers=wrong).status_code == 401
+        for answer in (httpx.get(srv.url + "/status", headers=AUTH),
+                       httpx.post(srv.url + "/login", json={"token": TOKEN}),
+                       httpx.get(srv.url + "/status", headers=wrong)):
+            assert answer.status_code == 429
+            assert answer.headers["retry-after"] == "300"
+            assert answer.json() == {
+                "error": "too many failed attempts from this address: retry in 300 s"}
+    assert len(refusals(caplog)) == 2  # the 429s counted no failure
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "evil.example", "localhost:1",
+                                  "127.0.0.2:{port}"])
+def test_a_host_that_is_not_the_admin_sockets_is_421_before_anything(
+        caplog: pytest.LogCaptureFixture, host: str) -> None:
+    """DNS rebinding: a page of evil.example re-pointed at 127.0.0.1 sends its own name."""
+    with serve_admin(FakeBackend()) as srv:
+        sent = host.format(port=srv.port)
+        with srv.connect() as sock:
+            sock.sendall(f"GET /status HTTP/1.1\r\nHost: {sent}\r\n"
+                         f"Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 421 ")
+        assert f"the Host '{sent}' is not this admin socket's name".encode() in data
+        for name in ("localhost", "127.0.0.1", "[::1]", "LOCALHOST"):
+            good = httpx.get(srv.url + "/status", headers={**AUTH, "Host": f"{name}:{srv.port}"})
+            assert good.status_code == 200
+    assert any("admin: 421 for GET /status" in r.getMessage() for r in caplog.records)
 
 
 def test_the_failure_table_is_bounded_and_forgets() -> None:
@@ -199,7 +231,7 @@ def test_head_and_websocket() -> None:
         assert head.status_code == 200 and head.content == b""
         assert int(head.headers["content-length"]) > 100
         with srv.connect() as sock:
-            sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
             assert sock.recv(100).startswith(b"HTTP/1.1 403 ")

@@ -60,7 +60,7 @@ def admin_app(backend: AdminBackend, token: str, *, dashboard: ASGIApp = no_dash
               guard: Guard | None = None, signin_page: bytes = SIGNIN_PAGE) -> AdminApp:
     """The admin socket's app for ``backend``, guarded by ``token``.
 
-    ``guard`` replaces the default ``Guard(token)`` (tests: its clock, sleep, delays).
+    ``guard`` replaces the default ``Guard(token)`` (tests: its clock, delays).
     """
     return AdminApp(backend, guard or Guard(token), dashboard=dashboard, max_body=max_body,
                     install_timeout=install_timeout, signin_page=signin_page)
@@ -137,6 +137,12 @@ class AdminApp:
             await answer.send(send, head_only=request.method == "HEAD")
 
     async def _answer(self, request: Request, send: Send) -> Answer | None:
+        problem = self.guard.host_problem(request, self.backend.config.ADMIN_HOST)
+        if problem:
+            logger.warning("admin: 421 for %s %s from %s: %s", request.method,
+                           printable(request.path), request.client, problem)
+            raise Refusal(421, problem)
+        self.guard.check_penalty(request)
         if request.path == "/login":
             if request.method != "POST":
                 raise Refusal(405, "use POST", [("allow", "POST")])
@@ -147,7 +153,7 @@ class AdminApp:
                 logger.info("admin: sign-in page for %s", request.client)
                 return Answer(401, self.signin_page, "text/html; charset=utf-8",
                               [("www-authenticate", 'Bearer realm="qactuar admin"')])
-            raise await self.guard.refuse(request, why)
+            raise self.guard.refuse(request, why)
         self.guard.succeeded(request.address)
         request.identity = identity
         methods = self._methods(request.path)
@@ -202,9 +208,11 @@ class AdminApp:
             "application/x-www-form-urlencoded")
         body = await request.form_or_json()
         given = body.get("token")
+        # again: requests sent side by side all passed the first check while their bodies came
+        self.guard.check_penalty(request)
         if not isinstance(given, str) or not self.guard.token_matches(given):
             why = "a wrong token at sign-in" if isinstance(given, str) else "no token at sign-in"
-            refusal = await self.guard.refuse(request, why)
+            refusal = self.guard.refuse(request, why)
             if form:
                 return Answer(401, self.signin_page, "text/html; charset=utf-8",
                               refusal.headers)

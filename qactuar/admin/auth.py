@@ -3,12 +3,23 @@
 Every request needs ``Authorization: Bearer <token>`` or the dashboard's
 session cookie (``POST /login`` trades the token for one). The token is
 compared with ``hmac.compare_digest``; it is never logged, nor any part of
-it. A refused request is logged on ``qt_server`` with the client's address,
-and answered 401 after a delay that doubles with each failure in a row from
-that address (the first is answered at once; ``asyncio.sleep``, so nothing
-else waits). A success resets the address; the table of addresses is bounded
-(the oldest is forgotten) and a count is forgotten after ``FORGET_AFTER``
-seconds without a failure.
+it. A refused request is logged on ``qt_server`` with the client's address
+and answered 401 at once. From the second failure in a row, the address is
+in penalty for a time that doubles with each failure (``delay_base``, up to
+``delay_cap``): every request from it is answered 429 with ``Retry-After``
+before any credential is looked at, so guesses sent in parallel gain nothing
+and a right guess cannot be told by its timing. An IPv6 address counts by
+its /64 (one host holds a whole /64). A success resets a single failure
+(a typo), never an address in penalty (every local user is 127.0.0.1: an
+open dashboard's polls must not wipe an attacker's count); the table of
+addresses is bounded (the oldest is forgotten) and a count is forgotten
+after ``FORGET_AFTER`` seconds without a failure.
+
+Every request's ``Host`` must name the admin socket itself (``localhost``,
+``127.0.0.1``, ``[::1]`` or ADMIN_HOST, with the admin port), else 421: a
+web page whose name an attacker re-points at 127.0.0.1 (DNS rebinding)
+reaches the socket with its own name as Host. On a Unix socket (no browser
+reaches it) any Host is fine.
 
 The session cookie holds a random id (``secrets.token_urlsafe``), never the
 token; sessions are bounded in number (the oldest is dropped) and in age.
@@ -23,20 +34,21 @@ request needs none: a browser never adds the header by itself.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
+import ipaddress
 import logging
+import math
 import secrets
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from ..logs import printable
 from .web import Refusal, Request
 
-__all__ = ["COOKIE", "Guard"]
+__all__ = ["COOKIE", "Guard", "penalty_key"]
 
 logger = logging.getLogger("qt_server")
 
@@ -47,7 +59,7 @@ FORGET_AFTER = 900.0
 
 
 class Guard:
-    """The admin socket's door: token and sessions, the failure delays, CSRF."""
+    """The admin socket's door: token and sessions, the failure penalties, CSRF."""
 
     def __init__(
         self,
@@ -59,7 +71,6 @@ class Guard:
         max_sessions: int = 64,
         session_age: float = 12 * 3600.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not token:
             raise ValueError("the admin socket needs a token")
@@ -70,9 +81,9 @@ class Guard:
         self.max_sessions = max_sessions
         self.session_age = session_age
         self.clock = clock
-        self.sleep = sleep
-        #: address -> (failures in a row, clock() of the last one); oldest first
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        #: penalty key -> (failures in a row, clock() of the last one, clock() when its
+        #: penalty ends); oldest first
+        self._failures: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
         #: sha256 of a session id -> clock() when it was made; oldest first
         self._sessions: OrderedDict[str, float] = OrderedDict()
 
@@ -125,36 +136,78 @@ class Guard:
     # -- failures --
 
     def failed(self, address: str) -> float:
-        """Count a failure from ``address``; the delay its answer waits (seconds)."""
+        """Count a failure from ``address``; the penalty it starts (seconds, 0 for none)."""
+        key = penalty_key(address)
         now = self.clock()
-        count, last = self._failures.pop(address, (0, now))
+        count, last, _ = self._failures.pop(key, (0, now, now))
         if now - last > FORGET_AFTER:
             count = 0
         count += 1
-        self._failures[address] = (count, now)
+        penalty = 0.0  # a typo is forgiven at once
+        if count > 1:
+            penalty = float(min(self.delay_cap, self.delay_base * 2 ** (count - 2)))
+        self._failures[key] = (count, now, now + penalty)
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
-        if count == 1:
-            return 0.0  # a typo is answered at once
-        return float(min(self.delay_cap, self.delay_base * 2 ** (count - 2)))
+        return penalty
+
+    def penalty_left(self, address: str) -> float:
+        """Seconds ``address`` is still in penalty (0: it may try)."""
+        found = self._failures.get(penalty_key(address))
+        return max(0.0, found[2] - self.clock()) if found is not None else 0.0
 
     def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
+        """A success: forgets a single failure, never the count of an address in penalty."""
+        key = penalty_key(address)
+        found = self._failures.get(key)
+        if found is not None and found[0] <= 1:
+            del self._failures[key]
 
-    async def refuse(self, request: Request, why: str) -> Refusal:
-        """Log the failure, wait its delay; the 401 to answer."""
-        delay = self.failed(request.address)
+    def check_penalty(self, request: Request) -> None:
+        """429 with Retry-After while the request's address is in penalty."""
+        left = self.penalty_left(request.address)
+        if left <= 0:
+            return
+        wait = max(1, math.ceil(left))
+        logger.warning("admin: 429 for %s %s from %s: in penalty for %.2f s more after "
+                       "repeated failures", request.method, printable(request.path),
+                       request.client, left)
+        raise Refusal(429, f"too many failed attempts from this address: retry in {wait} s",
+                      [("retry-after", str(wait))])
+
+    def refuse(self, request: Request, why: str) -> Refusal:
+        """Log the failure, start its penalty; the 401 to answer."""
+        penalty = self.failed(request.address)
         logger.warning(
-            "admin: 401 for %s %s from %s: %s (failure %d in a row, answered after %.2f s)",
+            "admin: 401 for %s %s from %s: %s (failure %d in a row, next try in %.2f s)",
             request.method, printable(request.path), request.client, why,
-            self._failures.get(request.address, (0, 0.0))[0], delay,
+            self._failures.get(penalty_key(request.address), (0, 0.0, 0.0))[0], penalty,
         )
-        if delay:
-            await self.sleep(delay)
         return Refusal(
             401, "this admin socket needs its token: Authorization: Bearer <token>",
             [("www-authenticate", 'Bearer realm="qactuar admin"')],
         )
+
+    # -- DNS rebinding --
+
+    @staticmethod
+    def host_problem(request: Request, admin_host: str) -> str | None:
+        """Why the request's Host is not the admin socket's own name, or None."""
+        server = request.scope.get("server")
+        if not server:
+            return None  # a Unix socket: no browser reaches it
+        port = int(server[1])
+        host = request.headers.get("host")
+        if host is None:
+            return "the request has no Host header"
+        names = {"localhost", "127.0.0.1", "[::1]", _bracketed(admin_host)}
+        allowed = {f"{name}:{port}".lower() for name in names}
+        if port == 80:
+            allowed |= {name.lower() for name in names}
+        if host.strip().lower() in allowed:
+            return None
+        return (f"the Host {printable(host)!r} is not this admin socket's name "
+                f"(localhost, 127.0.0.1, [::1] or ADMIN_HOST, with port {port})")
 
     # -- CSRF --
 
@@ -177,6 +230,20 @@ class Guard:
             return (f"CSRF: the {header} {printable(origin)!r} is not this admin socket's "
                     f"origin {printable(own)!r}")
         return None
+
+
+def penalty_key(address: str) -> str:
+    """The key an address's failures count under: an IPv6 address by its /64."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.IPv6Network(f"{address.split('%')[0]}/64", strict=False))
+    except ValueError:
+        return address
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def own_origin(request: Request) -> str:
