@@ -18,6 +18,7 @@ from support.adminfake import TOKEN, FakeBackend, assert_no_token, serve_admin
 
 from qactuar.admin.app import admin_app
 from qactuar.admin.auth import Guard
+from qactuar.admin.dashboard import CONTENT_SECURITY_POLICY, dashboard_app
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WRONG_LAST = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
@@ -41,11 +42,12 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
     ({"Authorization": "Bearer not-the-token"}, "a wrong token"),
     ({"Authorization": f"Bearer {WRONG_LAST}"}, "a wrong token"),
     ({"Authorization": f"Basic {TOKEN}"}, "not Bearer"),
-    ({"Cookie": "qactuar_admin=made-up"}, "unknown or expired session"),
+    ({"Cookie": "qactuar_admin_PORT=made-up"}, "unknown or expired session"),
 ])
 def test_without_the_token_every_answer_is_401_and_logged(
         caplog: pytest.LogCaptureFixture, headers: dict[str, str], why: str) -> None:
     with serve_admin(FakeBackend()) as srv:
+        headers = {k: v.replace("PORT", str(srv.port)) for k, v in headers.items()}
         answer = httpx.get(srv.url + "/status", headers=headers)
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"].startswith("Bearer")
@@ -57,7 +59,7 @@ def test_without_the_token_every_answer_is_401_and_logged(
 
 
 @pytest.mark.parametrize("method, path", [
-    ("GET", "/"), ("GET", "/assets/app.js"), ("GET", "/metrics"), ("GET", "/status/series"),
+    ("POST", "/"), ("GET", "/metrics"), ("GET", "/status/series"),
     ("GET", "/config"), ("PATCH", "/config"), ("POST", "/config/save"), ("GET", "/apps"),
     ("POST", "/apps"), ("DELETE", "/apps/blog"), ("POST", "/reload"), ("POST", "/logout"),
     ("GET", "/no-such-thing"),
@@ -85,7 +87,9 @@ def test_unknown_path_404_and_wrong_method_405_with_allow() -> None:
         assert c.get("/").status_code == 404
 
 
-def test_the_dashboard_is_delegated_once_signed_in() -> None:
+def test_the_dashboards_files_need_no_token() -> None:
+    """The page and its assets are the same files for everyone: a browser without a
+    session gets the page, whose script shows the sign-in form when /status answers 401."""
     seen: list[str] = []
 
     async def dashboard(scope: Any, receive: Any, send: Any) -> None:
@@ -95,19 +99,22 @@ def test_the_dashboard_is_delegated_once_signed_in() -> None:
         await send({"type": "http.response.body", "body": b"<p>dashboard</p>"})
 
     with serve_admin(FakeBackend(), dashboard=dashboard) as srv:
-        assert httpx.get(srv.url + "/assets/x.js").status_code == 401
-        page = httpx.get(srv.url + "/", headers=AUTH)
+        assert httpx.get(srv.url + "/assets/x.js").status_code == 200
+        page = httpx.get(srv.url + "/", headers={"Accept": "text/html"})
         assert (page.status_code, page.text) == (200, "<p>dashboard</p>")
-        assert httpx.get(srv.url + "/assets/x.js", headers=AUTH).status_code == 200
-    assert seen == ["/", "/assets/x.js"]
+        stale = httpx.get(srv.url + "/", cookies={f"qactuar_admin_{srv.port}": "old"})
+        assert (stale.status_code, stale.text) == (200, "<p>dashboard</p>")
+        assert httpx.post(srv.url + "/").status_code == 401  # no file answers a POST
+    assert seen == ["/assets/x.js", "/", "/"]
 
 
-def test_a_browser_without_a_session_gets_the_signin_form() -> None:
-    with serve_admin(FakeBackend()) as srv:
+def test_a_browser_without_a_session_gets_the_dashboards_signin_form() -> None:
+    with serve_admin(FakeBackend(), dashboard=dashboard_app) as srv:
         page = httpx.get(srv.url + "/", headers={"Accept": "text/html,*/*"})
-        assert page.status_code == 401
+        assert page.status_code == 200
         assert page.headers["content-type"] == "text/html; charset=utf-8"
-        assert '<form method="post" action="/login">' in page.text
+        assert '<form id="sign-in-form"' in page.text
+        assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert_no_token(page.text)
 
 
@@ -159,6 +166,16 @@ def test_repeated_failures_put_the_address_in_penalty_doubling_per_address() -> 
     assert guard.penalty_left("10.0.0.1") == 0.0
     now[0] -= 1.0
     assert guard.penalty_left("10.0.0.1") == 1.0
+
+
+def test_a_request_without_any_credential_is_no_failure() -> None:
+    """The dashboard's first look at /status and a favicon bring no credential: they guess
+    nothing, and must not put the person about to sign in in penalty."""
+    with serve_admin(FakeBackend()) as srv:
+        for path in ("/status", "/favicon.ico", "/status"):
+            assert httpx.get(srv.url + path).status_code == 401
+        assert httpx.post(srv.url + "/login", json={"token": "wrong"}).status_code == 401
+        assert httpx.post(srv.url + "/login", json={"token": TOKEN}).status_code == 200
 
 
 def test_a_success_forgives_a_single_typo() -> None:

@@ -4,7 +4,10 @@ Every request needs ``Authorization: Bearer <token>`` or the dashboard's
 session cookie (``POST /login`` trades the token for one). The token is
 compared with ``hmac.compare_digest``; it is never logged, nor any part of
 it. A refused request is logged on ``qt_server`` with the client's address
-and answered 401 at once. From the second failure in a row, the address is
+and answered 401 at once. A wrong credential (token, session or its secret)
+is a failure; a request with none at all guesses nothing and is not counted
+(the dashboard's first look at ``/status``, a favicon). From the second
+failure in a row, the address is
 in penalty for a time that doubles with each failure (``delay_base``, up to
 ``delay_cap``): every request from it is answered 429 with ``Retry-After``
 before any credential is looked at, so guesses sent in parallel gain nothing
@@ -23,6 +26,13 @@ reaches it) any Host is fine.
 
 The session cookie holds a random id (``secrets.token_urlsafe``), never the
 token; sessions are bounded in number (the oldest is dropped) and in age.
+The cookie alone is not enough: cookies are not isolated by port (RFC 6265
+section 8.5), so any other local service the browser visits receives it.
+``POST /login`` also answers a per-session secret (random, never the token)
+that the dashboard keeps in ``sessionStorage`` and sends as
+``X-Qactuar-Session`` with every request; a cookie without the matching
+header is a 401. The cookie's name holds the admin port (or a short hash of
+the ADMIN_UDS path), so two servers on one host keep their own sessions.
 It is ``HttpOnly; SameSite=Strict; Path=/`` and never ``Secure``: the
 admin socket listens on loopback or a Unix socket (or behind the user's own
 TLS proxy, which may add it), where a ``Secure`` cookie would never be sent
@@ -48,11 +58,16 @@ from collections.abc import Callable
 from ..logs import printable
 from .web import Refusal, Request
 
-__all__ = ["COOKIE", "Guard", "penalty_key"]
+__all__ = ["COOKIE", "SESSION_HEADER", "Guard", "cookie_name", "penalty_key"]
 
 logger = logging.getLogger("qt_server")
 
+#: The session cookie's name, before its port (or socket) suffix: ``cookie_name``.
 COOKIE = "qactuar_admin"
+#: Why a request that brought no credential at all was refused (not a guess).
+NO_CREDENTIAL = "no token"
+#: The header that carries a session's secret, beside its cookie.
+SESSION_HEADER = "x-qactuar-session"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: Seconds after which an address's failures are forgotten.
 FORGET_AFTER = 900.0
@@ -84,33 +99,36 @@ class Guard:
         #: penalty key -> (failures in a row, clock() of the last one, clock() when its
         #: penalty ends); oldest first
         self._failures: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
-        #: sha256 of a session id -> clock() when it was made; oldest first
-        self._sessions: OrderedDict[str, float] = OrderedDict()
+        #: sha256 of a session id -> (clock() when it was made, sha256 of its secret);
+        #: oldest first
+        self._sessions: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
     # -- the token and the sessions --
 
     def token_matches(self, given: str) -> bool:
         return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
 
-    def new_session(self) -> str:
-        sid = secrets.token_urlsafe(32)
-        self._sessions[_digest(sid)] = self.clock()
+    def new_session(self) -> tuple[str, str]:
+        """(session id, its secret): the cookie's value and the header's."""
+        sid, secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        self._sessions[_digest(sid)] = (self.clock(), _digest(secret))
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
-        return sid
+        return sid, secret
 
     def end_session(self, sid: str) -> None:
         self._sessions.pop(_digest(sid), None)
 
-    def _session_valid(self, sid: str) -> bool:
+    def _session(self, sid: str) -> str | None:
+        """The digest of a live session's secret; None when it is unknown or expired."""
         key = _digest(sid)
-        made = self._sessions.get(key)
-        if made is None:
-            return False
-        if self.clock() - made > self.session_age:
+        found = self._sessions.get(key)
+        if found is None:
+            return None
+        if self.clock() - found[0] > self.session_age:
             del self._sessions[key]
-            return False
-        return True
+            return None
+        return found[1]
 
     @property
     def sessions(self) -> int:
@@ -128,10 +146,16 @@ class Guard:
             return "", "a wrong token"
         sid = session_cookie(request)
         if sid is None:
-            return "", "no token"
-        if self._session_valid(sid):
-            return "dashboard session", ""
-        return "", "an unknown or expired session"
+            return "", NO_CREDENTIAL
+        secret = self._session(sid)
+        if secret is None:
+            return "", "an unknown or expired session"
+        header = request.headers.get(SESSION_HEADER)
+        if header is None:
+            return "", f"a session cookie without its {SESSION_HEADER} header"
+        if not hmac.compare_digest(_digest(header), secret):
+            return "", f"a session cookie with a wrong {SESSION_HEADER} header"
+        return "dashboard session", ""
 
     # -- failures --
 
@@ -175,14 +199,20 @@ class Guard:
         raise Refusal(429, f"too many failed attempts from this address: retry in {wait} s",
                       [("retry-after", str(wait))])
 
-    def refuse(self, request: Request, why: str) -> Refusal:
-        """Log the failure, start its penalty; the 401 to answer."""
-        penalty = self.failed(request.address)
-        logger.warning(
-            "admin: 401 for %s %s from %s: %s (failure %d in a row, next try in %.2f s)",
-            request.method, printable(request.path), request.client, why,
-            self._failures.get(penalty_key(request.address), (0, 0.0, 0.0))[0], penalty,
-        )
+    def refuse(self, request: Request, why: str, guess: bool = True) -> Refusal:
+        """Log the refusal and, for a credential that was wrong (``guess``), count it as a
+        failure and start its penalty; the 401 to answer. A request that brings no
+        credential at all (the dashboard's first look, a favicon) guesses nothing."""
+        if not guess:
+            logger.info("admin: 401 for %s %s from %s: %s", request.method,
+                        printable(request.path), request.client, why)
+        else:
+            penalty = self.failed(request.address)
+            logger.warning(
+                "admin: 401 for %s %s from %s: %s (failure %d in a row, next try in %.2f s)",
+                request.method, printable(request.path), request.client, why,
+                self._failures.get(penalty_key(request.address), (0, 0.0, 0.0))[0], penalty,
+            )
         return Refusal(
             401, "this admin socket needs its token: Authorization: Bearer <token>",
             [("www-authenticate", 'Bearer realm="qactuar admin"')],
@@ -251,21 +281,29 @@ def own_origin(request: Request) -> str:
     return f"{scheme}://{request.headers.get('host', '')}"
 
 
+def cookie_name(server: object, uds: str) -> str:
+    """The session cookie's name for an admin socket: ``qactuar_admin_<port>`` on TCP
+    (``server``: the scope's), ``qactuar_admin_<8 hex of the ADMIN_UDS path>`` else."""
+    if isinstance(server, tuple | list) and len(server) >= 2:
+        return f"{COOKIE}_{int(server[1])}"
+    return f"{COOKIE}_{hashlib.sha256(uds.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
 def session_cookie(request: Request) -> str | None:
     for part in request.headers.get("cookie", "").split(";"):
         name, sep, value = part.strip().partition("=")
-        if sep and name == COOKIE:
+        if sep and name == request.cookie_name:
             return value.strip('"')
     return None
 
 
-def cookie_header(sid: str, max_age: float) -> tuple[str, str]:
+def cookie_header(name: str, sid: str, max_age: float) -> tuple[str, str]:
     """The Set-Cookie of a new session (``sid`` empty: the one that ends it)."""
     age = int(max_age) if sid else 0
     return ("set-cookie",
-            f"{COOKIE}={sid}; Max-Age={age}; Path=/; HttpOnly; SameSite=Strict")
+            f"{name}={sid}; Max-Age={age}; Path=/; HttpOnly; SameSite=Strict")
 
 
 def _digest(sid: str) -> str:
     # sessions are looked up by a hash: the lookup's timing says nothing of an id
-    return hashlib.sha256(sid.encode("utf-8", "surrogateescape")).hexdigest()
+    return hashlib.sha256(sid.encode("utf-8", "surrogatepass")).hexdigest()

@@ -78,6 +78,8 @@ class Request:
         self.identity = ""
         #: handed to the dashboard's app, which answers itself
         self.delegated = False
+        #: the session cookie's name on this admin socket (auth.cookie_name)
+        self.cookie_name = "qactuar_admin"
 
     @property
     def client(self) -> str:
