@@ -94,6 +94,36 @@ def test_a_stale_cookie_is_cleared() -> None:
         assert answer.headers["set-cookie"].startswith(f"qactuar_admin_{srv.port}=; Max-Age=0")
 
 
+def test_a_lone_surrogate_token_and_deep_json_are_400_or_401_not_500(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with serve_admin(FakeBackend(), guard=Guard(TOKEN, delay_base=0.0)) as srv:
+        odd = httpx.post(srv.url + "/login", content=b'{"token": "\\ud800"}',
+                         headers={"content-type": "application/json"})
+        assert odd.status_code == 401
+        deep = httpx.post(srv.url + "/login", content=b"[" * 30000,
+                          headers={"content-type": "application/json"})
+        assert (deep.status_code, deep.json()) == (400, {"error": "the JSON is nested too "
+                                                                  "deeply"})
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_cookie_change_must_be_json(kind: str | None) -> None:
+    backend = FakeBackend()
+    with serve_admin(backend) as srv:
+        _, session = sign_in(srv.url)
+        headers = {"Origin": srv.url}
+        if kind is not None:
+            headers["Content-Type"] = kind
+        answer = httpx.post(srv.url + "/reload", content=b"{}", **session.kw(**headers))
+        assert answer.status_code == 415
+        assert answer.json()["error"].startswith("a change signed in by the dashboard's cookie "
+                                                 "must be content-type: application/json")
+        ok = httpx.post(srv.url + "/reload", json={}, **session.kw(Origin=srv.url))
+        assert ok.status_code == 200
+    assert backend.calls == [("reload", None)]
+
+
 def test_signin_takes_json_only() -> None:
     with serve_admin(FakeBackend()) as srv:
         answer = httpx.post(srv.url + "/login", data={"token": TOKEN})
@@ -117,7 +147,7 @@ def test_logout_ends_the_session() -> None:
     with serve_admin(FakeBackend()) as srv:
         _, session = sign_in(srv.url)
         url = srv.url
-        answer = httpx.post(url + "/logout", **session.kw(Origin=url))
+        answer = httpx.post(url + "/logout", json={}, **session.kw(Origin=url))
         assert answer.status_code == 200
         assert "Max-Age=0" in answer.headers["set-cookie"]
         assert httpx.get(url + "/status", **session.kw()).status_code == 401

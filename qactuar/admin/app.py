@@ -170,11 +170,12 @@ class AdminApp:
         if request.method not in methods:
             allow = ", ".join(methods)
             raise Refusal(405, f"{request.path} takes {allow}", [("allow", allow)])
-        problem = self.guard.csrf_problem(request)
-        if problem:
-            logger.warning("admin: 403 for %s %s from %s: %s", request.method,
+        refused = self.guard.csrf_problem(request)
+        if refused:
+            status, problem = refused
+            logger.warning("admin: %d for %s %s from %s: %s", status, request.method,
                            printable(request.path), request.client, problem)
-            raise Refusal(403, problem)
+            raise Refusal(status, problem)
         if self._is_dashboard(request.path):
             request.delegated = True
             await self.dashboard(request.scope, request.receive, send)

@@ -106,7 +106,8 @@ class Guard:
     # -- the token and the sessions --
 
     def token_matches(self, given: str) -> bool:
-        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
+        # surrogatepass: a lone surrogate ("\ud800" in JSON) is a wrong token, not a 500
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._token)
 
     def new_session(self) -> tuple[str, str]:
         """(session id, its secret): the cookie's value and the header's."""
@@ -241,24 +242,29 @@ class Guard:
 
     # -- CSRF --
 
-    def csrf_problem(self, request: Request) -> str | None:
-        """Why a cookie-signed mutating request cannot be trusted, or None."""
+    def csrf_problem(self, request: Request) -> tuple[int, str] | None:
+        """(status, why) a cookie-signed mutating request cannot be trusted, or None."""
         if request.identity != "dashboard session" or request.method in SAFE_METHODS:
             return None
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            # a plain form or text/plain post (no CORS preflight) never passes
+            return 415, (f"a change signed in by the dashboard's cookie must be "
+                         f"content-type: application/json, not {printable(kind or 'none')!r}")
         own = own_origin(request)
         origin = request.headers.get("origin")
         header = "Origin"
         if origin is None:
             referer = request.headers.get("referer")
             if referer is None:
-                return ("CSRF: a request signed in by the dashboard's cookie must carry an "
-                        "Origin or Referer header")
+                return 403, ("CSRF: a request signed in by the dashboard's cookie must carry "
+                             "an Origin or Referer header")
             parts = urllib.parse.urlsplit(referer)
             origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme else referer
             header = "Referer"
         if origin.rstrip("/").lower() != own.lower():
-            return (f"CSRF: the {header} {printable(origin)!r} is not this admin socket's "
-                    f"origin {printable(own)!r}")
+            return 403, (f"CSRF: the {header} {printable(origin)!r} is not this admin "
+                         f"socket's origin {printable(own)!r}")
         return None
 
 

@@ -49,13 +49,33 @@ _NAMES = tuple(f.name for f in fields(Config))
 _ALIASES = {"ASYNCRONOUS_MODEL": "MODEL"}
 
 
+#: Keys named like a secret that hold none (a path).
+NOT_SECRET = frozenset({"ADMIN_TOKEN_FILE"})
+#: Inside LOGS (handlers, formatters...), a key naming one of these is masked.
+NESTED_SECRET_WORDS = ("PASSWORD", "PASSWD", "CREDENTIAL", "SECRET", "TOKEN")
+
+
 def is_secret(key: str) -> bool:
-    return any(word in key.upper() for word in SECRET_WORDS)
+    return key not in NOT_SECRET and any(word in key.upper() for word in SECRET_WORDS)
 
 
 def shown(key: str, value: Any) -> Any:
-    """``value`` as the API and logs show it: a secret that is set, masked."""
-    return MASK if is_secret(key) and value else value
+    """``value`` as the API and logs show it: a secret that is set, masked; inside LOGS,
+    every value under a key named like a credential (a handler's password, token...)."""
+    if is_secret(key) and value:
+        return MASK
+    if key == "LOGS":
+        return _masked_inside(value)
+    return value
+
+
+def _masked_inside(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: MASK if v and any(w in str(k).upper() for w in NESTED_SECRET_WORDS)
+                else _masked_inside(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked_inside(v) for v in value]
+    return value
 
 
 def masked(config: Config) -> dict[str, Any]:
@@ -164,11 +184,14 @@ def save_config(config: Config) -> tuple[str, list[str]]:
     text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o600
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                suffix=".tmp")
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o600
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                    suffix=".tmp")
+    except OSError as exc:
+        raise Refusal(500, f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             os.fchmod(fh.fileno(), mode)
