@@ -2,14 +2,16 @@
 
 An ASGI app (served by qactuar's core with the ``serve`` fixture) that answers
 the admin API with canned JSON of the shapes the dashboard's script and
-``qactuar admin`` read (written at the top of qactuar/admin/static/dashboard.js),
-checks the token (``Authorization: Bearer`` or the session cookie that
-``POST /login`` sets), refuses a cookie-authenticated change without an
-``Origin`` of its own host (as the real app's CSRF check does) and records
-every API request in ``requests`` for the test to read. ``GET /`` and
-``GET /assets/*`` go to the real ``dashboard_app``, without a token, as the
-real app delegates them. Each ``GET /status`` answers bigger counters than
-the one before (7 more requests: 6 2xx, 1 4xx), so a page's requests/s rises.
+``qactuar admin`` read (written at the top of
+qactuar/admin/static/dashboard.js), checks the token (``Authorization:
+Bearer`` or the session cookie that ``POST /login`` sets, with the
+``X-Qactuar-Session`` secret it answers), refuses a cookie-authenticated
+change without an ``Origin`` of its own host (as the real app's CSRF check
+does) and records every API request in ``requests`` for the test to read.
+``GET /`` and ``GET /assets/*`` go to the real ``dashboard_app``, without a
+token, as the real app delegates them. Each ``GET /status`` answers bigger
+counters than the one before (7 more requests: 6 2xx, 1 4xx), so a page's
+requests/s rises.
 
 Two dialects, where the admin app (wt-adminapp, as of this writing) and the
 brief the dashboard was written from differ; the dashboard and the CLI read both:
@@ -63,7 +65,8 @@ class StandIn:
         self.points: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
-        self.sessions: set[str] = set()
+        #: session id (the cookie) -> its secret (the X-Qactuar-Session header)
+        self.sessions: dict[str, str] = {}
         self.calls = 0
         self.config = copy.deepcopy(CONFIG)
         self.apps = copy.deepcopy(APPS)
@@ -142,10 +145,10 @@ class StandIn:
         if (method, path) == ("POST", "/login"):
             if not isinstance(body, dict) or body.get("token") != TOKEN:
                 return 401, {"error": "wrong token"}, []
-            session = secrets.token_hex(16)
-            self.sessions.add(session)
+            session, secret = secrets.token_hex(16), secrets.token_hex(16)
+            self.sessions[session] = secret
             cookie = f"{COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict"
-            return 200, {"ok": True}, [(b"set-cookie", cookie.encode())]
+            return 200, {"ok": True, "session_secret": secret}, [(b"set-cookie", cookie.encode())]
         by_cookie = self.cookie_session(headers)
         if headers.get("authorization") != f"Bearer {TOKEN}" and by_cookie is None:
             return 401, {"error": "missing or wrong token"}, []
@@ -155,7 +158,7 @@ class StandIn:
             if headers.get("content-type") != "application/json":
                 return 415, {"error": "JSON only"}, []
         if (method, path) == ("POST", "/logout"):
-            self.sessions.discard(by_cookie or "")
+            self.sessions.pop(by_cookie or "", None)
             return 200, {"ok": True}, [(b"set-cookie", f"{COOKIE}=; Path=/; Max-Age=0".encode())]
         if path in self.failing:
             return 500, {"error": "the backend raised"}, []
@@ -198,7 +201,8 @@ class StandIn:
     def cookie_session(self, headers: dict[str, str]) -> str | None:
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == COOKIE and value in self.sessions:
+            if (name == COOKIE and value in self.sessions
+                    and headers.get("x-qactuar-session") == self.sessions[value]):
                 return value
         return None
 

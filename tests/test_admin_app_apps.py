@@ -107,6 +107,38 @@ def test_git_install_clones_then_mounts_from_the_clone(
     assert line.startswith(f"admin: app blog:app from git {bare_repo!r} mounted at /blog, by ")
 
 
+@pytest.mark.parametrize("userinfo", ["alice:s3cret-pw", "ghp_s3cretTOKEN0123"])
+def test_a_git_urls_credentials_reach_no_log_answer_or_git_config(
+        tmp_path: Any, bare_repo: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch, userinfo: str) -> None:
+    """A URL with a password or a token (``https://TOKEN@host``) clones (git rewrites it
+    to the bare repository: no network); the clone keeps no remote and is 0700."""
+    url = f"https://{userinfo}@example.invalid/blogapp.git"
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{bare_repo}.insteadOf")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", url)
+    backend = installing(tmp_path)
+    dest = tmp_path / "apps" / "blogapp"
+    with serve_admin(backend) as srv:
+        answer = httpx.post(srv.url + "/apps", headers=AUTH, timeout=60, json={
+            "git": url, "route": "/blog", "app": "blog:app"})
+        assert answer.status_code == 201, answer.text
+        [line] = changes(caplog)
+        assert line.startswith("admin: app blog:app from git "
+                               "'https://***@example.invalid/blogapp.git' mounted at /blog")
+        secret = userinfo.rpartition(":")[2]
+        assert all(secret not in r.getMessage() for r in caplog.records)
+        # a refused URL's answer and log: redacted too, IPv6 brackets kept
+        refused = httpx.post(srv.url + "/apps", headers=AUTH, json={
+            "git": f"https://{userinfo}@[::1]:9/", "route": "/x", "app": "x:app"})
+        assert (refused.status_code, refused.json()) == (400, {
+            "error": "no directory name can be made of the git URL 'https://***@[::1]:9/'"})
+    config = (dest / ".git" / "config").read_text()
+    assert secret not in config and "example.invalid" not in config
+    assert "[remote" not in config
+    assert os.stat(dest).st_mode & 0o777 == 0o700
+
+
 def test_git_install_is_refused_unless_allowed(tmp_path: Any, bare_repo: str) -> None:
     backend = installing(tmp_path, allow=False)
     with serve_admin(backend) as srv:
@@ -124,6 +156,9 @@ def test_git_install_is_refused_unless_allowed(tmp_path: Any, bare_repo: str) ->
     ({"ref": "main; rm -rf /"}, 400, "is not a branch or tag name"),
     ({"git": "--upload-pack=x"}, 400, "'git' may not start with '-'"),
     ({"git": "/nonexistent/repo.git"}, 400, "git clone failed: fatal: repository"),
+    # transports off the allow-list: fd:: waited on a descriptor until the timeout
+    ({"git": "fd::7"}, 400, "git clone failed: fatal: transport 'fd' not allowed"),
+    ({"git": "ext::sh -c touch% /tmp/qt-ext"}, 400, "transport 'ext' not allowed"),
     ({"ref": "main", "requirements": "yes"}, 400, "'requirements' must be true or false"),
 ])
 def test_a_failing_install_leaves_no_clone(tmp_path: Any, bare_repo: str,

@@ -2,15 +2,14 @@
 
 The app is served by qactuar's core in a thread (support.adminfake.serve_admin)
 over a FakeBackend; httpx is the client. The delays' growth per address is
-checked on the app itself, called with scopes from two addresses and a sleep
-that records what it was asked to wait.
+checked on the app itself, called with scopes from two addresses and a clock
+the test moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from support.adminfake import TOKEN, FakeBackend, assert_no_token, serve_admin
 
 from qactuar.admin.app import admin_app
 from qactuar.admin.auth import Guard
+from qactuar.admin.dashboard import CONTENT_SECURITY_POLICY, dashboard_app
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WRONG_LAST = TOKEN[:-1] + ("A" if TOKEN[-1] != "A" else "B")
@@ -42,11 +42,12 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
     ({"Authorization": "Bearer not-the-token"}, "a wrong token"),
     ({"Authorization": f"Bearer {WRONG_LAST}"}, "a wrong token"),
     ({"Authorization": f"Basic {TOKEN}"}, "not Bearer"),
-    ({"Cookie": "qactuar_admin=made-up"}, "unknown or expired session"),
+    ({"Cookie": "qactuar_admin_PORT=made-up"}, "unknown or expired session"),
 ])
 def test_without_the_token_every_answer_is_401_and_logged(
         caplog: pytest.LogCaptureFixture, headers: dict[str, str], why: str) -> None:
     with serve_admin(FakeBackend()) as srv:
+        headers = {k: v.replace("PORT", str(srv.port)) for k, v in headers.items()}
         answer = httpx.get(srv.url + "/status", headers=headers)
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"].startswith("Bearer")
@@ -58,7 +59,7 @@ def test_without_the_token_every_answer_is_401_and_logged(
 
 
 @pytest.mark.parametrize("method, path", [
-    ("GET", "/"), ("GET", "/assets/app.js"), ("GET", "/metrics"), ("GET", "/status/series"),
+    ("POST", "/"), ("GET", "/metrics"), ("GET", "/status/series"),
     ("GET", "/config"), ("PATCH", "/config"), ("POST", "/config/save"), ("GET", "/apps"),
     ("POST", "/apps"), ("DELETE", "/apps/blog"), ("POST", "/reload"), ("POST", "/logout"),
     ("GET", "/no-such-thing"),
@@ -86,7 +87,9 @@ def test_unknown_path_404_and_wrong_method_405_with_allow() -> None:
         assert c.get("/").status_code == 404
 
 
-def test_the_dashboard_is_delegated_once_signed_in() -> None:
+def test_the_dashboards_files_need_no_token() -> None:
+    """The page and its assets are the same files for everyone: a browser without a
+    session gets the page, whose script shows the sign-in form when /status answers 401."""
     seen: list[str] = []
 
     async def dashboard(scope: Any, receive: Any, send: Any) -> None:
@@ -96,34 +99,31 @@ def test_the_dashboard_is_delegated_once_signed_in() -> None:
         await send({"type": "http.response.body", "body": b"<p>dashboard</p>"})
 
     with serve_admin(FakeBackend(), dashboard=dashboard) as srv:
-        assert httpx.get(srv.url + "/assets/x.js").status_code == 401
-        page = httpx.get(srv.url + "/", headers=AUTH)
+        assert httpx.get(srv.url + "/assets/x.js").status_code == 200
+        page = httpx.get(srv.url + "/", headers={"Accept": "text/html"})
         assert (page.status_code, page.text) == (200, "<p>dashboard</p>")
-        assert httpx.get(srv.url + "/assets/x.js", headers=AUTH).status_code == 200
-    assert seen == ["/", "/assets/x.js"]
+        stale = httpx.get(srv.url + "/", cookies={f"qactuar_admin_{srv.port}": "old"})
+        assert (stale.status_code, stale.text) == (200, "<p>dashboard</p>")
+        assert httpx.post(srv.url + "/").status_code == 401  # no file answers a POST
+    assert seen == ["/assets/x.js", "/", "/"]
 
 
-def test_a_browser_without_a_session_gets_the_signin_form() -> None:
-    with serve_admin(FakeBackend()) as srv:
+def test_a_browser_without_a_session_gets_the_dashboards_signin_form() -> None:
+    with serve_admin(FakeBackend(), dashboard=dashboard_app) as srv:
         page = httpx.get(srv.url + "/", headers={"Accept": "text/html,*/*"})
-        assert page.status_code == 401
+        assert page.status_code == 200
         assert page.headers["content-type"] == "text/html; charset=utf-8"
-        assert '<form method="post" action="/login">' in page.text
+        assert '<form id="sign-in-form"' in page.text
+        assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert_no_token(page.text)
 
 
-def test_repeated_failures_wait_longer_per_address_and_a_success_resets() -> None:
-    waited: list[tuple[str, float]] = []
-    current = [""]
-
-    async def sleep(delay: float) -> None:
-        waited.append((current[0], delay))
-
-    guard = Guard(TOKEN, delay_base=0.5, delay_cap=4.0, sleep=sleep)
+def test_repeated_failures_put_the_address_in_penalty_doubling_per_address() -> None:
+    now = [100.0]
+    guard = Guard(TOKEN, delay_base=0.5, delay_cap=4.0, clock=lambda: now[0])
     app = admin_app(FakeBackend(), TOKEN, guard=guard)
 
-    async def call(address: str, token: str) -> int:
-        current[0] = address
+    async def call(address: str, token: str) -> tuple[int, str | None]:
         scope = {"type": "http", "method": "GET", "path": "/config", "scheme": "http",
                  "client": (address, 40000), "server": ("127.0.0.1", 1986),
                  "headers": [(b"host", b"localhost:1986"),
@@ -137,50 +137,99 @@ def test_repeated_failures_wait_longer_per_address_and_a_success_resets() -> Non
             sent.append(message)
 
         await app(scope, receive, send)
-        return int(sent[0]["status"])
+        headers = dict(sent[0]["headers"])
+        retry = headers.get(b"retry-after")
+        return int(sent[0]["status"]), retry.decode() if retry is not None else None
 
-    async def scenario() -> list[int]:
-        statuses = [await call("10.0.0.1", "wrong") for _ in range(6)]
-        statuses.append(await call("10.0.0.2", "wrong"))
-        statuses.append(await call("10.0.0.1", TOKEN))
-        statuses.append(await call("10.0.0.1", "wrong"))
-        statuses.append(await call("10.0.0.1", "wrong"))
-        return statuses
+    async def scenario() -> list[tuple[int, str | None]]:
+        seen = [await call("10.0.0.1", "wrong")]   # a typo: no penalty
+        seen.append(await call("10.0.0.1", "wrong"))  # 0.5 s of penalty
+        seen.append(await call("10.0.0.1", TOKEN))  # the right token: 429 all the same
+        seen.append(await call("10.0.0.2", TOKEN))  # another address is not held
+        now[0] += 0.5
+        seen.append(await call("10.0.0.1", "wrong"))  # 1 s
+        now[0] += 0.9
+        seen.append(await call("10.0.0.1", "wrong"))  # still in penalty: not counted
+        now[0] += 0.1
+        seen.append(await call("10.0.0.1", TOKEN))  # a success does not reset it...
+        seen.append(await call("10.0.0.1", "wrong"))  # ... this is failure 4: 2 s
+        seen.append(await call("10.0.0.1", "wrong"))
+        now[0] += 2.0
+        for _ in range(3):  # 4 s, then capped at 4 s
+            seen.append(await call("10.0.0.1", "wrong"))
+            now[0] += 4.0
+        return seen
 
-    statuses = asyncio.run(scenario())
-    assert statuses == [401] * 6 + [401, 200, 401, 401]
-    # the first failure is answered at once; then 0.5, 1, 2, 4, capped at 4; the other
-    # address is not slowed; after a success, 10.0.0.1 starts over
-    assert waited == [("10.0.0.1", 0.5), ("10.0.0.1", 1.0), ("10.0.0.1", 2.0),
-                      ("10.0.0.1", 4.0), ("10.0.0.1", 4.0), ("10.0.0.1", 0.5)]
+    assert asyncio.run(scenario()) == [
+        (401, None), (401, None), (429, "1"), (200, None), (401, None), (429, "1"),
+        (200, None), (401, None), (429, "2"), (401, None), (401, None), (401, None)]
+    assert guard.penalty_left("10.0.0.1") == 0.0
+    now[0] -= 1.0
+    assert guard.penalty_left("10.0.0.1") == 1.0
 
 
-def test_a_delayed_401_holds_neither_the_loop_nor_other_requests() -> None:
-    waiting, release = threading.Event(), threading.Event()
-    delays: list[float] = []
+def test_a_request_without_any_credential_is_no_failure() -> None:
+    """The dashboard's first look at /status and a favicon bring no credential: they guess
+    nothing, and must not put the person about to sign in in penalty."""
+    with serve_admin(FakeBackend()) as srv:
+        for path in ("/status", "/favicon.ico", "/status"):
+            assert httpx.get(srv.url + path).status_code == 401
+        assert httpx.post(srv.url + "/login", json={"token": "wrong"}).status_code == 401
+        assert httpx.post(srv.url + "/login", json={"token": TOKEN}).status_code == 200
 
-    async def sleep(delay: float) -> None:  # waits, off the loop's hands, until released
-        delays.append(delay)
-        waiting.set()
-        await asyncio.to_thread(release.wait, 30)
 
-    guard = Guard(TOKEN, delay_base=3.0, sleep=sleep)
+def test_a_success_forgives_a_single_typo() -> None:
+    guard = Guard(TOKEN, delay_base=1.0)
+    assert guard.failed("10.0.0.1") == 0.0
+    guard.succeeded("10.0.0.1")
+    assert guard.failed("10.0.0.1") == 0.0  # counted from one again
+
+
+def test_an_ipv6_address_counts_by_its_64() -> None:
+    guard = Guard(TOKEN, delay_base=1.0)
+    assert guard.failed("2001:db8:1:2::1") == 0.0
+    assert guard.failed("2001:db8:1:2:ffff::9") == 1.0  # the same /64
+    assert guard.penalty_left("2001:db8:1:2::abcd") > 0.5
+    assert guard.penalty_left("2001:db8:1:3::1") == 0.0  # another /64
+
+
+def test_in_penalty_no_credential_is_looked_at(caplog: pytest.LogCaptureFixture) -> None:
+    """Guesses sent side by side: once the address is in penalty, even the right token is a
+    429 with Retry-After, over a real socket, on every route, /login included."""
+    guard = Guard(TOKEN, delay_base=300.0, delay_cap=300.0)
     with serve_admin(FakeBackend(), guard=guard) as srv:
         wrong = {"Authorization": "Bearer wrong"}
-        assert httpx.get(srv.url + "/status", headers=wrong).status_code == 401  # at once
-        outcome: list[int] = []
-        thread = threading.Thread(target=lambda: outcome.append(
-            httpx.get(srv.url + "/status", headers=wrong, timeout=30).status_code))
-        thread.start()
-        try:
-            assert waiting.wait(15), "the second failure was not delayed"
-            assert httpx.get(srv.url + "/config", headers=AUTH).status_code == 200
-            assert outcome == [], "the delayed 401 was answered before its delay ended"
-        finally:
-            release.set()
-            thread.join(30)
-        assert outcome == [401]
-        assert delays == [3.0]
+        assert httpx.get(srv.url + "/status", headers=wrong).status_code == 401
+        assert httpx.get(srv.url + "/status", headers=wrong).status_code == 401
+        for answer in (httpx.get(srv.url + "/status", headers=AUTH),
+                       httpx.post(srv.url + "/login", json={"token": TOKEN}),
+                       httpx.get(srv.url + "/status", headers=wrong)):
+            assert answer.status_code == 429
+            assert answer.headers["retry-after"] == "300"
+            assert answer.json() == {
+                "error": "too many failed attempts from this address: retry in 300 s"}
+    assert len(refusals(caplog)) == 2  # the 429s counted no failure
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "evil.example", "localhost:1",
+                                  "127.0.0.2:{port}"])
+def test_a_host_that_is_not_the_admin_sockets_is_421_before_anything(
+        caplog: pytest.LogCaptureFixture, host: str) -> None:
+    """DNS rebinding: a page of evil.example re-pointed at 127.0.0.1 sends its own name."""
+    with serve_admin(FakeBackend()) as srv:
+        sent = host.format(port=srv.port)
+        with srv.connect() as sock:
+            sock.sendall(f"GET /status HTTP/1.1\r\nHost: {sent}\r\n"
+                         f"Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 421 ")
+        assert f"the Host '{sent}' is not this admin socket's name".encode() in data
+        for name in ("localhost", "127.0.0.1", "[::1]", "LOCALHOST"):
+            good = httpx.get(srv.url + "/status", headers={**AUTH, "Host": f"{name}:{srv.port}"})
+            assert good.status_code == 200
+    assert any("admin: 421 for GET /status" in r.getMessage() for r in caplog.records)
 
 
 def test_the_failure_table_is_bounded_and_forgets() -> None:
@@ -199,7 +248,7 @@ def test_head_and_websocket() -> None:
         assert head.status_code == 200 and head.content == b""
         assert int(head.headers["content-length"]) > 100
         with srv.connect() as sock:
-            sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
             assert sock.recv(100).startswith(b"HTTP/1.1 403 ")

@@ -54,6 +54,44 @@ def test_get_config_masks_secrets_and_names_the_live_keys() -> None:
         assert_no_token(answer.text)
 
 
+def test_credentials_inside_logs_are_masked_and_the_token_file_path_is_not() -> None:
+    config = Config()
+    mail = {"class": "logging.handlers.SMTPHandler", "mailhost": "localhost",
+            "fromaddr": "a@example.org", "toaddrs": ["b@example.org"], "subject": "qt",
+            "credentials": ["mailer", "hunter2-pw"]}
+    http = {"class": "logging.handlers.HTTPHandler", "host": "localhost", "url": "/log",
+            "secret_key": "hunter3-key", "api_token": "hunter4-tok", "password": ""}
+    config.update({"LOGS": {"version": 1, "handlers": {"mail": mail, "http": http}},
+                   "ADMIN_TOKEN_FILE": "/run/qt/admin.token"}, "test")
+    with serve_admin(FakeBackend(config)) as srv, client(srv.url) as c:
+        for path in ("/config", "/status"):
+            answer = c.get(path)
+            assert answer.status_code == 200
+            shown = answer.json()["config"]
+            handlers = shown["LOGS"]["handlers"]
+            assert handlers["mail"]["credentials"] == "********"
+            assert handlers["mail"]["mailhost"] == "localhost"
+            assert handlers["http"] == {**http, "secret_key": "********",
+                                        "api_token": "********"}  # "" hides nothing
+            assert shown["ADMIN_TOKEN_FILE"] == "/run/qt/admin.token"
+            assert "hunter" not in answer.text
+
+
+def test_a_save_that_cannot_write_names_the_file_and_the_error(
+        tmp_path: Any, clean_env: None) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    path = folder / "conf.json"
+    write(path, {"REQUEST_TIMEOUT": 5})
+    backend = FakeBackend(load_config(str(path)))
+    path.unlink()
+    folder.rmdir()  # (as root, a read-only folder would not stop the write)
+    with serve_admin(backend) as srv, client(srv.url) as c:
+        answer = c.post("/config/save")
+        assert (answer.status_code, answer.json()) == (
+            500, {"error": f"cannot write {path}: No such file or directory"})
+
+
 @pytest.mark.parametrize("body, status, words", [
     ({"NO_SUCH_KEY": 1}, 400, ["unknown setting 'NO_SUCH_KEY'"]),
     ({"request_timeout": 1}, 400, ["unknown setting 'request_timeout'"]),
@@ -205,6 +243,21 @@ def test_save_never_writes_a_secret_the_file_did_not_hold(
         assert c.post("/config/save").status_code == 200
     assert_no_token(path.read_text())
     assert every_setting(load_config(str(path))) == every_setting(config)
+
+
+def test_save_keeps_the_files_own_token_over_the_environments(
+        tmp_path: Any, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "conf.json"
+    write(path, {"ADMIN_TOKEN": "the-files-own-token-0123456789", "MAX_PROCESSES": 9})
+    monkeypatch.setenv("QACTUAR_ADMIN_TOKEN", TOKEN)
+    config = load_config(str(path))
+    assert config.ADMIN_TOKEN == TOKEN
+    backend = FakeBackend(config)
+    with serve_admin(backend) as srv, client(srv.url) as c:
+        assert c.post("/config/save").status_code == 200
+    assert_no_token(path.read_text())
+    assert json.loads(path.read_text()) == {
+        "ADMIN_TOKEN": "the-files-own-token-0123456789", "MAX_PROCESSES": 9}
 
 
 def test_save_without_a_file_is_409() -> None:

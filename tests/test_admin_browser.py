@@ -1,7 +1,7 @@
 """The admin dashboard in headless Chromium against a real server (issue 12's acceptance).
 
 A ``prefork`` server with two workers and the admin socket; Chromium opens the
-admin socket's ``/``, gets the sign-in form, signs in with the token, and
+admin socket's ``/``, gets the dashboard's sign-in form, signs in with the token, and
 while a load runs on the main port the test reads from the page what a person
 would see: requests/s above zero and the processes table listing the master
 and both workers (the pids the API gives). A screenshot is saved as a test
@@ -55,15 +55,20 @@ def test_the_dashboard_signs_in_and_shows_a_running_prefork_server(
                 return chromium.evaluate(devtools, expression)
 
             # the sign-in form: the token, once
-            wait_page(chromium, devtools, "!!document.querySelector('form input#token')",
-                      "the sign-in form")
+            # shown by the page's script once /status answered 401 (its listener is set)
+            wait_page(chromium, devtools, "!!document.getElementById('sign-in') &&"
+                      " !document.getElementById('sign-in').hidden", "the sign-in form")
             assert TOKEN not in page("document.documentElement.outerHTML")
             page(js(f"document.getElementById('token').value = {json.dumps(TOKEN)};"
-                    "document.querySelector('form').submit(); return true;"))
+                    "document.getElementById('sign-in-form').requestSubmit(); return true;"))
             wait_page(chromium, devtools, "!!document.getElementById('dashboard') &&"
                       " !document.getElementById('dashboard').hidden", "the dashboard")
             assert page("document.cookie") == ""  # the session cookie is HttpOnly
             assert TOKEN not in page("document.documentElement.outerHTML")
+            # the token is nowhere in storage; the session's secret alone, beside the cookie
+            assert page("localStorage.length") == 0
+            assert page("Object.keys(sessionStorage)") == ["qactuar-session"]
+            assert TOKEN not in page("JSON.stringify(sessionStorage)")
 
             load.start()
             wait_until(lambda: len(answered) >= 50, 15, what="the load under way")

@@ -215,8 +215,9 @@ def test_settings_and_token_come_from_the_environment_config_file_and_token_file
         monkeypatch.delenv("QACTUAR_ADMIN_TOKEN")
         token_file = tmp_path / "admin.token"
         token_file.write_text(TOKEN + "\n")
-        (tmp_path / "qactuar_config.json").write_text(json.dumps(
+        (tmp_path / "conf.json").write_text(json.dumps(
             {"ADMIN_TOKEN_FILE": str(token_file), "ADMIN_PORT": 1}))
+        monkeypatch.setenv("QACTUAR_CONFIG", str(tmp_path / "conf.json"))
         # the environment wins over the config file (ADMIN_PORT), as for the server
         assert cli("apps") == Ran(0, APPS_TABLE, "")
         assert [h["authorization"] for h, _ in standin.recorded("GET", "/apps")] == [
@@ -227,6 +228,42 @@ def test_settings_and_token_come_from_the_environment_config_file_and_token_file
     assert ran.err == (f"qactuar admin: no admin token: pass --token or set QACTUAR_ADMIN_TOKEN "
                        f"(the token file {token_file} does not exist: the server writes it "
                        "when it generates a token)\n")
+
+
+def test_a_config_file_in_the_current_directory_is_never_read(
+        cli: Any, serve: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    """A cloned repository's ./qactuar_config.json must not say where the token goes."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(TOKEN + "\n")
+    standin = StandIn("brief")
+    with serve(standin) as srv:
+        (tmp_path / "qactuar_config.json").write_text(json.dumps(
+            {"ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": srv.port,
+             "ADMIN_TOKEN_FILE": str(token_file)}))
+        ran = cli("apps")
+        assert standin.recorded("GET", "/apps") == []
+    default = tmp_path / "run" / "qactuar" / "admin-1986.token"  # ADMIN_PORT's default
+    assert ran == Ran(4, "", f"qactuar admin: no admin token: pass --token or set "
+                             f"QACTUAR_ADMIN_TOKEN (the token file {default} does not exist: "
+                             "the server writes it when it generates a token)\n")
+
+
+@pytest.mark.parametrize("where", ["config", "environment"])
+def test_a_token_goes_to_a_host_that_is_not_loopback_only_from_host(
+        cli: Any, tmp_path: Any, monkeypatch: Any, where: str) -> None:
+    monkeypatch.setenv("QACTUAR_ADMIN_TOKEN", TOKEN)
+    if where == "config":
+        (tmp_path / "conf.json").write_text(json.dumps({"ADMIN_HOST": "192.0.2.7"}))
+        ran = cli("status", "--config", str(tmp_path / "conf.json"))
+        source = str(tmp_path / "conf.json")
+    else:
+        monkeypatch.setenv("QACTUAR_ADMIN_HOST", "192.0.2.7")
+        ran = cli("status")
+        source = "environment QACTUAR_ADMIN_HOST"
+    assert ran == Ran(2, "", f"qactuar admin: ADMIN_HOST 192.0.2.7 (from {source}) is not a "
+                             "loopback address: the token is sent there only if --host names "
+                             "it on the command line\n")
 
 
 def test_the_token_file_the_server_writes_is_found(cli: Any, admin: Admin, tmp_path: Any,

@@ -158,7 +158,12 @@ def drive_the_dashboard(chromium: Chromium, devtools: Any, standin: StandIn, url
     # the token is kept nowhere the page's script could read it again
     assert page("document.getElementById('token').value") == ""
     assert page("document.cookie") == ""  # the session cookie is HttpOnly
-    assert page("localStorage.length + sessionStorage.length") == 0
+    # the token is nowhere in storage: only the session's secret, which the cookie needs
+    assert page("localStorage.length") == 0
+    assert page("Object.keys(sessionStorage)") == ["qactuar-session"]
+    secret = page("sessionStorage.getItem('qactuar-session')")
+    assert TOKEN not in page("JSON.stringify(sessionStorage)") and len(secret) == 32
+    assert secret in standin.sessions.values()
     assert standin.recorded("GET", "/status/series") != []
     assert all("authorization" not in h for h, _ in standin.recorded("GET", "/status"))
 
@@ -175,6 +180,7 @@ def drive_the_dashboard(chromium: Chromium, devtools: Any, standin: StandIn, url
     assert headers["content-type"] == "application/json"
     assert headers["origin"] == url
     assert "qt_admin=" in headers["cookie"] and "authorization" not in headers
+    assert headers["x-qactuar-session"] == secret
     wait_page(chromium, devtools, "document.getElementById('message').textContent === "
               "'MAX_REQUESTS set to 500.'", "the change confirmed")
     # a value the server refuses: its reason next to the key

@@ -219,6 +219,18 @@ def test_a_non_loopback_admin_host_needs_an_explicit_token(model, tmp_path):
     assert not (tmp_path / "qactuar").exists()  # no token written for a refused start
 
 
+def test_a_short_admin_token_is_refused_at_start(tmp_path):
+    result = run_qactuar("basic:hello", "--model", "async", "--host", "127.0.0.1", "--port",
+                         "0", "--admin-enabled", "--admin-host", "127.0.0.1", "--admin-port", "0",
+                         env={"XDG_RUNTIME_DIR": str(tmp_path),
+                              "QACTUAR_ADMIN_TOKEN": "fifteen-chars-x"})
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "qactuar: config ADMIN_TOKEN='********' (from environment QACTUAR_ADMIN_TOKEN): 15 "
+        "characters: an admin token needs at least 16 (or none: one is generated)")
+    assert "fifteen" not in result.stdout + result.stderr
+
+
 def test_the_ipv6_loopback_needs_no_explicit_token(spawn_qactuar, tmp_path):
     if not socket.has_ipv6 or not _ipv6_loopback():
         pytest.skip("no IPv6 loopback")
@@ -282,7 +294,7 @@ def test_no_prefork_worker_holds_the_admin_socket_or_its_connections(spawn_qactu
     port = admin_port(server)
     [listening] = tcp_inodes(port)
     with RawClient(port, timeout=20) as admin:
-        admin.send(b"GET /status HTTP/1.1\r\nhost: a\r\nauthorization: Bearer "
+        admin.send(b"GET /status HTTP/1.1\r\nhost: 127.0.0.1:%d\r\nauthorization: Bearer " % port
                    + TOKEN.encode() + b"\r\n\r\n")
         assert admin.response().status == 200  # set up: the master holds it
         client_port = admin.sock.getsockname()[1]
@@ -319,7 +331,7 @@ def test_no_fork_child_holds_the_admin_socket_or_its_connections(spawn_qactuar, 
     port = admin_port(server)
     [listening] = tcp_inodes(port)
     with RawClient(port, timeout=20) as admin, RawClient(server.port, timeout=20) as client:
-        admin.send(b"GET /status HTTP/1.1\r\nhost: a\r\nauthorization: Bearer "
+        admin.send(b"GET /status HTTP/1.1\r\nhost: 127.0.0.1:%d\r\nauthorization: Bearer " % port
                    + TOKEN.encode() + b"\r\n\r\n")
         assert admin.response().status == 200
         [connection] = tcp_inodes(port, admin.sock.getsockname()[1])
@@ -354,7 +366,7 @@ def test_admin_clients_that_read_nothing_or_send_half_a_request_do_not_delay_the
     port = admin_port(server)
     baseline = burst(server.url + "/", 30)
     with ExitStack() as stack:
-        request = (b"GET /status HTTP/1.1\r\nhost: a\r\nauthorization: Bearer "
+        request = (b"GET /status HTTP/1.1\r\nhost: 127.0.0.1:%d\r\nauthorization: Bearer " % port
                    + TOKEN.encode() + b"\r\n\r\n")
         for i in range(60):
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), 10))
@@ -382,11 +394,12 @@ def test_sigterm_stops_everything_with_admin_clients_connected(model, spawn_qact
         for i in range(6):
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), 10))
             if i % 3 == 1:
-                sock.sendall(b"GET /status HTTP/1.1\r\nhost: a\r\n")  # half a request
+                # half a request
+                sock.sendall(b"GET /status HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n" % port)
             elif i % 3 == 2:
                 client = RawClient.over(sock, timeout=10)
-                client.send(b"GET /status HTTP/1.1\r\nhost: a\r\nauthorization: Bearer "
-                            + TOKEN.encode() + b"\r\n\r\n")
+                client.send(b"GET /status HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n" % port
+                            + b"authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
                 assert client.response().status == 200  # kept alive, idle
         term_at = time.monotonic()
         server.signal(signal.SIGTERM)

@@ -13,14 +13,18 @@ socket. Routes::
     POST   /apps            {"route": "/blog", "app": "module:attr"} (or "git": URL)
     DELETE /apps/{route}    unmount ("/apps/api/v2" unmounts "/api/v2")
     POST   /reload          re-import every app
-    POST   /login           {"token": ...} (JSON or form): the dashboard's cookie
+    POST   /login           {"token": ...} (JSON): the dashboard's cookie and secret
     POST   /logout          end the dashboard's session
     GET    /, /assets/...   the dashboard (``dashboard``: another ASGI app)
 
-Every route but ``POST /login`` needs the token or the session (``auth.py``).
-An unknown path is a 404, a wrong method a 405 with ``Allow``, a body over
-``max_body`` a 413; every answer is JSON but ``/metrics`` and the dashboard's.
-A browser that opens ``/`` without a session gets the sign-in form (401).
+Every route but ``POST /login`` and the dashboard's static files needs the
+token or the session (``auth.py``). The page and its assets are the same
+files for everyone and hold nothing of the server: a browser without a
+session gets the page, whose script asks for the token when ``/status``
+answers 401. Before anything, the Host must be the admin socket's own
+(421) and an address in penalty gets 429. An unknown path is a 404, a wrong
+method a 405 with ``Allow``, a body over ``max_body`` a 413; every answer is
+JSON but ``/metrics`` and the dashboard's.
 The lifespan starts the figures' sampler (``status.Sampler``); without one,
 the figures are sampled by the requests themselves.
 """
@@ -34,11 +38,10 @@ from collections.abc import Awaitable, Callable
 
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..logs import printable
-from .auth import Guard, cookie_header, session_cookie
+from .auth import NO_CREDENTIAL, Guard, cookie_header, cookie_name, session_cookie
 from .backend import AdminBackend
 from .endpoints import Endpoints, log_change
 from .install import Installer
-from .signin import SIGNIN_PAGE
 from .status import Sampler
 from .web import Answer, Refusal, Request, json_answer
 
@@ -57,23 +60,22 @@ async def no_dashboard(scope: Scope, receive: Receive, send: Send) -> None:
 
 def admin_app(backend: AdminBackend, token: str, *, dashboard: ASGIApp = no_dashboard,
               max_body: int = MAX_BODY, install_timeout: float = 300.0,
-              guard: Guard | None = None, signin_page: bytes = SIGNIN_PAGE) -> AdminApp:
+              guard: Guard | None = None) -> AdminApp:
     """The admin socket's app for ``backend``, guarded by ``token``.
 
-    ``guard`` replaces the default ``Guard(token)`` (tests: its clock, sleep, delays).
+    ``guard`` replaces the default ``Guard(token)`` (tests: its clock, delays).
     """
     return AdminApp(backend, guard or Guard(token), dashboard=dashboard, max_body=max_body,
-                    install_timeout=install_timeout, signin_page=signin_page)
+                    install_timeout=install_timeout)
 
 
 class AdminApp:
     def __init__(self, backend: AdminBackend, guard: Guard, *, dashboard: ASGIApp,
-                 max_body: int, install_timeout: float, signin_page: bytes) -> None:
+                 max_body: int, install_timeout: float) -> None:
         self.backend = backend
         self.guard = guard
         self.dashboard = dashboard
         self.max_body = max_body
-        self.signin_page = signin_page
         self.sampler = Sampler(backend)
         self.endpoints = Endpoints(backend, self.sampler, Installer(backend, install_timeout))
         self._sampling: asyncio.Task[None] | None = None
@@ -94,7 +96,9 @@ class AdminApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await self._http(Request(scope, receive, self.max_body), send)
+            request = Request(scope, receive, self.max_body)
+            request.cookie_name = cookie_name(scope.get("server"), self.backend.config.ADMIN_UDS)
+            await self._http(request, send)
         else:  # a WebSocket: nothing here speaks it
             await receive()
             await send({"type": "websocket.close", "code": 1008})
@@ -137,17 +141,27 @@ class AdminApp:
             await answer.send(send, head_only=request.method == "HEAD")
 
     async def _answer(self, request: Request, send: Send) -> Answer | None:
+        problem = self.guard.host_problem(request, self.backend.config.ADMIN_HOST)
+        if problem:
+            logger.warning("admin: 421 for %s %s from %s: %s", request.method,
+                           printable(request.path), request.client, problem)
+            raise Refusal(421, problem)
+        self.guard.check_penalty(request)
         if request.path == "/login":
             if request.method != "POST":
                 raise Refusal(405, "use POST", [("allow", "POST")])
             return await self.login(request)
+        if self._is_dashboard(request.path) and request.method in ("GET", "HEAD"):
+            # the page and its files: the same for everyone, nothing of the server in them
+            request.delegated = True
+            await self.dashboard(request.scope, request.receive, send)
+            return None
         identity, why = self.guard.identify(request)
         if not identity:
-            if self._wants_signin(request):
-                logger.info("admin: sign-in page for %s", request.client)
-                return Answer(401, self.signin_page, "text/html; charset=utf-8",
-                              [("www-authenticate", 'Bearer realm="qactuar admin"')])
-            raise await self.guard.refuse(request, why)
+            refusal = self.guard.refuse(request, why, guess=why != NO_CREDENTIAL)
+            if session_cookie(request) is not None and "unknown or expired" in why:
+                refusal.headers.append(cookie_header(request.cookie_name, "", 0))
+            raise refusal
         self.guard.succeeded(request.address)
         request.identity = identity
         methods = self._methods(request.path)
@@ -156,11 +170,12 @@ class AdminApp:
         if request.method not in methods:
             allow = ", ".join(methods)
             raise Refusal(405, f"{request.path} takes {allow}", [("allow", allow)])
-        problem = self.guard.csrf_problem(request)
-        if problem:
-            logger.warning("admin: 403 for %s %s from %s: %s", request.method,
+        refused = self.guard.csrf_problem(request)
+        if refused:
+            status, problem = refused
+            logger.warning("admin: %d for %s %s from %s: %s", status, request.method,
                            printable(request.path), request.client, problem)
-            raise Refusal(403, problem)
+            raise Refusal(status, problem)
         if self._is_dashboard(request.path):
             request.delegated = True
             await self.dashboard(request.scope, request.receive, send)
@@ -188,39 +203,26 @@ class AdminApp:
     def _is_dashboard(path: str) -> bool:
         return path == "/" or path.startswith("/assets/")
 
-    def _wants_signin(self, request: Request) -> bool:
-        """A browser opening the dashboard with no credentials at all."""
-        return (request.path == "/" and request.method in ("GET", "HEAD")
-                and "authorization" not in request.headers
-                and session_cookie(request) is None
-                and "text/html" in request.headers.get("accept", ""))
-
     # -- the dashboard's session --
 
     async def login(self, request: Request) -> Answer:
-        form = request.headers.get("content-type", "").startswith(
-            "application/x-www-form-urlencoded")
-        body = await request.form_or_json()
+        body = await request.json_object()
         given = body.get("token")
+        # again: requests sent side by side all passed the first check while their bodies came
+        self.guard.check_penalty(request)
         if not isinstance(given, str) or not self.guard.token_matches(given):
             why = "a wrong token at sign-in" if isinstance(given, str) else "no token at sign-in"
-            refusal = await self.guard.refuse(request, why)
-            if form:
-                return Answer(401, self.signin_page, "text/html; charset=utf-8",
-                              refusal.headers)
-            raise refusal
+            raise self.guard.refuse(request, why)
         self.guard.succeeded(request.address)
-        sid = self.guard.new_session()
+        sid, secret = self.guard.new_session()
         request.identity = "dashboard session"
         log_change(request, "signed in")
-        cookie = cookie_header(sid, self.guard.session_age)
-        if form:
-            return json_answer(303, {"signed_in": True}, [cookie, ("location", "/")])
-        return json_answer(200, {"signed_in": True}, [cookie])
+        cookie = cookie_header(request.cookie_name, sid, self.guard.session_age)
+        return json_answer(200, {"signed_in": True, "session_secret": secret}, [cookie])
 
     async def logout(self, request: Request) -> Answer:
         sid = session_cookie(request)
         if sid is not None:
             self.guard.end_session(sid)
         log_change(request, "signed out")
-        return json_answer(200, {"signed_out": True}, [cookie_header("", 0)])
+        return json_answer(200, {"signed_out": True}, [cookie_header(request.cookie_name, "", 0)])

@@ -3,9 +3,11 @@
 Standard library only (``http.client``; a small subclass speaks HTTP over a
 Unix socket), so the command needs nothing qactuar does not already depend on.
 Where to connect and the token come from the same settings as the server's:
-ADMIN_HOST, ADMIN_PORT, ADMIN_UDS (the config file, ``QACTUAR_<KEY>``, then
-the options), the token from ``--token``, else ADMIN_TOKEN (``QACTUAR_ADMIN_TOKEN``),
-else the token file the server wrote.
+ADMIN_HOST, ADMIN_PORT, ADMIN_UDS (the config file of --config or
+QACTUAR_CONFIG, never one found in the current directory, ``QACTUAR_<KEY>``,
+then the options; a host that is not loopback only from --host), the token
+from ``--token``, else ADMIN_TOKEN (``QACTUAR_ADMIN_TOKEN``), else the token
+file the server wrote.
 
 Every failure is an ``AdminClientError``: one line for the user and the exit
 code (``EXIT_*``) the command ends with.
@@ -14,6 +16,7 @@ code (``EXIT_*``) the command ends with.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import socket
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from .token import default_token_path
 
 __all__ = [
     "EXIT_REFUSED", "EXIT_UNAUTHORIZED", "EXIT_UNREACHABLE", "EXIT_USAGE", "AdminClient",
-    "AdminClientError", "Target", "resolve_token",
+    "AdminClientError", "Target", "is_loopback", "resolve_token",
 ]
 
 #: The server answered with an error (400, 404, 409, 500...), or with something not JSON.
@@ -44,6 +47,16 @@ class AdminClientError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1); a name is not."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def resolve_token(config: Config, given: str | None) -> str:

@@ -11,14 +11,15 @@ an exit code: 1 the server refused or failed, 2 a usage or config error,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
 
-from ..config import ConfigError, load_config
-from .client import EXIT_USAGE, AdminClient, AdminClientError, Target, resolve_token
+from ..config import CONFIG_ENV, Config, ConfigError, environment_settings, load_config
+from .client import EXIT_USAGE, AdminClient, AdminClientError, Target, is_loopback, resolve_token
 
 __all__ = ["admin"]
 
@@ -82,7 +83,8 @@ def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "token file the server wrote; those two are better: an option shows "
                      "in ps)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                     help="The server's JSON config file, for ADMIN_* (default as for qactuar)."),
+                     help="The server's JSON config file, for ADMIN_* (default: "
+                     "QACTUAR_CONFIG; never ./qactuar_config.json)."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
                      show_default=True, help="Seconds to wait for the answer."),
         click.option("--json", "as_json", is_flag=True, help="Print the server's JSON."),
@@ -108,14 +110,32 @@ def _client(settings: dict[str, Any]) -> AdminClient:
     overrides = {f"ADMIN_{name.upper()}": settings[name] for name in ("host", "port", "uds")
                  if settings[name] is not None}
     try:
-        config = load_config(settings["config_path"], overrides, "command line")
+        config = _config(settings["config_path"], overrides)
         target = Target.from_config(config)
+        if not target.uds and settings["host"] is None and not is_loopback(target.host):
+            raise AdminClientError(
+                f"ADMIN_HOST {target.host} (from {config.source_of('ADMIN_HOST')}) is not a "
+                "loopback address: the token is sent there only if --host names it on the "
+                "command line", EXIT_USAGE)
         token = resolve_token(config, settings["token"])
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     except AdminClientError as exc:
         _fail(exc.message, exc.exit_code)
     return AdminClient(target, token, settings["timeout"] or 30.0)
+
+
+def _config(path: str | None, overrides: dict[str, Any]) -> Config:
+    """The settings from --config or QACTUAR_CONFIG, the environment and the options; never
+    ./qactuar_config.json (a cloned repository's file would name where the token goes)."""
+    path = path or os.environ.get(CONFIG_ENV) or None
+    if path is not None:
+        return load_config(path, overrides, "command line")
+    config = Config()
+    for key, (value, source) in environment_settings().items():
+        config.update({key: value}, source)
+    config.update(overrides, "command line")
+    return config
 
 
 def _call(ctx: click.Context, /, own: dict[str, Any], method: str, path: str, body: Any = None,

@@ -14,8 +14,10 @@
   the file never goes missing), ``os.replace``, the directory fsynced.
   Written: the keys the file had (in its order, aliases and lower-case
   names under their setting's name), then every other key that differs
-  from its default, sorted; a secret only if the file had it (a token from
-  the environment stays out of the file). ``load_config`` of the saved
+  from its default, sorted; a secret only if the file had it, and then the
+  file's own value unless the one in force came from the file or through
+  the admin socket (a token from the environment or the command line never
+  reaches the file, even over the file's own token). ``load_config`` of the saved
   file, in the same environment, gives the config in force.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 
 from ..checks import check_config
 from ..config import Config, ConfigError
+from .live import SOURCE as LIVE_SOURCE
 from .web import Refusal
 
 __all__ = ["MASK", "checked_changes", "is_secret", "masked", "save_config", "shown"]
@@ -46,13 +49,33 @@ _NAMES = tuple(f.name for f in fields(Config))
 _ALIASES = {"ASYNCRONOUS_MODEL": "MODEL"}
 
 
+#: Keys named like a secret that hold none (a path).
+NOT_SECRET = frozenset({"ADMIN_TOKEN_FILE"})
+#: Inside LOGS (handlers, formatters...), a key naming one of these is masked.
+NESTED_SECRET_WORDS = ("PASSWORD", "PASSWD", "CREDENTIAL", "SECRET", "TOKEN")
+
+
 def is_secret(key: str) -> bool:
-    return any(word in key.upper() for word in SECRET_WORDS)
+    return key not in NOT_SECRET and any(word in key.upper() for word in SECRET_WORDS)
 
 
 def shown(key: str, value: Any) -> Any:
-    """``value`` as the API and logs show it: a secret that is set, masked."""
-    return MASK if is_secret(key) and value else value
+    """``value`` as the API and logs show it: a secret that is set, masked; inside LOGS,
+    every value under a key named like a credential (a handler's password, token...)."""
+    if is_secret(key) and value:
+        return MASK
+    if key == "LOGS":
+        return _masked_inside(value)
+    return value
+
+
+def _masked_inside(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: MASK if v and any(w in str(k).upper() for w in NESTED_SECRET_WORDS)
+                else _masked_inside(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked_inside(v) for v in value]
+    return value
 
 
 def masked(config: Config) -> dict[str, Any]:
@@ -104,29 +127,41 @@ def _message(exc: ConfigError) -> str:
     return str(exc)
 
 
-def _file_keys(path: str) -> list[str]:
-    """The settings the file names, in its order, under their setting's name."""
+def _file_settings(path: str) -> dict[str, Any]:
+    """The settings the file names, in its order, under their setting's name, with the
+    value the file gives (the first spelling of a key wins, as for the keys' order)."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except (OSError, ValueError):
-        return []
+        return {}
     if not isinstance(data, dict):
-        return []
-    keys: list[str] = []
-    for raw in data:
+        return {}
+    found: dict[str, Any] = {}
+    for raw, value in data.items():
         name = str(raw).upper()
         name = _ALIASES.get(name, name)
-        if name in _NAMES and name not in keys:
-            keys.append(name)
-    return keys
+        if name in _NAMES and name not in found:
+            found[name] = value
+    return found
+
+
+def _written_here(config: Config, key: str) -> bool:
+    """Whether the value in force came from the config file itself or through the admin
+    socket (PATCH /config): the only values of a secret that save_config may write."""
+    return config.source_of(key) in (config.file_path, SOURCE, LIVE_SOURCE)
 
 
 def saved_settings(config: Config, path: str) -> dict[str, Any]:
     """What ``save_config`` writes (see the module's doc)."""
-    in_file = _file_keys(path)
+    in_file = _file_settings(path)
     base = defaults()
-    out = {key: getattr(config, key) for key in in_file}
+    out: dict[str, Any] = {}
+    for key, value in in_file.items():
+        if is_secret(key) and not _written_here(config, key):
+            out[key] = value  # the file's own: never a secret from the environment
+        else:
+            out[key] = getattr(config, key)
     for key in sorted(_NAMES):
         if key in out or getattr(config, key) == base[key]:
             continue
@@ -149,11 +184,14 @@ def save_config(config: Config) -> tuple[str, list[str]]:
     text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o600
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                suffix=".tmp")
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o600
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                    suffix=".tmp")
+    except OSError as exc:
+        raise Refusal(500, f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             os.fchmod(fh.fileno(), mode)

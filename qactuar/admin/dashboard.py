@@ -2,10 +2,13 @@
 
 The admin app (``app.py``) hands ``GET /`` and ``GET /assets/*`` here; this
 app serves only files from the package (``static/``), read once when it is
-made, with no template and no build step. The page holds no secret: it asks
-for the token in a sign-in form, and its script (a file: the Content-Security-
-Policy allows no inline script) sends it once to ``POST /login``, which sets the
-session cookie; everything after goes through the admin API with that cookie.
+made, with no template and no build step. The page holds no secret, and the
+admin app serves it and its assets without a token: it asks for the token in
+a sign-in form, and its script (a file: the Content-Security-Policy allows no
+inline script) sends it once to ``POST /login``, which sets the session
+cookie and answers the session's secret, kept in ``sessionStorage`` and sent
+as ``X-Qactuar-Session``; everything after goes through the admin API with
+both.
 
 Headers: a strict CSP (everything from this origin only, no inline script or
 style, no framing, no form submission: the script sends the token, never a

@@ -9,6 +9,14 @@ and ``pip`` run as subprocesses (no shell, stdin closed, no terminal prompt
 for credentials) bounded by a timeout, so the serving loop never waits on
 them. Any failure removes the clone and answers with the last line git or
 pip wrote on stderr.
+
+Credentials: a URL's userinfo (``https://user:password@host``, and
+``https://TOKEN@host`` too) never reaches a log or an answer (``redacted``);
+after the clone the ``origin`` remote is removed, so the clone's .git/config
+keeps no credential; the clone's directory is made 0700. Git runs with an
+allow-list of transports (https, http, ssh, git, file; never ``ext::`` or
+``fd::``, which run commands or hang on a descriptor) and
+GIT_PROTOCOL_FROM_USER=0.
 """
 
 from __future__ import annotations
@@ -31,6 +39,13 @@ _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+#: git's options: only these transports (``ext::`` runs a command, ``fd::`` hangs).
+GIT_TRANSPORTS = ("-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+                  "-c", "protocol.http.allow=always", "-c", "protocol.ssh.allow=always",
+                  "-c", "protocol.git.allow=always", "-c", "protocol.file.allow=always")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+
+
 def clone_name(url: str) -> str:
     """The directory a clone of ``url`` goes to, in APPS_DIR (safe characters only)."""
     path = urllib.parse.urlsplit(url).path if "://" in url else url
@@ -39,19 +54,14 @@ def clone_name(url: str) -> str:
         last = last[:-4]
     name = _UNSAFE.sub("", last).lstrip(".-")
     if not name:
-        raise Refusal(400, f"no directory name can be made of the git URL {url!r}")
+        raise Refusal(400, f"no directory name can be made of the git URL {redacted(url)!r}")
     return name
 
 
 def redacted(url: str) -> str:
-    """``url`` without a password, for logs and answers."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """``url`` (or any text holding URLs) without userinfo, for logs and answers:
+    ``https://user:pw@[::1]:8/x`` -> ``https://***@[::1]:8/x``."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 def _text(body: dict[str, Any], key: str, required: bool = True) -> str:
@@ -81,7 +91,7 @@ class Installer:
             raise Refusal(403, "installing from git is off: it runs the clone's code "
                           "(start the server with ADMIN_ALLOW_INSTALL to allow it)")
         url = _text(body, "git")
-        hide = urllib.parse.urlsplit(url).password or ""
+        hide = _userinfo(url)
         ref = _text(body, "ref", required=False)
         if ref and not _REF.fullmatch(ref) or ".." in ref:
             raise Refusal(400, f"'ref' {ref!r} is not a branch or tag name", key="ref")
@@ -101,12 +111,16 @@ class Installer:
     async def _install(self, url: str, ref: str, requirements: bool, dest: str, route: str,
                        target: str, lock: asyncio.Lock, hide: str) -> AppInfo:
         await asyncio.to_thread(os.makedirs, os.path.dirname(dest), exist_ok=True)
-        command = ["git", "-c", "protocol.ext.allow=never", "clone", "--depth=1", "--quiet"]
+        command = ["git", *GIT_TRANSPORTS, "clone", "--depth=1", "--quiet"]
         if ref:
             command += ["--branch", ref]
         command += ["--", url, dest]
         try:
+            await asyncio.to_thread(os.mkdir, dest, 0o700)  # git clones into it, empty
             await self._run(command, "git clone", hide)
+            # the clone's .git/config would keep the URL, credentials and all
+            await self._run(["git", "-C", dest, "remote", "remove", "origin"],
+                            "git remote remove", hide)
             if requirements:
                 wanted = os.path.join(dest, "requirements.txt")
                 if not os.path.isfile(wanted):
@@ -123,7 +137,8 @@ class Installer:
             raise
 
     async def _run(self, command: list[str], what: str, hide: str) -> None:
-        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true")
+        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true",
+                   GIT_PROTOCOL_FROM_USER="0")
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, env=env)
@@ -139,9 +154,15 @@ class Installer:
             lines = [line for line in stderr.decode("utf-8", "replace").splitlines()
                      if line.strip()]
             last = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-            if hide:
+            if len(hide) >= 8:  # (a short one, "git" of ssh://git@..., would mangle the line)
                 last = last.replace(hide, "***")
-            raise Refusal(400, f"{what} failed: {last}")
+            raise Refusal(400, f"{what} failed: {redacted(last)}")
+
+
+def _userinfo(url: str) -> str:
+    """The userinfo of ``url`` (``user:password``, a token), "" when it has none."""
+    netloc = urllib.parse.urlsplit(url).netloc if "://" in url else ""
+    return netloc.rpartition("@")[0]
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:

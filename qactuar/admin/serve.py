@@ -4,13 +4,14 @@ prefork master), never in a child or a worker.
 
 ``admin_socket(config)`` binds it at start-up, after the main sockets, or
 raises a one-line ``ConfigError`` (a busy ADMIN_PORT, a non-loopback
-ADMIN_HOST without an explicit ADMIN_TOKEN, a token file that cannot be
-written). ``AdminSocket.start()`` serves it on the running loop with a
-second ``Server`` (its own ``ServerState``, a config derived from the main
-one: no TLS, no proxy headers, no LIMIT_CONCURRENCY, no lifespan) and
-``stop()`` ends it once the main server has stopped. The descriptors it
-holds are never a child's: a fork child closes them with the parent's
-(``track_fork_children``), a prefork worker first thing (``in_child``).
+ADMIN_HOST without an explicit ADMIN_TOKEN, an ADMIN_TOKEN shorter than 16
+characters, a token file that cannot be written). ``AdminSocket.start()``
+serves it on the running loop with a second ``Server`` (its own
+``ServerState``, a config derived from the main one: no TLS, no proxy
+headers, no LIMIT_CONCURRENCY, no lifespan) and ``stop()`` ends it once the
+main server has stopped. The descriptors it holds are never a child's: a
+fork child closes them with the parent's (``track_fork_children``), a
+prefork worker first thing (``in_child``).
 
 ``build_admin_app`` is the one place the admin app is chosen.
 """
@@ -34,6 +35,7 @@ from ..server.protocol import HTTPProtocol
 from ..server.sockets import bind_address, describe, resolve
 from .app import AdminApp, admin_app
 from .backend import AdminBackend
+from .configapi import MASK
 from .dashboard import dashboard_app
 from .token import AdminToken, admin_token
 
@@ -41,6 +43,8 @@ __all__ = ["AdminServer", "AdminSocket", "admin_config", "admin_socket", "build_
 
 logger = logging.getLogger("qt_server")
 
+#: The shortest ADMIN_TOKEN accepted (a generated one has 43 characters).
+MIN_TOKEN_LENGTH = 16
 #: The longest an admin client may hold up the end of a graceful stop.
 ADMIN_GRACEFUL_TIMEOUT = 2.0
 
@@ -106,6 +110,10 @@ def admin_socket(config: Config) -> AdminSocket | None:
     """
     if not config.ADMIN_ENABLED:
         return None
+    if config.ADMIN_TOKEN and len(config.ADMIN_TOKEN) < MIN_TOKEN_LENGTH:
+        raise ConfigError("ADMIN_TOKEN", MASK, config.source_of("ADMIN_TOKEN"),
+                          f"{len(config.ADMIN_TOKEN)} characters: an admin token needs at "
+                          f"least {MIN_TOKEN_LENGTH} (or none: one is generated)")
     sock = _bind(config)
     try:
         name: int | str = config.ADMIN_UDS or int(sock.getsockname()[1])

@@ -9,7 +9,6 @@ anywhere below a handler).
 from __future__ import annotations
 
 import json
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +77,8 @@ class Request:
         self.identity = ""
         #: handed to the dashboard's app, which answers itself
         self.delegated = False
+        #: the session cookie's name on this admin socket (auth.cookie_name)
+        self.cookie_name = "qactuar_admin"
 
     @property
     def client(self) -> str:
@@ -129,17 +130,11 @@ class Request:
             raise Refusal(
                 400, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
             ) from None
+        except RecursionError:
+            raise Refusal(400, "the JSON is nested too deeply") from None
 
     async def json_object(self) -> dict[str, Any]:
         data = await self.json()
         if not isinstance(data, dict):
             raise Refusal(400, f"expected a JSON object, got {type(data).__name__}")
         return data
-
-    async def form_or_json(self) -> dict[str, Any]:
-        """A JSON object, or a urlencoded form (what a plain HTML form posts)."""
-        kind = self.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/x-www-form-urlencoded":
-            text = (await self.body()).decode("utf-8", "replace")
-            return dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
-        return await self.json_object()

@@ -21,6 +21,7 @@ from typing import Any
 from qactuar.admin.app import AdminApp, admin_app
 from qactuar.admin.backend import AdminError, AppInfo, ProcessInfo
 from qactuar.admin.figures import LATENCY_BUCKETS, RouteTotals, Totals
+from qactuar.admin.live import SOURCE as LIVE_SOURCE
 from qactuar.config import Config
 
 from .threaded import RunningServer, serve_qactuar
@@ -83,7 +84,7 @@ class FakeBackend:
 
     async def apply_config(self, changes: dict[str, Any]) -> None:
         self.calls.append(("apply_config", dict(changes)))
-        self._config.update(changes, "admin")
+        self._config.update(changes, LIVE_SOURCE)  # as updated_config does
 
     def apps(self) -> list[AppInfo]:
         return list(self.mounted.values())

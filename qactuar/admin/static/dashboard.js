@@ -4,14 +4,18 @@
  *
  * Every request is relative to the page (the page is at the admin socket's "/"),
  * with fetch(..., {credentials: "same-origin"}): the session cookie that
- * POST login set does the authentication; this script never keeps the token.
+ * POST login set, with the session's secret that POST login answered, kept in
+ * sessionStorage and sent as X-Qactuar-Session on every request (the cookie
+ * alone reaches every port of the host, so it is not enough); this script
+ * never keeps the token.
  * Mutating requests send JSON with content-type: application/json (the
  * browser adds Origin, which the admin app's CSRF check reads).
  *
  * The JSON this script relies on (fields it does not find are shown as "–"; where two
  * names are given, either is read: the first is the admin app's, the second the brief's):
  *
- *   POST login   {"token": "..."} -> 2xx sets the cookie; 401 wrong token
+ *   POST login   {"token": "..."} -> 2xx sets the cookie, answers {"session_secret": "..."};
+ *                401 wrong token
  *   POST logout  -> 2xx clears it
  *   GET status   -> {
  *     "model": "prefork", "version": "0.2.0", "pid": 123, "uptime": 12.5,   (seconds)
@@ -49,6 +53,7 @@ import {age, bytes, ms, num, rate} from "./format.js";
 
 (function () {
   const POLL_MS = 1000;
+  const SECRET_KEY = "qactuar-session";
   const APPS_EVERY_MS = 5000;
 
   const $ = (id) => document.getElementById(id);
@@ -84,6 +89,8 @@ import {age, bytes, ms, num, rate} from "./format.js";
   async function api(method, path, body) {
     const init = {method: method, credentials: "same-origin", cache: "no-store",
                   headers: {"accept": "application/json"}};
+    const secret = sessionStorage.getItem(SECRET_KEY);
+    if (secret) init.headers["x-qactuar-session"] = secret;
     if (method !== "GET") init.headers["content-type"] = "application/json";  // DELETE too
     if (body !== undefined) init.body = JSON.stringify(body);
     let resp;
@@ -299,6 +306,7 @@ import {age, bytes, ms, num, rate} from "./format.js";
   }
 
   function signedOut(message) {
+    sessionStorage.removeItem(SECRET_KEY);
     state.session += 1;
     clearTimeout(state.timer);
     $("dashboard").hidden = true;
@@ -316,7 +324,10 @@ import {age, bytes, ms, num, rate} from "./format.js";
     input.value = "";  // the token is sent once, never kept
     $("sign-in-error").textContent = "";
     try {
-      await api("POST", "login", {token: token});
+      const answer = await api("POST", "login", {token: token});
+      if (answer && answer.session_secret) {
+        sessionStorage.setItem(SECRET_KEY, answer.session_secret);
+      }
     } catch (err) {
       $("sign-in-error").textContent = err.status === 401 ? "Wrong token." : err.message;
       return;
