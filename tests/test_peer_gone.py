@@ -39,6 +39,11 @@ def test_a_fin_is_seen_and_nothing_is_taken_from_the_socket() -> None:
         assert ours.fileno() >= 0  # and the socket is still ours
 
 
+def test_a_socket_that_is_no_connection_is_not_taken_for_gone() -> None:
+    with socket.socket() as unconnected:  # (the protocol tests' stand-in transport)
+        assert peer_gone(_Transport(unconnected)) is False  # type: ignore[arg-type]
+
+
 def test_no_transport_or_one_closing_is_gone() -> None:
     assert peer_gone(None) is True
     assert peer_gone(_Transport(None, closing=True)) is True  # type: ignore[arg-type]

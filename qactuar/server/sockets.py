@@ -325,9 +325,9 @@ def peer_gone(transport: asyncio.BaseTransport | None) -> bool:
     sock = socket.socket(fileno=fd)  # (uvloop's own stand-in cannot peek)
     try:
         return not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
+    except (ConnectionResetError, BrokenPipeError):
+        return True  # a reset: gone too
+    except OSError:  # nothing read (BlockingIOError), or not a connection: not known gone
         return False
-    except OSError:
-        return True
     finally:
         sock.detach()
