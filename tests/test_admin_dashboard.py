@@ -171,7 +171,9 @@ def drive_the_dashboard(chromium: Chromium, devtools: Any, standin: StandIn, url
     wait_page(chromium, devtools, "!!document.getElementById('config-MAX_REQUESTS')",
               "the config table")
     assert page("!!document.querySelector('#config tr[data-key=\"PORT\"] input')") is False
-    page(js("document.getElementById('config-MAX_REQUESTS').value = '500';"
+    # (the input is marked: the table drawn again after the PATCH has a new one)
+    page(js("const input = document.getElementById('config-MAX_REQUESTS');"
+            "input.dataset.before = '1'; input.value = '500';"
             "document.getElementById('config-save-MAX_REQUESTS').click(); return true;"))
     wait_until(lambda: standin.recorded("PATCH", "/config"), BROWSER_TIMEOUT,
                what="the PATCH /config", interval=0.1)
@@ -184,9 +186,12 @@ def drive_the_dashboard(chromium: Chromium, devtools: Any, standin: StandIn, url
     wait_page(chromium, devtools, "document.getElementById('message').textContent === "
               "'MAX_REQUESTS set to 500.'", "the change confirmed")
     # a value the server refuses: its reason next to the key
+    # the table drawn again from the server's answer (a click on the old one
+    # would be lost when it is replaced: the test raced it under load)
     wait_page(chromium, devtools,
-              "document.getElementById('config-MAX_REQUESTS').value === '500'",
-              "the config table showing the value in force")
+              "!document.getElementById('config-MAX_REQUESTS').dataset.before &&"
+              " document.getElementById('config-MAX_REQUESTS').value === '500'",
+              "the config table drawn again, showing the value in force")
     page(js("document.getElementById('config-MAX_REQUESTS').value = '2.5';"
             "document.getElementById('config-save-MAX_REQUESTS').click(); return true;"))
     wait_page(chromium, devtools, "document.getElementById('config-error-MAX_REQUESTS')"
