@@ -67,12 +67,14 @@ class AsyncBackend(_LiveSide):
     """The ``async`` model: one process."""
 
     model = "async"
+    #: The model's live side (``ForkBackend``: ``ForkLive``).
+    LIVE: type[AsyncLive] = AsyncLive
 
     def __init__(self, server: Server, target: str | None = None) -> None:
         """Before ``server.serve()``: the live side routes even one app (``AsyncLive``)."""
         self.server = server
         self.started = time.time()
-        self.live = AsyncLive(server, target)
+        self.live = self.LIVE(server, target)  # (ForkBackend: a ForkServer, ForkLive)
 
     @property
     def config(self) -> Config:
@@ -91,20 +93,13 @@ class AsyncBackend(_LiveSide):
         return {"restarts": 0, "recycles": 0}  # one process, never replaced
 
 
-class ForkBackend(_LiveSide):
+class ForkBackend(AsyncBackend):
     """The ``fork`` model: the parent and each child alive now."""
 
     model = "fork"
-
-    def __init__(self, server: ForkServer, target: str | None = None) -> None:
-        """Before ``server.serve()``, as ``AsyncBackend``."""
-        self.server = server
-        self.started = time.time()
-        self.live = ForkLive(server, target)
-
-    @property
-    def config(self) -> Config:
-        return self.server.config
+    server: ForkServer
+    live: ForkLive
+    LIVE = ForkLive
 
     def processes(self) -> list[ProcessInfo]:
         server = self.server
@@ -115,9 +110,6 @@ class ForkBackend(_LiveSide):
             found.append(ProcessInfo(child.pid, "child", state, _wall(child.started),
                                      requests=1, detail=_serving(child.conn)))
         return found
-
-    def totals(self) -> Totals:
-        return self.server.totals()
 
     def counters(self) -> dict[str, int]:
         return {**self.server.admin_counters(), "restarts": 0, "recycles": 0}
