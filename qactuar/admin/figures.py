@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 __all__ = [
-    "LATENCY_BUCKETS", "METHODS", "STATUS_CLASSES", "UNROUTED", "Recorder", "RouteTotals", "Totals",
-    "route_prefixes",
+    "LATENCY_BUCKETS", "METHODS", "STATUS_CLASSES", "UNROUTED", "Recorder", "RouteTotals", "Tally",
+    "Totals", "route_prefixes",
 ]
 
 #: The methods counted by name; any other is counted as "OTHER".
@@ -125,6 +125,20 @@ _METHOD_AT = {name: i * _CLASSES for i, name in enumerate(METHODS)}
 _OTHER_AT = _METHOD_AT["OTHER"]
 
 
+class Tally(Protocol):
+    """What the request path records into: a ``Recorder``, or in a fork child
+    the ``ChildTally`` that writes straight into its slot's shared block."""
+
+    #: WebSockets accepted and still open (a gauge).
+    websockets: int
+
+    def record(
+        self, path: str, method: str, status: int, latency: float, received: int, sent: int
+    ) -> None: ...
+
+    def server_answered(self, status: int) -> None: ...
+
+
 def route_prefixes(app: object) -> list[str]:
     """The APPS prefixes ``app`` routes (a ``Router``), else ``["/"]``: one app."""
     from ..routing import Router
@@ -194,9 +208,20 @@ class Recorder:
 
     def route_of(self, path: str) -> int:
         """The index of the route serving ``path`` (the request target's, before ROOT_PATH)."""
+        route = self.route_match(path)
+        if route >= 0:
+            return route
+        return self.unrouted()
+
+    def route_match(self, path: str) -> int:
+        """The index of the APPS route taking ``path``; -1 when none does."""
         for prefix, below, index in self._table:
             if not prefix or path == prefix or path.startswith(below):
                 return index
+        return -1
+
+    def unrouted(self) -> int:
+        """The index of ``UNROUTED`` (made at its first use)."""
         if self._unrouted < 0:
             self._unrouted = self._index(UNROUTED)
         return self._unrouted
@@ -219,47 +244,23 @@ class Recorder:
 
     def server_answered(self, status: int) -> None:
         """An error the server wrote itself, no request head to go by (route ``UNROUTED``)."""
-        if self._unrouted < 0:
-            self._unrouted = self._index(UNROUTED)
-        route = self._unrouted
+        route = self.unrouted()
         self.requests[route * _PER_ROUTE + _OTHER_AT + min(max(status // 100 - 1, 0), 4)] += 1
         self.buckets[route * _BUCKETS] += 1  # answered at once: the first bucket
 
-    def clear(self) -> None:
-        """Zero every count, in place (a fork child starts from nothing)."""
-        self.requests[:] = [0] * len(self.requests)
-        self.buckets[:] = [0] * len(self.buckets)
-        self.latency_sums[:] = [0.0] * len(self.latency_sums)
-        self.bytes_in = self.bytes_out = self.websockets = 0
-
-    def counts(self) -> tuple[list[str], list[tuple[int, int]], list[tuple[int, int]],
-                              list[tuple[int, float]], int, int]:
-        """The counts that are not zero, compactly: (names, [(index, n)] of ``requests``,
-        of ``buckets``, [(route, seconds)], bytes in, bytes out). What a fork child
-        hands its parent; ``fold`` adds them up."""
-        return (
-            self.names,
-            [(i, n) for i, n in enumerate(self.requests) if n],
-            [(i, n) for i, n in enumerate(self.buckets) if n],
-            [(i, t) for i, t in enumerate(self.latency_sums) if t],
-            self.bytes_in,
-            self.bytes_out,
-        )
-
-    def fold(self, counts: tuple[Any, ...]) -> None:
-        """Add ``counts`` (another recorder's ``counts()``) to these, route by route name."""
-        names, requests, buckets, sums, bytes_in, bytes_out = counts
-        routes = [self._index(str(name)) for name in names]
-        for i, n in requests:
-            route, at = divmod(i, _PER_ROUTE)
-            self.requests[routes[route] * _PER_ROUTE + at] += n
-        for i, n in buckets:
-            route, at = divmod(i, _BUCKETS)
-            self.buckets[routes[route] * _BUCKETS + at] += n
-        for route, seconds in sums:
-            self.latency_sums[routes[route]] += seconds
-        self.bytes_in += bytes_in
-        self.bytes_out += bytes_out
+    def add(
+        self, route: int, method: int, cls: int, bucket: int, count: int, latency_sum: float,
+        received: int, sent: int,
+    ) -> None:
+        """``count`` requests of route index ``route`` (-1: ``UNROUTED``), ``METHODS[method]``,
+        ``STATUS_CLASSES[cls]``, all in latency bucket ``bucket`` (a fork child's tally)."""
+        if route < 0 or route >= len(self.names):
+            route = self.unrouted()
+        self.requests[route * _PER_ROUTE + method * _CLASSES + cls] += count
+        self.buckets[route * _BUCKETS + bucket] += count
+        self.latency_sums[route] += latency_sum
+        self.bytes_in += received
+        self.bytes_out += sent
 
     def totals(self) -> Totals:
         """The counts as ``Totals`` (every route known, even at zero); gauges: ``websockets``."""

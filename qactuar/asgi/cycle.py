@@ -20,7 +20,7 @@ from .spool import BodySpool
 from .types import ASGIApp, Message, Scope
 
 if TYPE_CHECKING:
-    from ..admin.figures import Recorder
+    from ..admin.figures import Tally
 
 __all__ = ["APP_FAILURES", "AppLost", "ClientDisconnected", "Connection", "HTTPCycle"]
 
@@ -99,7 +99,7 @@ class HTTPCycle:
         date: bytes,
         server: bytes,
         defaults: tuple[tuple[bytes, bytes], ...] = (),
-        figures: Recorder | None = None,
+        figures: Tally | None = None,
     ) -> None:
         self.scope = scope
         self.head = head

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..admin.figures import Totals
-from ..admin.figures_shm import FiguresBlock
+from ..admin.figures_shm import ChildBlock
 from ..asgi.cycle import AppLost, HTTPCycle
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..checks import websocket_cap
@@ -81,8 +81,8 @@ __all__ = ["CHILD_FIGURES_SIZE", "ForkServer", "run_fork"]
 logger = logging.getLogger("qt_server")
 
 #: Bytes of shared memory per child slot for the admin figures of the
-#: requests the child served (a few routes' worth; pages never written take
-#: no memory).
+#: requests the child served (126 records of 32 bytes: more kinds of request
+#: than a child ever answers; pages never written take no memory).
 CHILD_FIGURES_SIZE = 4096
 
 
@@ -143,9 +143,9 @@ class ForkServer(ForkStops, Server, ChildFds):
         self.forked = 0
         #: While above 0, no child is forked (``hold_forks``).
         self.forks_held = 0
-        #: ADMIN_ENABLED: a figures block per slot, where each child leaves the
-        #: counts of the requests it served as it exits (``figures_block``); the
-        #: parent folds them into its own ``state.figures`` as it reaps the child.
+        #: ADMIN_ENABLED: a figures block per slot, where each child writes the
+        #: requests it answers (``figures_block``, ``ChildTally``); the parent
+        #: folds them into its own ``state.figures`` as it reaps the child.
         self.child_figures = (
             mmap.mmap(-1, config.MAX_PROCESSES * CHILD_FIGURES_SIZE)
             if self.state.figures is not None
@@ -169,11 +169,11 @@ class ForkServer(ForkStops, Server, ChildFds):
         """``AdminBackend.counters()``: ``children`` alive now, ``forked`` since start."""
         return {"children": len(self.children), "forked": self.forked}
 
-    def figures_block(self, slot: int) -> FiguresBlock | None:
+    def figures_block(self, slot: int) -> ChildBlock | None:
         """The figures block of ``slot`` (None with ADMIN_ENABLED off)."""
         if self.child_figures is None:
             return None
-        return FiguresBlock(self.child_figures, slot * CHILD_FIGURES_SIZE, CHILD_FIGURES_SIZE)
+        return ChildBlock(self.child_figures, slot * CHILD_FIGURES_SIZE, CHILD_FIGURES_SIZE)
 
     def _fold_child_figures(self, slot: int) -> None:
         """The child of ``slot`` is gone: add what it served to the parent's figures."""

@@ -28,6 +28,7 @@ from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
+from ..admin.figures_shm import ChildTally
 from ..asgi.cycle import HTTPCycle
 from ..asgi.types import Scope
 from ..server.protocol import HTTPProtocol
@@ -92,13 +93,11 @@ def serve_connection(
     server: ForkServer, cycle: HTTPCycle, conn: HTTPProtocol, slot: int
 ) -> NoReturn:
     code = 1
-    figures = server.state.figures
-    if figures is not None:  # this child's own counts from here (what it publishes at exit)
-        figures.clear()  # (the cycles hold the same recorder)
     try:
         server.inherited = (conn.transport, server.state.connections, server.state.tasks)
         own = server.client_fd(conn)
         loop = _enter(server, own)
+        _tally_into_slot(server, cycle, slot)
         sock = socket.socket(fileno=own)
         keep_alive = loop.run_until_complete(_serve(server, cycle, conn, sock, slot))
         server.slots[slot] = REUSE if keep_alive else CLOSE
@@ -106,18 +105,15 @@ def serve_connection(
     except BaseException:
         child_logger.exception("child %d failed", os.getpid())
     finally:
-        try:
-            _publish_figures(server, slot)
-        finally:
-            os._exit(code)
+        os._exit(code)
 
 
-def _publish_figures(server: ForkServer, slot: int) -> None:
-    """Leave what this child served in its slot's figures block; the parent
-    folds it in as it reaps this child (ADMIN_ENABLED)."""
-    figures, block = server.state.figures, server.figures_block(slot)
-    if figures is not None and block is not None:
-        block.publish_counts(figures)
+def _tally_into_slot(server: ForkServer, cycle: HTTPCycle, slot: int) -> None:
+    """ADMIN_ENABLED: what this child answers goes into its slot's figures
+    block, which the parent folds in as it reaps the child."""
+    recorder, block = server.state.figures, server.figures_block(slot)
+    if recorder is not None and block is not None:
+        server.state.tally = cycle.figures = ChildTally(recorder, block)
 
 
 def serve_relayed(server: ForkServer, scope: Scope, sock: socket.socket) -> NoReturn:

@@ -92,7 +92,7 @@ def http_cycle(conn: HTTPProtocol, head: RequestHead) -> HTTPCycle:
         scope["extensions"]["tls"] = dict(conn.tls)
     return HTTPCycle(
         scope, head, conn, state.date_line, state.server_line, state.default_headers,
-        state.figures,
+        state.tally,
     )
 
 
@@ -151,5 +151,5 @@ def websocket_session(conn: HTTPProtocol, head: RequestHead) -> WebSocketSession
     session = WebSocketSession(
         scope, head, conn, state.ws_options, state.date_line, state.server_line
     )
-    session.figures = state.figures
+    session.figures = state.tally
     return session

@@ -315,8 +315,8 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         if exc.status < 500:
             logger.info("Bad request from %s: %s", self.client, printable(str(exc)))
         state = self.state
-        if state.figures is not None:  # a malformed request, a timeout, a fork child lost
-            state.figures.server_answered(exc.status)
+        if state.tally is not None:  # a malformed request, a timeout, a fork child lost
+            state.tally.server_answered(exc.status)
         self.transport.write(
             error_response(exc.status, exc.reason, state.date_line, state.server_line)
         )

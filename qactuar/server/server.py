@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..admin.figures import Recorder, Totals, route_prefixes
+from ..admin.figures import Recorder, Tally, Totals, route_prefixes
 from ..asgi.cycle import HTTPCycle
 from ..asgi.extensions import PROCESS_MODEL, scope_extensions
 from ..asgi.types import ASGIApp
@@ -84,6 +84,9 @@ class ServerState:
         self.figures: Recorder | None = (
             Recorder(route_prefixes(app)) if config.ADMIN_ENABLED else None
         )
+        #: What the request path records into: ``figures``, except in a fork
+        #: child (its ``ChildTally``).
+        self.tally: Tally | None = self.figures
         self.date_line = b""
         self.apply(config)
         #: What ``tick`` reads the clock from (a test drives time by hand).

@@ -38,7 +38,7 @@ from .messages import MessageAssembler, MessageRefused, close_frame
 from .pings import Pings, ping_payload
 
 if TYPE_CHECKING:
-    from ..admin.figures import Recorder
+    from ..admin.figures import Tally
 
 __all__ = ["WebSocketOptions", "WebSocketSession"]
 
@@ -77,7 +77,7 @@ class WebSocketSession:
     #: The process's admin figures (ADMIN_ENABLED, set by ``handoff``): the
     #: handshake's answer counts as a request (101, or the refusal's status)
     #: and an accepted session as an open WebSocket until its connection closes.
-    figures: Recorder | None = None
+    figures: Tally | None = None
 
     def __init__(
         self,
