@@ -173,7 +173,7 @@ def test_a_fork_childs_tally_folds_into_its_parents_recorder() -> None:
         tally.record("/blog/x", "POST", 201, 0.004, 10, 7)  # (the same record)
         tally.record("/nowhere", "GET", 404, 0.02, 0, 10)
         tally.server_answered(400)
-        os._exit(0 if sum(parent.requests) == 1 and tally.written == 3 else 1)
+        os._exit(0 if sum(parent.cells) == 1 and tally.written == 3 else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     parent.set_routes(["/shop"])  # meanwhile the parent's routes changed

@@ -118,11 +118,14 @@ def quantile(buckets: list[int], q: float) -> float | None:
 UNROUTED = ""
 
 _CLASSES = len(STATUS_CLASSES)
-_PER_ROUTE = len(METHODS) * _CLASSES
 _BUCKETS = len(LATENCY_BUCKETS)
-#: method -> its offset in a route's block of ``Recorder.requests``
-_METHOD_AT = {name: i * _CLASSES for i, name in enumerate(METHODS)}
+#: A route's cells in ``Recorder.cells``: one per (method, status class, latency bucket).
+_CELLS = len(METHODS) * _CLASSES * _BUCKETS
+#: method -> its offset in a route's cells
+_METHOD_AT = {name: i * _CLASSES * _BUCKETS for i, name in enumerate(METHODS)}
 _OTHER_AT = _METHOD_AT["OTHER"]
+#: status (100-599) -> its class's offset in a method's cells
+_CLASS_AT = [min(max(status // 100 - 1, 0), _CLASSES - 1) * _BUCKETS for status in range(600)]
 
 
 class Tally(Protocol):
@@ -154,10 +157,11 @@ class Recorder:
     Created only with ``ADMIN_ENABLED`` (``ServerState.figures``; None
     otherwise, so the request path pays one ``is None`` test). ``record`` is
     the whole per-request cost: a route match (none when one app is served),
-    a dict lookup, a bisect and five additions; no lock, no system call.
-    ``requests`` holds, per route, one count per (method, status class):
-    index ``route * 40 + method * 5 + class``; ``buckets`` the latency
-    histogram per route (not cumulative), ``latency_sums`` the seconds.
+    a dict lookup, a bisect and three additions; no lock, no system call.
+    ``cells`` holds, per route, one count per (method, status class, latency
+    bucket): index ``route * 680 + method * 85 + class * 17 + bucket``, so
+    that a request is one count (the request count by method and class and
+    the latency histogram are its sums); ``latency_sums`` the seconds.
 
     Routes are append-only (``names``): a route unmounted keeps its figures,
     so counters never go backwards; ``set_routes`` changes what matches.
@@ -166,14 +170,13 @@ class Recorder:
     """
 
     __slots__ = (
-        "names", "requests", "buckets", "latency_sums", "bytes_in", "bytes_out",
-        "websockets", "_table", "_only", "_unrouted",
+        "names", "cells", "latency_sums", "bytes_in", "bytes_out", "websockets", "_table",
+        "_only", "_unrouted",
     )
 
     def __init__(self, routes: list[str] | tuple[str, ...] = ("/",)) -> None:
         self.names: list[str] = []
-        self.requests: list[int] = []
-        self.buckets: list[int] = []
+        self.cells: list[int] = []
         self.latency_sums: list[float] = []
         self.bytes_in = 0
         self.bytes_out = 0
@@ -190,8 +193,7 @@ class Recorder:
             return self.names.index(name)
         except ValueError:
             self.names.append(name)
-            self.requests.extend([0] * _PER_ROUTE)
-            self.buckets.extend([0] * _BUCKETS)
+            self.cells.extend([0] * _CELLS)
             self.latency_sums.append(0.0)
             return len(self.names) - 1
 
@@ -233,20 +235,19 @@ class Recorder:
         route = self._only
         if route < 0:
             route = self.route_of(path)
-        cls = status // 100 - 1
-        if not 0 <= cls < _CLASSES:
-            cls = _CLASSES - 1  # (Response refuses such statuses; a guard)
-        self.requests[route * _PER_ROUTE + _METHOD_AT.get(method, _OTHER_AT) + cls] += 1
-        self.buckets[route * _BUCKETS + bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.cells[
+            route * _CELLS + _METHOD_AT.get(method, _OTHER_AT) + _CLASS_AT[status]
+            + bisect_left(LATENCY_BUCKETS, latency)
+        ] += 1  # fmt: skip
         self.latency_sums[route] += latency
-        self.bytes_in += received
+        if received:
+            self.bytes_in += received
         self.bytes_out += sent
 
     def server_answered(self, status: int) -> None:
-        """An error the server wrote itself, no request head to go by (route ``UNROUTED``)."""
-        route = self.unrouted()
-        self.requests[route * _PER_ROUTE + _OTHER_AT + min(max(status // 100 - 1, 0), 4)] += 1
-        self.buckets[route * _BUCKETS] += 1  # answered at once: the first bucket
+        """An error the server wrote itself, no request head to go by (route ``UNROUTED``):
+        answered at once, the first latency bucket."""
+        self.cells[self.unrouted() * _CELLS + _OTHER_AT + _CLASS_AT[status]] += 1
 
     def add(
         self, route: int, method: int, cls: int, bucket: int, count: int, latency_sum: float,
@@ -256,8 +257,7 @@ class Recorder:
         ``STATUS_CLASSES[cls]``, all in latency bucket ``bucket`` (a fork child's tally)."""
         if route < 0 or route >= len(self.names):
             route = self.unrouted()
-        self.requests[route * _PER_ROUTE + method * _CLASSES + cls] += count
-        self.buckets[route * _BUCKETS + bucket] += count
+        self.cells[route * _CELLS + (method * _CLASSES + cls) * _BUCKETS + bucket] += count
         self.latency_sums[route] += latency_sum
         self.bytes_in += received
         self.bytes_out += sent
@@ -267,18 +267,17 @@ class Recorder:
         totals = Totals(
             websocket_connections=self.websockets, bytes_in=self.bytes_in, bytes_out=self.bytes_out
         )
-        requests, buckets = self.requests, self.buckets
+        cells = self.cells
         for index, name in enumerate(self.names):
-            base = index * _PER_ROUTE
-            counts = {
-                (method, cls): n
-                for m, method in enumerate(METHODS)
-                for c, cls in enumerate(STATUS_CLASSES)
-                if (n := requests[base + m * _CLASSES + c])
-            }
-            totals.routes[name] = RouteTotals(
-                counts,
-                self.latency_sums[index],
-                buckets[index * _BUCKETS : (index + 1) * _BUCKETS],
-            )
+            counts: dict[tuple[str, str], int] = {}
+            buckets = [0] * _BUCKETS
+            at = index * _CELLS
+            for method in METHODS:
+                for cls in STATUS_CLASSES:
+                    row = cells[at : at + _BUCKETS]
+                    at += _BUCKETS
+                    if any(row):
+                        counts[method, cls] = sum(row)
+                        buckets = [a + b for a, b in zip(buckets, row, strict=True)]
+            totals.routes[name] = RouteTotals(counts, self.latency_sums[index], buckets)
         return totals

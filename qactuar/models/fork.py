@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..admin.figures import Totals
-from ..admin.figures_shm import ChildBlock
+from ..admin.figures_shm import ChildBlock, ChildTally
 from ..asgi.cycle import AppLost, HTTPCycle
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..checks import websocket_cap
@@ -151,6 +151,8 @@ class ForkServer(ForkStops, Server, ChildFds):
             if self.state.figures is not None
             else None
         )
+        if self.state.figures is not None:
+            ChildTally.warm(self.state.figures)
 
     # the admin socket's view -------------------------------------------------
 
