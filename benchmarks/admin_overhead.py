@@ -60,7 +60,7 @@ from common import ROOT, qactuar_command, run_rounds
 sys.path.insert(0, ROOT)
 
 from qactuar.admin.figures import Recorder  # noqa: E402  (the repository, as the servers run it)
-from qactuar.admin.figures_shm import FiguresBlock  # noqa: E402
+from qactuar.admin.figures_shm import ChildBlock, ChildTally  # noqa: E402
 
 APP = "apps:hello"
 MODEL_ARGS = {
@@ -95,26 +95,23 @@ def micro() -> None:
     n = 200_000
     single = _per_call(lambda: one.record("/x", "GET", 200, 0.0012, 0, 13), n)
     routed = _per_call(lambda: three.record("/blog/x", "GET", 200, 0.0012, 0, 13), n)
-    block = FiguresBlock(mmap.mmap(-1, 4096), 0, 4096)
-    child = Recorder(["/"])
+    block = ChildBlock(mmap.mmap(-1, 4096), 0, 4096)
     parent = Recorder(["/"])
 
-    def hand_over() -> None:
-        child.clear()
-        child.record("/x", "GET", 200, 0.0012, 0, 13)
-        block.publish_counts(child)
+    def child() -> None:
+        ChildTally(parent, block).record("/x", "GET", 200, 0.0012, 0, 13)
 
-    def fold() -> None:
-        block.publish_counts(child)  # (as the next child would)
+    def reap() -> None:
+        child()
         block.fold_into(parent)
 
     m = 20_000
-    exiting = _per_call(hand_over, m)
-    reaping = _per_call(fold, m) - _per_call(lambda: block.publish_counts(child), m)
+    exiting = _per_call(child, m)
+    reaping = _per_call(reap, m) - exiting
     print("per request (timeit, best of 5):")
     print(f"  Recorder.record, one app:            {single * 1e9:6.0f} ns")
     print(f"  Recorder.record, 3 APPS routes:      {routed * 1e9:6.0f} ns")
-    print(f"  fork child, clear+record+publish:    {exiting * 1e6:6.2f} us")
+    print(f"  fork child, its tally and record:    {exiting * 1e6:6.2f} us")
     print(f"  fork parent, fold_into at reap:      {reaping * 1e6:6.2f} us")
 
 
