@@ -12,38 +12,55 @@ runs as ``fork_model.py`` runs it (``MAX_PROCESSES=4``, long keep-alive),
 prefork with 2 workers. Printed: medians of requests/s and of server CPU per
 request, and the cost of the figures (goal: under 3%).
 
-The last run (2026-12-05 00:51-00:55 UTC, the 2-core development VM shared
-with four other engineers' test runs, load average 1.46 at the start and 2.41
-at the end; the model tests ran beside it for its first 1.5 minutes), after
-the levers below, ``--rounds 5 --seconds 6``:
+The last run (2026-12-05 02:56-03:04 UTC, the 2-core development VM, nothing
+else of ours running, load average 1.7 at the start), ``--rounds 9 --seconds 6``:
 
 | model | figures off req/s | on req/s | on/off | CPU us/req off | on | cost |
 |---|---:|---:|---:|---:|---:|---:|
-| async | 37,675 | 37,667 | 1.000 | 22.8 | 23.7 | +0.0% |
-| fork | 198 | 170 | 0.861 | 4966.3 | 5790.5 | +13.9% |
-| prefork | 36,160 | 33,129 | 0.916 | n/a | n/a | +8.4% |
+| async | 44,033 | 42,686 | 0.969 | 22.6 | 23.4 | +3.1% |
+| fork | 184 | 165 | 0.895 | 5420.8 | 6056.6 | +10.5% |
+| prefork | 43,833 | 41,747 | 0.952 | n/a | n/a | +4.8% |
 
-timeit: ``record`` 323 ns (one app) / 468 ns (3 routes); fork child's
-clear+record+publish 4.1 us, the parent's fold at reap 2.7 us. Round by
-round, async on and off cross (on: 19.7k-43.2k, off: 25.1k-41.8k): under 3%.
-fork and prefork are still above it: in the quiet rounds prefork lost 6-7%
-(44.5k/41.6k, 43.6k/41.0k) and fork 5-13%, where nothing measured per request
-adds up to that (py-spy of the async model: the figures' own code 1.2% of its
-samples; a fork child's and parent's figures work 7 us of ~5 ms): not found yet.
+timeit: ``record`` 240 ns (one app) / 446 ns (3 routes); a fork child's tally
+1.2 us, the parent's fold at reap 1.5 us. The goal (under 3%) is not met.
 
-The levers behind it (each measured in its commit): a lone app is no longer
-wrapped in a Router until the first ``POST /apps`` (700 ns, 2.8% of async's
-CPU per request; py-spy: 2.1% self time in ``Router.__call__``, now none);
-psutil and prometheus_client are imported at the first look and psutil is
-read only while someone looks (no sampler thread in a server nobody watches:
-fork+exit+wait of the parent 1,540 us against 1,660 us with them and 1,740 us
-with the thread); the fork parent's 65,532 spare slots are a counter, not a
-list of ints (2.4 MiB of its heap: fork+exit+wait 1,550 against 1,660 us).
+What the cost is, measured with ``perf stat`` over the whole process tree
+(CPU and page faults per request, medians of 3-4 alternating rounds):
+- async and prefork: figures on add about 1.1 us of CPU per request (of
+  23.2), where ``timeit`` puts ``record`` and its call at about 0.35 us; with
+  ``record`` replaced by a function that does nothing, on and off are equal.
+  So the whole cost is ``record`` in place: the memory it touches (its lists,
+  the int and float objects each addition makes) is out of the cache by the
+  time a request ends. Two rounds of cuts brought it from +1.7 to +1.1 us.
+- fork: a child with figures on takes about 85 more page faults than one
+  with them off (1,248 -> 1,337 per request, including the parent's share):
+  every page of the parent's memory a child writes is copied, and a child
+  writes a page as soon as it touches any object on it (a reference count).
+  About 36 of them are the child's own figures (measured alone in a forked
+  child: creating its tally and recording one request touch about 35 pages;
+  the parent's ``Recorder``, cleared, filled and published, had touched about
+  50); the other ~50 appear with the admin socket on even when the child
+  records nothing, spread over the allocator (``_int_malloc``, object free
+  lists, ``insertdict``): the parent's heap is laid out differently, and a
+  child's allocations land on more of its pages. Importing the admin modules
+  alone changes neither. The cure is the one issue #14 plans for the fork
+  model anyway: children forked from a lean process that never serves the
+  admin socket.
+
+The levers so far, each measured in its commit: a lone app is not wrapped in
+a Router until the first ``POST /apps`` (700 ns per request); psutil and
+prometheus_client are imported at the first look and psutil read only while
+someone looks (no sampler thread in a server nobody watches); the fork
+parent's spare slots are a counter, not 2.4 MiB of ints; a fork child writes
+what it answers straight into its slot's block (``ChildTally``) instead of
+clearing, filling and publishing the parent's ``Recorder`` (fork on/off 0.918
+-> 0.969 in a 7-round A/B); one count per request (a cell per route, method,
+status class and latency bucket) instead of two (record 320 -> 250 ns).
 
 Before the load runs, ``timeit`` measures the pieces on the request path:
 ``Recorder.record`` (the whole per-request cost in async and prefork), and a
-fork child's hand-over of its counts (``publish_counts`` as it exits,
-``fold_into`` in the parent as it reaps it).
+fork child's tally (made and one request recorded) and the parent's
+``fold_into`` as it reaps the child.
 """
 
 from __future__ import annotations
