@@ -49,6 +49,15 @@ _INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _INVALID_REASON: Final = _INVALID_VALUE
 
 
+#: Fields found good, by (name, value) -> the lower-cased name: most apps send
+#: the same few on every response, and a lookup costs a fifth of the check.
+#: Bounded: emptied when full; values longer than _KEPT_LONGEST are checked
+#: every time.
+_CHECKED: dict[tuple[bytes, bytes], bytes] = {}
+_CHECKED_MAX: Final = 512
+_KEPT_LONGEST: Final = 256
+
+
 def check_field(name: bytes, value: bytes) -> bytes:
     """``name`` lower-cased, if it and ``value`` may go into a response head.
 
@@ -58,6 +67,21 @@ def check_field(name: bytes, value: bytes) -> bytes:
     no CR, LF or NUL), so no application can split a response or add a field.
     Raises ``LocalProtocolError`` otherwise.
     """
+    try:
+        return _CHECKED[name, value]
+    except KeyError:
+        pass
+    except TypeError:  # (a bytearray: not hashable)
+        return _check_field(name, value)
+    lname = _check_field(name, value)
+    if len(value) <= _KEPT_LONGEST and len(name) <= _KEPT_LONGEST:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[name, value] = lname
+    return lname
+
+
+def _check_field(name: bytes, value: bytes) -> bytes:
     lname = name.lower()
     if _INVALID_NAME.search(lname) or not lname:
         raise LocalProtocolError(f"Invalid header name {name!r}")

@@ -58,3 +58,27 @@ def test_good_field_goes_everywhere(name, value):
     response.start(200, [(name, value)])
     assert b"%s: %s\r\n" % (name, value) in response.body(b"", False)
     assert b"%s: %s" % (name, value) in accept([(name, value)])
+
+
+def test_fields_found_good_are_remembered_bounded_and_bad_ones_never() -> None:
+    from qactuar.http import response
+
+    response._CHECKED.clear()
+    assert check_field(b"Content-Type", b"text/plain") == b"content-type"
+    assert response._CHECKED[b"Content-Type", b"text/plain"] == b"content-type"
+    assert check_field(b"Content-Type", b"text/plain") == b"content-type"  # (remembered)
+    for name, value in BAD:
+        for _ in range(2):  # refused the second time too: nothing bad is kept
+            with pytest.raises(LocalProtocolError):
+                check_field(name, value)
+    assert all(key not in response._CHECKED for key in BAD)
+    # values a client cannot make the server keep: long ones, and no more than the bound
+    assert check_field(b"x-long", b"v" * 1000) == b"x-long"
+    assert (b"x-long", b"v" * 1000) not in response._CHECKED
+    for i in range(3 * response._CHECKED_MAX):
+        check_field(b"x-id", b"%d" % i)
+    assert len(response._CHECKED) <= response._CHECKED_MAX
+    # a bytearray (not hashable) is checked all the same
+    assert check_field(b"X-A", bytearray(b"1")) == b"x-a"
+    with pytest.raises(LocalProtocolError):
+        check_field(b"X-A", bytearray(b"1\r\n"))
