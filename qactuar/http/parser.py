@@ -66,15 +66,6 @@ _MESSAGES: Final = {
 _CHUNKED: Final = re.compile(rb"chunked", re.IGNORECASE)
 
 
-def _heads_may_end_twice(carry: bytes, data: bytes, start: int) -> bool:
-    """Whether two request heads may end in ``data[start:]`` (after ``carry``)."""
-    first = data.find(b"\r\n\r\n", start)
-    if first >= 0 and data.find(b"\r\n\r\n", first + 1) >= 0:
-        return True
-    # one may end across the reads: in the last bytes before and the first here
-    return first >= 0 and b"\r\n\r\n" in carry + data[start : start + 3]
-
-
 class RequestParser:
     """Parses a stream of HTTP/1.x requests from one connection."""
 
@@ -174,11 +165,11 @@ class RequestParser:
         pipelined requests are parsed as fast as they are answered, never a
         whole read of them at once.
         """
-        self.stopped = len(data)
         return self.feed(data, start, True), self.stopped
 
     def feed(self, data: bytes, start: int = 0, pace: bool = False) -> list[Event]:
-        """Parse ``data``; return the events it completed.
+        """Parse ``data``; return the events it completed (``pace``: as
+        ``feed_paced``, where parsing stopped left in ``stopped``).
 
         Raises ``ProtocolError`` on malformed input; the parser is then
         unusable and the connection must be closed after the error response.
@@ -187,6 +178,7 @@ class RequestParser:
         Once a request that closes the connection is complete, or an Upgrade
         request has ended HTTP, further bytes give no events.
         """
+        self.stopped = len(data)
         if self._final or self._upgraded:
             # after a final request, or an Upgrade, the rest is not (our)
             # HTTP, but for the Upgrade request's own body
@@ -244,16 +236,31 @@ class RequestParser:
             and not self._in_trailers
             and not (self._in_progress and self._state == _HEAD)
             and _CHUNKED.search(data, start) is None
-            and not (pace and _heads_may_end_twice(self._carry, data, start))
         ):
-            if start:
-                left = len(data) - start
-                self._carry = data[-3:] if left >= 3 else (self._carry + data[start:])[-3:]
-                self._llhttp(memoryview(data)[start:])
+            # (the common case, so _heads_may_end_twice and _llhttp inline)
+            if pace:
+                first = data.find(b"\r\n\r\n", start)
+                twice = first >= 0 and (
+                    data.find(b"\r\n\r\n", first + 1) >= 0
+                    # one may end across the reads: in the last bytes before and the first here
+                    or b"\r\n\r\n" in self._carry + data[start : start + 3]
+                )
             else:
-                self._carry = data[-3:] if len(data) >= 3 else (self._carry + data)[-3:]
-                self._llhttp(data)
-            return
+                twice = False
+            if not twice:
+                piece: bytes | memoryview
+                if start:
+                    left = len(data) - start
+                    self._carry = data[-3:] if left >= 3 else (self._carry + data[start:])[-3:]
+                    piece = memoryview(data)[start:]
+                else:
+                    self._carry = data[-3:] if len(data) >= 3 else (self._carry + data)[-3:]
+                    piece = data
+                try:
+                    self._parser.feed_data(piece)
+                except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                    self._parser_error(exc, piece)
+                return
         view = memoryview(data)
         pos, size = start, len(data)
         heads = self._heads

@@ -61,7 +61,8 @@ def feed(conn: HTTPProtocol, data: bytes, at: int) -> None:
     while True:
         was_idle = parser.idle
         try:
-            events, at = parser.feed_paced(data, at)
+            events = parser.feed(data, at, True)  # (feed_paced, one call less)
+            at = parser.stopped
         except ProtocolError as exc:
             # serve what came complete before the bad bytes, then answer
             conn._unparsed = b""

@@ -44,6 +44,7 @@ from .gate import answered_by_server
 from .handback import IDLE_GRACE, HandBack
 from .handoff import asgi_address, http_cycle, is_websocket_handshake, websocket_session
 from .linger import linger
+from .pacing import feed as _feed
 from .proxied import judge_peer
 from .sockets import peer_gone
 
@@ -212,7 +213,10 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reads_nothing = False  # a fork child read after all (fork_child._serve)
-        pacing.received(self, data)
+        if self.proxy_header is None and self._ws is None and not self._unparsed:
+            _feed(self, data, 0)  # (pacing.received's common case, one call less)
+        else:
+            pacing.received(self, data)
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
