@@ -232,6 +232,24 @@ class RequestParser:
         the common case).
         """
         if (
+            not self._in_progress
+            and self._framing is None
+            and not self._in_trailers
+            and start < len(data)
+            and data[start] not in b"\r\n"
+            and data.find(b"\r\n\r\n", start) == len(data) - 4
+        ):
+            # The commonest read of all: one whole head and nothing after it
+            # (its first CRLFCRLF is its end), between requests. No second
+            # head, nor a byte of a chunked body, can be in it.
+            self._carry = data[-3:]
+            piece: bytes | memoryview = memoryview(data)[start:] if start else data
+            try:
+                self._parser.feed_data(piece)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                self._parser_error(exc, piece)
+            return
+        if (
             self._framing is None
             and not self._in_trailers
             and not (self._in_progress and self._state == _HEAD)
@@ -248,7 +266,6 @@ class RequestParser:
             else:
                 twice = False
             if not twice:
-                piece: bytes | memoryview
                 if start:
                     left = len(data) - start
                     self._carry = data[-3:] if left >= 3 else (self._carry + data[start:])[-3:]
