@@ -49,11 +49,11 @@ _INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _INVALID_REASON: Final = _INVALID_VALUE
 
 
-#: Fields found good, by (name, value) -> the lower-cased name: most apps send
-#: the same few on every response, and a lookup costs a fifth of the check.
-#: Bounded: emptied when full; values longer than _KEPT_LONGEST are checked
-#: every time.
-_CHECKED: dict[tuple[bytes, bytes], bytes] = {}
+#: Fields found good, by (name, value) -> (the lower-cased name, the field's
+#: line): most apps send the same few on every response, and a lookup costs a
+#: fifth of the check. Bounded: emptied when full; values longer than
+#: _KEPT_LONGEST are checked every time.
+_CHECKED: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 _CHECKED_MAX: Final = 512
 _KEPT_LONGEST: Final = 256
 
@@ -67,18 +67,23 @@ def check_field(name: bytes, value: bytes) -> bytes:
     no CR, LF or NUL), so no application can split a response or add a field.
     Raises ``LocalProtocolError`` otherwise.
     """
+    return checked_line(name, value)[0]
+
+
+def checked_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """(``check_field(name, value)``, the field's line in a response head)."""
     try:
         return _CHECKED[name, value]
     except KeyError:
         pass
     except TypeError:  # (a bytearray: not hashable)
-        return _check_field(name, value)
-    lname = _check_field(name, value)
+        return _check_field(name, value), b"%s: %s\r\n" % (name, value)
+    found = _check_field(name, value), b"%s: %s\r\n" % (name, value)
     if len(value) <= _KEPT_LONGEST and len(name) <= _KEPT_LONGEST:
         if len(_CHECKED) >= _CHECKED_MAX:
             _CHECKED.clear()
-        _CHECKED[name, value] = lname
-    return lname
+        _CHECKED[name, value] = found
+    return found
 
 
 def _check_field(name: bytes, value: bytes) -> bytes:
@@ -216,7 +221,7 @@ class Response:
         keep_alive = self.keep_alive
         date, server = self._date, self._server
         for name, value in headers:
-            lname = check_field(name, value)
+            lname, field = checked_line(name, value)
             if lname == b"content-length":
                 try:
                     given = int(value)
@@ -236,7 +241,7 @@ class Response:
                 date = b""
             elif lname == b"server":
                 server = b""
-            fields.append(b"%s: %s\r\n" % (name, value))
+            fields.append(field)
         if self._defaults:
             fields.extend(_missing(self._defaults, fields))
         self._line = line

@@ -65,7 +65,9 @@ def test_fields_found_good_are_remembered_bounded_and_bad_ones_never() -> None:
 
     response._CHECKED.clear()
     assert check_field(b"Content-Type", b"text/plain") == b"content-type"
-    assert response._CHECKED[b"Content-Type", b"text/plain"] == b"content-type"
+    assert response._CHECKED[b"Content-Type", b"text/plain"] == (
+        b"content-type", b"Content-Type: text/plain\r\n"
+    )
     assert check_field(b"Content-Type", b"text/plain") == b"content-type"  # (remembered)
     for name, value in BAD:
         for _ in range(2):  # refused the second time too: nothing bad is kept
