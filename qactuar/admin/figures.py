@@ -124,8 +124,9 @@ _CELLS = len(METHODS) * _CLASSES * _BUCKETS
 #: method -> its offset in a route's cells
 _METHOD_AT = {name: i * _CLASSES * _BUCKETS for i, name in enumerate(METHODS)}
 _OTHER_AT = _METHOD_AT["OTHER"]
-#: status (100-599) -> its class's offset in a method's cells
-_CLASS_AT = [min(max(status // 100 - 1, 0), _CLASSES - 1) * _BUCKETS for status in range(600)]
+#: status -> its class's offset in a method's cells: 100-599 by their class,
+#: 600-999 (an app's own code, with a reason phrase) as 5xx
+_CLASS_AT = [min(max(status // 100 - 1, 0), _CLASSES - 1) * _BUCKETS for status in range(1000)]
 
 
 class Tally(Protocol):

@@ -248,6 +248,10 @@ class RequestParser:
                 self._parser.feed_data(piece)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
                 self._parser_error(exc, piece)
+            if self._chunked_head:  # its body, from the next read on, is framed here (below)
+                self._chunked_head = False
+                self._carry = b""
+                self._framing = ChunkedFraming()
             return
         if (
             self._framing is None

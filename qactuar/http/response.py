@@ -76,7 +76,7 @@ def checked_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
         return _CHECKED[name, value]
     except KeyError:
         pass
-    except TypeError:  # (a bytearray: not hashable)
+    except (TypeError, ValueError):  # (a bytearray, a writable memoryview: not hashable)
         return _check_field(name, value), b"%s: %s\r\n" % (name, value)
     found = _check_field(name, value), b"%s: %s\r\n" % (name, value)
     if len(value) <= _KEPT_LONGEST and len(name) <= _KEPT_LONGEST:

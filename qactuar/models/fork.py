@@ -81,7 +81,7 @@ __all__ = ["CHILD_FIGURES_SIZE", "ForkServer", "run_fork"]
 logger = logging.getLogger("qt_server")
 
 #: Bytes of shared memory per child slot for the admin figures of the
-#: requests the child served (126 records of 32 bytes: more kinds of request
+#: requests the child served (120 records of 34 bytes: more kinds of request
 #: than a child ever answers; pages never written take no memory).
 CHILD_FIGURES_SIZE = 4096
 

@@ -97,7 +97,7 @@ def serve_connection(
         server.inherited = (conn.transport, server.state.connections, server.state.tasks)
         own = server.client_fd(conn)
         loop = _enter(server, own)
-        _tally_into_slot(server, cycle, slot)
+        _tally_into_slot(server, conn, cycle, slot)
         sock = socket.socket(fileno=own)
         keep_alive = loop.run_until_complete(_serve(server, cycle, conn, sock, slot))
         server.slots[slot] = REUSE if keep_alive else CLOSE
@@ -108,12 +108,15 @@ def serve_connection(
         os._exit(code)
 
 
-def _tally_into_slot(server: ForkServer, cycle: HTTPCycle, slot: int) -> None:
+def _tally_into_slot(server: ForkServer, conn: HTTPProtocol, cycle: HTTPCycle, slot: int) -> None:
     """ADMIN_ENABLED: what this child answers goes into its slot's figures
-    block, which the parent folds in as it reaps the child."""
+    block, which the parent folds in as it reaps the child: its request, those
+    pipelined behind it (made in the parent), and any it makes itself."""
     recorder, block = server.state.figures, server.figures_block(slot)
     if recorder is not None and block is not None:
-        server.state.tally = cycle.figures = ChildTally(recorder, block)
+        tally = server.state.tally = ChildTally(recorder, block)
+        for each in (cycle, *conn.pipeline):
+            each.figures = tally
 
 
 def serve_relayed(server: ForkServer, scope: Scope, sock: socket.socket) -> NoReturn:

@@ -18,8 +18,11 @@ Scope = dict[str, Any]
 
 
 async def _answer(send: Any, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain")]})
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"text/plain")]}
+    if status > 599:  # an app's own code: with a reason phrase (qactuar's extension)
+        start["reason"] = "Own Code"
+    await send(start)
     await send({"type": "http.response.body", "body": body})
 
 

@@ -84,3 +84,10 @@ def test_fields_found_good_are_remembered_bounded_and_bad_ones_never() -> None:
     assert check_field(b"X-A", bytearray(b"1")) == b"x-a"
     with pytest.raises(LocalProtocolError):
         check_field(b"X-A", bytearray(b"1\r\n"))
+
+
+def test_a_writable_memoryview_is_checked_as_before() -> None:
+    # (found by review: hashing one raises ValueError, not TypeError)
+    assert check_field(b"X-A", memoryview(bytearray(b"y"))) == b"x-a"
+    with pytest.raises(LocalProtocolError):
+        check_field(b"X-A", memoryview(bytearray(b"y\n")))

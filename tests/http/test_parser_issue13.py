@@ -182,3 +182,38 @@ def test_pipelined_requests_around_a_bws_chunked_one(piece):
             body = b""
     assert paths == ["/1", "/2", "/3", "/4"]
     assert bodies == [b"", b"\r\n\r\nab", b"xy", b""]
+
+
+def _fed_head_first(data: bytes, paced: bool) -> list:
+    """``data`` in two reads, the first ending exactly at the head's end (as a
+    streaming upload comes): the reads the parser's one-head fast path takes."""
+    parser = RequestParser(Limits())
+    split = data.index(b"\r\n\r\n") + 4
+    events: list = []
+    for read in (data[:split], data[split:]):
+        at = 0
+        while at < len(read):
+            if paced:
+                got, at = parser.feed_paced(read, at)
+            else:
+                got, at = parser.feed(read), len(read)
+            events += got
+    return events
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_a_chunked_head_read_alone_still_frames_its_body(paced):
+    # found by review: a head alone in its read went to llhttp whole and its
+    # body skipped ChunkedFraming: BWS refused, an over-long size accepted, and
+    # the next request on the connection refused
+    events = _fed_head_first(GUNICORN_BWS + b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n", paced)
+    assert b"".join(e for e in events if isinstance(e, bytes)) == b"hello world"
+    heads = [e for e in events if isinstance(e, RequestHead)]
+    assert [h.path for h in heads] == ["/chunked_w_extensions", "/next"]
+    assert events.count(END_OF_MESSAGE) == 2
+    with pytest.raises(ProtocolError):
+        _fed_head_first(CHUNKED + b"00000000000000005\r\nhello\r\n0\r\n\r\n", paced)
+    events = _fed_head_first(
+        CHUNKED + b"7\r\nchunked\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n", paced
+    )
+    assert [e.path for e in events if isinstance(e, RequestHead)] == ["/chunked", "/after"]
