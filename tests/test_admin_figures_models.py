@@ -218,9 +218,6 @@ def test_pipelined_requests_and_an_apps_own_status_code_are_counted(
         client.send(b"GET /api/hello HTTP/1.1\r\nHost: test\r\n\r\n" * 3)
         for _ in range(3):
             assert client.response().body == b"hello"
-    # (a new connection: in fork, a request sent at once after pipelined answers
-    # waits for KEEP_ALIVE_TIMEOUT, a bug of its own, in the session's note)
-    with RawClient(spawned.port) as client:
         assert client.request("/api/status/682").status == 682
         assert client.request("/blog/hello").body == b"hello"  # the connection goes on
     seen = figures.wait(lambda f: count(f) >= 5, "five requests counted")

@@ -380,3 +380,19 @@ def test_a_child_does_not_grow_its_connections_kernel_receive_buffer(spawn_qactu
             assert conn.request("/pid").status == 200
         after = _server_receive_buffer(proc.port, client_port)
     assert after <= before, (before, after)
+
+
+def test_a_request_sent_as_pipelined_answers_arrive_is_served_at_once(spawn_qactuar):
+    # Found with the admin figures' tests: the parent parsed the next request
+    # while the last pipelined one's child ran, then took it for one that child
+    # had served: lost, and the connection closed at KEEP_ALIVE_TIMEOUT.
+    proc = spawn_qactuar(*FORK, "--keep-alive-timeout", "30")
+    for _ in range(5):
+        with RawClient(proc.port, timeout=10) as client:
+            client.send(encode_request("/pid") * 3)
+            for _ in range(3):
+                assert client.response().status == 200
+            started = time.monotonic()
+            client.send(encode_request("/pid"))
+            assert client.response(timeout=5).status == 200
+            assert time.monotonic() - started < 5

@@ -107,6 +107,8 @@ class _Child:
     exempt: bool = False
     #: Set for a relayed request: told how the child ended.
     link: ChildLink | None = None
+    #: The pipelined requests the child serves after its own (``_served``).
+    pipelined: int = 0
 
 
 class ForkServer(ForkStops, Server, ChildFds):
@@ -306,6 +308,7 @@ class ForkServer(ForkStops, Server, ChildFds):
         slot = self.free_slots.pop()
         self.slots[slot] = UNTOUCHED
         unlist_spool(self, cycle)
+        pipelined = _served(conn)
         pid = self._start_child(conn, slot)
         if pid == 0:
             serve_connection(self, cycle, conn, slot)  # never returns
@@ -319,11 +322,12 @@ class ForkServer(ForkStops, Server, ChildFds):
             status = self._unwatched(pid, slot, conn, exc)
             outcome = self.slots[slot]  # the child may have answered already
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-                conn.reattach(keep_alive=outcome == REUSE)
+                conn.reattach(outcome == REUSE, pipelined)
             else:
                 conn.fail(503 if outcome == UNTOUCHED else 0, "Service Unavailable")
             return
-        self._watch(_Child(pid, pidfd, slot, conn, time.monotonic()), cycle.scope)
+        child = _Child(pid, pidfd, slot, conn, time.monotonic(), pipelined=pipelined)
+        self._watch(child, cycle.scope)
 
     def _fork_relayed(self, job: _Relayed) -> None:
         conn = job.conn
@@ -454,7 +458,7 @@ class ForkServer(ForkStops, Server, ChildFds):
             if link is not None:
                 link.exited.set_result((0, ""))
             elif not gone:
-                conn.reattach(keep_alive=outcome == REUSE)
+                conn.reattach(outcome == REUSE, child.pipelined)
             return
         if gone and link is None:
             return
@@ -474,6 +478,18 @@ class ForkServer(ForkStops, Server, ChildFds):
             link.exited.set_result(verdict)  # the relay answers, or closes
         else:
             conn.fail(verdict[0] if outcome == UNTOUCHED else 0, verdict[1])
+
+
+def _served(conn: HTTPProtocol) -> int:
+    """How many of ``conn``'s pipelined requests a child forked now serves after
+    its own: those complete at the fork, up to the first that is not. (The
+    parent may parse more while the child runs; those are its own.)"""
+    served = 0
+    for waiting in conn.pipeline:
+        if not waiting.body_complete:
+            break
+        served += 1
+    return served
 
 
 def run_fork(app: ASGIApp, config: Config, target: str | None = None) -> int:

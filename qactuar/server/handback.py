@@ -55,7 +55,7 @@ class HandBack:
 
         def _start(self, cycle: HTTPCycle) -> None: ...
 
-    def reattach(self, keep_alive: bool) -> None:
+    def reattach(self, keep_alive: bool, served: int = 0) -> None:
         """Take the connection back after a fork child served its requests.
 
         The child read nothing from the socket: it served the current
@@ -67,8 +67,8 @@ class HandBack:
         client here, never in a child.
         """
         self.cycle = None
-        while self.pipeline and self.pipeline[0].body_complete:
-            self.pipeline.popleft()  # the child served it
+        for _ in range(min(served, len(self.pipeline))):
+            self.pipeline.popleft()  # the child served it (complete at the fork)
         transport = self.transport
         assert transport is not None
         if not keep_alive or self._closing:
