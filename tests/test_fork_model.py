@@ -21,19 +21,12 @@ from support import (
     read_until_closed,
     refuses,
     request_as_the_stop_begins,
+    rss_kib,
     wait_until,
 )
 from support.stops import STOP_LINE
 
 FORK = ("forky:app", "--model", "fork")
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def no_children(proc) -> None:

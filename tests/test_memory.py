@@ -11,6 +11,7 @@ import sys
 
 import httpx
 import pytest
+from support import children_of, rss_kib
 
 APPS_DIR = os.path.join(os.path.dirname(__file__), "apps")
 #: RSS growth allowed over the measured requests: generous (allocator arenas,
@@ -44,19 +45,6 @@ def test_a_tornado_app_beside_an_asgi_app_is_still_bridged() -> None:
     assert "tornado.web" in loaded and "qactuar.tornado_bridge" in loaded
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return [int(p) for p in children.read().split()]
-
-
 def _serve(client: httpx.Client, count: int) -> None:
     for _ in range(count):
         response = client.get("/")
@@ -67,7 +55,7 @@ def _serve(client: httpx.Client, count: int) -> None:
 def test_rss_stays_flat_over_thousands_of_requests(spawn_qactuar, model: str) -> None:
     extra = ("--workers", "1") if model == "prefork" else ()
     proc = spawn_qactuar("basic:hello", "--model", model, "--no-access-log", *extra)
-    serving = proc.pid if model == "async" else _children(proc.pid)[0]
+    serving = proc.pid if model == "async" else children_of(proc.pid)[0]
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         _serve(client, 500)  # warm: every path and pool once
         before = rss_kib(serving)

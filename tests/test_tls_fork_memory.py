@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from support import RawClient, children_of, wait_until
+from support import RawClient, children_of, rss_kib, wait_until
 from tlscerts import Certs, tls_socket
 from wsraw import BINARY, ZERO_MASK, encode_frame, handshake_request
 
@@ -31,14 +31,6 @@ STALL = 1.5
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> Certs:
     return Certs(tmp_path_factory.mktemp("certs"))
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def flood(sock: Any, piece: bytes, pid: int) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from .processes import (
     process_group,
     qactuar_env,
     refuses,
+    rss_kib,
     run_qactuar,
     start_program,
     start_qactuar,
@@ -62,6 +63,8 @@ __all__ = [
     "RawResponse", "RunningServer", "Served", "ServerDriver", "Spawned", "TESTS", "accepts",
     "alive", "bind_free_port", "calls_with_peak_children", "children_of", "encode_request",
     "exchange", "free_port", "held_socket", "process_group", "qactuar_env", "read_until_closed",
-    "refuses", "request_as_the_stop_begins", "run_qactuar", "serve_in_thread", "serve_qactuar",
-    "start_program", "start_qactuar", "still_served", "stop_process", "sweep_group", "wait_until",
+    "refuses", "request_as_the_stop_begins", "rss_kib", "run_qactuar", "serve_in_thread",
+    "serve_qactuar", "start_program", "start_qactuar", "still_served", "stop_process",
+    "sweep_group",
+    "wait_until",
 ]

@@ -385,6 +385,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def rss_kib(pid: int) -> int:
+    """The resident set size of ``pid``, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def children_of(pid: int) -> list[int]:
     """The pids of ``pid``'s live children (empty once it is gone)."""
     try:
