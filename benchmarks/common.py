@@ -67,6 +67,21 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20)
     raise RuntimeError(f"server did not listen on {port} within {timeout}s")
 
 
+def process_rss_kib(pid: int) -> int:
+    """Resident set size of ``pid`` alone, in KiB (0 for a kernel thread)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s children."""
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of ``pid`` and its descendants, in KiB."""
     total = 0
@@ -74,12 +89,8 @@ def rss_kib(pid: int) -> int:
     while pids:
         current = pids.pop()
         try:
-            with open(f"/proc/{current}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            with open(f"/proc/{current}/task/{current}/children") as fh:
-                pids.extend(int(p) for p in fh.read().split())
+            total += process_rss_kib(current)
+            pids.extend(children(current))
         except FileNotFoundError:
             continue
     return total

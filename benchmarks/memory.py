@@ -24,8 +24,10 @@ import time
 from collections.abc import Callable
 
 from common import (
+    children,
     ensure_python_packages,
     free_port,
+    process_rss_kib,
     qactuar_command,
     run_wrk,
     start_server,
@@ -34,19 +36,6 @@ from common import (
 )
 
 APP = "apps:hello"
-
-
-def _status_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return [int(p) for p in children.read().split()]
 
 
 def idle(rounds: int) -> None:
@@ -64,7 +53,7 @@ def idle(rounds: int) -> None:
             try:
                 run_wrk(port, 1, 1)  # one client, one second: every path once
                 time.sleep(0.5)
-                found[name].append(_status_kib(proc.pid))
+                found[name].append(process_rss_kib(proc.pid))
             finally:
                 stop_server(proc)
     print(f"\nidle RSS after 1 s of one client, median of {rounds}")
@@ -103,13 +92,13 @@ def flat(model: str, requests: int) -> None:
                               "--keep-alive-timeout", "600")
 
         def measured(pid: int) -> tuple[int, int]:
-            return _status_kib(pid), 1
+            return process_rss_kib(pid), 1
     else:
         cmd = qactuar_command(APP, port, "prefork", "--workers", "2")
 
         def measured(pid: int) -> tuple[int, int]:
-            workers = _children(pid)
-            return sum(_status_kib(w) for w in workers) // max(1, len(workers)), len(workers)
+            workers = children(pid)
+            return sum(process_rss_kib(w) for w in workers) // max(1, len(workers)), len(workers)
     print(f"\nRSS over {requests:,} requests ({model}: "
           f"{'the parent' if model == 'fork' else 'one worker, averaged over the pool'})")
     print("| process | requests | first MiB | last MiB | peak MiB | growth MiB |")

@@ -231,31 +231,32 @@ def test_save_twice_keeps_the_previous_save_as_backup(tmp_path: Any, clean_env: 
     assert sorted(os.listdir(tmp_path)) == ["conf.json", "conf.json.bak"]
 
 
-def test_save_never_writes_a_secret_the_file_did_not_hold(
-        tmp_path: Any, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "conf.json"
-    write(path, {"MAX_PROCESSES": 9})
+def _saved_with_the_environments_token(
+        path: Any, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Config:
+    """``POST /config/save`` of a server whose file holds ``held`` and whose
+    ADMIN_TOKEN comes from the environment; returns the config it ran with."""
+    write(path, held)
     monkeypatch.setenv("QACTUAR_ADMIN_TOKEN", TOKEN)
     config = load_config(str(path))
     assert config.ADMIN_TOKEN == TOKEN
-    backend = FakeBackend(config)
-    with serve_admin(backend) as srv, client(srv.url) as c:
+    with serve_admin(FakeBackend(config)) as srv, client(srv.url) as c:
         assert c.post("/config/save").status_code == 200
     assert_no_token(path.read_text())
+    return config
+
+
+def test_save_never_writes_a_secret_the_file_did_not_hold(
+        tmp_path: Any, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "conf.json"
+    config = _saved_with_the_environments_token(path, {"MAX_PROCESSES": 9}, monkeypatch)
     assert every_setting(load_config(str(path))) == every_setting(config)
 
 
 def test_save_keeps_the_files_own_token_over_the_environments(
         tmp_path: Any, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "conf.json"
-    write(path, {"ADMIN_TOKEN": "the-files-own-token-0123456789", "MAX_PROCESSES": 9})
-    monkeypatch.setenv("QACTUAR_ADMIN_TOKEN", TOKEN)
-    config = load_config(str(path))
-    assert config.ADMIN_TOKEN == TOKEN
-    backend = FakeBackend(config)
-    with serve_admin(backend) as srv, client(srv.url) as c:
-        assert c.post("/config/save").status_code == 200
-    assert_no_token(path.read_text())
+    _saved_with_the_environments_token(
+        path, {"ADMIN_TOKEN": "the-files-own-token-0123456789", "MAX_PROCESSES": 9}, monkeypatch)
     assert json.loads(path.read_text()) == {
         "ADMIN_TOKEN": "the-files-own-token-0123456789", "MAX_PROCESSES": 9}
 

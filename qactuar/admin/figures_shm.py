@@ -139,13 +139,6 @@ class FiguresBlock:
             logger.error("%s", exc)
             return None
 
-    def clear(self) -> None:
-        """Forget what was published (a fork slot, before its next child)."""
-        seq = _SEQ.unpack_from(self.mem, self.offset)[0]
-        _SEQ.pack_into(self.mem, self.offset, seq | 1)
-        _LENGTH.pack_into(self.mem, self.offset + 8, 0)
-        _SEQ.pack_into(self.mem, self.offset, (seq | 1) + 1)
-
 
 # -- a fork child's tally ----------------------------------------------------------------------
 
@@ -159,8 +152,6 @@ _NO_ROUTE = 0xFFFF
 _METHOD_INDEX = {name: i for i, name in enumerate(METHODS)}
 _OTHER = _METHOD_INDEX["OTHER"]
 _LAST_CLASS = len(STATUS_CLASSES) - 1
-#: Calls that make CPython specialise a function (3.11: 8; 3.12 and 3.13 vary).
-_WARM_CALLS = 64
 #: A parent warns once that a child's block was full (see ``ChildBlock.fold_into``).
 _warned_full: list[bool] = []
 
@@ -273,19 +264,6 @@ class ChildTally:
                 mem, at, *key, count + 1, seconds + latency, got + received, gave + sent
             )
         self.last = (key, at)
-
-    @staticmethod
-    def warm(recorder: Recorder) -> None:
-        """Run this code in the forking parent before any child: a function is
-        specialised (its bytecode rewritten) over its first calls, and in a
-        child those writes would copy its code's pages, in every child anew."""
-        scratch = Recorder(recorder.names)
-        block = ChildBlock(mmap.mmap(-1, 1024), 0, 1024)
-        for i in range(_WARM_CALLS):
-            tally = ChildTally(scratch, block)
-            tally.record("/", METHODS[i % 2], 200 + 100 * (i % 3), 0.001 * i, i, 13)
-            tally.server_answered(400)
-            block.fold_into(scratch)
 
     def _find(self, key: tuple[int, int, int, int]) -> int:
         """Where the record of ``key`` is; -1 when there is none yet."""

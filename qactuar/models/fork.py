@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..admin.figures import Totals
-from ..admin.figures_shm import ChildBlock, ChildTally
+from ..admin.figures_shm import ChildBlock
 from ..asgi.cycle import AppLost, HTTPCycle
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..checks import websocket_cap
@@ -153,8 +153,6 @@ class ForkServer(ForkStops, Server, ChildFds):
             if self.state.figures is not None
             else None
         )
-        if self.state.figures is not None:
-            ChildTally.warm(self.state.figures)
 
     # the admin socket's view -------------------------------------------------
 
