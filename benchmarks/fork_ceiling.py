@@ -11,7 +11,11 @@ one end of a socket pair in a transport, runs the app once with a canned
 request and writes a canned response, which the parent reads. That is the
 floor under any design that runs the app on an event loop in a new child.
 
-    python benchmarks/fork_ceiling.py [seconds] [--loop]   # prints forks/s
+With ``--lean`` (implies ``--loop``), the forking process imports only
+asyncio, uvloop, httptools and the app, not qactuar: the *lean fork floor*,
+what forking costs from the smallest process that could serve the app.
+
+    python benchmarks/fork_ceiling.py [seconds] [--loop] [--lean]   # prints forks/s
 """
 
 from __future__ import annotations
@@ -23,11 +27,22 @@ import sys
 import time
 from typing import Any
 
-import qactuar.models.fork  # noqa: F401  (what the fork model's parent imports)
-from qactuar.importer import load_app
-from qactuar.models.loops import loop_factory
+LEAN = "--lean" in sys.argv
+if LEAN:
+    import httptools  # noqa: F401  (what the lean process holds: no qactuar)
+    import uvloop
 
-APP = load_app("apps:hello")  # the same app, loaded the same way as the server does
+    from apps import hello as APP
+
+    def loop_factory(kind: str) -> Any:
+        return uvloop.new_event_loop
+
+else:
+    import qactuar.models.fork  # noqa: F401  (what the fork model's parent imports)
+    from qactuar.importer import load_app
+    from qactuar.models.loops import loop_factory
+
+    APP = load_app("apps:hello")  # the same app, loaded the same way as the server does
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nHello, world!"
 
 
@@ -70,5 +85,5 @@ def ceiling(seconds: float, with_loop: bool = False) -> float:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--loop"]
-    print(f"{ceiling(float(args[0]) if args else 5, '--loop' in sys.argv):.0f}")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    print(f"{ceiling(float(args[0]) if args else 5, LEAN or '--loop' in sys.argv):.0f}")

@@ -55,12 +55,15 @@ def main() -> None:
     args = parser.parse_args()
     ceilings: list[float] = []
     floors: list[float] = []
+    leans: list[float] = []
     series = {"qactuar fork": Series("qactuar fork"), "qactuar async": Series("qactuar async")}
     for round_no in range(args.rounds):
         ceilings.append(fork_ceiling(args.seconds))
         print(f"round {round_no + 1} fork ceiling: {ceilings[-1]:,.0f} forks/s", file=sys.stderr)
         floors.append(fork_ceiling(args.seconds, "--loop"))
         print(f"round {round_no + 1} event-loop floor: {floors[-1]:,.0f} forks/s", file=sys.stderr)
+        leans.append(fork_ceiling(args.seconds, "--lean"))
+        print(f"round {round_no + 1} lean fork floor: {leans[-1]:,.0f} forks/s", file=sys.stderr)
         for name, model in (("qactuar fork", "fork"), ("qactuar async", "async")):
             port = free_port()
             result = measure(qactuar(model, port), port, args.seconds, args.connections, args.idle)
@@ -68,6 +71,7 @@ def main() -> None:
             print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
     ceiling = statistics.median(ceilings)
     floor = statistics.median(floors)
+    lean = statistics.median(leans)
     ordered = list(series.values())
     print_table(
         f"hello world, keep-alive, {args.connections} connections"
@@ -80,7 +84,9 @@ def main() -> None:
     print(f"\nfork ceiling: {ceiling:,.0f} forks/s")
     print(f"event-loop floor: {floor:,.0f} forks/s ({floor / ceiling:.2f} of the ceiling)")
     print(f"fork model / fork ceiling: {fork / ceiling:.2f}  (goal >= 0.6)")
+    print(f"lean fork floor: {lean:,.0f} forks/s ({lean / ceiling:.2f} of the ceiling)")
     print(f"fork model / event-loop floor: {fork / floor:.2f}")
+    print(f"fork model / lean fork floor: {fork / lean:.2f}  (goal >= 0.8)")
     print(f"fork model / async model: {fork / series['qactuar async'].rps:.3f}")
 
 

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import pytest
-from support import RawClient, children_of, wait_until
+from support import RawClient, fork_children, wait_until
 from tlscerts import Certs, tls_socket
 from wsraw import RawWebSocket, handshake_request
 
@@ -76,7 +76,7 @@ def test_fork_stalled_bodies_hold_no_child_and_a_get_is_answered(spawn_qactuar: 
             assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
             client.send(b"abc")
             stalled.append(client)
-        assert children_of(server.pid) == []  # four bodies pending, not one child
+        assert fork_children(server.pid) == []  # four bodies pending, not one child
         with RawClient(server.port) as getter:
             getter.send(GET)
             response = getter.response()
@@ -100,7 +100,7 @@ def test_fork_a_large_body_is_spooled_to_an_unlinked_file_then_read_in_chunks(
         client.send(post("/echo", len(body) + 1, body=body))
         # the parent holds the body's tail in a temporary file, removed from the start
         wait_until(lambda: spooled_files(server.pid), what="no spooled file")
-        assert children_of(server.pid) == []
+        assert fork_children(server.pid) == []
         client.send(b"!")
         report = client.response().json()
     assert report["size"] == len(body) + 1
@@ -207,11 +207,11 @@ def test_fork_websockets_over_max_websockets_get_503_and_plain_requests_still_ru
             getter.send(GET)
             assert getter.response().status == 200
         # the two WebSockets hold their children, the GET's is gone
-        wait_until(lambda: len(children_of(server.pid)) == 2, what="two children")
+        wait_until(lambda: len(fork_children(server.pid)) == 2, what="two children")
     finally:
         for ws in sockets:
             ws.sock.close()
-    wait_until(lambda: children_of(server.pid) == [], what="WebSocket children stayed")
+    wait_until(lambda: fork_children(server.pid) == [], what="WebSocket children stayed")
     RawWebSocket.open(server.port, "/ws").sock.close()  # room again
 
 
@@ -278,7 +278,7 @@ def test_fork_limit_concurrency_leaves_out_bodies_still_coming_then_applies(
         with RawClient(server.port) as getter:
             getter.send(GET)
             assert getter.response().status == 200
-        wait_until(lambda: children_of(server.pid) == [], what="the GET's child to go")
+        wait_until(lambda: fork_children(server.pid) == [], what="the GET's child to go")
         ws = RawWebSocket.open(server.port, "/ws")  # in flight for its whole life
         try:
             uploader.send(b"defghij")  # complete: over the limit now
@@ -409,7 +409,7 @@ def test_fork_over_tls_a_stalled_body_gets_408_from_the_parent(
         client.send(post("/read", 10, expect=True, body=b""))
         assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
         client.send(b"ab")
-        assert children_of(server.pid) == []
+        assert fork_children(server.pid) == []
         response = client.response()
         assert response.status == 408
     assert_no_app_heard_a_disconnect(server, tls=certs)

@@ -16,8 +16,8 @@ import pytest
 from support import (
     RawClient,
     calls_with_peak_children,
-    children_of,
     encode_request,
+    fork_children,
     read_until_closed,
     refuses,
     request_as_the_stop_begins,
@@ -31,7 +31,7 @@ FORK = ("forky:app", "--model", "fork")
 
 def no_children(proc) -> None:
     """Until the server's children are all gone (none left behind, no zombie)."""
-    wait_until(lambda: not children_of(proc.proc.pid), 10,
+    wait_until(lambda: not fork_children(proc.proc.pid), 10,
                what=f"no child of {proc.proc.pid} left")
 
 
@@ -175,7 +175,7 @@ def test_sigterm_lets_running_children_finish(spawn_qactuar):
     callers = [threading.Thread(target=call) for _ in range(3)]
     for t in callers:
         t.start()
-    wait_until(lambda: len(children_of(proc.proc.pid)) >= 3, 10,
+    wait_until(lambda: len(fork_children(proc.proc.pid)) >= 3, 10,
                what="a child for each of the 3 requests")
     proc.signal(signal.SIGTERM)
     for t in callers:
@@ -189,9 +189,9 @@ def _slow_request_in_a_child(proc, seconds: float, path: str = "/sleep") -> thre
     caller = threading.Thread(
         target=lambda: httpx.get(proc.url + f"{path}?{seconds}", timeout=seconds + 10)
     )
-    before = set(children_of(proc.proc.pid))  # one still exiting does not count
+    before = set(fork_children(proc.proc.pid))  # one still exiting does not count
     caller.start()
-    wait_until(lambda: set(children_of(proc.proc.pid)) - before, 10,
+    wait_until(lambda: set(fork_children(proc.proc.pid)) - before, 10,
                what=f"a child to run GET {path}")
     return caller
 
@@ -298,8 +298,9 @@ def test_a_stop_signal_that_reaches_a_child_as_it_is_forked_is_not_the_parents(
     # place, the parent's took the signal and passed it to the parent's event
     # loop (the wakeup descriptor both share): the parent stopped although it
     # was never signalled, or took a single Ctrl-C for two and stopped at once.
+    # Fork 1 is the zygote's (forked by the parent), 2 the first request's.
     proc = spawn_qactuar(*FORK, launcher="failing_fork",
-                         env={"TERM_IN_CHILD": "1", "TERM_SIGNAL": signum})
+                         env={"TERM_IN_CHILD": "1,2", "TERM_SIGNAL": signum})
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
     time.sleep(0.3)  # the loop has read its wakeup descriptor
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
@@ -308,11 +309,22 @@ def test_a_stop_signal_that_reaches_a_child_as_it_is_forked_is_not_the_parents(
 
 
 def test_a_failed_fork_answers_503_and_the_parent_goes_on(spawn_qactuar):
-    # the first fork fails as when out of processes (EAGAIN)
-    proc = spawn_qactuar(*FORK, launcher="failing_fork", env={"FAIL_FORKS": "1"})
+    # the first request's fork (the zygote's second) fails as when out of
+    # processes (EAGAIN)
+    proc = spawn_qactuar(*FORK, launcher="failing_fork", env={"FAIL_FORKS": "2"})
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 503
     assert httpx.get(proc.url + "/pid", timeout=5).status_code == 200
-    assert "cannot fork" in proc.output()
+    assert "cannot fork for" in proc.output()
+
+
+def test_a_zygote_that_cannot_be_forked_is_forked_again_and_requests_wait_for_it(
+    spawn_qactuar,
+):
+    # the zygote's fork fails at start: requests wait (parsed) and are served
+    # by the one forked ZYGOTE_RESPAWN_DELAY later, not refused
+    proc = spawn_qactuar(*FORK, launcher="failing_fork", env={"FAIL_FORKS": "1"})
+    assert httpx.get(proc.url + "/pid", timeout=10).status_code == 200
+    assert "cannot fork the zygote" in proc.output()
 
 
 def test_an_app_in_a_child_hears_http_disconnect_when_its_client_leaves(spawn_qactuar, tmp_path):
@@ -322,11 +334,11 @@ def test_an_app_in_a_child_hears_http_disconnect_when_its_client_leaves(spawn_qa
     gone = tmp_path / "gone"
     sock = socket.create_connection(("127.0.0.1", proc.port))
     sock.sendall(encode_request(f"/disconnect?{gone}"))
-    wait_until(lambda: children_of(proc.proc.pid), what="no child for the request")
+    wait_until(lambda: fork_children(proc.proc.pid), what="no child for the request")
     sock.close()
     wait_until(lambda: gone.exists() and gone.read_text() == "disconnected",
                what="the app to hear http.disconnect")
-    wait_until(lambda: not children_of(proc.proc.pid), what="the child to exit")
+    wait_until(lambda: not fork_children(proc.proc.pid), what="the child to exit")
 
 
 def test_a_request_sent_as_the_stop_begins_while_the_last_child_works_on_is_answered(

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import RawClient, calls_with_peak_children, children_of, encode_request, wait_until
+from support import RawClient, calls_with_peak_children, encode_request, fork_children, wait_until
 from tlscerts import Certs, client, serve, tls_socket
 from websockets.sync.client import connect
 
@@ -143,7 +143,7 @@ def test_fork_graceful_stop_lets_tls_requests_finish(spawn_qactuar, certs):
     caller = threading.Thread(target=call)
     caller.start()
     started.wait(10)
-    wait_until(lambda: children_of(server.proc.pid), what="the request's child")
+    wait_until(lambda: fork_children(server.proc.pid), what="the request's child")
     server.signal(signal.SIGTERM)
     caller.join(15)
     assert results == [200]
@@ -237,11 +237,11 @@ def test_fork_a_child_does_not_hold_a_connection_still_in_its_handshake(spawn_qa
     held = tls_socket(certs, server.port)
     try:
         held.sendall(encode_request(f"/disconnect?{left}"))  # runs until its client leaves
-        child = wait_until(lambda: children_of(server.proc.pid), 10,
+        child = wait_until(lambda: fork_children(server.proc.pid), 10,
                            what="a child serving the held request")
         assert RawClient.over(silent).closed_by_server(10)
         # the parent dropped it at the handshake timeout while the child still ran
-        assert set(child) <= set(children_of(server.proc.pid)), "the child exited first"
+        assert set(child) <= set(fork_children(server.proc.pid)), "the child exited first"
     finally:
         held.close()
         silent.close()

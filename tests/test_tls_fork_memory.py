@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from support import RawClient, children_of, rss_kib, wait_until
+from support import RawClient, fork_children, rss_kib, wait_until
 from tlscerts import Certs, tls_socket
 from wsraw import BINARY, ZERO_MASK, encode_frame, handshake_request
 
@@ -60,7 +60,7 @@ def test_fork_a_websocket_app_that_never_receives_keeps_a_tls_flood_out_of_the_p
         reader = RawClient.over(sock, 10)
         assert reader.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
         reader.read_until(b"accepted")  # the app runs in its child and receives no more
-        (child,) = children_of(server.proc.pid)
+        (child,) = fork_children(server.proc.pid)
         before, child_before = rss_kib(server.proc.pid), rss_kib(child)
         message = encode_frame(BINARY, b"m" * 1024, mask=ZERO_MASK)
         sent, peak = flood(sock, message * 1024, server.proc.pid)  # 1 KiB messages, 1 MiB a send
@@ -87,12 +87,12 @@ def test_fork_a_websocket_app_that_only_sends_is_told_its_flooding_client_left(
         reader = RawClient.over(sock, 10)
         assert reader.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
         reader.read_until(b"tick")
-        (child,) = children_of(server.proc.pid)
+        (child,) = fork_children(server.proc.pid)
         message = encode_frame(BINARY, b"m" * 1024, mask=ZERO_MASK)
         sock.sendall(message * 1024)  # 1 MiB: more than the socketpair and the queues hold
     finally:
         sock.close()
-    wait_until(lambda: child not in children_of(server.proc.pid), 10,
+    wait_until(lambda: child not in fork_children(server.proc.pid), 10,
                what="the child to end once its app's send() raised")
 
 

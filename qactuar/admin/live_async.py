@@ -12,8 +12,9 @@ parent too, as at start: children are forked with it started); when the
 server stops, every app still mounted is shut down, newest first, then the
 first one (``_Mounted``, which takes the place of the server's lifespan).
 
-``fork``: children are forked from the parent, so a request sees the config
-and the table as they were when its child was forked; an unmounted app is shut
+``fork``: children are forked from the zygote, which the parent replaces
+after each change, so a request sees the config and the table as they were
+when its child's zygote was forked; an unmounted app is shut
 down once every child forked before the unmount has exited.
 """
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mmap
 from typing import TYPE_CHECKING, Any
 
 from ..checks import websocket_cap
@@ -259,8 +259,7 @@ def _abandon(runner: LifespanRunner) -> None:
         task.cancel()
 
 
-#: fork: how many children MAX_PROCESSES may allow without a restart (one byte each
-#: of shared memory, mapped at start; untouched pages cost nothing).
+#: fork: how many children MAX_PROCESSES may allow without a restart.
 SLOT_CAPACITY = 65536
 
 
@@ -338,13 +337,6 @@ class ForkLive(AsyncLive):
         assert not server.children, "make the live object before the server serves"
         limit = server.config.MAX_PROCESSES
         capacity = max(limit, SLOT_CAPACITY)
-        # MAX_PROCESSES may grow: every slot a child may get is mapped now, as
-        # children keep the mapping they were forked with
-        server.slots = mmap.mmap(-1, capacity)
-        if server.child_figures is not None:  # each slot's figures block, likewise
-            from ..models.fork import CHILD_FIGURES_SIZE
-
-            server.child_figures = mmap.mmap(-1, capacity * CHILD_FIGURES_SIZE)
         server.free_slots = self.slots = SlotPool(limit, capacity)
         self.capacity = capacity
 
@@ -361,6 +353,11 @@ class ForkLive(AsyncLive):
         if config.MAX_PROCESSES != self.slots.limit:
             self.slots.resize(config.MAX_PROCESSES)
             server._fork_waiting()  # requests waiting for a slot may go now
+        server.refresh_zygote()  # children from now on see the new config
+
+    def _routes_changed(self) -> None:
+        super()._routes_changed()
+        self.fork_server.refresh_zygote()  # children from now on see the new table
 
     async def _import(self, targets: dict[str, str], app_dir: str, fresh: bool,
                       app_dirs: list[str] | None = None) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from ..websocket import WebSocketSession
 if TYPE_CHECKING:
     from .fork import ForkServer
 
-__all__ = ["buffer_body", "drop_spool", "over_websocket_cap", "unlist_spool"]
+__all__ = ["buffer_body", "drop_spool", "over_websocket_cap"]
 
 logger = logging.getLogger("qt_server")
 
@@ -103,14 +103,6 @@ def _fail(conn: HTTPProtocol) -> None:
         conn.fail(500, "Internal Server Error")
 
 
-def unlist_spool(server: ForkServer, cycle: HTTPCycle) -> None:
-    """Just before forking ``cycle``'s own child: its child keeps the spool's file."""
-    spool = cycle.spool if isinstance(cycle, HTTPCycle) else None  # not a WebSocketSession
-    fd = spool.fileno() if spool is not None else -1
-    if fd >= 0 and fd in server.child_closes:
-        server.child_closes.remove(fd)
-
-
 def drop_spool(server: ForkServer, cycle: HTTPCycle) -> None:
     """The parent's copy of the body is no longer needed: free it."""
     spool = cycle.spool if isinstance(cycle, HTTPCycle) else None  # not a WebSocketSession
@@ -120,10 +112,7 @@ def drop_spool(server: ForkServer, cycle: HTTPCycle) -> None:
 
 def over_websocket_cap(server: ForkServer, session: WebSocketSession) -> bool:
     """Refuse ``session`` with 503 if MAX_WEBSOCKETS children hold WebSockets; True if so."""
-    held = server.relayed_websockets
-    held += sum(1 for child in server.children.values() if child.exempt and child.link is None)
-    held += sum(1 for job in server.waiting if isinstance(job, WebSocketSession))
-    if held < server.websocket_cap:
+    if server.relayed_websockets < server.websocket_cap:
         return False
     conn = session.conn
     assert isinstance(conn, HTTPProtocol)

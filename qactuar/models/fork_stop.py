@@ -3,32 +3,31 @@
 Mixed into ``ForkServer``:
 
 - every CHECK_PROCESS_INTERVAL, children running longer than
-  REQUEST_TIMEOUT are killed (WebSockets aside; ``_settle`` answers 504);
-- when a stop begins, every child serving HTTP is told (``STOPPING``: it
-  answers ``Connection: close`` from then on), and every upload the parent
-  is still reading is answered ``503`` with ``Connection: close`` and
-  ``Retry-After`` at once: no app has run for it, and waiting out
-  GRACEFUL_TIMEOUT for a body that then would be dropped unanswered helps
-  no one;
-- when graceful time is up, children holding a WebSocket are asked to close
-  it with 1001 (``GOING_AWAY``), then every child left is killed.
+  REQUEST_TIMEOUT are killed (WebSockets aside; their relay answers 504);
+- when a stop begins, every upload the parent is still reading is answered
+  ``503`` with ``Connection: close`` and ``Retry-After`` at once: no app has
+  run for it, and waiting out GRACEFUL_TIMEOUT for a body that then would
+  be dropped unanswered helps no one. The connections are the parent's, so
+  the core's graceful stop (``Connection: close``, WebSockets closed with
+  1001 when time is up) covers the rest;
+- then every child left is killed, and the zygote told to exit once it has
+  reported them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..server.gate import UNAVAILABLE_HEADERS
-from .fork_child import GOING_AWAY, STOPPING
 
 if TYPE_CHECKING:
     from ..asgi.cycle import HTTPCycle
     from ..config import Config
+    from .zygote import ZygoteLink
 
 __all__ = ["ForkStops", "kill"]
 
@@ -39,8 +38,11 @@ _PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 class ForkStops:
     if TYPE_CHECKING:  # ForkServer's, used here
         children: dict[int, Any]
+        spawning: dict[int, Any]
         buffering: set[HTTPCycle]
         config: Config
+        zygote: ZygoteLink | None
+        retired: set[ZygoteLink]
 
         def unlist_listeners(self) -> None: ...
 
@@ -56,10 +58,11 @@ class ForkStops:
         timeout = self.config.REQUEST_TIMEOUT
         if not timeout:
             return
-        for child in list(self.children.values()):
+        for child in [*self.children.values(), *self.spawning.values()]:
             if not child.timed_out and not child.exempt and now - child.started > timeout:
                 child.timed_out = True
-                kill(child.pid)
+                if child.pidfd >= 0:  # else as soon as the zygote says it forked it
+                    kill(child.pidfd)
 
     async def main_loop(self) -> None:
         sweep = asyncio.get_running_loop().create_task(self.check_children())
@@ -68,35 +71,21 @@ class ForkStops:
         finally:
             sweep.cancel()
 
-    def going_away(self) -> int:
-        """WebSockets live in children: ask each child to close its own with 1001."""
-        told = 0
-        for child in list(self.children.values()):
-            # a relayed WebSocket's session is the parent's: the core closes it
-            if child.exempt and child.link is None:
-                try:
-                    os.kill(child.pid, GOING_AWAY)
-                    told += 1
-                except ProcessLookupError:
-                    pass
-        return told + int(super().going_away())  # type: ignore[misc]
-
     async def shutdown(self) -> None:
         self.unlist_listeners()
-        for child in list(self.children.values()):
-            # a child owning its HTTP connection answers "connection: close"
-            # from now on (a relayed request's connection is the core's here)
-            if not child.exempt and child.link is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, STOPPING)
         for cycle in list(self.buffering):
             _refuse_upload(cycle)
         await super().shutdown()  # type: ignore[misc]
         for child in list(self.children.values()):
-            kill(child.pid)
+            kill(child.pidfd)
         deadline = time.monotonic() + 5
-        while self.children and time.monotonic() < deadline:
+        while (self.children or self.spawning) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        zygotes = [*self.retired, *([self.zygote] if self.zygote is not None else [])]
+        for zygote in zygotes:
+            zygote.retire()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(z.gone for z in zygotes)), 5)
 
 
 def _refuse_upload(cycle: HTTPCycle) -> None:
@@ -108,8 +97,9 @@ def _refuse_upload(cycle: HTTPCycle) -> None:
     cycle.disconnect()  # the spool is dropped (fork_intake's ``done``)
 
 
-def kill(pid: int) -> None:
+def kill(pidfd: int) -> None:
+    """SIGKILL to the process of ``pidfd`` (nothing if it has exited)."""
     try:
-        os.kill(pid, signal.SIGKILL)
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -77,6 +77,10 @@ _FAILED = 2  # the app raised (logged in the child)
 _RECEIVED = 3  # payload: a message receive() returned
 _ERROR = 4  # payload: (client gone?, text): the parent's send() raised
 _TAKEN = 5  # child -> parent; payload: how many _RECEIVED frames the app has taken
+#: parent -> child, the first frame: the scope, less its "state" (the child's
+#: own copy of the lifespan state is added there) and "extensions" (sent
+#: apart: the child puts back its own read-only values of the same keys)
+_SCOPE = 6
 #: Frames queued before reading the socketpair pauses (the parent's end only).
 _BACKLOG = 32
 #: _RECEIVED frames the parent sends ahead of the app. The child reads all it
@@ -264,6 +268,8 @@ def relay_app(spawn: Spawn) -> ASGIApp:
             link.sock.close()
             link.release()
             raise
+        plain = {key: value for key, value in scope.items() if key not in _LOCAL}
+        channel.send(_SCOPE, (plain, scope.get("extensions", {})))
         pump = loop.create_task(_pump(receive, channel, window))
         failed = False
         misuse: Exception | None = None
@@ -355,6 +361,8 @@ def _plain(value: Any) -> Any:
 
 
 _MARSHALLED = frozenset({bool, int, float, str, bytes})
+#: Scope keys the child makes its own (``_SCOPE``).
+_LOCAL = ("state", "extensions")
 
 
 # child side --------------------------------------------------------------------
@@ -369,8 +377,8 @@ class _ChildEnd:
     errors are taken as they arrive, ahead of queued messages.
     """
 
-    def __init__(self, scope: Scope) -> None:
-        self.scope = scope
+    def __init__(self) -> None:
+        self.scope: Scope = {}
         self.channel = Channel(urgent=self._urgent, pausing=False)
         self.error: Exception | None = None
         self.last: Message | None = None
@@ -411,11 +419,30 @@ class _ChildEnd:
         await self.channel.drain()
 
 
-async def serve_in_child(app: ASGIApp, scope: Scope, sock: socket.socket) -> None:
-    """Run ``app`` for ``scope`` with its messages relayed over ``sock``."""
-    end = _ChildEnd(scope)
+async def serve_in_child(
+    app: ASGIApp,
+    sock: socket.socket,
+    lifespan_state: dict[str, Any],
+    extensions: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """Run ``app`` for the scope the parent sends first, its messages relayed over ``sock``.
+
+    ``lifespan_state`` and ``extensions`` (HTTP, websocket) are this
+    process's own: the scope gets a copy of the state, and its extensions
+    take this process's values for the keys they share (read-only dicts
+    arrive as plain ones).
+    """
+    end = _ChildEnd()
     channel = end.channel
     await asyncio.get_running_loop().connect_accepted_socket(lambda: channel, sock)
+    first = await channel.next()
+    if first is None or first[0] != _SCOPE:
+        return  # the parent gave up before the request began
+    scope, sent = first[1]
+    own = extensions[scope["type"] == "websocket"]
+    scope["extensions"] = {key: own.get(key, value) for key, value in sent.items()}
+    scope["state"] = lifespan_state.copy()
+    end.scope = scope
     try:
         await app(scope, end.receive, end.send)
     except APP_FAILURES as exc:  # sys.exit() in the app too: the request's failure

@@ -403,10 +403,17 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def fork_children(pid: int) -> list[int]:
+    """The request children of the fork-model parent ``pid``: those of its zygotes
+    (the only children the parent forks itself)."""
+    return [child for zygote in children_of(pid) for child in children_of(zygote)]
+
+
 def calls_with_peak_children(
     pid: int, call: Callable[[], int], count: int
 ) -> tuple[list[int], int]:
-    """Run ``call`` in ``count`` threads at once; (their results, most children of ``pid`` seen)."""
+    """Run ``call`` in ``count`` threads at once; (their results, most request children of
+    the fork-model parent ``pid`` seen)."""
     results: list[int] = []
     peak = 0
     stop = threading.Event()
@@ -414,7 +421,7 @@ def calls_with_peak_children(
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, len(children_of(pid)))
+            peak = max(peak, len(fork_children(pid)))
             time.sleep(0.005)
 
     sampler = threading.Thread(target=sample)

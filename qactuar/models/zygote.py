@@ -1,0 +1,297 @@
+"""The fork model's zygote: the quiet process every request's child is forked from.
+
+The serving parent does not fork its children itself. At start (and again
+whenever the apps or the config change, or the zygote dies) it forks a
+*zygote*: a copy of itself taken before it holds any connection, which
+closes the parent's listeners and clients, runs no event loop, and then
+only waits on a control socket. For each request the parent sends it one
+end of a socketpair (``SCM_RIGHTS``); the zygote forks a child that runs
+the application over that socketpair (``relay.serve_in_child``) and says
+so, then reports the child's exit.
+
+Why: a process that forks shares its pages with the child, so every page it
+writes while a child lives is copied (a page fault and 4 KiB), and a child
+of a busy process inherits a larger, more scattered heap whose page tables
+fork and exit must copy and tear down. The serving parent writes hundreds
+of pages per request; the zygote, which does nothing between forks, writes
+a handful. Measured in ``benchmarks/fork_model.py``.
+
+The control socket is a ``SOCK_SEQPACKET`` pair, so each message arrives
+whole; messages are ``marshal``-ed tuples:
+
+- parent -> zygote: ``(token,)`` with the child's end of a socketpair: fork
+  a child for it. End of stream (the parent shuts its side down): fork no
+  more; exit once every child has been reaped and reported.
+- zygote -> parent: ``("forked", token, pid)`` with a pidfd of the child (the
+  parent signals it through the pidfd, so a recycled pid is never hit);
+  ``("failed", token, reason)`` when fork() failed; ``("unwatched", token,
+  pid, reason, status)`` when no pidfd could be made for it (out of
+  descriptors: the parent could never stop it, so it is killed and reaped
+  at once; it may have finished first); ``("exited", pid, status, user,
+  system, maxrss)`` once the zygote has reaped it.
+
+A child's exit status comes from the zygote (only a parent may wait for a
+process), in order after its ``forked``. If the zygote dies, the serving
+parent kills the children it knows of, answers their requests 502 and forks
+a new zygote.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # (no stubs)
+import asyncio
+import gc
+import logging
+import marshal
+import os
+import select
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+__all__ = ["PARENT_SIGNALS", "ZygoteLink", "start_zygote"]
+
+logger = logging.getLogger("qt_server")
+
+#: The parent's stop signals. A process forked from the parent that got one
+#: before it ignores it would run the parent's handler, which hands the
+#: signal to the parent's event loop through the wakeup descriptor both
+#: share: the parent would stop (or take a single Ctrl-C for a second one).
+#: The parent blocks them around fork(); the zygote unblocks them once they
+#: are ignored.
+PARENT_SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
+
+#: Largest control message (a zygote's are a few dozen bytes).
+_MESSAGE = 256
+
+
+class ZygoteLink:
+    """The serving parent's end of its zygote: spawn requests out, news back.
+
+    ``on_forked(token, pid, pidfd)``, ``on_failed(token, reason)``,
+    ``on_unwatched(token, pid, reason, status)``, ``on_exited(pid, status,
+    user, system, maxrss)`` and ``on_gone(link)`` are called on the parent's
+    event loop.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        ctl: socket.socket,
+        on_forked: Callable[[int, int, int], None],
+        on_failed: Callable[[int, str], None],
+        on_unwatched: Callable[[int, int, str, int], None],
+        on_exited: Callable[[int, int, float, float, int], None],
+        on_gone: Callable[[ZygoteLink], None],
+    ) -> None:
+        self.pid = pid
+        self.ctl = ctl
+        self.retired = False
+        self._on_forked = on_forked
+        self._on_failed = on_failed
+        self._on_unwatched = on_unwatched
+        self._on_exited = on_exited
+        self._on_gone = on_gone
+        ctl.setblocking(False)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(ctl.fileno(), self._readable)
+        #: Resolves once the zygote has exited and been reaped.
+        self.gone: asyncio.Future[int] = self._loop.create_future()
+
+    def spawn(self, token: int, fd: int) -> bool:
+        """Ask for a child serving the socketpair end ``fd``; False if the zygote is gone."""
+        if self.retired:
+            return False
+        try:
+            socket.send_fds(self.ctl, [marshal.dumps((token,))], [fd])
+        except OSError:  # gone (EPIPE, ECONNRESET): _readable will see it
+            return False
+        return True
+
+    def retire(self) -> None:
+        """Fork no more: the zygote exits once its last child is reported."""
+        if not self.retired:
+            self.retired = True
+            try:
+                self.ctl.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.ctl, _MESSAGE, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self._closed()
+                return
+            message: tuple[Any, ...] = marshal.loads(data)
+            kind = message[0]
+            if kind == "forked":
+                self._on_forked(message[1], message[2], fds[0])
+            elif kind == "exited":
+                self._on_exited(*message[1:])
+            elif kind == "failed":
+                self._on_failed(message[1], message[2])
+            else:  # "unwatched"
+                self._on_unwatched(*message[1:])
+
+    def _closed(self) -> None:
+        self._loop.remove_reader(self.ctl.fileno())
+        self.ctl.close()
+        self._reap()
+        self._on_gone(self)
+
+    def _reap(self) -> None:
+        """The zygote closed its end: it is exiting. Reap it off the loop's path."""
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid:
+            if not self.gone.done():
+                self.gone.set_result(status)
+            return
+        self._loop.call_later(0.01, self._reap)
+
+
+def start_zygote(
+    closes: list[int] | Any,
+    serve: Callable[[socket.socket], NoReturn],
+    fork: Callable[[], int],
+) -> tuple[int, socket.socket]:
+    """Fork a zygote; returns its pid and the parent's end of the control socket.
+
+    ``closes`` are the parent's descriptors the zygote closes first thing
+    (listeners, clients, pidfds...); ``serve(sock)`` is what each of its
+    children runs; ``fork`` forks the parent (with its signals blocked).
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            _run(theirs, closes, serve)
+            code = 0
+        except BaseException:
+            logger.exception("the zygote %d failed", os.getpid())
+        finally:
+            os._exit(code)
+    theirs.close()
+    return pid, ours
+
+
+def _run(ctl: socket.socket, closes: Any, serve: Callable[[socket.socket], NoReturn]) -> None:
+    """The zygote's life: fork on request, reap, report; until the parent is done."""
+    # Nothing here may free the parent's objects (their finalizers would
+    # close descriptors or unregister them from the epoll instance the
+    # parent's loop shares with this process): keep them, forever.
+    gc.freeze()
+    for fd in closes:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    asyncio.events._set_running_loop(None)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    _signal.set_wakeup_fd(wake_w)
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group;
+    # the parent decides when the zygote goes (it closes the control socket)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGCHLD, _noop)  # wakes poll() through wake_w
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, PARENT_SIGNALS)
+    ctl.setblocking(True)
+    poller = select.poll()
+    poller.register(ctl.fileno(), select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    alive: set[int] = set()
+    serving = True
+    while serving or alive:
+        for fd, _ in poller.poll():
+            if fd == wake_r:
+                _drain(wake_r)
+            elif serving and not _spawn(ctl, serve, alive, (wake_r, wake_w)):
+                serving = False
+                poller.unregister(ctl.fileno())
+        _reap(ctl, alive)
+
+
+def _noop(signum: int, frame: Any) -> None:
+    pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _spawn(
+    ctl: socket.socket,
+    serve: Callable[[socket.socket], NoReturn],
+    alive: set[int],
+    own: tuple[int, int],
+) -> bool:
+    """Fork the child one request asks for; False at the parent's end of stream."""
+    data, fds, _, _ = socket.recv_fds(ctl, _MESSAGE, 1)
+    if not data:
+        return False
+    (token,) = marshal.loads(data)
+    if not fds:
+        return True  # (the parent always sends one)
+    end = socket.socket(fileno=fds[0])
+    try:
+        pid = os.fork()
+    except OSError as exc:  # EAGAIN, ENOMEM
+        end.close()
+        _tell(ctl, ("failed", token, str(exc)))
+        return True
+    if pid == 0:
+        ctl.close()
+        for fd in own:
+            os.close(fd)
+        serve(end)  # never returns
+    end.close()
+    alive.add(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as exc:  # EMFILE: the parent could not stop it; it must not run
+        os.kill(pid, signal.SIGKILL)  # (not reaped yet: the pid is still this child's)
+        _, status = os.waitpid(pid, 0)
+        alive.discard(pid)
+        _tell(ctl, ("unwatched", token, pid, str(exc), status))
+        return True
+    try:
+        _tell(ctl, ("forked", token, pid), pidfd)
+    finally:
+        os.close(pidfd)
+    return True
+
+
+def _reap(ctl: socket.socket, alive: set[int]) -> None:
+    while alive:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            alive.clear()
+            return
+        if not pid:
+            return
+        alive.discard(pid)
+        _tell(ctl, ("exited", pid, status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss))
+
+
+def _tell(ctl: socket.socket, message: tuple[Any, ...], fd: int = -1) -> None:
+    try:
+        socket.send_fds(ctl, [marshal.dumps(message)], [fd] if fd >= 0 else [])
+    except OSError:
+        pass  # the parent is gone: nothing to tell
