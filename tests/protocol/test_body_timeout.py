@@ -23,6 +23,7 @@ from protocol_harness import (
 )
 
 from qactuar import Config
+from qactuar.asgi.cycle import AppLost
 from qactuar.models.fork import ForkServer
 from qactuar.server.linger import LINGER_IDLE, LINGER_SECONDS
 from qactuar.server.protocol import READ_HIGH_WATER, HTTPProtocol
@@ -255,10 +256,12 @@ class NoForks(ForkServer):
         self.state.tick()
         self.forked = 0
 
-    def _start_child(self, conn: HTTPProtocol, slot: int) -> int:
+    def _current_zygote(self) -> Any:
+        return self  # (never a real zygote: _start_child below never asks one)
+
+    def _start_child(self, zygote: Any, job: Any) -> None:
         self.forked += 1
-        self.free_slots.append(slot)
-        return -1  # as a failed fork: answered 503
+        job.link.set_exception(AppLost(503, "Service Unavailable"))  # as a failed fork
 
     def connect(self) -> tuple[HTTPProtocol, FakeTransport]:
         conn = HTTPProtocol(self.state)

@@ -1,11 +1,12 @@
 """REQUEST_TIMEOUT (fork model) with time driven by hand.
 
-The parent's side runs for real: ``dispatch`` queues the request, ``_fork``
-starts a "child", ``kill_overdue`` (what the sweep every
-CHECK_PROCESS_INTERVAL runs) kills it, the pidfd wakes ``_reap`` and
-``_settle`` answers the client. Only ``fork()`` is replaced: the child is a
-``sleep`` process, so the test decides whether it had begun the response
-(its slot says ``RESPONDING``, as a real child's does once it writes).
+The parent's side runs for real: ``dispatch`` relays the request, the relay
+asks for a child, ``kill_overdue`` (what the sweep every
+CHECK_PROCESS_INTERVAL runs) kills it through its pidfd, its exit is told
+and the relay answers the client. Only the zygote is replaced: its "child"
+is a ``sleep`` process, and the test decides whether it had begun the
+response (by writing the relay's frames into the child's end, as a real
+child's app does when it sends).
 
 The promise (README, fork model): the client gets 504 if no byte of the
 response was sent, else the connection is closed; a WebSocket is exempt.
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
+import marshal
+import os
+import socket
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -26,12 +30,47 @@ from protocol_harness import status_of as status
 from qactuar import Config
 from qactuar.asgi.cycle import AppLost
 from qactuar.models.fork import ForkServer, _Child
-from qactuar.models.fork_child import RESPONDING
+from qactuar.models.relay import _LENGTH, _SEND
 from qactuar.server.protocol import HTTPProtocol
 
 TIMEOUT = 5.0
 WS_HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+class SleepZygote:
+    """Stands in for the zygote: each child is a ``sleep`` process, said forked at
+    once; its exit is told as the zygote tells it (``ForkServer._exited``)."""
+
+    def __init__(self, server: ForkServer) -> None:
+        self.server = server
+        self.procs: list[subprocess.Popen[bytes]] = []
+        #: The child's end of each socketpair, by pid: what its app would write to.
+        self.ends: dict[int, socket.socket] = {}
+
+    def spawn(self, token: int, fd: int) -> bool:
+        proc = subprocess.Popen(["sleep", "60"])
+        self.procs.append(proc)
+        self.ends[proc.pid] = socket.socket(fileno=os.dup(fd))
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self.server._forked, token, proc.pid, os.pidfd_open(proc.pid))
+        watch = os.pidfd_open(proc.pid)
+        loop.add_reader(watch, self._exited, proc, watch)
+        return True
+
+    def _exited(self, proc: subprocess.Popen[bytes], watch: int) -> None:
+        asyncio.get_running_loop().remove_reader(watch)
+        os.close(watch)
+        _, status = os.waitpid(proc.pid, 0)
+        proc.returncode = -9
+        self.ends.pop(proc.pid).close()  # as the child's end closes when it dies
+        self.server._exited(proc.pid, status, 0.0, 0.0, 0)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait(5)
 
 
 class SleepForks(ForkServer):
@@ -41,12 +80,11 @@ class SleepForks(ForkServer):
         config = Config()
         config.update({"REQUEST_TIMEOUT": TIMEOUT, "LIFESPAN": "off"}, "test")
         super().__init__(ok_app, config)
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.fake = SleepZygote(self)
+        self.procs = self.fake.procs
 
-    def _start_child(self, conn: HTTPProtocol, slot: int) -> int:
-        proc = subprocess.Popen(["sleep", "60"])
-        self.procs.append(proc)
-        return proc.pid
+    def _current_zygote(self) -> Any:
+        return self.fake
 
     def child(self) -> _Child:
         [child] = self.children.values()
@@ -60,20 +98,21 @@ class SleepForks(ForkServer):
         return conn, transport
 
     async def reaped(self, child: _Child) -> None:
-        """Until the parent has reaped ``child`` (its pidfd is readable once it is gone)."""
-        readable, _, _ = select.select([child.pidfd], [], [], 10)
-        assert readable, f"child {child.pid} still alive 10 s after SIGKILL"
-        for _ in range(100):
+        """Until the parent has been told ``child`` is gone (SIGKILLed: at once)."""
+        for _ in range(1000):
             await settle(1)
             if child.pid not in self.children:
                 return
-        raise AssertionError("the parent did not reap its child")
+            time.sleep(0.01)  # (the loop runs on the test's clock: real time passes here)
+        raise AssertionError(f"child {child.pid} still alive 10 s after SIGKILL")
+
+    def sent(self, child: _Child, message: dict[str, Any]) -> None:
+        """As if ``child``'s app sent ``message``: the relay's frame on its end."""
+        data = marshal.dumps((_SEND, message))
+        self.fake.ends[child.pid].sendall(_LENGTH.pack(len(data)) + data)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+        self.fake.stop()
 
 
 def in_fork_server(scenario: Any) -> None:
@@ -116,13 +155,20 @@ def test_after_the_child_began_its_response_a_timeout_only_closes_the_connection
         conn, transport = server.connect(GET)
         await settle()
         child = server.child()
-        server.slots[child.slot] = RESPONDING  # the child wrote part of a response
+        server.sent(child, {"type": "http.response.start", "status": 200, "headers": []})
+        server.sent(child, {"type": "http.response.body", "body": b"part", "more_body": True})
+        for _ in range(100):  # the relay passes them on
+            time.sleep(0.01)  # (the loop runs on the test's clock: real time passes here)
+            if transport.written:
+                break
         server.kill_overdue(child.started + TIMEOUT + 0.01)
         await server.reaped(child)
         await settle()
-        # the child's bytes went out on the socket: the parent adds no second response
-        assert transport.written == b"" and transport.after_close == b""
-        assert transport.closed and transport.lost
+        # the response began: the parent adds no second one, and closes
+        data = bytes(transport.written)
+        assert status(data) == 200 and data.count(b"HTTP/1.1 ") == 1, data
+        assert data.endswith(b"4\r\npart\r\n") and transport.after_close == b""
+        assert transport.closed
         assert conn not in server.state.connections
 
     in_fork_server(scenario)
@@ -150,27 +196,6 @@ def test_a_request_timeout_of_0_kills_no_child() -> None:
         child = server.child()
         server.kill_overdue(child.started + 10_000)
         assert not child.timed_out and server.procs[0].poll() is None
-
-    in_fork_server(scenario)
-
-
-def test_a_relayed_request_past_request_timeout_gets_504() -> None:
-    """A connection the parent keeps (TLS): the same sweep, answered by the relay."""
-    async def scenario(server: SleepForks, clock: Clock) -> None:
-        conn = HTTPProtocol(server.state)
-        transport = FakeTransport(conn)
-        conn.connection_made(transport)
-        conn.tls = {}  # as a TLS connection's: dispatch relays it
-        conn.data_received(GET)
-        await settle()
-        child = server.child()
-        assert child.link is not None
-        server.kill_overdue(child.started + TIMEOUT + 0.01)
-        await server.reaped(child)
-        await settle()
-        data = bytes(transport.written)
-        assert status(data) == 504, data
-        assert transport.closed
 
     in_fork_server(scenario)
 
