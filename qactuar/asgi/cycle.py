@@ -343,15 +343,7 @@ class HTTPCycle:
         if self.disconnected or self.done:
             return _DISCONNECT
         if self._body_sent:
-            # The whole body was delivered: the next event is http.disconnect,
-            # once the client goes or the response is complete (ASGI spec 2.4).
-            while not self.disconnected and not self.done and not self.half_closed:
-                await self._wait()
-            if not self.done:
-                # told that its client is gone (a FIN), the app may take it
-                # so: send() raises from now on, as after a real disconnect
-                self.disconnected = True
-            return _DISCONNECT
+            return await self._disconnect(True)
         spool = self.spool
         if spool is not None:  # held whole: no waiting, no flow control
             data = spool.read()
@@ -377,6 +369,26 @@ class HTTPCycle:
             self._body_sent = True
             return {"type": "http.request", "body": data, "more_body": False}
         return {"type": "http.request", "body": data, "more_body": True}
+
+    async def _disconnect(self, taken: bool) -> Message:
+        """The whole body was delivered: the next event is http.disconnect, once
+        the client goes or the response is complete (ASGI spec 2.4)."""
+        while not self.disconnected and not self.done and not self.half_closed:
+            await self._wait()
+        if taken and not self.done:
+            # told that its client is gone (a FIN), the app may take it so:
+            # send() raises from now on, as after a real disconnect
+            self.disconnected = True
+        return _DISCONNECT
+
+    async def relay_receive(self) -> Message:
+        """``receive`` for a relay that passes the messages on ahead of its app
+        (the fork model): an ``http.disconnect`` it takes after the client's FIN
+        does not count the client as gone here; the app that takes it, in the
+        relay's child, counts it so there."""
+        if self._body_sent and not self.disconnected and not self.done:
+            return await self._disconnect(False)
+        return await self.receive()
 
     async def send(self, message: Message) -> None:
         kind = message["type"]

@@ -203,9 +203,12 @@ class ForkServer(ForkStops, Server, ChildFds):
         websocket = isinstance(cycle, WebSocketSession)
         self.relayed_websockets += websocket
 
+        # (a WebSocket session's receive has no such side effect to avoid)
+        pump = receive_for_relay(cycle)
+
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
             try:
-                await relay(scope, receive, send)
+                await relay(scope, pump or receive, send)
             finally:
                 self.relaying -= 1
                 self.relayed_websockets -= websocket
@@ -419,6 +422,11 @@ class ForkServer(ForkStops, Server, ChildFds):
             verdict = (504, "Gateway Timeout") if child.timed_out else (502, "Bad Gateway")
             self._ended(child, verdict)
         self._fork_waiting()
+
+
+def receive_for_relay(cycle: HTTPCycle) -> Receive | None:
+    """What the relay's pump reads ``cycle`` with (None: its own ``receive``)."""
+    return None if isinstance(cycle, WebSocketSession) else cycle.relay_receive
 
 
 def run_fork(app: ASGIApp, config: Config, target: str | None = None) -> int:

@@ -386,6 +386,10 @@ class _ChildEnd:
 
     def _urgent(self, kind: int, payload: Any) -> bool:
         if kind != _ERROR:
+            if kind == _RECEIVED and payload["type"] == "websocket.disconnect":
+                # the connection is gone (a WebSocket never half-closes): from
+                # now on send() raises, as it does where the session lives
+                self.error = self.error or ClientDisconnected("the connection is gone")
             return False
         gone, text = payload
         if self.error is None:
@@ -402,7 +406,9 @@ class _ChildEnd:
                 self.channel.send(_TAKEN, self.taken)
             message: Message = frame[1]
             if message["type"] in _DISCONNECTS:
+                # the app knows its client is gone: send() raises from now on
                 self.last = message
+                self.error = self.error or ClientDisconnected("the client is gone")
             return message
         if self.scope["type"] == "websocket":
             self.last = {"type": "websocket.disconnect", "code": 1006, "reason": ""}
