@@ -21,7 +21,7 @@ from qactuar.admin.figures import (
     Totals,
     quantile,
 )
-from qactuar.admin.figures_shm import ChildBlock, ChildTally, FiguresBlock, decode, encode
+from qactuar.admin.figures_shm import FiguresBlock, decode, encode
 from qactuar.routing import Router
 from qactuar.server.server import ServerState
 
@@ -157,52 +157,6 @@ def test_a_write_under_way_is_never_read_and_one_too_big_is_refused() -> None:
         big.routes[f"/route-{i}"] = RouteTotals({("GET", "2xx"): i}, float(i))
     assert not block.publish(big)
     assert block.read() == _sample()  # what was published whole stays
-
-
-def test_a_fork_childs_tally_folds_into_its_parents_recorder() -> None:
-    parent = Recorder(["/api", "/blog"])
-    parent.record("/api/x", "GET", 200, 0.001, 1, 2)
-    mem = mmap.mmap(-1, 4096)
-    block = ChildBlock(mem, 0, 4096)
-    pid = os.fork()
-    if pid == 0:  # the child: it writes into the block, never into the parent's recorder
-        tally = ChildTally(parent, block)
-        tally.record("/blog/x", "POST", 201, 0.003, 100, 7)
-        tally.record("/blog/x", "POST", 201, 0.004, 10, 7)  # (the same record)
-        tally.record("/nowhere", "GET", 404, 0.02, 0, 10)
-        tally.server_answered(400)
-        os._exit(0 if sum(parent.cells) == 1 and tally.written == 3 else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    parent.set_routes(["/shop"])  # meanwhile the parent's routes changed
-    assert block.fold_into(parent) == 4
-    assert block.fold_into(parent) == 0  # folded once: the slot's next child starts empty
-    totals = parent.totals()
-    assert {n: r.requests for n, r in totals.routes.items() if r.requests} == {
-        "/api": {("GET", "2xx"): 1},
-        "/blog": {("POST", "2xx"): 2},
-        UNROUTED: {("GET", "4xx"): 1, ("OTHER", "4xx"): 1},
-    }
-    assert (totals.bytes_in, totals.bytes_out) == (111, 26)
-    assert totals.routes[UNROUTED].latency_sum == pytest.approx(0.02)
-    assert totals.routes["/blog"].latency_sum == pytest.approx(0.007)
-    assert totals.routes["/blog"].buckets[LATENCY_BUCKETS.index(0.005)] == 2
-
-
-def test_a_fork_child_answering_more_kinds_than_its_block_holds_loses_no_count(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    parent = Recorder(["/"])
-    block = ChildBlock(mmap.mmap(-1, 256), 0, 256)  # 7 records
-    tally = ChildTally(parent, block)
-    statuses = [200 + i for i in range(7)] + [200, 404, 500, 503] * 3  # 7 kinds, then more
-    for status in statuses:
-        # kinds: by status class and latency bucket
-        tally.record("/x", "GET", status, LATENCY_BUCKETS[status % 7], 0, 1)
-    with caplog.at_level("WARNING", logger="qt_server"):
-        assert block.fold_into(parent) == len(statuses)
-    assert parent.totals().requests == len(statuses)
-    assert "more kinds of request than its figures block holds" in caplog.text
 
 
 def test_the_master_keeps_a_workers_last_whole_figures_while_it_writes() -> None:

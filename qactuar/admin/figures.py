@@ -130,8 +130,7 @@ _CLASS_AT = [min(max(status // 100 - 1, 0), _CLASSES - 1) * _BUCKETS for status 
 
 
 class Tally(Protocol):
-    """What the request path records into: a ``Recorder``, or in a fork child
-    the ``ChildTally`` that writes straight into its slot's shared block."""
+    """What the request path records into (a ``Recorder``)."""
 
     #: WebSockets accepted and still open (a gauge).
     websockets: int
@@ -211,17 +210,10 @@ class Recorder:
 
     def route_of(self, path: str) -> int:
         """The index of the route serving ``path`` (the request target's, before ROOT_PATH)."""
-        route = self.route_match(path)
-        if route >= 0:
-            return route
-        return self.unrouted()
-
-    def route_match(self, path: str) -> int:
-        """The index of the APPS route taking ``path``; -1 when none does."""
         for prefix, below, index in self._table:
             if not prefix or path == prefix or path.startswith(below):
                 return index
-        return -1
+        return self.unrouted()
 
     def unrouted(self) -> int:
         """The index of ``UNROUTED`` (made at its first use)."""
@@ -249,19 +241,6 @@ class Recorder:
         """An error the server wrote itself, no request head to go by (route ``UNROUTED``):
         answered at once, the first latency bucket."""
         self.cells[self.unrouted() * _CELLS + _OTHER_AT + _CLASS_AT[status]] += 1
-
-    def add(
-        self, route: int, method: int, cls: int, bucket: int, count: int, latency_sum: float,
-        received: int, sent: int,
-    ) -> None:
-        """``count`` requests of route index ``route`` (-1: ``UNROUTED``), ``METHODS[method]``,
-        ``STATUS_CLASSES[cls]``, all in latency bucket ``bucket`` (a fork child's tally)."""
-        if route < 0 or route >= len(self.names):
-            route = self.unrouted()
-        self.cells[route * _CELLS + (method * _CLASSES + cls) * _BUCKETS + bucket] += count
-        self.latency_sums[route] += latency_sum
-        self.bytes_in += received
-        self.bytes_out += sent
 
     def totals(self) -> Totals:
         """The counts as ``Totals`` (every route known, even at zero); gauges: ``websockets``."""

@@ -1,4 +1,4 @@
-"""Figures through shared memory: a prefork worker's, a fork child's.
+"""Figures through shared memory: a prefork worker's.
 
 A ``FiguresBlock`` is a region of an anonymous shared mapping made before
 the fork. One process writes into it, another reads; neither takes a lock
@@ -11,16 +11,6 @@ The block is a sequence lock: a count that is odd while a write is under
 way, the payload's length, the payload (``marshal`` of plain tuples, lists
 and dicts). A reader copies the payload and keeps it only if the count was even
 and unchanged around the copy, so it never decodes half of a write.
-
-A fork child is different: every page of its parent's memory it writes is
-copied, so it keeps no counts of its own (clearing and publishing the
-parent's ``Recorder`` touched a dozen pages per child). Its ``ChildTally``
-writes each request it answers straight into its slot's block, a
-``ChildBlock``: a fixed record per (route, method, status class, latency
-bucket), a request like the last one added to its record. The parent reads
-the block only once the child is reaped (no one writes it then), folds it
-into its own recorder (``ChildBlock.fold_into``) and empties it for the
-slot's next child.
 """
 
 from __future__ import annotations
@@ -29,12 +19,11 @@ import logging
 import marshal
 import mmap
 import struct
-from bisect import bisect_left
 from typing import Any
 
-from .figures import LATENCY_BUCKETS, METHODS, STATUS_CLASSES, Recorder, RouteTotals, Totals
+from .figures import RouteTotals, Totals
 
-__all__ = ["ChildBlock", "ChildTally", "FiguresBlock", "decode", "encode"]
+__all__ = ["FiguresBlock", "decode", "encode"]
 
 logger = logging.getLogger("qt_server")
 
@@ -138,138 +127,3 @@ class FiguresBlock:
         except ValueError as exc:
             logger.error("%s", exc)
             return None
-
-
-# -- a fork child's tally ----------------------------------------------------------------------
-
-#: A child block's head: records written, requests that found no room.
-_TALLY_HEAD = struct.Struct("=II")
-#: One record: route index (``_NO_ROUTE``: UNROUTED), method index, status
-#: class index, latency bucket, requests, their latency sum, bytes in and out.
-_RECORD = struct.Struct("=HBBBxIdQQ")
-_RECORDS_AT = 16
-_NO_ROUTE = 0xFFFF
-_METHOD_INDEX = {name: i for i, name in enumerate(METHODS)}
-_OTHER = _METHOD_INDEX["OTHER"]
-_LAST_CLASS = len(STATUS_CLASSES) - 1
-#: A parent warns once that a child's block was full (see ``ChildBlock.fold_into``).
-_warned_full: list[bool] = []
-
-
-class ChildBlock:
-    """A fork slot's block of ``size`` bytes at ``offset`` of ``mem``: what its
-    child answered, as records (written by the child, read by the parent once
-    the child is gone)."""
-
-    __slots__ = ("mem", "offset", "capacity")
-
-    def __init__(self, mem: mmap.mmap, offset: int, size: int) -> None:
-        self.mem = mem
-        self.offset = offset
-        #: records that fit
-        self.capacity = (size - _RECORDS_AT) // _RECORD.size
-
-    def fold_into(self, recorder: Recorder) -> int:
-        """Add what the child wrote here to ``recorder``, then empty the block;
-        returns the number of requests it held."""
-        mem, at = self.mem, self.offset
-        written, lost = _TALLY_HEAD.unpack_from(mem, at)
-        if not written and not lost:
-            return 0
-        total = int(lost)
-        for i in range(min(written, self.capacity)):
-            route, method, cls, bucket, count, seconds, received, sent = _RECORD.unpack_from(
-                mem, at + _RECORDS_AT + i * _RECORD.size
-            )
-            recorder.add(
-                -1 if route == _NO_ROUTE else route, min(method, _OTHER),
-                min(cls, _LAST_CLASS), min(bucket, len(LATENCY_BUCKETS) - 1), count, seconds,
-                received, sent,
-            )  # fmt: skip
-            total += int(count)
-        if lost:
-            # as many distinct (route, method, class, latency) records as fit
-            # in one child: only a client pipelining hundreds of varied
-            # requests on one connection gets here
-            recorder.add(-1, _OTHER, _LAST_CLASS, len(LATENCY_BUCKETS) - 1, lost, 0.0, 0, 0)
-            if not _warned_full:
-                _warned_full.append(True)
-                logger.warning(
-                    "A fork child answered more kinds of request than its figures block "
-                    "holds: %d of them are counted as OTHER/5xx of no route", lost
-                )
-        _TALLY_HEAD.pack_into(mem, at, 0, 0)
-        return total
-
-
-class ChildTally:
-    """A fork child's figures (``Tally``): each request it answers goes
-    straight into its slot's ``ChildBlock``; nothing to publish as it exits."""
-
-    __slots__ = (
-        "recorder", "mem", "offset", "capacity", "written", "lost", "last", "websockets",
-    )
-
-    def __init__(self, recorder: Recorder, block: ChildBlock) -> None:
-        #: the parent's recorder, read only: its routes
-        self.recorder = recorder
-        self.mem = block.mem
-        self.offset = block.offset
-        self.capacity = block.capacity
-        self.written = 0
-        self.lost = 0
-        #: (route, method, class, bucket) of the last record written, and where
-        self.last: tuple[tuple[int, int, int, int], int] | None = None
-        self.websockets = 0  # (the parent counts its WebSocket children itself)
-
-    def record(
-        self, path: str, method: str, status: int, latency: float, received: int, sent: int
-    ) -> None:
-        route = self.recorder._only
-        if route < 0:
-            route = self.recorder.route_match(path)
-        cls = status // 100 - 1
-        if not 0 <= cls <= _LAST_CLASS:
-            cls = _LAST_CLASS
-        self._add(
-            (_NO_ROUTE if route < 0 else route, _METHOD_INDEX.get(method, _OTHER), cls,
-             bisect_left(LATENCY_BUCKETS, latency)),
-            latency, received, sent,
-        )  # fmt: skip
-
-    def server_answered(self, status: int) -> None:
-        self._add((_NO_ROUTE, _OTHER, min(max(status // 100 - 1, 0), _LAST_CLASS), 0), 0.0, 0, 0)
-
-    def _add(
-        self, key: tuple[int, int, int, int], latency: float, received: int, sent: int
-    ) -> None:
-        mem = self.mem
-        last = self.last
-        if last is not None and last[0] == key:
-            at = last[1]
-        else:
-            at = self._find(key)
-        if at < 0:
-            if self.written >= self.capacity:
-                self.lost += 1
-                _TALLY_HEAD.pack_into(mem, self.offset, self.written, self.lost)
-                return
-            at = self.offset + _RECORDS_AT + self.written * _RECORD.size
-            _RECORD.pack_into(mem, at, *key, 1, latency, received, sent)
-            self.written += 1
-            _TALLY_HEAD.pack_into(mem, self.offset, self.written, self.lost)  # (the record first)
-        else:
-            *_, count, seconds, got, gave = _RECORD.unpack_from(mem, at)
-            _RECORD.pack_into(
-                mem, at, *key, count + 1, seconds + latency, got + received, gave + sent
-            )
-        self.last = (key, at)
-
-    def _find(self, key: tuple[int, int, int, int]) -> int:
-        """Where the record of ``key`` is; -1 when there is none yet."""
-        start = self.offset + _RECORDS_AT
-        for i in range(self.written):
-            at = start + i * _RECORD.size
-            if _RECORD.unpack_from(self.mem, at)[:4] == key:
-                return at
-        return -1

@@ -1,12 +1,13 @@
-"""The descriptors a fork-model child closes at once, kept by the parent.
+"""The descriptors a fork-model zygote closes at once, kept by the parent.
 
 The listeners, every client's socket, the pidfds, the relays' socketpairs
-and the parent's spooled request bodies: a child closes them all but its
-own (``fork_child._close_all_but``). The parent keeps their numbers in one
-sorted array, up to date as connections open and close, so that a child
-closes them from one compact array, mostly in runs of consecutive numbers,
-instead of walking (and so copying) the parent's connection objects. Every
-number in it is open in the parent.
+and the parent's spooled request bodies: a zygote forked from the parent
+(at start, and again after a change of apps or config) closes them all
+first thing (``zygote._run``), so that no child holds a client's socket or
+another request's body. The parent keeps their numbers in one sorted array,
+up to date as connections open and close, so that a zygote reads them from
+one compact array instead of walking the parent's connection objects.
+Every number in it is open in the parent.
 """
 
 from __future__ import annotations
@@ -38,9 +39,6 @@ class ChildFds:
         for fd in self._listeners:
             self.child_closes.remove(fd)
         self._listeners = []
-
-    def client_fd(self, conn: HTTPProtocol) -> int:
-        return self._client_fds[conn]
 
     def _opened(self, conn: HTTPProtocol) -> None:
         assert conn.transport is not None

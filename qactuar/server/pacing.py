@@ -6,8 +6,8 @@ once, each would become a queued ``HTTPCycle`` (scope, head, response: some
 400 bytes apiece, 16-21 times the bytes sent) held for as long as the client
 does not read its answers. So the parser is fed a request at a time
 (``RequestParser.feed_paced``: a head and the body bytes that came with it,
-so that a fork child gets them, and a body refused in the same read is
-refused before its request is handed on): once a complete request head waits
+and a body refused in the same read is refused before its request is handed
+on): once a complete request head waits
 behind the one in flight, parsing stops, the unparsed rest of the read is kept as it came
 (``conn._unparsed`` from ``conn._unparsed_at``: bounded by the read size)
 and reading pauses. When the request in flight is answered and the waiting
@@ -16,10 +16,7 @@ next turn of the loop.
 
 A connection then holds at most: the request in flight, one or two waiting,
 and the rest of one read, so its memory is a small multiple of the read
-size however many requests the client pipelines. A fork child starts with
-what its parent had parsed, serves the requests that are complete, and
-leaves the rest to the parent, which parses on from its own copy once the
-child has exited (``HandBack.reattach``).
+size however many requests the client pipelines.
 """
 
 from __future__ import annotations
@@ -69,7 +66,7 @@ def feed(conn: HTTPProtocol, data: bytes, at: int) -> None:
             conn._handle_events(exc.events)
             conn._protocol_error(exc)
             return
-        # while the events are handled the rest is still to come (no on_idle)
+        # while the events are handled the rest is still to come
         conn._unparsed, conn._unparsed_at = (data, at) if at < size else (b"", 0)
         conn._handle_events(events)
         if conn._half_closed:
@@ -116,14 +113,14 @@ def resume(conn: HTTPProtocol) -> None:
     answers without reading it must find it complete, or its response would
     say ``connection: close`` and what follows would be lost.
     """
-    if conn._unparsed and not conn.reads_nothing:  # (a fork child leaves it to the parent)
+    if conn._unparsed:
         _parse_on(conn)
     else:
         conn.resume_reading()
 
 
 def _parse_on(conn: HTTPProtocol) -> None:
-    if not conn._unparsed or conn.pipeline or conn._closing or conn.reads_nothing:
+    if not conn._unparsed or conn.pipeline or conn._closing:
         return
     feed(conn, conn._unparsed, conn._unparsed_at)
     if not conn._unparsed:

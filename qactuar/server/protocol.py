@@ -22,9 +22,9 @@ Proxy headers are read per request in ``handoff``.
 A WebSocket upgrade is checked in ``handoff`` too; a valid one hands the
 connection to a ``WebSocketSession``, which gets every later byte. The
 process models hook in through the shared ``ServerState`` (``run_cycle``,
-``on_idle``, ``on_open``, ``on_close``) and ``reattach``/``fail`` here: the
-fork model runs a cycle in a child and takes the connection back afterwards,
-with no request handling of its own.
+``on_open``, ``on_close``, ``in_flight``): the fork model runs each cycle
+with its application relayed to a child, with no request handling of its
+own.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ..asgi.cycle import HTTPCycle
@@ -41,7 +40,6 @@ from ..logs import printable
 from . import pacing
 from .body import body_timed_out
 from .gate import answered_by_server
-from .handback import IDLE_GRACE, HandBack
 from .handoff import asgi_address, http_cycle, is_websocket_handshake, websocket_session
 from .linger import linger
 from .pacing import feed as _feed
@@ -59,9 +57,12 @@ logger = logging.getLogger("qt_server")
 
 #: Unread request body kept per connection before reading pauses.
 READ_HIGH_WATER = 64 * 1024
+#: On a graceful stop, an idle keep-alive connection is closed only once it
+#: has been quiet this long: under load its next request is usually on its way.
+IDLE_GRACE = 0.25
 
 
-class HTTPProtocol(HandBack, asyncio.Protocol):
+class HTTPProtocol(asyncio.Protocol):
     __slots__ = (
         "state",
         "transport",
@@ -82,14 +83,12 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         "_error",
         "_closing",
         "_upgraded",
-        "on_write",
         "_next_waits_for_drain",
         "_ws",
         "_body_coming",
         "_half_closed",
         "_unparsed",
         "_unparsed_at",
-        "reads_nothing",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -119,9 +118,6 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         self._error: ProtocolError | None = None
         self._closing = False
         self._upgraded = False
-        #: Called once before the first byte of a response is written (the
-        #: fork model's child records that its response has begun).
-        self.on_write: Callable[[], None] | None = None
         self._next_waits_for_drain = False
         self._ws: WebSocketSession | None = None
         #: A protocol error came while the client may still send a body (413,
@@ -132,33 +128,24 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         self._half_closed = False
         #: A read's rest, kept unparsed while a pipelined request waits (pacing).
         self._unparsed, self._unparsed_at = b"", 0
-        #: A fork child serving HTTP: the socket's later bytes are the parent's.
-        self.reads_nothing = False
 
     # asyncio callbacks ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A fork child attaches the connection it was handed once more: it
-        # keeps what the parent learnt (addresses from a PROXY header).
-        first = self.transport is None
         self.transport = transport = cast(asyncio.Transport, transport)
-        if first:
-            self.client = asgi_address(transport.get_extra_info("peername"))
-            self.server = asgi_address(transport.get_extra_info("sockname"))
-            ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                self.scheme = "https"
-                if self.state.tls is not None:
-                    self.tls = self.state.tls.extension(ssl_object)
+        self.client = asgi_address(transport.get_extra_info("peername"))
+        self.server = asgi_address(transport.get_extra_info("sockname"))
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.scheme = "https"
+            if self.state.tls is not None:
+                self.tls = self.state.tls.extension(ssl_object)
         self.state.connections.add(self)
         self._reading = True
-        if self.cycle is None:
-            self.deadline = self.state.clock + self.state.header_timeout
-        elif self._parsing is not None and not self.reads_nothing:
-            self.deadline = self.state.body_deadline(self._parsing)
+        self.deadline = self.state.clock + self.state.header_timeout
         if self.state.on_open is not None:
             self.state.on_open(self)
-        if first and self.state.trusted_peers is not None:
+        if self.state.trusted_peers is not None:
             judge_peer(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -212,7 +199,6 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
-        self.reads_nothing = False  # a fork child read after all (fork_child._serve)
         if self.proxy_header is None and self._ws is None and not self._unparsed:
             _feed(self, data, 0)  # (pacing.received's common case, one call less)
         else:
@@ -313,13 +299,25 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
         if self.cycle is None:
             self._send_error()
 
+    def fail(self, status: int, reason: str) -> None:
+        """Answer ``status`` (if nothing of a response was sent) and close."""
+        self.cycle = None
+        self.pipeline.clear()
+        self._error = ProtocolError(status, reason)
+        if status:
+            self._send_error()
+        else:
+            assert self.transport is not None
+            self._closing = True
+            self.transport.close()
+
     def _send_error(self) -> None:
         exc = self._error
         assert exc is not None and self.transport is not None
         if exc.status < 500:
             logger.info("Bad request from %s: %s", self.client, printable(str(exc)))
         state = self.state
-        if state.tally is not None:  # a malformed request, a timeout, a fork child lost
+        if state.tally is not None:  # a malformed request, a timeout
             state.tally.server_answered(exc.status)
         self.transport.write(
             error_response(exc.status, exc.reason, state.date_line, state.server_line)
@@ -368,8 +366,6 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             # the client is not reading: serve nothing more until it does
             self._next_waits_for_drain = True
             return
-        if self.state.on_idle is not None and self._hands_back():
-            return  # a fork child, done
         if self.pipeline:
             self._start(self.pipeline.popleft())
             pacing.resume(self)  # the rest of the read, or reading
@@ -387,9 +383,6 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
     # what the cycle and the server call -------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.on_write is not None:
-            self.on_write()
-            self.on_write = None
         assert self.transport is not None
         self.transport.write(data)
 
@@ -422,7 +415,6 @@ class HTTPProtocol(HandBack, asyncio.Protocol):
             and not self._closing
             and not self._half_closed
             and not self.pipeline
-            and not self.reads_nothing
             and (self._parsing is None or self._parsing.body_size <= READ_HIGH_WATER)
         ):
             self._reading = True

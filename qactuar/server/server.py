@@ -52,9 +52,6 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] = {}
         self.shutting_down = False
-        #: When set, called instead of waiting for the next request once a
-        #: connection has nothing left to do (a fork child hands it back).
-        self.on_idle: Callable[[HTTPProtocol], None] | None = None
         #: When set, called as a connection opens (after it joins ``connections``).
         self.on_open: Callable[[HTTPProtocol], None] | None = None
         #: When set, called as a connection closes.
@@ -84,8 +81,7 @@ class ServerState:
         self.figures: Recorder | None = (
             Recorder(route_prefixes(app)) if config.ADMIN_ENABLED else None
         )
-        #: What the request path records into: ``figures``, except in a fork
-        #: child (its ``ChildTally``).
+        #: What the request path records into (``figures``).
         self.tally: Tally | None = self.figures
         self.date_line = b""
         self.apply(config)

@@ -23,8 +23,7 @@ closes with bytes still buffered (``HTTPProtocol.close``: after a
 too, however few they are: ``close()`` alone would wait for them forever.
 
 Like the other timeouts this is no timer: the sweep (``ServerState.sweep``,
-on the coarse clock) does it, in every model's server loop and in a fork
-child's own sweep (``fork_child._sweep``, started by its first paused write).
+on the coarse clock) does it, in every model's server loop.
 """
 
 from __future__ import annotations
