@@ -125,6 +125,8 @@ def test_status_lists_the_models_processes_and_needs_the_token(model, spawn_qact
         assert sorted(pid for role, pid in roles[1:] if role == "worker") == sorted(workers)
         assert len(roles) == 3
         assert body["counters"]["workers"] == 2
+    elif model == "fork":  # and its zygote, the parent's one child
+        assert roles[1:] == [("zygote", pid) for pid in children_of(server.pid)]
     else:
         assert len(roles) == 1
     # the main port serves meanwhile, not the admin app
@@ -147,10 +149,11 @@ def test_fork_status_lists_a_child_while_it_serves(spawn_qactuar, tmp_path):
         finally:
             (tmp_path / "release").touch()
         assert processes[0]["pid"] == server.pid
+        [zygote] = children_of(server.pid)
         assert [(p["role"], p["pid"], p["detail"]) for p in processes[1:]] == [
-            ("child", child, "GET /hold")]
+            ("zygote", zygote, ""), ("child", child, "GET /hold")]
         assert client.response().status == 200
-    wait_until(lambda: len(status(port).json()["processes"]) == 1, 15,
+    wait_until(lambda: len(status(port).json()["processes"]) == 2, 15,
                what="the child gone from /status")
 
 

@@ -31,7 +31,7 @@ class ProcessInfo:
     """One process of the server, as ``GET /status`` lists it."""
 
     pid: int
-    #: "process" (async), "parent" / "child" (fork), "master" / "worker" (prefork)
+    #: "process" (async), "parent" / "zygote" / "child" (fork), "master" / "worker" (prefork)
     role: str
     #: "booting", "ready", "serving", "stopping"...: the model's own words
     state: str

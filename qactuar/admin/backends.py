@@ -105,6 +105,9 @@ class ForkBackend(AsyncBackend):
         server = self.server
         state = "stopping" if server.should_exit else "serving"
         found = [ProcessInfo(os.getpid(), "parent", state, self.started)]
+        zygote = server.zygote
+        if zygote is not None:
+            found.append(ProcessInfo(zygote.pid, "zygote", "forking", _wall(zygote.started)))
         for child in list(server.children.values()):
             state = "timed out" if child.timed_out else "serving"
             found.append(ProcessInfo(child.pid, "child", state, _wall(child.started),

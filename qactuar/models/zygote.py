@@ -47,6 +47,7 @@ import os
 import select
 import signal
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -88,6 +89,8 @@ class ZygoteLink:
         self.pid = pid
         self.ctl = ctl
         self.retired = False
+        #: time.monotonic() when it was forked
+        self.started = time.monotonic()
         self._on_forked = on_forked
         self._on_failed = on_failed
         self._on_unwatched = on_unwatched
