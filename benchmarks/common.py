@@ -97,11 +97,21 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of ``pid`` and of its children it has reaped."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rpartition(")")[2].split()
-    # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from the state
-    ticks = sum(int(f) for f in fields[11:15])
+    """CPU time (user + system) of ``pid`` and its descendants: those alive now,
+    and those each of them has reaped (the fork model's children are its
+    zygote's, which lives as long as the server)."""
+    ticks = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            with open(f"/proc/{current}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+            pids.extend(children(current))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile (then counted by its parent's reaped time)
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from the state
+        ticks += sum(int(f) for f in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -112,7 +122,7 @@ class Result:
     rss_kib: int = 0
     #: Requests wrk completed in the measured run.
     requests: int = 0
-    #: Server CPU seconds spent in that run (parent and reaped children).
+    #: Server CPU seconds spent in that run (every process of the server).
     cpu_s: float = 0.0
 
     @property

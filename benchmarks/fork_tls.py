@@ -1,18 +1,19 @@
-"""The fork model over TLS beside plain HTTP: what the relay costs per request.
+"""The fork model over TLS beside plain HTTP: what TLS costs it per request.
 
     python benchmarks/fork_tls.py [--rounds 3] [--seconds 5] [--connections 50]
 
-Over TLS the fork model's parent keeps the connection and relays each
-request's ASGI messages to its child over a socketpair (``qactuar/models/
-relay.py``); over plain HTTP the child owns the socket. Each round measures
+The fork model's parent keeps every connection and relays each request's
+ASGI messages to its child over a socketpair (``qactuar/models/relay.py``),
+over TLS as over plain HTTP, so the two differ by what TLS costs the parent.
+(Until 2026-12-05 a child owned a plain connection's socket, and this
+measured the relay against that.) Each round measures
 ``apps:hello`` with keep-alive connections (so the handshake is paid once per
 connection, as with real clients) in four servers, in rotating order: fork
 over HTTP and over HTTPS, and async over HTTP and over HTTPS, whose difference
 is what TLS alone costs. It prints medians of throughput and of the server's
-CPU time per request (parent and reaped children, from /proc: unlike
+CPU time per request (every process of the server, from /proc: unlike
 throughput, it hardly moves when other work shares the machine), and the
-extra CPU microseconds per request: fork's TLS cost minus async's is the
-relay's own. Certificates are
+extra CPU microseconds per request (fork's TLS cost against async's). Certificates are
 made with ``trustme`` (the test extra) in a temporary directory; wrk speaks
 TLS through OpenSSL and does not verify.
 """
@@ -75,7 +76,7 @@ def main() -> None:
     def cpu(name: str) -> float:
         return statistics.median(r.cpu_us_per_request for r in series[name].results)
 
-    print("\nserver CPU per request (parent and children, user + system), median:")
+    print("\nserver CPU per request (every process of the server, user + system), median:")
     print("| server | CPU us/request |")
     print("|---|---:|")
     for name in series:
@@ -84,7 +85,7 @@ def main() -> None:
     async_tls = cpu("async https") - cpu("async http")
     print(f"\nTLS per request, fork model: {fork_tls:+,.0f} us of CPU")
     print(f"TLS per request, async model (TLS alone): {async_tls:+,.0f} us of CPU")
-    print(f"the relay's own cost per request: {fork_tls - async_tls:+,.0f} us of CPU")
+    print(f"fork's TLS cost less async's: {fork_tls - async_tls:+,.0f} us of CPU")
 
 
 if __name__ == "__main__":
