@@ -31,7 +31,6 @@ LEAN = "--lean" in sys.argv
 if LEAN:
     import httptools  # noqa: F401  (what the lean process holds: no qactuar)
     import uvloop
-
     from apps import hello as APP
 
     def loop_factory(kind: str) -> Any:
