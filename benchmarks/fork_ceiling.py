@@ -33,15 +33,14 @@ if LEAN:
     import uvloop
     from apps import hello as APP
 
-    def loop_factory(kind: str) -> Any:
-        return uvloop.new_event_loop
-
+    new_loop: Any = uvloop.new_event_loop
 else:
     import qactuar.models.fork  # noqa: F401  (what the fork model's parent imports)
     from qactuar.importer import load_app
     from qactuar.models.loops import loop_factory
 
     APP = load_app("apps:hello")  # the same app, loaded the same way as the server does
+    new_loop = loop_factory("auto")
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nHello, world!"
 
 
@@ -66,7 +65,6 @@ async def _serve_once(sock: socket.socket) -> None:
 
 
 def ceiling(seconds: float, with_loop: bool = False) -> float:
-    new_loop = loop_factory("auto")
     ours, theirs = socket.socketpair()
     count = 0
     end = time.monotonic() + seconds
