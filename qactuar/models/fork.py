@@ -261,9 +261,7 @@ class ForkServer(ForkStops, Server, ChildFds):
                 self.child_closes.remove(fd)
 
         token = next(self._tokens)
-        asked = zygote.spawn(token, theirs.fileno())
-        theirs.close()
-        if not asked:  # the zygote is gone: this request waits for the next
+        if not zygote.spawn(token, theirs):  # the zygote is gone: this request waits for the next
             ours.close()
             release()
             self.waiting.appendleft(job)

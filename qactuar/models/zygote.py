@@ -48,6 +48,7 @@ import select
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -101,25 +102,59 @@ class ZygoteLink:
         self._loop.add_reader(ctl.fileno(), self._readable)
         #: Resolves once the zygote has exited and been reaped.
         self.gone: asyncio.Future[int] = self._loop.create_future()
+        #: Spawn requests the control socket had no room for yet, in order.
+        self._queued: deque[tuple[int, socket.socket]] = deque()
+        self._closed = False
 
-    def spawn(self, token: int, fd: int) -> bool:
-        """Ask for a child serving the socketpair end ``fd``; False if the zygote is gone."""
-        if self.retired:
+    def spawn(self, token: int, end: socket.socket) -> bool:
+        """Ask for a child serving the socketpair end ``end`` (this link closes it once
+        sent); False, and ``end`` closed, if the zygote is gone or retired."""
+        if self.retired or self._closed:
+            end.close()
             return False
-        try:
-            socket.send_fds(self.ctl, [marshal.dumps((token,))], [fd])
-        except OSError:  # gone (EPIPE, ECONNRESET): _readable will see it
-            return False
+        self._queued.append((token, end))
+        if len(self._queued) == 1:
+            return self._flush()
         return True
 
+    def _flush(self) -> bool:
+        """Send what is queued; on a full socket, again once it is writable."""
+        queued = self._queued
+        while queued:
+            token, end = queued[0]
+            try:
+                socket.send_fds(self.ctl, [marshal.dumps((token,))], [end.fileno()])
+            except BlockingIOError:  # a burst of requests: the zygote catches up
+                self._loop.add_writer(self.ctl.fileno(), self._writable)
+                return True
+            except OSError:  # gone (EPIPE, ECONNRESET): _readable sees it
+                for _, unsent in queued:
+                    unsent.close()  # (each relay sees its child's end close)
+                queued.clear()
+                return False
+            queued.popleft()
+            end.close()
+        if self.retired:
+            self._shut()
+        return True
+
+    def _writable(self) -> None:
+        self._loop.remove_writer(self.ctl.fileno())
+        self._flush()
+
     def retire(self) -> None:
-        """Fork no more: the zygote exits once its last child is reported."""
+        """Fork no more (once what is queued is sent): the zygote exits once its
+        last child is reported."""
         if not self.retired:
             self.retired = True
-            try:
-                self.ctl.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            if not self._queued:
+                self._shut()
+
+    def _shut(self) -> None:
+        try:
+            self.ctl.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def _readable(self) -> None:
         while True:
@@ -130,7 +165,7 @@ class ZygoteLink:
             except OSError:
                 data, fds = b"", []
             if not data:
-                self._closed()
+                self._ended()
                 return
             message: tuple[Any, ...] = marshal.loads(data)
             kind = message[0]
@@ -143,8 +178,13 @@ class ZygoteLink:
             else:  # "unwatched"
                 self._on_unwatched(*message[1:])
 
-    def _closed(self) -> None:
+    def _ended(self) -> None:
+        self._closed = True
         self._loop.remove_reader(self.ctl.fileno())
+        self._loop.remove_writer(self.ctl.fileno())
+        for _, unsent in self._queued:
+            unsent.close()
+        self._queued.clear()
         self.ctl.close()
         self._reap()
         self._on_gone(self)

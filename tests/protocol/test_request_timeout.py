@@ -48,10 +48,10 @@ class SleepZygote:
         #: The child's end of each socketpair, by pid: what its app would write to.
         self.ends: dict[int, socket.socket] = {}
 
-    def spawn(self, token: int, fd: int) -> bool:
+    def spawn(self, token: int, end: socket.socket) -> bool:
         proc = subprocess.Popen(["sleep", "60"])
         self.procs.append(proc)
-        self.ends[proc.pid] = socket.socket(fileno=os.dup(fd))
+        self.ends[proc.pid] = end
         loop = asyncio.get_running_loop()
         loop.call_soon(self.server._forked, token, proc.pid, os.pidfd_open(proc.pid))
         watch = os.pidfd_open(proc.pid)
