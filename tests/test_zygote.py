@@ -30,14 +30,14 @@ def test_a_burst_of_spawns_larger_than_the_control_socket_holds_loses_none() -> 
             os.close(pidfd)
             forked.add(token)
 
-        def on_exited(pid: int, status: int, user: float, system: float, rss: int) -> None:
+        def on_exited(link: ZygoteLink, pid: int, status: int, user: float, system: float,
+                      rss: int) -> None:
             exited.append(status)
             if len(exited) == count and not done.done():
                 done.set_result(None)
 
         pid, ctl = start_zygote([], _exit_at_once, os.fork)
-        link = ZygoteLink(pid, ctl, on_forked, lambda *a: None, lambda *a: None, on_exited,
-                          lambda link: None)
+        link = ZygoteLink(pid, ctl, on_forked, lambda *a: None, on_exited, lambda link: None)
         try:
             for token in range(count):
                 ours, theirs = socket.socketpair()

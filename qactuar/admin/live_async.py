@@ -350,10 +350,10 @@ class ForkLive(AsyncLive):
         server = self.fork_server
         super().put_in_force(config)
         server.websocket_cap = websocket_cap(config)
+        server.refresh_zygote()  # children from now on see the new config
         if config.MAX_PROCESSES != self.slots.limit:
             self.slots.resize(config.MAX_PROCESSES)
             server._fork_waiting()  # requests waiting for a slot may go now
-        server.refresh_zygote()  # children from now on see the new config
 
     def _routes_changed(self) -> None:
         super()._routes_changed()
@@ -369,6 +369,12 @@ class ForkLive(AsyncLive):
 
     async def drained(self, removed: list[Mount], timeout: float) -> bool:
         """Requests run in children: wait for those forked before the change."""
-        children = self.fork_server.children
-        before = set(children)
-        return await wait_for(lambda: not before & children.keys(), timeout)
+        server = self.fork_server
+        kept = [*server.children.values(), *server.spawning.values()]  # (their ids stay theirs)
+        before = {id(child) for child in kept}
+
+        def gone() -> bool:
+            now = (*server.children.values(), *server.spawning.values())
+            return not any(id(child) in before for child in now)
+
+        return await wait_for(gone, timeout)

@@ -96,6 +96,8 @@ class _Child:
     #: Known once the zygote says it forked the child.
     pid: int = 0
     pidfd: int = -1
+    #: No pidfd came with it (out of descriptors): the zygote killed it for us.
+    unwatched: bool = False
 
 
 class ForkServer(ForkStops, Server, ChildFds):
@@ -137,6 +139,10 @@ class ForkServer(ForkStops, Server, ChildFds):
         self.retired: set[ZygoteLink] = set()
         self._zygote_started = 0.0
         self._zygote_due: asyncio.TimerHandle | None = None
+        #: Set once graceful time is over (``ForkStops.shutdown``): children
+        #: are killed, even those the zygote reports forked from now on, and
+        #: no zygote is forked any more.
+        self.stopping = False
 
     # the admin socket's view -------------------------------------------------
 
@@ -234,6 +240,11 @@ class ForkServer(ForkStops, Server, ChildFds):
         while self.waiting and self.free_slots:
             zygote = self._current_zygote()
             if zygote is None:
+                if self.stopping:  # no zygote will come: answer, rather than hold them
+                    for job in self.waiting:
+                        if not job.link.done():
+                            job.link.set_exception(AppLost(503, "Service Unavailable"))
+                    self.waiting.clear()
                 return  # (requests wait, parsed, until there is one)
             self._start_child(zygote, self.waiting.popleft())
 
@@ -279,7 +290,7 @@ class ForkServer(ForkStops, Server, ChildFds):
         """The zygote, forked now if there is none (None while it cannot be)."""
         if self.zygote is not None:
             return self.zygote
-        if self.forks_held or self.should_exit or self._zygote_due is not None:
+        if self.forks_held or self.stopping or self._zygote_due is not None:
             return None
         loop = asyncio.get_running_loop()
         wait = self._zygote_started + ZYGOTE_RESPAWN_DELAY - time.monotonic()
@@ -294,8 +305,9 @@ class ForkServer(ForkStops, Server, ChildFds):
             self._zygote_due = loop.call_later(ZYGOTE_RESPAWN_DELAY, self._zygote_time)
             return None
         self.zygote = ZygoteLink(
-            pid, ctl, self._forked, self._failed, self._unwatched, self._exited, self._zygote_gone
+            pid, ctl, self._forked, self._failed, self._exited, self._zygote_gone
         )
+        bisect.insort(self.child_closes, self.zygote.fd)  # no later zygote may hold it
         logger.debug("zygote %d forked", pid)
         return self.zygote
 
@@ -332,15 +344,30 @@ class ForkServer(ForkStops, Server, ChildFds):
     def _forked(self, token: int, pid: int, pidfd: int) -> None:
         child = self.spawning.pop(token, None)
         if child is None:  # (its zygote was given up for dead meanwhile)
-            kill(pidfd)
-            os.close(pidfd)
+            if pidfd >= 0:
+                kill(pidfd)
+                os.close(pidfd)
             return
         child.pid, child.pidfd = pid, pidfd
-        bisect.insort(self.child_closes, pidfd)
         self.children[pid] = child
         self.forked += 1
-        if child.timed_out:
+        if pidfd < 0:
+            # the parent could never stop it: it must not run (it may have
+            # answered already; its exit status says)
+            child.unwatched = True
+            child.zygote.kill(pid)
+            return
+        bisect.insort(self.child_closes, pidfd)
+        if child.timed_out or self.stopping:
             kill(pidfd)
+
+    def kill_child(self, child: _Child) -> None:
+        """SIGKILL ``child``: through its pidfd, or its zygote (killed once forked
+        if it is not yet)."""
+        if child.pidfd >= 0:
+            kill(child.pidfd)
+        elif child.pid:
+            child.zygote.kill(child.pid)
 
     def _failed(self, token: int, reason: str) -> None:
         child = self.spawning.pop(token, None)
@@ -348,22 +375,13 @@ class ForkServer(ForkStops, Server, ChildFds):
             logger.error("cannot fork for %s: %s", child.conn.client, reason)
             self._ended(child, (503, "Service Unavailable"))
 
-    def _unwatched(self, token: int, pid: int, reason: str, status: int) -> None:
-        """No pidfd could be made for the child: the zygote killed it (it may have
-        answered first: then its relay has sent the whole response)."""
-        child = self.spawning.pop(token, None)
-        if child is None:
+    def _exited(
+        self, zygote: ZygoteLink, pid: int, status: int, user: float, system: float, maxrss: int
+    ) -> None:
+        child = self.children.get(pid)
+        if child is None or child.zygote is not zygote:
             return
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            self._ended(child, (0, ""))
-            return
-        logger.error("cannot watch child %d for %s (%s): killed it", pid, child.conn.client, reason)
-        self._ended(child, (503, "Service Unavailable"))
-
-    def _exited(self, pid: int, status: int, user: float, system: float, maxrss: int) -> None:
-        child = self.children.pop(pid, None)
-        if child is None:
-            return
+        del self.children[pid]
         wall = time.monotonic() - child.started
         if self.stats is not None:
             self.stats.add(wall, user, system, maxrss)
@@ -382,6 +400,10 @@ class ForkServer(ForkStops, Server, ChildFds):
                 "child %d killed after REQUEST_TIMEOUT (%.3gs)", pid, self.config.REQUEST_TIMEOUT
             )
             self._ended(child, (504, "Gateway Timeout"))
+        elif child.unwatched:
+            logger.error("cannot watch child %d for %s (out of descriptors): killed it",
+                         pid, child.conn.client)  # fmt: skip
+            self._ended(child, (503, "Service Unavailable"))
         else:
             logger.error(
                 "child %d %s while serving %s", pid, describe_exit(status), child.conn.client
@@ -404,12 +426,15 @@ class ForkServer(ForkStops, Server, ChildFds):
         if zygote is self.zygote:
             self.zygote = None
             self.retired.add(zygote)  # until its end is read (``_zygote_gone``)
-            if not self.should_exit:
+            zygote.retire()  # (if it is alive after all, it leaves once done)
+            if not self.stopping:
                 logger.error("the zygote %d died; forking another", zygote.pid)
 
     def _zygote_gone(self, zygote: ZygoteLink) -> None:
         self._zygote_lost(zygote)
         self.retired.discard(zygote)
+        if zygote.fd in self.child_closes:
+            self.child_closes.remove(zygote.fd)
         lost = [c for c in (*self.spawning.values(), *self.children.values()) if c.zygote is zygote]
         for child in lost:
             # its exit can no longer be told: kill it, and answer for it

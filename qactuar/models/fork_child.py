@@ -12,6 +12,7 @@ relayed over its end of the socketpair, and exits.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # (no stubs)
+import asyncio
 import gc
 import logging
 import os
@@ -42,9 +43,10 @@ def serve_spawned(server: ForkServer, sock: socket.socket) -> NoReturn:
         # or a service manager's SIGTERM reaches the whole process group, and
         # the parent decides when a child must go (SIGKILL).
         gc.freeze()
-        # (not made the policy's loop, ``asyncio.set_event_loop``: 40 pages
-        # more; code running on it finds it as the running loop)
         loop = server.loop_factory()
+        # (the policy's loop too: else code that asks the policy would get
+        # the parent's, inherited; it costs the child some 35 pages)
+        asyncio.set_event_loop(loop)
         state = server.state
         extensions = (state.http_extensions, state.ws_extensions)
         loop.run_until_complete(serve_in_child(server.app, sock, state.lifespan_state, extensions))

@@ -39,12 +39,17 @@ class ForkStops:
     if TYPE_CHECKING:  # ForkServer's, used here
         children: dict[int, Any]
         spawning: dict[int, Any]
+        stopping: bool
         buffering: set[HTTPCycle]
         config: Config
         zygote: ZygoteLink | None
         retired: set[ZygoteLink]
 
         def unlist_listeners(self) -> None: ...
+
+        def kill_child(self, child: Any) -> None: ...
+
+        def _fork_waiting(self) -> None: ...
 
     async def check_children(self) -> None:
         """Sweep every CHECK_PROCESS_INTERVAL: kill children past REQUEST_TIMEOUT
@@ -61,8 +66,12 @@ class ForkStops:
         for child in [*self.children.values(), *self.spawning.values()]:
             if not child.timed_out and not child.exempt and now - child.started > timeout:
                 child.timed_out = True
-                if child.pidfd >= 0:  # else as soon as the zygote says it forked it
-                    kill(child.pidfd)
+                if child.pid:
+                    self.kill_child(child)
+                elif not child.link.exited.done():
+                    # not forked yet (the zygote is behind): answered now, and
+                    # killed as soon as the zygote says it forked it
+                    child.link.exited.set_result((504, "Gateway Timeout"))
 
     async def main_loop(self) -> None:
         sweep = asyncio.get_running_loop().create_task(self.check_children())
@@ -76,8 +85,10 @@ class ForkStops:
         for cycle in list(self.buffering):
             _refuse_upload(cycle)
         await super().shutdown()  # type: ignore[misc]
+        self.stopping = True
+        self._fork_waiting()  # (what still waits is answered 503)
         for child in list(self.children.values()):
-            kill(child.pidfd)
+            self.kill_child(child)
         deadline = time.monotonic() + 5
         while (self.children or self.spawning) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

@@ -269,7 +269,14 @@ def relay_app(spawn: Spawn) -> ASGIApp:
             link.release()
             raise
         plain = {key: value for key, value in scope.items() if key not in _LOCAL}
-        channel.send(_SCOPE, (plain, scope.get("extensions", {})))
+        # (the core's extension values are read-only dicts, which marshal
+        # refuses: sent as plain ones, the child puts its own back)
+        extensions = {
+            key: dict(value) if isinstance(value, dict) else value
+            for key, value in scope.get("extensions", {}).items()
+        }
+        channel.send(_SCOPE, (plain, extensions))
+        link.exited.add_done_callback(lambda _: _end_once_read(channel, link.sock))
         pump = loop.create_task(_pump(receive, channel, window))
         failed = False
         misuse: Exception | None = None
@@ -298,6 +305,35 @@ def relay_app(spawn: Spawn) -> ASGIApp:
             raise misuse
 
     return relay
+
+
+def _end_once_read(channel: Channel, sock: socket.socket, tries: int = 500) -> None:
+    """The child has exited: once what it wrote is read, the channel ends.
+
+    A process the app forked (multiprocessing, a daemon) may hold the
+    child's end open, so its end of stream may never come; but all the child
+    wrote is in the socket by now. Polled on each turn of the loop while
+    frames are still unread there (at most ``tries`` turns, then 10 ms
+    apart: the relay may be waiting on a slow client meanwhile).
+    """
+    transport = channel.transport
+    if transport is None or transport.is_closing() or channel._eof:
+        return
+    try:
+        unread = bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        unread = False
+    except OSError:
+        unread = False
+    if unread:
+        loop = asyncio.get_running_loop()
+        if tries:
+            loop.call_soon(_end_once_read, channel, sock, tries - 1)
+        else:
+            loop.call_later(0.01, _end_once_read, channel, sock, 0)
+        return
+    channel.eof_received()
+    transport.close()
 
 
 class _Window:
@@ -355,6 +391,8 @@ def _plain(value: Any) -> Any:
         return str.__str__(value)  # str() of a (str, Enum) member is its name
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
+    if isinstance(value, tuple):  # (a header pair, an address: tuples on the other side too)
+        return tuple(_plain(item) for item in value)
     if isinstance(value, Iterable):
         return [_plain(item) for item in value]
     return value  # marshal raises ValueError: the app's send() fails as it would anywhere

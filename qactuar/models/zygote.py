@@ -20,15 +20,16 @@ The control socket is a ``SOCK_SEQPACKET`` pair, so each message arrives
 whole; messages are ``marshal``-ed tuples:
 
 - parent -> zygote: ``(token,)`` with the child's end of a socketpair: fork
-  a child for it. End of stream (the parent shuts its side down): fork no
-  more; exit once every child has been reaped and reported.
+  a child for it. ``("kill", pid)``: SIGKILL that child (for a child the
+  parent holds no pidfd of). End of stream (the parent shuts its side
+  down): fork no more; exit once every child has been reaped and reported.
 - zygote -> parent: ``("forked", token, pid)`` with a pidfd of the child (the
-  parent signals it through the pidfd, so a recycled pid is never hit);
-  ``("failed", token, reason)`` when fork() failed; ``("unwatched", token,
-  pid, reason, status)`` when no pidfd could be made for it (out of
-  descriptors: the parent could never stop it, so it is killed and reaped
-  at once; it may have finished first); ``("exited", pid, status, user,
-  system, maxrss)`` once the zygote has reaped it.
+  parent signals it through the pidfd, so a recycled pid is never hit), or
+  with none when no pidfd could be made or passed (out of descriptors, in
+  the zygote or the parent: the parent then has the zygote kill it);
+  ``("failed", token, reason)`` when fork() failed or no descriptor came
+  with the request; ``("exited", pid, status, user, system, maxrss)`` once
+  the zygote has reaped it.
 
 A child's exit status comes from the zygote (only a parent may wait for a
 process), in order after its ``forked``. If the zygote dies, the serving
@@ -71,10 +72,9 @@ _MESSAGE = 256
 class ZygoteLink:
     """The serving parent's end of its zygote: spawn requests out, news back.
 
-    ``on_forked(token, pid, pidfd)``, ``on_failed(token, reason)``,
-    ``on_unwatched(token, pid, reason, status)``, ``on_exited(pid, status,
-    user, system, maxrss)`` and ``on_gone(link)`` are called on the parent's
-    event loop.
+    ``on_forked(token, pid, pidfd)`` (pidfd -1: none came),
+    ``on_failed(token, reason)``, ``on_exited(link, pid, status, user, system,
+    maxrss)`` and ``on_gone(link)`` are called on the parent's event loop.
     """
 
     def __init__(
@@ -83,18 +83,18 @@ class ZygoteLink:
         ctl: socket.socket,
         on_forked: Callable[[int, int, int], None],
         on_failed: Callable[[int, str], None],
-        on_unwatched: Callable[[int, int, str, int], None],
-        on_exited: Callable[[int, int, float, float, int], None],
+        on_exited: Callable[[ZygoteLink, int, int, float, float, int], None],
         on_gone: Callable[[ZygoteLink], None],
     ) -> None:
         self.pid = pid
         self.ctl = ctl
+        #: The control socket's descriptor (in the parent's ``child_closes``).
+        self.fd = ctl.fileno()
         self.retired = False
         #: time.monotonic() when it was forked
         self.started = time.monotonic()
         self._on_forked = on_forked
         self._on_failed = on_failed
-        self._on_unwatched = on_unwatched
         self._on_exited = on_exited
         self._on_gone = on_gone
         ctl.setblocking(False)
@@ -102,8 +102,9 @@ class ZygoteLink:
         self._loop.add_reader(ctl.fileno(), self._readable)
         #: Resolves once the zygote has exited and been reaped.
         self.gone: asyncio.Future[int] = self._loop.create_future()
-        #: Spawn requests the control socket had no room for yet, in order.
-        self._queued: deque[tuple[int, socket.socket]] = deque()
+        #: Requests the control socket had no room for yet, in order (with the
+        #: socketpair end a spawn request passes).
+        self._queued: deque[tuple[bytes, socket.socket | None]] = deque()
         self._closed = False
 
     def spawn(self, token: int, end: socket.socket) -> bool:
@@ -112,7 +113,15 @@ class ZygoteLink:
         if self.retired or self._closed:
             end.close()
             return False
-        self._queued.append((token, end))
+        return self._send(marshal.dumps((token,)), end)
+
+    def kill(self, pid: int) -> None:
+        """Have the zygote SIGKILL its child ``pid`` (still its own: not reaped)."""
+        if not self._closed:
+            self._send(marshal.dumps(("kill", pid)), None)
+
+    def _send(self, message: bytes, end: socket.socket | None) -> bool:
+        self._queued.append((message, end))
         if len(self._queued) == 1:
             return self._flush()
         return True
@@ -121,22 +130,27 @@ class ZygoteLink:
         """Send what is queued; on a full socket, again once it is writable."""
         queued = self._queued
         while queued:
-            token, end = queued[0]
+            message, end = queued[0]
             try:
-                socket.send_fds(self.ctl, [marshal.dumps((token,))], [end.fileno()])
+                socket.send_fds(self.ctl, [message], [end.fileno()] if end is not None else [])
             except BlockingIOError:  # a burst of requests: the zygote catches up
                 self._loop.add_writer(self.ctl.fileno(), self._writable)
                 return True
             except OSError:  # gone (EPIPE, ECONNRESET): _readable sees it
-                for _, unsent in queued:
-                    unsent.close()  # (each relay sees its child's end close)
-                queued.clear()
+                self._drop_queued()
                 return False
             queued.popleft()
-            end.close()
+            if end is not None:
+                end.close()
         if self.retired:
             self._shut()
         return True
+
+    def _drop_queued(self) -> None:
+        for _, unsent in self._queued:
+            if unsent is not None:
+                unsent.close()  # (its relay sees the child's end close)
+        self._queued.clear()
 
     def _writable(self) -> None:
         self._loop.remove_writer(self.ctl.fileno())
@@ -167,24 +181,23 @@ class ZygoteLink:
             if not data:
                 self._ended()
                 return
-            message: tuple[Any, ...] = marshal.loads(data)
-            kind = message[0]
-            if kind == "forked":
-                self._on_forked(message[1], message[2], fds[0])
-            elif kind == "exited":
-                self._on_exited(*message[1:])
-            elif kind == "failed":
-                self._on_failed(message[1], message[2])
-            else:  # "unwatched"
-                self._on_unwatched(*message[1:])
+            try:
+                message: tuple[Any, ...] = marshal.loads(data)
+                kind = message[0]
+                if kind == "forked":
+                    self._on_forked(message[1], message[2], fds[0] if fds else -1)
+                elif kind == "exited":
+                    self._on_exited(self, *message[1:])
+                else:  # "failed"
+                    self._on_failed(message[1], message[2])
+            except Exception:  # a bug here must not stop the news of every later child
+                logger.exception("zygote %d: its message %r could not be handled", self.pid, data)
 
     def _ended(self) -> None:
         self._closed = True
         self._loop.remove_reader(self.ctl.fileno())
         self._loop.remove_writer(self.ctl.fileno())
-        for _, unsent in self._queued:
-            unsent.close()
-        self._queued.clear()
+        self._drop_queued()
         self.ctl.close()
         self._reap()
         self._on_gone(self)
@@ -288,9 +301,15 @@ def _spawn(
     data, fds, _, _ = socket.recv_fds(ctl, _MESSAGE, 1)
     if not data:
         return False
-    (token,) = marshal.loads(data)
-    if not fds:
-        return True  # (the parent always sends one)
+    message = marshal.loads(data)
+    if message[0] == "kill":
+        if message[1] in alive:  # (else reaped already: the pid may be another's)
+            os.kill(message[1], signal.SIGKILL)
+        return True
+    (token,) = message
+    if not fds:  # the descriptor could not be passed (this process is out of them)
+        _tell(ctl, ("failed", token, "no descriptor came with the request"))
+        return True
     end = socket.socket(fileno=fds[0])
     try:
         pid = os.fork()
@@ -307,16 +326,13 @@ def _spawn(
     alive.add(pid)
     try:
         pidfd = os.pidfd_open(pid)
-    except OSError as exc:  # EMFILE: the parent could not stop it; it must not run
-        os.kill(pid, signal.SIGKILL)  # (not reaped yet: the pid is still this child's)
-        _, status = os.waitpid(pid, 0)
-        alive.discard(pid)
-        _tell(ctl, ("unwatched", token, pid, str(exc), status))
-        return True
+    except OSError:  # EMFILE: the parent will have this process kill it
+        pidfd = -1
     try:
         _tell(ctl, ("forked", token, pid), pidfd)
     finally:
-        os.close(pidfd)
+        if pidfd >= 0:
+            os.close(pidfd)
     return True
 
 

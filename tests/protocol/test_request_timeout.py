@@ -48,6 +48,9 @@ class SleepZygote:
         #: The child's end of each socketpair, by pid: what its app would write to.
         self.ends: dict[int, socket.socket] = {}
 
+    def kill(self, pid: int) -> None:
+        raise AssertionError("a child with a pidfd is killed through it")
+
     def spawn(self, token: int, end: socket.socket) -> bool:
         proc = subprocess.Popen(["sleep", "60"])
         self.procs.append(proc)
@@ -64,7 +67,7 @@ class SleepZygote:
         _, status = os.waitpid(proc.pid, 0)
         proc.returncode = -9
         self.ends.pop(proc.pid).close()  # as the child's end closes when it dies
-        self.server._exited(proc.pid, status, 0.0, 0.0, 0)
+        self.server._exited(self, proc.pid, status, 0.0, 0.0, 0)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         for proc in self.procs:
