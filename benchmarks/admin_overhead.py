@@ -57,16 +57,15 @@ clearing, filling and publishing the parent's ``Recorder`` (fork on/off 0.918
 -> 0.969 in a 7-round A/B); one count per request (a cell per route, method,
 status class and latency bucket) instead of two (record 320 -> 250 ns).
 
-Before the load runs, ``timeit`` measures the pieces on the request path:
-``Recorder.record`` (the whole per-request cost in async and prefork), and a
-fork child's tally (made and one request recorded) and the parent's
-``fold_into`` as it reaps the child.
+Before the load runs, ``timeit`` measures ``Recorder.record``, the whole
+per-request cost in every model (since 2026-12-05 the fork model's parent
+serves every connection and records every request itself; its children
+record nothing).
 """
 
 from __future__ import annotations
 
 import argparse
-import mmap
 import statistics
 import sys
 import timeit
@@ -77,7 +76,6 @@ from common import ROOT, qactuar_command, run_rounds
 sys.path.insert(0, ROOT)
 
 from qactuar.admin.figures import Recorder  # noqa: E402  (the repository, as the servers run it)
-from qactuar.admin.figures_shm import ChildBlock, ChildTally  # noqa: E402
 
 APP = "apps:hello"
 MODEL_ARGS = {
@@ -112,29 +110,13 @@ def micro() -> None:
     n = 200_000
     single = _per_call(lambda: one.record("/x", "GET", 200, 0.0012, 0, 13), n)
     routed = _per_call(lambda: three.record("/blog/x", "GET", 200, 0.0012, 0, 13), n)
-    block = ChildBlock(mmap.mmap(-1, 4096), 0, 4096)
-    parent = Recorder(["/"])
-
-    def child() -> None:
-        ChildTally(parent, block).record("/x", "GET", 200, 0.0012, 0, 13)
-
-    def reap() -> None:
-        child()
-        block.fold_into(parent)
-
-    m = 20_000
-    exiting = _per_call(child, m)
-    reaping = _per_call(reap, m) - exiting
     print("per request (timeit, best of 5):")
     print(f"  Recorder.record, one app:            {single * 1e9:6.0f} ns")
     print(f"  Recorder.record, 3 APPS routes:      {routed * 1e9:6.0f} ns")
-    print(f"  fork child, its tally and record:    {exiting * 1e6:6.2f} us")
-    print(f"  fork parent, fold_into at reap:      {reaping * 1e6:6.2f} us")
 
 
 def _cpu(us: float, model: str) -> str:
-    # prefork: the master's own CPU only (its workers live through the run)
-    return f"{us:.1f}" if us > 0 and model != "prefork" else "n/a"
+    return f"{us:.1f}" if us > 0 else "n/a"
 
 
 def main() -> None:
