@@ -1,16 +1,17 @@
 """The fork model's relay: a request served in the parent, its application in a child.
 
-When a child cannot own the connection (TLS: the session's keys and record
-state live in the parent's transport; later an HTTP/2 stream), the parent
-keeps the connection and runs the ordinary ``HTTPCycle`` or
-``WebSocketSession`` as a task, so HTTP framing, limits, keep-alive and the
-WebSocket protocol stay in the core, unchanged. Only the *application* is
-replaced, by ``relay_app(spawn)``: it asks the fork model for a child
-(``spawn``: same slots, ``MAX_PROCESSES`` queue, ``REQUEST_TIMEOUT`` and
-statistics as any child) and exchanges the ASGI messages with it over a
-socketpair. The child (``serve_in_child``) runs the real application on a
+The parent keeps every connection (plain or TLS, and later each HTTP/2
+stream) and runs the ordinary ``HTTPCycle`` or ``WebSocketSession`` as a
+task, so HTTP framing, limits, keep-alive and the WebSocket protocol stay in
+the core, unchanged. Only the *application* is replaced, by
+``relay_app(spawn)``: it asks the fork model for a child (``spawn``: a slot
+of ``MAX_PROCESSES``, ``REQUEST_TIMEOUT``, statistics) and exchanges the
+ASGI messages with it over a socketpair, the scope first. The child
+(``serve_in_child``, forked by the zygote) runs the real application on a
 fresh event loop with a ``receive``/``send`` that read and write that
-socketpair, then exits.
+socketpair, then exits. Once the fork model says the child has exited, the
+channel ends as soon as what it wrote is read, even if a process the app
+forked still holds the child's end.
 
 Why messages and not bytes: the child then needs no TLS state and no HTTP
 parser, every protocol rule is enforced once in the parent, and an HTTP/2
