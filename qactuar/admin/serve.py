@@ -27,17 +27,18 @@ import os
 import socket
 import stat
 from array import array
+from typing import TYPE_CHECKING
 
 from ..addresses import Address
 from ..config import Config, ConfigError
 from ..server import BindError, Server
 from ..server.protocol import HTTPProtocol
 from ..server.sockets import bind_address, describe, resolve
-from .app import AdminApp, admin_app
-from .backend import AdminBackend
-from .configapi import MASK
-from .dashboard import dashboard_app
 from .token import AdminToken, admin_token
+
+if TYPE_CHECKING:
+    from .app import AdminApp
+    from .backend import AdminBackend
 
 __all__ = ["AdminServer", "AdminSocket", "admin_config", "admin_socket", "build_admin_app"]
 
@@ -50,7 +51,14 @@ ADMIN_GRACEFUL_TIMEOUT = 2.0
 
 
 def build_admin_app(backend: AdminBackend, token: str) -> AdminApp:
-    """The ASGI app the admin socket serves: the admin API and the dashboard."""
+    """The ASGI app the admin socket serves: the admin API and the dashboard.
+
+    Imported only here, as the socket starts serving: binding it needs none
+    of it (the fork model forks its zygote in between, which should not
+    carry the admin app's 1.8 MiB into every child's fork and exit)."""
+    from .app import admin_app
+    from .dashboard import dashboard_app
+
     return admin_app(backend, token, dashboard=dashboard_app)
 
 
@@ -111,6 +119,8 @@ def admin_socket(config: Config) -> AdminSocket | None:
     if not config.ADMIN_ENABLED:
         return None
     if config.ADMIN_TOKEN and len(config.ADMIN_TOKEN) < MIN_TOKEN_LENGTH:
+        from .configapi import MASK
+
         raise ConfigError("ADMIN_TOKEN", MASK, config.source_of("ADMIN_TOKEN"),
                           f"{len(config.ADMIN_TOKEN)} characters: an admin token needs at "
                           f"least {MIN_TOKEN_LENGTH} (or none: one is generated)")
@@ -152,6 +162,7 @@ class AdminSocket:
     def close(self) -> None:
         """Never served (start-up failed elsewhere): close it, remove its files."""
         if self.server is None:
+            self._unlist()
             self.sock.close()
             self.token.remove()
 
@@ -163,7 +174,6 @@ class AdminSocket:
         app.start()  # its sampler (the core runs no lifespan here)
         server = self.server = AdminServer(app, self.config)
         if self._fork_closes is not None:
-            bisect.insort(self._fork_closes, self.sock.fileno())
             server.state.on_open = self._opened
             server.state.on_close = self._closed
         await server.start_serving([self.sock])
@@ -178,8 +188,7 @@ class AdminSocket:
         server.force_exit = now
         server.should_exit = True
         await self._sweep
-        if self._fork_closes is not None and self.sock.fileno() >= 0:
-            self._fork_closes.remove(self.sock.fileno())  # closes now: no longer listed
+        self._unlist()  # it closes now: no longer listed
         await server.shutdown()  # closes the socket; removes an ADMIN_UDS file
         if self.app is not None:
             await self.app.close()
@@ -188,9 +197,15 @@ class AdminSocket:
     # never in a child ------------------------------------------------------------------
 
     def track_fork_children(self, closes: array[int]) -> None:
-        """fork: list the admin socket and its connections among what a child closes
-        (``ForkServer.child_closes``), from ``start`` on."""
+        """fork: list the admin socket (now) and its connections (from ``start`` on)
+        among what a zygote closes (``ForkServer.child_closes``)."""
         self._fork_closes = closes
+        bisect.insort(closes, self.sock.fileno())
+
+    def _unlist(self) -> None:
+        fd = self.sock.fileno()
+        if self._fork_closes is not None and fd >= 0 and fd in self._fork_closes:
+            self._fork_closes.remove(fd)
 
     def _opened(self, conn: HTTPProtocol) -> None:
         assert conn.transport is not None and self._fork_closes is not None

@@ -40,6 +40,11 @@ async def app(scope, receive, send):
             "tls": scope["extensions"].get("tls") is not None,
         }).encode()
         await _reply(send, body)
+    elif path == "/imported":  # the qactuar.admin modules this process holds
+        import sys
+
+        names = sorted(name for name in sys.modules if name.startswith("qactuar.admin"))
+        await _reply(send, " ".join(names).encode())
     elif path == "/pids":
         await _reply(send, f"{os.getpid()} {os.getppid()}".encode())
     elif path == "/sleep":
