@@ -21,8 +21,16 @@ else of ours running, load average 1.7 at the start), ``--rounds 9 --seconds 6``
 | fork | 184 | 165 | 0.895 | 5420.8 | 6056.6 | +10.5% |
 | prefork | 43,833 | 41,747 | 0.952 | n/a | n/a | +4.8% |
 
-timeit: ``record`` 240 ns (one app) / 446 ns (3 routes); a fork child's tally
-1.2 us, the parent's fold at reap 1.5 us. The goal (under 3%) is not met.
+timeit: ``record`` 240 ns (one app) / 446 ns (3 routes). The goal (under 3%) is
+not met there.
+
+Later the same day the fork model changed (a zygote forks every child; the
+parent serves every connection and records every request, children record
+nothing). ``--models fork --rounds 7``: +8.1% while the zygote was forked
+after the admin app's import (1.8 MiB more anonymous memory in it, so every
+fork and exit cost more); with the zygote forked first, ``--rounds 9
+--seconds 5``: on 192, off 177 req/s (1.08: noise, the off rounds alone
+spread from 159 to 212), and children's page faults equal on and off.
 
 What the cost is, measured with ``perf stat`` over the whole process tree
 (CPU and page faults per request, medians of 3-4 alternating rounds):
