@@ -7,6 +7,8 @@ burst). Each of these tests failed before its fix (found by a cold review).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import marshal
 import os
@@ -23,7 +25,7 @@ from support import children_of, fork_children, wait_until
 from support.admin import ADMIN, TOKEN, Admin, admin_port
 
 from qactuar.models.relay import _plain
-from qactuar.models.zygote import start_zygote
+from qactuar.models.zygote import ZygoteLink, start_zygote
 
 APP = "zygote_app:app"
 
@@ -261,3 +263,64 @@ def test_the_zygote_is_forked_before_the_admin_app_is_imported(spawn_qactuar: An
     assert "qactuar.admin.app" not in held and "qactuar.admin.backends" not in held, held
     processes = admin.status()["processes"]  # served, by the parent
     assert [p["role"] for p in processes][:2] == ["parent", "zygote"]
+
+
+@pytest.mark.timeout(30)
+def test_a_kill_sent_after_the_zygote_is_retired_still_kills() -> None:
+    # a child with no pidfd is killed through its zygote; once retired (a
+    # config or apps change) the zygote's control socket was shut, and the
+    # kill was lost: the child ran on past REQUEST_TIMEOUT (found by review)
+    def sleeper(sock: socket.socket) -> Any:
+        time.sleep(30)
+        os._exit(0)
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        forked: asyncio.Future[tuple[int, int]] = loop.create_future()
+        pid, ctl = start_zygote([], sleeper, os.fork)
+        link = ZygoteLink(pid, ctl, lambda token, child, pidfd: forked.set_result((child, pidfd)),
+                          lambda *a: None, lambda *a: None, lambda link: None)
+        ours, theirs = socket.socketpair()
+        assert link.spawn(1, theirs)
+        child, pidfd = await asyncio.wait_for(forked, 5)
+        os.close(pidfd)  # (as if it never came)
+        link.retire()
+        link.kill(child)
+        deadline = time.monotonic() + 5
+        while alive(child) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        survived = alive(child)
+        if survived:
+            os.kill(child, signal.SIGKILL)
+        ours.close()
+        await asyncio.wait_for(link.gone, 10)  # it left once its last child was reported
+        return survived
+
+    assert not asyncio.run(main())
+
+
+def socket_count(pid: int) -> int:
+    found = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            found += os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:")
+    return found
+
+
+def test_a_relay_ended_early_closes_its_end_though_the_parent_had_more_to_send(
+    spawn_qactuar: Any,
+) -> None:
+    # the child crashes without reading a large body while a process it forked
+    # holds its end: a graceful close waited for ever for the unsent body to
+    # drain, keeping the parent's end (and its buffer) open (found by review)
+    proc = spawn_qactuar(APP, "--model", "fork", "--no-access-log")
+    parent = proc.proc.pid
+    assert httpx.get(proc.url + "/", timeout=10).status_code == 200
+    time.sleep(0.3)
+    before = socket_count(parent)
+    began = time.monotonic()
+    answer = httpx.post(proc.url + "/forkcrash?6", content=b"x" * (16 * 1024 * 1024),
+                        timeout=20, headers={"connection": "close"})
+    assert answer.status_code == 502 and time.monotonic() - began < 5
+    wait_until(lambda: socket_count(parent) <= before, 3, what="the relay's end closed")
+    time.sleep(max(0.0, began + 6.5 - time.monotonic()))  # (the app's process is gone)

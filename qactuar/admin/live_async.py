@@ -350,10 +350,11 @@ class ForkLive(AsyncLive):
         server = self.fork_server
         super().put_in_force(config)
         server.websocket_cap = websocket_cap(config)
-        server.refresh_zygote()  # children from now on see the new config
         if config.MAX_PROCESSES != self.slots.limit:
             self.slots.resize(config.MAX_PROCESSES)
-            server._fork_waiting()  # requests waiting for a slot may go now
+        # children from now on see the new config; requests waiting for a
+        # slot go now if there is one (``refresh_zygote`` forks what waits)
+        server.refresh_zygote()
 
     def _routes_changed(self) -> None:
         super()._routes_changed()

@@ -190,13 +190,18 @@ class ForkServer(ForkStops, Server, ChildFds):
         # 1.8 MiB more, every fork and exit cost 8% more).
         self._current_zygote()
         admin = self.admin
-        if admin is not None:
-            from ..admin.backends import ForkBackend
+        try:
+            if admin is not None:
+                from ..admin.backends import ForkBackend
 
-            admin.backend = ForkBackend(self, self.admin_target)  # (before any request)
-        await super().start_serving(sockets)
-        if admin is not None:
-            await admin.start()
+                admin.backend = ForkBackend(self, self.admin_target)  # (before any request)
+            await super().start_serving(sockets)
+            if admin is not None:
+                await admin.start()
+        except BaseException:
+            if self.zygote is not None:  # (no stop follows: it must not outlive this)
+                self.zygote.retire()
+            raise
 
     def dispatch(self, cycle: HTTPCycle) -> None:
         if isinstance(cycle, WebSocketSession):

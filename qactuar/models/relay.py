@@ -334,7 +334,7 @@ def _end_once_read(channel: Channel, sock: socket.socket, tries: int = 500) -> N
             loop.call_later(0.01, _end_once_read, channel, sock, 0)
         return
     channel.eof_received()
-    transport.close()
+    transport.abort()  # (what the parent had still to send it matters no more)
 
 
 class _Window:

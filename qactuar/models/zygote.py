@@ -21,8 +21,9 @@ whole; messages are ``marshal``-ed tuples:
 
 - parent -> zygote: ``(token,)`` with the child's end of a socketpair: fork
   a child for it. ``("kill", pid)``: SIGKILL that child (for a child the
-  parent holds no pidfd of). End of stream (the parent shuts its side
-  down): fork no more; exit once every child has been reaped and reported.
+  parent holds no pidfd of). ``("retire",)``, or the end of stream (the
+  parent is gone): fork no more (kills are still taken); exit once every
+  child has been reaped and reported.
 - zygote -> parent: ``("forked", token, pid)`` with a pidfd of the child (the
   parent signals it through the pidfd, so a recycled pid is never hit), or
   with none when no pidfd could be made or passed (out of descriptors, in
@@ -142,8 +143,6 @@ class ZygoteLink:
             queued.popleft()
             if end is not None:
                 end.close()
-        if self.retired:
-            self._shut()
         return True
 
     def _drop_queued(self) -> None:
@@ -157,18 +156,11 @@ class ZygoteLink:
         self._flush()
 
     def retire(self) -> None:
-        """Fork no more (once what is queued is sent): the zygote exits once its
-        last child is reported."""
-        if not self.retired:
+        """Fork no more (after what is queued): the zygote still takes kills, and
+        exits once its last child is reported."""
+        if not self.retired and not self._closed:
             self.retired = True
-            if not self._queued:
-                self._shut()
-
-    def _shut(self) -> None:
-        try:
-            self.ctl.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+            self._send(marshal.dumps(("retire",)), None)
 
     def _readable(self) -> None:
         while True:
@@ -268,14 +260,18 @@ def _run(ctl: socket.socket, closes: Any, serve: Callable[[socket.socket], NoRet
     poller.register(ctl.fileno(), select.POLLIN)
     poller.register(wake_r, select.POLLIN)
     alive: set[int] = set()
-    serving = True
+    serving = reading = True
     while serving or alive:
         for fd, _ in poller.poll():
             if fd == wake_r:
                 _drain(wake_r)
-            elif serving and not _spawn(ctl, serve, alive, (wake_r, wake_w)):
-                serving = False
-                poller.unregister(ctl.fileno())
+            elif reading:
+                told = _obey(ctl, serve, alive, (wake_r, wake_w), serving)
+                if told != _MORE:
+                    serving = False  # retired: kills are still taken until the end
+                if told == _END:
+                    reading = False
+                    poller.unregister(ctl.fileno())
         _reap(ctl, alive)
 
 
@@ -291,32 +287,44 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _spawn(
+_MORE, _RETIRED, _END = 0, 1, 2
+
+
+def _obey(
     ctl: socket.socket,
     serve: Callable[[socket.socket], NoReturn],
     alive: set[int],
     own: tuple[int, int],
-) -> bool:
-    """Fork the child one request asks for; False at the parent's end of stream."""
+    serving: bool,
+) -> int:
+    """Do what the parent's next message says: fork a child for a request, kill
+    one, or fork no more (``_RETIRED``); ``_END`` at its end of stream."""
     data, fds, _, _ = socket.recv_fds(ctl, _MESSAGE, 1)
     if not data:
-        return False
+        for fd in fds:
+            os.close(fd)
+        return _END
+    after = _MORE if serving else _RETIRED
     message = marshal.loads(data)
     if message[0] == "kill":
         if message[1] in alive:  # (else reaped already: the pid may be another's)
             os.kill(message[1], signal.SIGKILL)
-        return True
+        return after
+    if message[0] == "retire":
+        return _RETIRED
     (token,) = message
-    if not fds:  # the descriptor could not be passed (this process is out of them)
+    if not fds or not serving:  # the descriptor could not be passed (out of them)
+        for fd in fds:
+            os.close(fd)
         _tell(ctl, ("failed", token, "no descriptor came with the request"))
-        return True
+        return after
     end = socket.socket(fileno=fds[0])
     try:
         pid = os.fork()
     except OSError as exc:  # EAGAIN, ENOMEM
         end.close()
         _tell(ctl, ("failed", token, str(exc)))
-        return True
+        return after
     if pid == 0:
         ctl.close()
         for fd in own:
@@ -333,7 +341,7 @@ def _spawn(
     finally:
         if pidfd >= 0:
             os.close(pidfd)
-    return True
+    return after
 
 
 def _reap(ctl: socket.socket, alive: set[int]) -> None:
