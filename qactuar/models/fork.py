@@ -234,7 +234,8 @@ class ForkServer(ForkStops, Server, ChildFds):
         websocket = isinstance(cycle, WebSocketSession)
         self.relayed_websockets += websocket
 
-        # (a WebSocket session's receive has no such side effect to avoid)
+        # the relay's read-ahead pump reads the cycle without counting a
+        # half-closed client as gone (``HTTPCycle.relay_receive``)
         pump = receive_for_relay(cycle)
 
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
