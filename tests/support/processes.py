@@ -361,9 +361,22 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -
                              f"and was killed: {proc.args!r}")
 
 
+#: Seconds a process of a stopped server's group may take to leave by itself.
+LEADERLESS_GRACE = 1.0
+
+
 def sweep_group(pgid: int) -> list[int]:
-    """SIGKILL what is left of process group ``pgid`` (started with start_new_session)."""
+    """SIGKILL what is left of process group ``pgid`` (started with start_new_session).
+
+    A process that leaves by itself within ``LEADERLESS_GRACE`` seconds is no
+    leftover: the fork model's zygote exits once it reads that its parent is
+    gone (a parent stopped with SIGKILL)."""
     left = process_group(pgid)
+    for _ in range(int(LEADERLESS_GRACE / 0.02)):
+        if not left:
+            return []
+        time.sleep(0.02)
+        left = process_group(pgid)
     if not left:
         return []
     try:
