@@ -11,7 +11,7 @@ import sys
 
 import httpx
 import pytest
-from support import children_of, rss_kib
+from support import children_of, rss_kib, wait_until
 
 APPS_DIR = os.path.join(os.path.dirname(__file__), "apps")
 #: RSS growth allowed over the measured requests: generous (allocator arenas,
@@ -55,7 +55,9 @@ def _serve(client: httpx.Client, count: int) -> None:
 def test_rss_stays_flat_over_thousands_of_requests(spawn_qactuar, model: str) -> None:
     extra = ("--workers", "1") if model == "prefork" else ()
     proc = spawn_qactuar("basic:hello", "--model", model, "--no-access-log", *extra)
-    serving = proc.pid if model == "async" else children_of(proc.pid)[0]
+    # (the prefork master listens before its worker is forked: wait for it)
+    serving = proc.pid if model == "async" else wait_until(
+        lambda: children_of(proc.pid), 10, what="the worker")[0]
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         _serve(client, 500)  # warm: every path and pool once
         before = rss_kib(serving)
