@@ -10,8 +10,8 @@
   here, in the parent, with the same code as in every model
   (``HTTPProtocol``). ``Expect: 100-continue`` is answered as the parent
   starts reading such a body, unless the whole body came with the head.
-  The child's ``receive()`` reads the spool.
-  A body that never completes ends the request with no child at all.
+  The parent's cycle reads the spool as the relay passes the body on to the
+  child. A body that never completes ends the request with no child at all.
 - **WebSocket children are capped** (``MAX_WEBSOCKETS``, by default half of
   ``MAX_PROCESSES``): an idle WebSocket holds its child for its whole life,
   so over the cap a handshake is refused at once with ``503`` and
@@ -19,9 +19,8 @@
   WebSocket to close, which may be never).
 
 The temporary file's descriptor is listed in ``child_closes`` while the
-parent holds it, so no other child keeps it; it is taken off the list just
-before the request's own child is forked, and the parent closes its copy
-(and drops the memory) right after.
+parent holds it, so that a zygote forked meanwhile closes it; the parent
+closes it (and drops the memory) once the request's relay has ended.
 """
 
 from __future__ import annotations
