@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import children_of, fork_children, wait_until
+from support import alive, children_of, fork_children, wait_until
 from support.admin import ADMIN, TOKEN, Admin, admin_port
 
 from qactuar.models.relay import _plain
@@ -34,14 +34,6 @@ def zygote_of(parent: int) -> int:
     (zygote,) = wait_until(lambda: children_of(parent) if len(children_of(parent)) == 1 else None,
                            10, what="one zygote")
     return zygote
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def get(url: str, out: dict[str, Any], key: str, timeout: float = 30) -> None:

@@ -235,8 +235,8 @@ class ForkServer(ForkStops, Server, ChildFds):
         self.relayed_websockets += websocket
 
         # the relay's read-ahead pump reads the cycle without counting a
-        # half-closed client as gone (``HTTPCycle.relay_receive``)
-        pump = receive_for_relay(cycle)
+        # half-closed client as gone (a WebSocket session's has no such effect)
+        pump = None if websocket else cycle.relay_receive
 
         async def counted(scope: Scope, receive: Receive, send: Send) -> None:
             try:
@@ -471,11 +471,6 @@ class ForkServer(ForkStops, Server, ChildFds):
             verdict = (504, "Gateway Timeout") if child.timed_out else (502, "Bad Gateway")
             self._ended(child, verdict)
         self._fork_waiting()
-
-
-def receive_for_relay(cycle: HTTPCycle) -> Receive | None:
-    """What the relay's pump reads ``cycle`` with (None: its own ``receive``)."""
-    return None if isinstance(cycle, WebSocketSession) else cycle.relay_receive
 
 
 def run_fork(app: ASGIApp, config: Config, target: str | None = None) -> int:
