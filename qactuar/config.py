@@ -145,30 +145,46 @@ class Config:
     REQUEST_TIMEOUT: float = _setting(
         5.0, "fork model: seconds a child may run (0 = off).", at_least(0)
     )
-    MAX_PROCESSES: int = _setting(500, "fork model: most children alive at once.", at_least(1))
+    MAX_PROCESSES: int = _setting(
+        500, "fork model: most children alive at once (per parent, with WORKERS).", at_least(1)
+    )
     CHECK_PROCESS_INTERVAL: float = _setting(
         1.0, "fork model: seconds between sweeps.", at_least(0.001)
     )
     GATHER_PROC_STATS: bool = _setting(False, "fork model: record each child's CPU and memory.")
     WORKERS: int = _setting(
-        0, "prefork model: worker processes (0 = one per CPU).", at_least(0)
+        0,
+        "prefork model: worker processes (0 = one per CPU). fork model: serving parents "
+        "under a prefork master, each with its own children (0 = one parent, no master).",
+        at_least(0),
     )
     MAX_REQUESTS: int = _setting(
-        0, "prefork model: requests a worker serves before it is replaced (0 = no limit).",
+        0,
+        "prefork model (fork with WORKERS too): requests a worker serves before it is "
+        "replaced (0 = no limit).",
         at_least(0),
     )
     MAX_REQUESTS_JITTER: int = _setting(
-        0, "prefork model: up to this many more requests, at random, per worker.", at_least(0)
+        0,
+        "prefork model (fork with WORKERS too): up to this many more requests, at random, "
+        "per worker.",
+        at_least(0),
     )
     WORKER_TIMEOUT: float = _setting(
-        30.0, "prefork model: seconds a worker's loop may block before it is killed (0 = off).",
+        30.0,
+        "prefork model (fork with WORKERS too): seconds a worker's loop may block before "
+        "it is killed (0 = off).",
         at_least(0),
     )
     PRELOAD: bool = _setting(
-        True, "prefork model: import the apps once in the master (off: in each worker)."
+        True,
+        "prefork model (fork with WORKERS too): import the apps once in the master "
+        "(off: in each worker).",
     )
     REUSE_PORT: bool = _setting(
-        False, "prefork model: a SO_REUSEPORT socket per worker instead of a shared one."
+        False,
+        "prefork model (fork with WORKERS too): a SO_REUSEPORT socket per worker instead "
+        "of a shared one.",
     )
     # -- conventions --
     FACTORY: bool = _setting(
@@ -322,6 +338,11 @@ class Config:
             default = f.default_factory() if f.default_factory is not MISSING else f.default
             if value != default:
                 self._sources[f.name] = "Config()"
+
+    @property
+    def supervised(self) -> bool:
+        """Served by a prefork master: ``prefork``, or ``fork`` with WORKERS set."""
+        return self.MODEL == "prefork" or (self.MODEL == "fork" and self.WORKERS > 0)
 
     def source_of(self, key: str) -> str:
         """Where ``key``'s value came from: a file, the command line, ..."""

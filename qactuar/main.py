@@ -48,7 +48,7 @@ def serve(config: Config, app: str | ASGIApp | None = None) -> int:
 
         assert app is None or isinstance(app, str)  # check_reload refuses app objects
         return run_reload(config, app)
-    if config.MODEL == "prefork":
+    if config.supervised:  # prefork, or fork with WORKERS: a master and its workers
         from .models.prefork import run_prefork
 
         return run_prefork(config, app)  # imports the apps itself (PRELOAD)

@@ -136,6 +136,7 @@ class PreforkBackend(_LiveSide):
 
     def __init__(self, arbiter: Arbiter) -> None:
         self.arbiter = arbiter
+        self.model = arbiter.config.MODEL  # "fork" with WORKERS: its workers are fork parents
         self.started = _wall(arbiter.started)
         self.live = PreforkLive(arbiter)
 

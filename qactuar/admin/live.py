@@ -49,6 +49,9 @@ WORKER_TIMEOUT                -      -      yes      the master at once; the wor
                                                      replaced if their heartbeat pace changes
 ============================  =====  =====  =======  =========================================
 
+``fork`` with WORKERS is served by the prefork master: the prefork column,
+and the fork column's keys too, taken by new parents (a graceful replacement).
+
 Not live (a restart, or the config file and SIGHUP where it applies):
 the sockets (HOST, PORT, UDS, BIND, FD, UDS_MODE, BACKLOG, REUSE_PORT), MODEL,
 LOOP, TLS (SSL_*: the listening sockets' context is made at start), PROXY_PROTOCOL
@@ -84,6 +87,7 @@ from .backend import AdminError
 __all__ = [
     "ASYNC_LIVE",
     "FORK_LIVE",
+    "FORK_POOL_LIVE",
     "PREFORK_LIVE",
     "PREFORK_MASTER_KEYS",
     "check_import",
@@ -114,6 +118,9 @@ FORK_LIVE = CORE_LIVE | {
 PREFORK_MASTER_KEYS = frozenset({"WORKERS", "MAX_REQUESTS", "MAX_REQUESTS_JITTER",
                                  "WORKER_TIMEOUT"})
 PREFORK_LIVE = CORE_LIVE | PREFORK_MASTER_KEYS
+#: ``fork`` with WORKERS (a master over fork-model parents): the fork keys too,
+#: which new parents take (a graceful replacement, as any worker key).
+FORK_POOL_LIVE = PREFORK_LIVE | FORK_LIVE
 
 #: Seconds an app's import may take (in the subprocess, then here).
 IMPORT_TIMEOUT = 30.0

@@ -24,6 +24,7 @@ from ..models.slot import beat_interval
 from . import live
 from .backend import AdminError, AppInfo
 from .live import (
+    FORK_POOL_LIVE,
     PREFORK_LIVE,
     PREFORK_MASTER_KEYS,
     SOURCE,
@@ -88,14 +89,16 @@ class PreforkLive:
         return self.arbiter.config
 
     def live_keys(self) -> frozenset[str]:
-        return PREFORK_LIVE
+        """A fork-model master's workers (fork parents) take the fork model's keys too."""
+        return FORK_POOL_LIVE if self.config.MODEL == "fork" else PREFORK_LIVE
 
     async def apply_config(self, changes: dict[str, Any]) -> None:
         async with self._lock:
             old = self.config
-            new = updated_config(old, changes, PREFORK_LIVE)
+            keys = self.live_keys()
+            new = updated_config(old, changes, keys)
             apply_logging(old, new)
-            replace = bool(changed_keys(old, new, PREFORK_LIVE - PREFORK_MASTER_KEYS))
+            replace = bool(changed_keys(old, new, keys - PREFORK_MASTER_KEYS))
             # the workers beat at a pace WORKER_TIMEOUT sets: a new pace, new workers
             paces = (beat_interval(old.WORKER_TIMEOUT), beat_interval(new.WORKER_TIMEOUT))
             replace = replace or paces[0] != paces[1]
@@ -105,7 +108,7 @@ class PreforkLive:
             except AdminError:
                 apply_logging(new, old)
                 raise
-            log_changes(old, new, PREFORK_LIVE)
+            log_changes(old, new, keys)
 
     # apps -------------------------------------------------------------------------
 

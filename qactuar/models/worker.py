@@ -136,16 +136,19 @@ class WorkerServer(Server):
         self.should_exit = True
         self.slot.state = WorkerState.STOPPING
         state = self.state
-        # Every response from now on tells its client to reconnect elsewhere.
-        state.run_cycle = self._run_last_cycle
+        # Every response from now on tells its client to reconnect elsewhere
+        # (then runs as before: in the worker, or relayed to a fork child).
+        run_cycle = state.run_cycle
+
+        def run_last_cycle(cycle: HTTPCycle) -> None:
+            _close_after(cycle)
+            run_cycle(cycle)
+
+        state.run_cycle = run_last_cycle
         for conn in state.connections:
             for cycle in (conn.cycle, *conn.pipeline):
                 _close_after(cycle)
         self._stop.set()
-
-    def _run_last_cycle(self, cycle: HTTPCycle) -> None:
-        _close_after(cycle)
-        self.state.run_task(cycle)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -270,13 +273,22 @@ def _load(spec: WorkerSpec) -> ASGIApp:
     )
 
 
+def _server(app: ASGIApp, spec: WorkerSpec) -> WorkerServer:
+    """The worker's server: the async model's core, or a fork-model parent."""
+    if spec.config.MODEL == "fork":
+        from .fork_worker import ForkWorker
+
+        return ForkWorker(app, spec)
+    return WorkerServer(app, spec)
+
+
 def _serve(spec: WorkerSpec, sockets: list[socket.socket]) -> int:
     try:
         app = _load(spec)
     except AppImportError as exc:
         spec.slot.reason = f"Cannot load app: {exc}"  # the master logs it
         return BOOT_ERROR
-    server = WorkerServer(app, spec)
+    server = _server(app, spec)
     with asyncio.Runner(loop_factory=loop_factory(spec.config.LOOP)) as runner:
         return runner.run(server.run(sockets))
 

@@ -23,7 +23,8 @@ whole; messages are ``marshal``-ed tuples:
   a child for it. ``("kill", pid)``: SIGKILL that child (for a child the
   parent holds no pidfd of). ``("retire",)``, or the end of stream (the
   parent is gone): fork no more (kills are still taken); exit once every
-  child has been reaped and reported.
+  child has been reaped and reported. At the end of stream the children
+  left are killed: their parent, the only reader of their answers, is gone.
 - zygote -> parent: ``("forked", token, pid)`` with a pidfd of the child (the
   parent signals it through the pidfd, so a recycled pid is never hit), or
   with none when no pidfd could be made or passed (out of descriptors, in
@@ -272,6 +273,11 @@ def _run(ctl: socket.socket, closes: Any, serve: Callable[[socket.socket], NoRet
                 if told == _END:
                     reading = False
                     poller.unregister(ctl.fileno())
+                    # the parent is gone (killed: a stop kills the children
+                    # first): no one reads what these children answer, and
+                    # no one would stop one that hangs
+                    for pid in alive:
+                        os.kill(pid, signal.SIGKILL)
         _reap(ctl, alive)
 
 
@@ -299,7 +305,10 @@ def _obey(
 ) -> int:
     """Do what the parent's next message says: fork a child for a request, kill
     one, or fork no more (``_RETIRED``); ``_END`` at its end of stream."""
-    data, fds, _, _ = socket.recv_fds(ctl, _MESSAGE, 1)
+    try:
+        data, fds, _, _ = socket.recv_fds(ctl, _MESSAGE, 1)
+    except ConnectionResetError:  # the parent died with news of ours unread
+        data, fds = b"", []
     if not data:
         for fd in fds:
             os.close(fd)

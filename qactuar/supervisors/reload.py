@@ -68,7 +68,7 @@ def check_reload(config: Config, target: str | ASGIApp | None) -> None:
             "needs the app as a 'module:attribute' string (or APPS), not an app object: "
             "each restart imports it afresh",
         )
-    if config.REUSE_PORT and config.MODEL == "prefork":
+    if config.REUSE_PORT and config.supervised:
         raise ConfigError(
             "REUSE_PORT", True, config.source_of("REUSE_PORT"),
             "cannot be used with RELOAD: the reload supervisor holds the sockets",

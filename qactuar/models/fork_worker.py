@@ -1,0 +1,33 @@
+"""The fork model on every core: a fork-model parent as a prefork worker.
+
+With ``MODEL = "fork"`` and ``WORKERS`` set, the prefork master
+(``arbiter.py``) supervises ``WORKERS`` fork-model parents instead of async
+workers: its lanes (REUSE_PORT), signals (SIGHUP, SIGTTIN/SIGTTOU, SIGTERM),
+heartbeats (WORKER_TIMEOUT), recycling (MAX_REQUESTS) and reloads are the
+same. Each parent accepts and parses on its own core and relays every
+request to a fresh child of its own zygote (``fork.py``, ``zygote.py``), so
+the fork model's guarantees hold per request whatever parent took it.
+
+``ForkWorker`` is the two classes combined, not a copy of either: the
+worker's steps (heartbeat, retirement, a careful drain) run around the
+fork parent's (zygote, relay, children's deadlines) through ``super()``.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from ..asgi.types import ASGIApp
+from .fork import ForkServer
+from .worker import WorkerServer, WorkerSpec
+
+__all__ = ["ForkWorker"]
+
+
+class ForkWorker(WorkerServer, ForkServer):
+    """A prefork worker whose requests each run in a fresh child."""
+
+    def __init__(self, app: ASGIApp, spec: WorkerSpec) -> None:
+        super().__init__(app, spec)
+        # the master's wake-up pipe is the worker's, not its children's
+        bisect.insort(self.child_closes, spec.wake_fd)
