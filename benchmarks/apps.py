@@ -42,3 +42,90 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+# realistic workloads (workloads.py) ------------------------------------------------
+
+#: What ``upload`` echoes and ``download`` sends: 64 KiB and 1 MiB.
+UPLOAD_BYTES = 64 * 1024
+DOWNLOAD = b"x" * (1024 * 1024)
+#: ``stream``: this many chunks of CHUNK each.
+CHUNKS = 1000
+CHUNK = b"0123456789abcdef" * 4
+
+
+async def _read_body(receive: Any) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+async def upload(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The request body back, whole (a 64 KiB POST in workloads.py)."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    if scope["type"] != "http":
+        return
+    body = await _read_body(receive)
+    headers = [(b"content-type", b"application/octet-stream"),
+               (b"content-length", str(len(body)).encode())]  # fmt: skip
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def download(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """1 MiB in one body message."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    if scope["type"] != "http":
+        return
+    headers = [(b"content-type", b"application/octet-stream"),
+               (b"content-length", str(len(DOWNLOAD)).encode())]  # fmt: skip
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": DOWNLOAD})
+
+
+async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """CHUNKS body messages of CHUNK bytes each, without a length (chunked)."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    if scope["type"] != "http":
+        return
+    headers = [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for _ in range(CHUNKS - 1):
+        await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
+    await send({"type": "http.response.body", "body": CHUNK})
+
+
+def _fastapi() -> Any:
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    class Item(BaseModel):
+        name: str
+        price: float
+        tags: list[str] = []
+
+    class Priced(BaseModel):
+        name: str
+        price: float
+        with_tax: float
+        tags: list[str]
+
+    api = FastAPI()
+
+    @api.post("/items")
+    async def create(item: Item) -> Priced:
+        return Priced(name=item.name, price=item.price, with_tax=round(item.price * 1.2, 2),
+                      tags=item.tags)  # fmt: skip
+
+    return api
+
+
+def fastapi_json() -> Any:
+    """Factory (``--factory``): a FastAPI endpoint validating and answering a Pydantic model."""
+    return _fastapi()

@@ -124,6 +124,8 @@ class Result:
     requests: int = 0
     #: Server CPU seconds spent in that run (every process of the server).
     cpu_s: float = 0.0
+    #: Response bytes wrk read per second, in MiB.
+    transfer_mib_s: float = float("nan")
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -149,16 +151,26 @@ class Series:
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+#: wrk's Transfer/sec units, in MiB (wrk counts in powers of 1024)
+_BYTES = {"B": 1 / 1024**2, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
 
 
 def run_wrk(
-    port: int, seconds: int, connections: int, path: str = "/", scheme: str = "http"
+    port: int,
+    seconds: int,
+    connections: int,
+    path: str = "/",
+    scheme: str = "http",
+    cpus: str | None = None,
+    extra: Sequence[str] = (),
 ) -> Result:
+    """wrk with one thread on ``cpus`` (default LOAD_CPUS); ``extra``: more of its
+    arguments (``-s script.lua``)."""
     wrk = ensure_wrk()
     cmd = [
         "taskset",
         "-c",
-        LOAD_CPUS,
+        cpus or LOAD_CPUS,
         wrk,
         "--latency",
         "-t",
@@ -167,6 +179,7 @@ def run_wrk(
         str(connections),
         "-d",
         f"{seconds}s",
+        *extra,
         f"{scheme}://127.0.0.1:{port}{path}",  # wrk speaks TLS (OpenSSL), unverified
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -177,13 +190,18 @@ def run_wrk(
     if errors:
         print(f"  wrk reported: {errors.group(0)}", file=sys.stderr)
     count = re.search(r"(\d+) requests in", out)
-    return Result(rps, p99, requests=int(count.group(1)) if count else 0)
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
+    mib_s = float(transfer.group(1)) * _BYTES[transfer.group(2)] if transfer else float("nan")
+    return Result(rps, p99, requests=int(count.group(1)) if count else 0, transfer_mib_s=mib_s)
 
 
-def start_server(cmd: Sequence[str], port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    cmd: Sequence[str], port: int, cpus: str | None = None
+) -> subprocess.Popen[bytes]:
+    """``cmd`` pinned to ``cpus`` (default SERVER_CPUS), once it listens on ``port``."""
     env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + ROOT)
     proc = subprocess.Popen(
-        ["taskset", "-c", SERVER_CPUS, *cmd],
+        ["taskset", "-c", cpus or SERVER_CPUS, *cmd],
         cwd=HERE,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -215,12 +233,15 @@ def measure(
     connections: int,
     idle: int = 0,
     scheme: str = "http",
+    cpus: tuple[str, str] | None = None,
 ) -> Result:
     """Start the server, warm it up, run wrk; ``idle`` keep-alive clients sit open meanwhile.
 
     ``scheme`` "https" runs wrk over TLS (``idle`` clients are plain HTTP only).
+    ``cpus``: (the server's, wrk's) CPU lists, instead of SERVER_CPUS and LOAD_CPUS.
     """
-    proc = start_server(cmd, port)
+    server_cpus, load_cpus = cpus or (None, None)
+    proc = start_server(cmd, port, server_cpus)
     held: list[socket.socket] = []
     try:
         for _ in range(idle):
@@ -229,9 +250,9 @@ def measure(
             sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
             if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
                 raise RuntimeError("an idle connection's first request failed")
-        run_wrk(port, 1, connections, scheme=scheme)  # warm-up
+        run_wrk(port, 1, connections, scheme=scheme, cpus=load_cpus)  # warm-up
         cpu_before = cpu_seconds(proc.pid)
-        result = run_wrk(port, seconds, connections, scheme=scheme)
+        result = run_wrk(port, seconds, connections, scheme=scheme, cpus=load_cpus)
         result.cpu_s = cpu_seconds(proc.pid) - cpu_before
         result.rss_kib = rss_kib(proc.pid)
         return result

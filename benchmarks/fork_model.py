@@ -14,6 +14,12 @@ core, and more of them at once only stretch the
 latency tail (p99 1.3 s with 50 children, 0.26 s with 2-4) at the same
 throughput.
 
+Each round then measures the fork model on every core: ``WORKERS=1`` against
+``WORKERS=2`` (fork-model parents under the prefork master, with
+``REUSE_PORT``), unpinned: the servers and wrk share every CPU of the
+machine, so on a 2-core machine wrk takes a share of the cores the second
+parent would use. ``--no-parents`` skips it.
+
 ``--idle N`` first opens N keep-alive connections that then sit idle on the
 server during the measurement: what a fork costs when the parent holds many
 clients (each child inherits all their sockets).
@@ -22,6 +28,7 @@ clients (each child inherits all their sockets).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -33,6 +40,15 @@ def qactuar(model: str, port: int) -> list[str]:
     return qactuar_command(
         "apps:hello", port, model, "--max-processes", "4", "--keep-alive-timeout", "600"
     )
+
+
+#: Every CPU, for the servers and wrk alike (the 1 against 2 parents runs).
+ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
+
+
+def parents(count: int, port: int) -> list[str]:
+    """The fork model as ``count`` parents under the prefork master."""
+    return [*qactuar("fork", port), "--workers", str(count), "--reuse-port"]
 
 
 def fork_ceiling(seconds: int, *extra: str) -> float:
@@ -52,7 +68,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--idle", type=int, default=0)
+    parser.add_argument("--no-parents", action="store_true",
+                        help="skip the 1 against 2 parents runs")  # fmt: skip
     args = parser.parse_args()
+    pooled = {n: Series(f"qactuar fork, {n} parent{'s' if n > 1 else ''}") for n in (1, 2)}
     ceilings: list[float] = []
     floors: list[float] = []
     leans: list[float] = []
@@ -69,6 +88,15 @@ def main() -> None:
             result = measure(qactuar(model, port), port, args.seconds, args.connections, args.idle)
             series[name].results.append(result)
             print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
+        if args.no_parents:
+            continue
+        for count in (1, 2) if round_no % 2 == 0 else (2, 1):
+            port = free_port()
+            result = measure(parents(count, port), port, args.seconds, args.connections,
+                             cpus=(ALL_CPUS, ALL_CPUS))  # fmt: skip
+            pooled[count].results.append(result)
+            print(f"round {round_no + 1} {pooled[count].name}: {result.rps:,.0f} req/s",
+                  file=sys.stderr)  # fmt: skip
     ceiling = statistics.median(ceilings)
     floor = statistics.median(floors)
     lean = statistics.median(leans)
@@ -88,6 +116,16 @@ def main() -> None:
     print(f"fork model / event-loop floor: {fork / floor:.2f}")
     print(f"fork model / lean fork floor: {fork / lean:.2f}  (goal >= 0.8)")
     print(f"fork model / async model: {fork / series['qactuar async'].rps:.3f}")
+    if not args.no_parents:
+        print_table(
+            f"the fork model on every core: WORKERS 1 against 2, unpinned (servers and wrk "
+            f"share CPUs {ALL_CPUS}), median of {args.rounds}",
+            list(pooled.values()),
+            pooled[1].name,
+        )
+        for one in pooled.values():
+            cpu = statistics.median(r.cpu_us_per_request for r in one.results)
+            print(f"{one.name}: {cpu:,.0f} µs of server CPU per request")
 
 
 if __name__ == "__main__":
