@@ -100,32 +100,3 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": CHUNK, "more_body": True})
     await send({"type": "http.response.body", "body": CHUNK})
 
-
-def _fastapi() -> Any:
-    from fastapi import FastAPI
-    from pydantic import BaseModel
-
-    class Item(BaseModel):
-        name: str
-        price: float
-        tags: list[str] = []
-
-    class Priced(BaseModel):
-        name: str
-        price: float
-        with_tax: float
-        tags: list[str]
-
-    api = FastAPI()
-
-    @api.post("/items")
-    async def create(item: Item) -> Priced:
-        return Priced(name=item.name, price=item.price, with_tax=round(item.price * 1.2, 2),
-                      tags=item.tags)  # fmt: skip
-
-    return api
-
-
-def fastapi_json() -> Any:
-    """Factory (``--factory``): a FastAPI endpoint validating and answering a Pydantic model."""
-    return _fastapi()

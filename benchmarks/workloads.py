@@ -6,7 +6,7 @@ Each round runs every workload on every server in turn (the order of the
 servers rotates every round; medians are printed), pinned as http_async.py
 pins them (server on BENCH_SERVER_CPUS, wrk on BENCH_LOAD_CPUS):
 
-- ``fastapi``: a FastAPI endpoint (``apps:fastapi_json``, a factory) that
+- ``fastapi JSON``: a FastAPI endpoint (``apps_fastapi:app``) that
   validates a JSON POST into a Pydantic model and answers another;
 - ``upload 64 KiB``: a 64 KiB POST, echoed back whole (``apps:upload``);
 - ``download 1 MiB``: a 1 MiB response in one body message (``apps:download``);
@@ -14,7 +14,7 @@ pins them (server on BENCH_SERVER_CPUS, wrk on BENCH_LOAD_CPUS):
   bytes (``apps:stream``);
 - ``idle keep-alive``: ``--idle`` connections (default 10,000) each make one
   request and then stay open and idle; the server's RSS growth per
-  connection (its RSS with them open, less its RSS after one request on one
+  connection (the RSS of its processes with them open, less after one request on one
   connection), in KiB.
 
 uvicorn runs with httptools and uvloop, Granian with ``--interface asgi
@@ -37,7 +37,7 @@ import time
 from common import (
     ensure_python_packages,
     free_port,
-    process_rss_kib,
+    rss_kib,
     qactuar_command,
     run_wrk,
     start_server,
@@ -48,7 +48,7 @@ from common import (
 SERVERS = ("qactuar async", "uvicorn", "granian")
 #: name: (app, factory?, path, wrk script or "")
 WORKLOADS: dict[str, tuple[str, bool, str, str]] = {
-    "fastapi JSON": ("apps:fastapi_json", True, "/items", "json"),
+    "fastapi JSON": ("apps_fastapi:app", False, "/items", "json"),
     "upload 64 KiB": ("apps:upload", False, "/", "upload"),
     "download 1 MiB": ("apps:download", False, "/", ""),
     "stream 1,000 chunks": ("apps:stream", False, "/", ""),
@@ -121,7 +121,7 @@ def idle_kib_per_connection(server: str, count: int) -> float:
         first.sendall(request)
         first.recv(4096)
         time.sleep(0.5)
-        before = process_rss_kib(proc.pid)
+        before = rss_kib(proc.pid)
         for _ in range(count - 1):
             sock = socket.create_connection(("127.0.0.1", port), timeout=30)
             sock.sendall(request)
@@ -130,7 +130,7 @@ def idle_kib_per_connection(server: str, count: int) -> float:
             if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"{server}: an idle connection's request failed")
         time.sleep(1)
-        after = process_rss_kib(proc.pid)
+        after = rss_kib(proc.pid)
         return (after - before) / (count - 1)
     finally:
         for sock in held:

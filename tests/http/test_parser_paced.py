@@ -54,3 +54,23 @@ def test_a_body_over_the_limit_in_the_same_bytes_refuses_its_request_whole() -> 
         parser.feed_paced(GET % 0 + head + body, len(GET % 0))
     assert caught.value.status == 413
     assert heads(caught.value.events) == []  # its head never handed out
+
+
+@pytest.mark.parametrize("split", [0, 30, 70, 100, 4000])
+def test_a_body_of_known_length_is_never_read_as_a_head(split: int) -> None:
+    # the parser looks for heads only after the body's Content-Length bytes
+    # (so an upload is not searched): a body that reads like a chunked head,
+    # whole or split across two reads anywhere, stays body bytes
+    body = (b"GET /no HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" * 80)[:4096]
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    data = post + GET % 1
+    parser = RequestParser(Limits())
+    got: list[object] = []
+    for chunk in (data[:split], data[split:]) if split else (data,):
+        at = 0
+        while at < len(chunk):
+            events, at = parser.feed_paced(chunk, at)
+            got.extend(events)
+    assert heads(got) == ["/p", "/1"]
+    assert b"".join(e for e in got if isinstance(e, bytes)) == body
+    assert got.count(END_OF_MESSAGE) == 2
