@@ -61,6 +61,10 @@ class Connection(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def write_soon(self, data: bytes) -> None:
+        """``data`` written before the loop's turn ends, with pieces written so meanwhile."""
+        ...
+
     async def drain(self) -> None: ...
 
     def resume_reading(self) -> None: ...
@@ -406,11 +410,13 @@ class HTTPCycle:
                 data = self.response.body(message.get("body", b""), more)
             except LocalProtocolError as exc:
                 raise RuntimeError(str(exc)) from None
-            if data:
-                self.conn.write(data)
             if not more:
+                if data:
+                    self.conn.write(data)
                 self._finish()
             else:
+                if data:
+                    self.conn.write_soon(data)  # (pieces sent in a row: one write)
                 await self.conn.drain()
         elif kind == "http.response.start":
             if self.started:
