@@ -37,8 +37,8 @@ import time
 from common import (
     ensure_python_packages,
     free_port,
-    rss_kib,
     qactuar_command,
+    rss_kib,
     run_wrk,
     start_server,
     stop_server,
@@ -63,16 +63,26 @@ SCRIPTS = {
 }
 
 
-def command(server: str, app: str, factory: bool, port: int) -> list[str]:
+def command(server: str, app: str, factory: bool, port: int, *extra: str) -> list[str]:
+    more = [*extra, *(["--factory"] if factory else [])]
     if server == "qactuar async":
-        return qactuar_command(app, port, "async", *(["--factory"] if factory else []))
+        return qactuar_command(app, port, "async", *more)
     if server == "uvicorn":
-        return uvicorn_command(app, port, "--lifespan", "off", *(["--factory"] if factory else []))
+        return uvicorn_command(app, port, "--lifespan", "off", *more)
     return [
         sys.executable, "-m", "granian", app, "--interface", "asgi", "--workers", "1",
         "--http", "1", "--no-ws", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", *(["--factory"] if factory else []),
+        "--log-level", "warning", *more,
     ]  # fmt: skip
+
+
+#: For the idle connections, every server's accept queue as long (Granian's
+#: default 1,024 also caps the connections it serves at once: its backpressure).
+IDLE_OPTIONS = {
+    "qactuar async": ("--backlog", "16384"),
+    "uvicorn": ("--backlog", "16384"),
+    "granian": ("--backlog", "16384", "--backpressure", "16384"),
+}
 
 
 def check_answer(port: int, path: str, script: str) -> None:
@@ -112,7 +122,7 @@ def throughput(server: str, workload: str, seconds: int, connections: int, lua: 
 def idle_kib_per_connection(server: str, count: int) -> float:
     """RSS growth per idle keep-alive connection that made one request, in KiB."""
     port = free_port()
-    proc = start_server(command(server, "apps:hello", False, port), port)
+    proc = start_server(command(server, "apps:hello", False, port, *IDLE_OPTIONS[server]), port)
     held: list[socket.socket] = []
     try:
         request = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n"
