@@ -16,7 +16,8 @@ from support import ROOT
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 SCRIPTS = sorted(
     name for name in os.listdir(BENCHMARKS)
-    if name.endswith(".py") and name not in ("common.py", "apps.py", "fork_ceiling.py")
+    if name.endswith(".py")
+    and name not in ("common.py", "apps.py", "apps_fastapi.py", "fork_ceiling.py")
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import basic  # type: ignore[import-not-found]
-from support import APPS, Spawned, qactuar_env, run_qactuar, start_program
+from support import APPS, Spawned, model_args, qactuar_env, run_qactuar, start_program
 
 from qactuar import Config, Server
 
@@ -73,7 +73,7 @@ def test_an_app_that_cannot_be_imported_exits_2_in_every_model(model, target):
     # README: an import error, or a --factory that is not callable, is one
     # line and status 2, in every model (prefork checks it in the master)
     args = ("--factory",) if target == "basic:hello" else ()
-    result = run_qactuar(target, *args, "--model", model, "--workers", "1", "--port", "0")
+    result = run_qactuar(target, *args, *model_args(model), "--port", "0")
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 2, output
     assert len(output.splitlines()) == 1, output

@@ -15,10 +15,10 @@ import socket
 
 import pytest
 from frontproxy import CLIENT_ADDRESS, connect_from_client_address, fill, start
-from support import RawClient, free_port, read_until_closed, stop_process, wait_until
+from support import RawClient, free_port, model_args, read_until_closed, stop_process, wait_until
 from websockets.sync.client import connect as ws_connect
 
-QACTUAR_ARGS = ("--workers", "1", "--proxy-protocol", "--health-path", "/healthz")
+QACTUAR_ARGS = ("--proxy-protocol", "--health-path", "/healthz")
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 pytestmark = pytest.mark.skipif(
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_two_hosts_behind_haproxy(spawn_qactuar, tmp_path):
-    hosts = [spawn_qactuar("--model", model, "proxied:app") for model in ("fork", "prefork")]
+    hosts = [spawn_qactuar(*model_args(model), "proxied:app") for model in ("fork", "prefork")]
     port = free_port()
     conf = tmp_path / "haproxy.cfg"
     conf.write_text(fill("haproxy.cfg", {

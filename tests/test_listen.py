@@ -28,6 +28,7 @@ from support import (
     Spawned,
     accepts,
     free_port,
+    model_args,
     qactuar_env,
     refuses,
     run_qactuar,
@@ -37,7 +38,7 @@ from support import (
 
 MODELS = ["fork", "async", "prefork"]
 #: Every model's own flags: one prefork worker is enough to serve.
-MODEL_ARGS = ("--workers", "1", "--graceful-timeout", "2")
+MODEL_ARGS = ("--graceful-timeout", "2")
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 
 
@@ -102,7 +103,7 @@ def test_several_binds_at_once_ipv4_ipv6_and_unix(model, start, tmp_path):
     port, port6, unused = free_port(), free_port6(), free_port()
     path = str(tmp_path / "app.sock")
     server = start(qactuar(
-        "basic:hello", "--model", model, *MODEL_ARGS, "--port", str(unused),
+        "basic:hello", *model_args(model), *MODEL_ARGS, "--port", str(unused),
         "--bind", f"127.0.0.1:{port}", "--bind", f"[::1]:{port6}", "--bind", f"unix:{path}",
         "--uds-mode", "0660",
     ), port=port)
@@ -131,7 +132,7 @@ def test_fd_serves_a_socket_the_test_bound_and_passed(model, start):
     with listening_socket() as sock:
         port = sock.getsockname()[1]
         fd = sock.fileno()
-        server = start(qactuar("basic:hello", "--model", model, *MODEL_ARGS, "--fd", str(fd),
+        server = start(qactuar("basic:hello", *model_args(model), *MODEL_ARGS, "--fd", str(fd),
                                "--port", str(free_port())), pass_fds=(fd,))
         server.wait_for_log(f"Listening on http://127.0.0.1:{port}")
         for _ in range(3):
@@ -151,19 +152,19 @@ def run_with_fd(fd: int, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_bad_fd_is_a_one_line_error(kind, model, tmp_path):
     if kind == "closed":
         fd = 97
-        result = run_with_fd(fd, "--model", model)
+        result = run_with_fd(fd, *model_args(model))
         expected = "descriptor 97 is not open"
     elif kind == "file":
         with open(tmp_path / "f", "w") as fh:
             fd = fh.fileno()
-            result = run_with_fd(fd, "--model", model)
+            result = run_with_fd(fd, *model_args(model))
             expected = f"descriptor {fd} is not a socket"
     else:
         kind_ = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
         with socket.socket(socket.AF_INET, kind_) as sock:
             sock.bind(("127.0.0.1", 0))
             fd = sock.fileno()
-            result = run_with_fd(fd, "--model", model)
+            result = run_with_fd(fd, *model_args(model))
             expected = f"descriptor {fd} is " + (
                 "not a stream" if kind == "udp" else "not listening")
     assert result.returncode == 1
@@ -189,7 +190,7 @@ def test_a_descriptor_given_twice_is_served_once(model, start):
     # adopted twice, it was listened on twice (uvloop refused) and closed twice
     with listening_socket() as sock:
         port, fd = sock.getsockname()[1], sock.fileno()
-        server = start(qactuar("basic:hello", "--model", model, *MODEL_ARGS, "--fd", str(fd),
+        server = start(qactuar("basic:hello", *model_args(model), *MODEL_ARGS, "--fd", str(fd),
                                "--bind", f"fd://{fd}"), pass_fds=(fd,))
         server.wait_for_log(f"Listening on http://127.0.0.1:{port}")
         for _ in range(3):
@@ -249,7 +250,7 @@ def socket_activate(tmp_path: Any, port: int, model: str, *args: str) -> list[st
     pythonpath = os.path.join(TESTS, "apps") + os.pathsep + ROOT
     return [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}", "-l", str(tmp_path / "act.sock"),
             "--fdname", "web:local", "-E", f"PYTHONPATH={pythonpath}",
-            *qactuar("listen_apps:environ", "--model", model, *MODEL_ARGS, *args)]
+            *qactuar("listen_apps:environ", *model_args(model), *MODEL_ARGS, *args)]
 
 
 @pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate is not installed")

@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 from frontproxy import CLIENT_ADDRESS, client, connect_from_client_address, fill, start
-from support import RawClient, Spawned, free_port, stop_process
+from support import RawClient, Spawned, free_port, model_args, stop_process
 from websockets.sync.client import connect as ws_connect
 
-QACTUAR_ARGS = ("--workers", "1")
 MODELS = ["fork", "async", "prefork"]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -82,11 +81,11 @@ def backend(spawn_qactuar: Callable[..., Spawned], model: str, transport: str, w
             *args: str) -> tuple[Spawned, dict[str, Any]]:
     """qactuar serving proxied:app; the nginx.conf values that point at it."""
     if transport == "tcp":
-        srv = spawn_qactuar("--model", model, *args, "proxied:app")
+        srv = spawn_qactuar(*model_args(model), *args, "proxied:app")
         return srv, {"QACTUAR_TCP": f"127.0.0.1:{srv.port}",
                      "QACTUAR_UDS": os.path.join(workdir, "none.sock")}
     path = os.path.join(workdir, "qactuar.sock")
-    srv = spawn_qactuar("--model", model, "--uds", path, *args, "proxied:app", listen="own")
+    srv = spawn_qactuar(*model_args(model), "--uds", path, *args, "proxied:app", listen="own")
     return srv, {"QACTUAR_TCP": f"127.0.0.1:{free_port()}", "QACTUAR_UDS": path}
 
 

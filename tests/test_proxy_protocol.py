@@ -15,9 +15,9 @@ import time
 
 import pytest
 from proxyraw import V1, v2, v2_ipv6
-from support import RawClient
+from support import RawClient, model_args
 
-QACTUAR_ARGS = ("--proxy-protocol", "--workers", "1", "--header-timeout", "1",
+QACTUAR_ARGS = ("--proxy-protocol", "--header-timeout", "1",
                 "--log-level", "info")
 MODELS = ["fork", "async", "prefork"]
 
@@ -48,7 +48,7 @@ def closed_without_answer(conn: RawClient, within: float = 5) -> float:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_valid_headers_give_the_client_and_server(spawn_qactuar, model):
-    srv = spawn_qactuar("--model", model, "proxied:app")
+    srv = spawn_qactuar(*model_args(model), "proxied:app")
     with exchange(srv.port, V1 + WHOAMI).sock as sock:
         conn = RawClient.over(sock)
         first = whoami(conn, b"")
@@ -86,7 +86,7 @@ def test_valid_headers_give_the_client_and_server(spawn_qactuar, model):
 def test_bad_truncated_and_missing_headers_close_only_that_connection(spawn_qactuar, model):
     # HEADER_TIMEOUT 2 s: the server's clock is coarse (a quarter of the
     # timeout), so a truncated header is closed 1.5 to 2.5 s after it came
-    srv = spawn_qactuar("--model", model, "--header-timeout", "2", "proxied:app")
+    srv = spawn_qactuar(*model_args(model), "--header-timeout", "2", "proxied:app")
     opened = time.monotonic()
     truncated = [exchange(srv.port, data) for data in (V1[:20], v2()[:15], v2()[:-3])]
     for garbage in (WHOAMI, b"PROXY TCP4 198.51.100.4 192.0.2.1 51000\r\n",
@@ -112,7 +112,7 @@ def test_bad_truncated_and_missing_headers_close_only_that_connection(spawn_qact
 
 @pytest.mark.parametrize("model", MODELS)
 def test_untrusted_peer_is_closed(spawn_qactuar, model):
-    srv = spawn_qactuar("--model", model, "--forwarded-allow-ips", "192.0.2.10",
+    srv = spawn_qactuar(*model_args(model), "--forwarded-allow-ips", "192.0.2.10",
                         "--header-timeout", "30", "proxied:app")
     # at once, not when HEADER_TIMEOUT runs out
     assert closed_without_answer(exchange(srv.port, V1 + WHOAMI)) < 10

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support import APPS, ROOT, TESTS, qactuar_env, wait_until
+from support import APPS, ROOT, TESTS, model_args, qactuar_env, wait_until
 
 MODELS = ["fork", "async", "prefork"]
-QACTUAR_ARGS = ("--graceful-timeout", "2", "--workers", "1")
+QACTUAR_ARGS = ("--graceful-timeout", "2")
 
 APP = '''
 async def app(scope, receive, send):
@@ -57,7 +57,7 @@ def test_an_edit_is_served_and_a_syntax_error_keeps_the_last_good_code(
 ):
     module = tmp_path / "reloaded.py"
     write_app(module, b"one")
-    server = spawn_qactuar("reloaded:app", "--model", model, "--reload",
+    server = spawn_qactuar("reloaded:app", *model_args(model), "--reload",
                            "--reload-dir", str(tmp_path), cwd=str(tmp_path))
     wait_until(lambda: body(server.url) == b"one", 15, what="the first code answers")
 

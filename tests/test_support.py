@@ -18,6 +18,7 @@ from support import (
     QactuarDriver,
     RawClient,
     exchange,
+    model_args,
     process_group,
     read_until_closed,
     serve_in_thread,
@@ -194,7 +195,7 @@ def test_own_binding_reads_the_port_from_the_log(tmp_path: Any) -> None:
 @pytest.mark.parametrize("model", ["fork", "async", "prefork"])
 def test_a_server_that_logs_no_info_is_ready_once_it_polls_its_socket(tmp_path: Any,
                                                                      model: str) -> None:
-    spawned = start_qactuar("basic:hello", "--model", model, "--workers", "1",
+    spawned = start_qactuar("basic:hello", *model_args(model),
                             "--log-level", "warning", log_path=str(tmp_path / "log"))
     try:
         assert "Listening on" not in spawned.output()

@@ -448,3 +448,9 @@ def calls_with_peak_children(
     sampler.join()
     assert not any(t.is_alive() for t in callers), "a call did not return within 60 s"
     return results, peak
+
+
+def model_args(model: str) -> tuple[str, ...]:
+    """``--model <model>``, with one worker for ``prefork`` (a small machine); ``fork``
+    stays one parent (with ``--workers`` it would run under a prefork master)."""
+    return ("--model", model, "--workers", "1") if model == "prefork" else ("--model", model)
