@@ -198,6 +198,10 @@ def test_the_admin_socket_changes_a_fork_key_by_replacing_the_parents(
     assert status["model"] == "fork"
     assert [p["role"] for p in status["processes"]] == ["master", "worker"]
     first = parents(proc.proc.pid, 1)
+    for _ in range(5):
+        assert httpx.get(proc.url + "/", timeout=10).text == "ok"
+    # the parents' figures reach the master (each heartbeat)
+    wait_until(lambda: admin.status()["totals"]["requests"] >= 5, 10, what="5 requests counted")
     applied = admin.apply_config({"REQUEST_TIMEOUT": 1})
     assert applied.status_code == 200, applied.text
     wait_until(lambda: children_of(proc.proc.pid) != first and len(children_of(proc.proc.pid)) == 1,
