@@ -209,3 +209,22 @@ def test_the_admin_socket_changes_a_fork_key_by_replacing_the_parents(
     assert httpx.get(proc.url + "/forkhang?0", timeout=15).status_code == 504
     refused = admin.apply_config({"PORT": 1})
     assert refused.status_code == 409
+
+
+def test_each_fork_parent_serves_tls_and_answers_a_crash_with_502(
+    spawn_qactuar: Any, tmp_path: Any,
+) -> None:
+    from tlscerts import Certs, client, serve
+
+    certs = Certs(tmp_path)
+    server = serve(spawn_qactuar, certs, "fork", "--workers", "2", "--reuse-port",
+                   "--no-access-log")
+    server.wait_for_log("serving", count=2)
+    pids = set()
+    with client(certs, server) as http:
+        assert http.get("/segv").status_code == 502
+        for _ in range(6):
+            response = http.get("/pid")
+            assert response.status_code == 200
+            pids.add(response.text)
+    assert len(pids) == 6  # a fresh child each time, over one TLS connection
