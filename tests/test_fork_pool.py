@@ -228,3 +228,44 @@ def test_each_fork_parent_serves_tls_and_answers_a_crash_with_502(
             assert response.status_code == 200
             pids.add(response.text)
     assert len(pids) == 6  # a fresh child each time, over one TLS connection
+
+
+def _shared_kinds(pid: int) -> set[str]:
+    """The sockets and pipes ``pid`` holds (their inodes)."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith(("socket:", "pipe:")):
+            found.add(target)
+    return found
+
+
+def test_a_child_holds_none_of_the_masters_sockets_or_pipes(spawn_qactuar: Any) -> None:
+    # the master's event loop (its self-pipe), its wake-up pipe and its
+    # listening socket stay out of every zygote and child
+    proc = start_pool(spawn_qactuar, 1, "--request-timeout", "0")
+    (parent,) = parents(proc.proc.pid, 1)
+    out: dict[str, Any] = {}
+    thread = in_thread(proc.url + "/sleep?1", out)
+    (child,) = wait_until(lambda: fork_children(parent) or None, 10, what="the child")
+    (zygote,) = children_of(parent)
+    master = _shared_kinds(proc.proc.pid)
+    assert master, "the master holds sockets and pipes"
+    assert not master & _shared_kinds(child)
+    assert not master & _shared_kinds(zygote)
+    thread.join(10)
+    assert out["status"] == 200
+
+
+def test_workers_set_to_0_on_the_fly_leaves_one_fork_parent(spawn_qactuar: Any) -> None:
+    # 0 means one parent and no master at start; later the master stays, with
+    # one parent (not one per CPU, as prefork's 0 means)
+    proc = start_pool(spawn_qactuar, 3, *ADMIN, "--admin-token", TOKEN)
+    admin = Admin(admin_port(proc))
+    parents(proc.proc.pid, 3)
+    assert admin.apply_config({"WORKERS": 0}).status_code == 200
+    parents(proc.proc.pid, 1)
+    assert httpx.get(proc.url + "/", timeout=10).text == "ok"

@@ -66,6 +66,15 @@ _HANDLED = (
 )
 
 
+def target_workers(config: Config) -> int:
+    """The pool's size: WORKERS; 0 is one per CPU in ``prefork``, and one parent in
+    ``fork`` (a master over fork parents started with WORKERS set; set to 0 later, by
+    SIGHUP or the admin socket, the master stays until a restart)."""
+    if config.WORKERS:
+        return config.WORKERS
+    return 1 if config.MODEL == "fork" else cpu_count()
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -94,7 +103,7 @@ class Arbiter(WakePipe):
         self.app = app
         self.listen = listen
         self.workers: dict[int, WorkerRecord] = {}
-        self.num_workers = config.WORKERS or cpu_count()
+        self.num_workers = target_workers(config)
         self.generation = 0
         self.signals: collections.deque[int] = collections.deque()
         self.pid = os.getpid()
@@ -262,6 +271,7 @@ class Arbiter(WakePipe):
             master_pid=self.pid,
             max_requests=limit,
             in_child=self.companion.in_child if self.companion is not None else None,
+            master_loop=asyncio.events._get_running_loop(),
         )
         sys.stdout.flush()
         sys.stderr.flush()
@@ -469,7 +479,7 @@ class Arbiter(WakePipe):
         if config is None:
             return
         self.config = config
-        self.num_workers = config.WORKERS or cpu_count()
+        self.num_workers = target_workers(config)
         self.generation += 1
         self.reloads += 1
         self.boot_failures = 0
@@ -488,7 +498,7 @@ class Arbiter(WakePipe):
         generation now current.
         """
         self.config = config
-        self.num_workers = config.WORKERS or cpu_count()
+        self.num_workers = target_workers(config)
         if replace:
             self.app, self.target = app, target
             self.generation += 1

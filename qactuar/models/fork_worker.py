@@ -15,6 +15,7 @@ fork parent's (zygote, relay, children's deadlines) through ``super()``.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 
 from ..asgi.types import ASGIApp
@@ -29,5 +30,23 @@ class ForkWorker(WorkerServer, ForkServer):
 
     def __init__(self, app: ASGIApp, spec: WorkerSpec) -> None:
         super().__init__(app, spec)
-        # the master's wake-up pipe is the worker's, not its children's
-        bisect.insort(self.child_closes, spec.wake_fd)
+        # the master's wake-up pipe is the worker's, and the master's event
+        # loop (its epoll instance, its self-pipe) nobody's here: no zygote
+        # or child holds them
+        for fd in (spec.wake_fd, *_loop_fds(spec.master_loop)):
+            bisect.insort(self.child_closes, fd)
+
+
+def _loop_fds(loop: asyncio.AbstractEventLoop | None) -> list[int]:
+    """The descriptors of the master's loop (asyncio's: its selector, its self-pipe)."""
+    if loop is None:
+        return []
+    found = []
+    selector = getattr(loop, "_selector", None)
+    if selector is not None:
+        found.append(selector.fileno())
+    for name in ("_ssock", "_csock"):
+        sock = getattr(loop, name, None)
+        if sock is not None and sock.fileno() >= 0:
+            found.append(sock.fileno())
+    return found

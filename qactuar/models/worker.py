@@ -71,6 +71,8 @@ class WorkerSpec:
     #: Run first thing in the worker: closes the descriptors of what the
     #: master serves beside supervising (the admin socket: ``Companion.in_child``).
     in_child: Callable[[], None] | None = None
+    #: The master's event loop, which the worker was forked inside.
+    master_loop: asyncio.AbstractEventLoop | None = None
 
 
 class WorkerServer(Server):
@@ -301,7 +303,7 @@ _masters_loop: asyncio.AbstractEventLoop | None = None
 
 def _leave_masters_loop(spec: WorkerSpec) -> None:
     global _masters_loop
-    _masters_loop = asyncio.events._get_running_loop()
+    _masters_loop = spec.master_loop  # (asyncio's running loop is per process: None here)
     asyncio.events._set_running_loop(None)  # the worker's Runner makes its own
     if spec.in_child is not None:
         spec.in_child()

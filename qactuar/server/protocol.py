@@ -310,6 +310,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def fail(self, status: int, reason: str) -> None:
         """Answer ``status`` (if nothing of a response was sent) and close."""
+        self._write_held()
         self.cycle = None
         self.pipeline.clear()
         self._error = ProtocolError(status, reason)
@@ -323,6 +324,7 @@ class HTTPProtocol(asyncio.Protocol):
     def _send_error(self) -> None:
         exc = self._error
         assert exc is not None and self.transport is not None
+        self._write_held()  # (what came before goes first)
         if exc.status < 500:
             logger.info("Bad request from %s: %s", self.client, printable(str(exc)))
         state = self.state
@@ -342,6 +344,10 @@ class HTTPProtocol(asyncio.Protocol):
         if cycle is not self.cycle:
             return
         self.cycle = None
+        # the response's held pieces go now: its last message may have been
+        # empty (a Content-Length or HEAD response, 204, 304), and what
+        # follows (an error's answer, a lingering close's EOF) writes directly
+        self._write_held()
         if self._ws is not None:
             self.close()  # a WebSocket connection ends with its application
             return
