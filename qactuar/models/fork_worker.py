@@ -36,6 +36,13 @@ class ForkWorker(WorkerServer, ForkServer):
         for fd in (spec.wake_fd, *_loop_fds(spec.master_loop)):
             bisect.insort(self.child_closes, fd)
 
+    async def shutdown(self) -> None:
+        # the listeners close first thing (WorkerServer.shutdown): their numbers
+        # leave ``child_closes`` before, or a zygote forked meanwhile would
+        # close whatever reused them (its own control socket, say)
+        self.unlist_listeners()
+        await super().shutdown()
+
 
 def _loop_fds(loop: asyncio.AbstractEventLoop | None) -> list[int]:
     """The descriptors of the master's loop (asyncio's: its selector, its self-pipe)."""
