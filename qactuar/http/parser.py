@@ -271,7 +271,7 @@ class RequestParser:
                 # (its body is framed here) or a second head ends across the
                 # reads, in the last bytes before and the first here (pace)
                 first + 4 == size
-                and data.lower().find(b"chunked", scan) < 0
+                and b"chunked" not in data[scan:].lower()  # (the head's bytes only)
                 and not (pace and scan == start
                          and b"\r\n\r\n" in self._carry + data[start : start + 3])
             ):  # fmt: skip
