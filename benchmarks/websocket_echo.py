@@ -7,13 +7,15 @@ Both servers serve ``echo`` below (one process each, access logs off) pinned
 to BENCH_SERVER_CPUS (default core 0): qactuar's async model, and uvicorn
 with ``--ws websockets`` (httptools, uvloop). The load generator is this
 file with ``--client``: one Python process on BENCH_LOAD_CPUS (default core
-1), the ``websockets`` asyncio client on uvloop, ``--connections``
-connections each sending a ``--size``-byte text and waiting for its echo,
-over and over for ``--seconds`` (after a 1 s warm-up). The client offers
-permessage-deflate as browsers do, unless ``--no-compression``. Rounds
-alternate the servers; medians are printed, with each server's CPU share
-during the run and its CPU time per echoed message (the steadier figure on
-a shared machine, where neither side may get a whole core).
+1) on uvloop, ``--connections`` connections each sending a ``--size``-byte
+text and waiting for its echo, over and over for ``--seconds`` (after a 1 s
+warm-up). Its WebSocket client is written by hand for the purpose
+(``_EchoConnection``: frames built and read directly, permessage-deflate
+offered as browsers do unless ``--no-compression``), because the
+``websockets`` client saturated its core before either server did: with
+it the ratio measured the client. Rounds alternate the servers; medians
+are printed, with each server's CPU share during the run and its CPU time
+per echoed message.
 
 The servers serve ``apps:echo`` (benchmarks/apps.py).
 """
@@ -22,66 +24,152 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+import zlib
 
 from common import LOAD_CPUS, Result, Series, free_port, rss_kib, start_server, stop_server
 
 # load generator ----------------------------------------------------------------------
 
 
+class _EchoConnection(asyncio.Protocol):
+    """One WebSocket client connection, by hand: a handshake, then masked text frames
+    out and frames back, with permessage-deflate when offered and accepted.
+
+    A load generator, not a client library: the masking key is zero (legal on
+    the wire, the server cannot tell), replies are checked by their length
+    and, when compressed, inflated and compared. It costs a fraction of the
+    ``websockets`` client's CPU per message, so the server is what a run
+    measures, not the load generator.
+    """
+
+    def __init__(self, payload: bytes, compression: bool) -> None:
+        self.payload = payload
+        self.offer = compression
+        self.deflate = False
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.open: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.reply: asyncio.Future[bytes] | None = None
+        self._compress = zlib.compressobj(wbits=-15)
+        self._inflate = zlib.decompressobj(wbits=-15)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16))
+        offer = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        self.transport.write(
+            b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n"
+            + (offer if self.offer else b"") + b"\r\n"
+        )
+
+    def frame(self) -> bytes:
+        data, first = self.payload, 0x81
+        if self.deflate:
+            data = self._compress.compress(data) + self._compress.flush(zlib.Z_SYNC_FLUSH)
+            data, first = data[:-4], 0xC1  # (RSV1: compressed)
+        size = len(data)
+        if size < 126:
+            head = bytes((first, 0x80 | size))
+        else:
+            head = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+        return head + b"\0\0\0\0" + data  # a zero masking key: the payload as it is
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.open.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).lower()
+            del buffer[: end + 4]
+            if not head.startswith(b"http/1.1 101"):
+                self.open.set_exception(RuntimeError(f"handshake refused: {head[:80]!r}"))
+                return
+            self.deflate = b"permessage-deflate" in head
+            self.open.set_result(None)
+        while len(buffer) >= 2:
+            first, size = buffer[0], buffer[1] & 0x7F
+            at = 2
+            if size == 126:
+                if len(buffer) < 4:
+                    return
+                size, at = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    return
+                size, at = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < at + size:
+                return
+            payload = bytes(buffer[at : at + size])
+            del buffer[: at + size]
+            if first & 0x0F != 1:
+                continue  # (a ping or a close: not part of the echo)
+            if first & 0x40:
+                payload = self._inflate.decompress(payload + b"\0\0\xff\xff")
+            if self.reply is not None and not self.reply.done():
+                self.reply.set_result(payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in (self.open, self.reply):
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError("the server closed the connection"))
+
+
 async def _client(
     port: int, seconds: float, connections: int, size: int, compression: bool
 ) -> dict[str, float]:
-    import websockets
-
-    payload = "x" * size
-    url = f"ws://127.0.0.1:{port}/"
-    socks = await asyncio.gather(
-        *(
-            websockets.connect(
-                url,
-                compression="deflate" if compression else None,
-                open_timeout=30,
-                ping_interval=None,
-                max_queue=None,
-            )
-            for _ in range(connections)
+    loop = asyncio.get_running_loop()
+    payload = b"x" * size
+    socks: list[_EchoConnection] = []
+    for _ in range(connections):
+        _, conn = await loop.create_connection(
+            lambda: _EchoConnection(payload, compression), "127.0.0.1", port
         )
-    )
+        await asyncio.wait_for(conn.open, 30)
+        socks.append(conn)
     counting = False
     count = 0
     latencies: list[float] = []
 
-    async def loop(ws: Any, until: float) -> None:
+    async def echo(conn: _EchoConnection, until: float) -> None:
         nonlocal count
+        transport = conn.transport
+        assert transport is not None
         while True:
             began = time.perf_counter()
             if began >= until:
                 return
-            await ws.send(payload)
-            reply = await ws.recv()
-            assert reply == payload
+            conn.reply = loop.create_future()
+            transport.write(conn.frame())
+            reply = await conn.reply
+            if reply != payload:
+                raise RuntimeError(f"echo {reply[:40]!r} is not what was sent")
             if counting:
                 count += 1
                 if count % 16 == 0:
                     latencies.append(time.perf_counter() - began)
 
     warm_until = time.perf_counter() + 1
-    await asyncio.gather(*(loop(ws, warm_until) for ws in socks))
+    await asyncio.gather(*(echo(conn, warm_until) for conn in socks))
     counting = True
     began = time.perf_counter()
     cpu = time.process_time()
     until = began + seconds
-    await asyncio.gather(*(loop(ws, until) for ws in socks))
+    await asyncio.gather(*(echo(conn, until) for conn in socks))
     elapsed = time.perf_counter() - began
     cpu = time.process_time() - cpu
-    await asyncio.gather(*(ws.close() for ws in socks))
+    for conn in socks:
+        assert conn.transport is not None
+        conn.transport.close()
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan")
     return {
