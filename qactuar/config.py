@@ -152,6 +152,12 @@ class Config:
         1.0, "fork model: seconds between sweeps.", at_least(0.001)
     )
     GATHER_PROC_STATS: bool = _setting(False, "fork model: record each child's CPU and memory.")
+    FORK_AHEAD: int = _setting(
+        0,
+        "fork model: children forked ahead of demand, each set up and waiting for one "
+        "request (0 = off).",
+        at_least(0),
+    )
     WORKERS: int = _setting(
         0,
         "prefork model: worker processes (0 = one per CPU). fork model: serving parents "

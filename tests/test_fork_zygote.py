@@ -117,7 +117,7 @@ def test_a_child_whose_pidfd_the_parent_could_not_take_does_not_leak_its_slot(
 @pytest.mark.timeout(30)
 def test_a_spawn_request_whose_descriptor_was_dropped_is_answered() -> None:
     # the zygote at its descriptor limit gets the request without its fd
-    pid, ctl = start_zygote([], lambda sock: os._exit(0), os.fork)
+    pid, ctl = start_zygote([], lambda sock, ahead: os._exit(0), os.fork)
     try:
         ctl.send(marshal.dumps((7,)))
         ready, _, _ = select.select([ctl], [], [], 3)
@@ -262,7 +262,7 @@ def test_a_kill_sent_after_the_zygote_is_retired_still_kills() -> None:
     # a child with no pidfd is killed through its zygote; once retired (a
     # config or apps change) the zygote's control socket was shut, and the
     # kill was lost: the child ran on past REQUEST_TIMEOUT (found by review)
-    def sleeper(sock: socket.socket) -> Any:
+    def sleeper(sock: socket.socket, ahead: bool) -> Any:
         time.sleep(30)
         os._exit(0)
 

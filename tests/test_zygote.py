@@ -10,7 +10,7 @@ from typing import NoReturn
 from qactuar.models.zygote import ZygoteLink, start_zygote
 
 
-def _exit_at_once(sock: socket.socket) -> NoReturn:
+def _exit_at_once(sock: socket.socket, ahead: bool = False) -> NoReturn:
     os._exit(0)
 
 

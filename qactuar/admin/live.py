@@ -112,7 +112,7 @@ CORE_LIVE = frozenset({
 ASYNC_LIVE = CORE_LIVE
 FORK_LIVE = CORE_LIVE | {
     "REQUEST_TIMEOUT", "CHECK_PROCESS_INTERVAL", "BODY_BUFFER_BYTES", "MAX_WEBSOCKETS",
-    "MAX_PROCESSES",
+    "MAX_PROCESSES", "FORK_AHEAD",
 }  # fmt: skip
 #: What the prefork master reads itself: no worker is replaced for these.
 PREFORK_MASTER_KEYS = frozenset({"WORKERS", "MAX_REQUESTS", "MAX_REQUESTS_JITTER",

@@ -325,7 +325,9 @@ class ForkServer(ForkStops, Server, ChildFds):
             return None
         self._zygote_started = time.monotonic()
         try:
-            pid, ctl = start_zygote(self.child_closes, self._serve_spawned, self._fork)
+            pid, ctl = start_zygote(
+                self.child_closes, self._serve_spawned, self._fork, self.config.FORK_AHEAD
+            )
         except OSError as exc:  # EAGAIN, ENOMEM, EMFILE
             logger.error("cannot fork the zygote: %s", exc)
             self._zygote_due = loop.call_later(ZYGOTE_RESPAWN_DELAY, self._zygote_time)
@@ -341,8 +343,8 @@ class ForkServer(ForkStops, Server, ChildFds):
         self._zygote_due = None
         self._fork_waiting()
 
-    def _serve_spawned(self, sock: socket.socket) -> NoReturn:
-        serve_spawned(self, sock)
+    def _serve_spawned(self, sock: socket.socket, ahead: bool) -> NoReturn:
+        serve_spawned(self, sock, ahead)
 
     def _fork(self) -> int:
         """fork() of this process, its stop signals blocked across (``PARENT_SIGNALS``)."""

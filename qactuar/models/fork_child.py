@@ -29,8 +29,15 @@ __all__ = ["serve_spawned"]
 child_logger = logging.getLogger("qt_child")
 
 
-def serve_spawned(server: ForkServer, sock: socket.socket) -> NoReturn:
-    """The child's life: the request relayed over ``sock``, then exit."""
+def serve_spawned(server: ForkServer, sock: socket.socket, ahead: bool = False) -> NoReturn:
+    """The child's life: the request relayed over ``sock``, then exit.
+
+    ``ahead``: a child forked ahead of demand (FORK_AHEAD): ``sock`` is its
+    channel from the zygote, on which the request's socketpair end comes
+    once there is a request; everything before (signals, the collector, the
+    event loop) is done while it waits. The end of the channel without one
+    (the zygote retired it) is a quiet exit.
+    """
     code = 1
     try:
         # A child touches as little of the inherited memory as it can: every
@@ -47,6 +54,9 @@ def serve_spawned(server: ForkServer, sock: socket.socket) -> NoReturn:
         # (the policy's loop too: else code that asks the policy would get
         # the parent's, inherited; it costs the child some 35 pages)
         asyncio.set_event_loop(loop)
+        if ahead:
+            loop.run_until_complete(asyncio.sleep(0))  # (its first start costs too)
+            sock = _wait_for_request(sock)
         state = server.state
         extensions = (state.http_extensions, state.ws_extensions)
         loop.run_until_complete(serve_in_child(server.app, sock, state.lifespan_state, extensions))
@@ -55,3 +65,12 @@ def serve_spawned(server: ForkServer, sock: socket.socket) -> NoReturn:
         child_logger.exception("child %d failed", os.getpid())
     finally:
         os._exit(code)
+
+
+def _wait_for_request(channel: socket.socket) -> socket.socket:
+    """A child forked ahead: its request's socketpair end, when the zygote sends it."""
+    _, fds, _, _ = socket.recv_fds(channel, 16, 1)
+    channel.close()
+    if not fds:
+        os._exit(0)  # retired unused
+    return socket.socket(fileno=fds[0])

@@ -55,7 +55,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-__all__ = ["PARENT_SIGNALS", "ZygoteLink", "start_zygote"]
+__all__ = ["PARENT_SIGNALS", "Serve", "Spares", "ZygoteLink", "start_zygote"]
+
+#: What a child of the zygote runs: ``serve(sock, ahead)`` (fork_child.serve_spawned).
+Serve = Callable[[socket.socket, bool], NoReturn]
 
 logger = logging.getLogger("qt_server")
 
@@ -67,6 +70,8 @@ logger = logging.getLogger("qt_server")
 #: are ignored.
 PARENT_SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
 
+#: Seconds with nothing to do after which the zygote forks the spares it lacks.
+SPARE_IDLE = 0.005
 #: Largest control message (a zygote's are a few dozen bytes).
 _MESSAGE = 256
 
@@ -210,14 +215,17 @@ class ZygoteLink:
 
 def start_zygote(
     closes: list[int] | Any,
-    serve: Callable[[socket.socket], NoReturn],
+    serve: Serve,
     fork: Callable[[], int],
+    ahead: int = 0,
 ) -> tuple[int, socket.socket]:
     """Fork a zygote; returns its pid and the parent's end of the control socket.
 
     ``closes`` are the parent's descriptors the zygote closes first thing
-    (listeners, clients, pidfds...); ``serve(sock)`` is what each of its
-    children runs; ``fork`` forks the parent (with its signals blocked).
+    (listeners, clients, pidfds...); ``serve(sock, False)`` is what each of
+    its children runs, ``serve(channel, True)`` what a child forked ahead
+    runs (``Spares``); ``fork`` forks the parent (with its signals blocked);
+    ``ahead``: how many children to keep forked ahead (FORK_AHEAD).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = fork()
@@ -225,7 +233,7 @@ def start_zygote(
         code = 1
         try:
             ours.close()
-            _run(theirs, closes, serve)
+            _run(theirs, closes, serve, ahead)
             code = 0
         except BaseException:
             logger.exception("the zygote %d failed", os.getpid())
@@ -235,7 +243,7 @@ def start_zygote(
     return pid, ours
 
 
-def _run(ctl: socket.socket, closes: Any, serve: Callable[[socket.socket], NoReturn]) -> None:
+def _run(ctl: socket.socket, closes: Any, serve: Serve, ahead: int = 0) -> None:
     """The zygote's life: fork on request, reap, report; until the parent is done."""
     # Nothing here may free the parent's objects (their finalizers would
     # close descriptors or unregister them from the epoll instance the
@@ -261,15 +269,18 @@ def _run(ctl: socket.socket, closes: Any, serve: Callable[[socket.socket], NoRet
     poller.register(ctl.fileno(), select.POLLIN)
     poller.register(wake_r, select.POLLIN)
     alive: set[int] = set()
+    spares = Spares(ahead, serve, ctl, (wake_r, wake_w), alive)
     serving = reading = True
     while serving or alive:
-        for fd, _ in poller.poll():
+        spares.fill(serving)
+        for fd, _ in poller.poll(spares.wait()):
             if fd == wake_r:
                 _drain(wake_r)
             elif reading:
-                told = _obey(ctl, serve, alive, (wake_r, wake_w), serving)
+                told = _obey(ctl, spares, alive, serving)
                 if told != _MORE:
                     serving = False  # retired: kills are still taken until the end
+                    spares.retire()
                 if told == _END:
                     reading = False
                     poller.unregister(ctl.fileno())
@@ -278,7 +289,7 @@ def _run(ctl: socket.socket, closes: Any, serve: Callable[[socket.socket], NoRet
                     # no one would stop one that hangs
                     for pid in alive:
                         os.kill(pid, signal.SIGKILL)
-        _reap(ctl, alive)
+        _reap(ctl, alive, spares)
 
 
 def _noop(signum: int, frame: Any) -> None:
@@ -296,13 +307,7 @@ def _drain(fd: int) -> None:
 _MORE, _RETIRED, _END = 0, 1, 2
 
 
-def _obey(
-    ctl: socket.socket,
-    serve: Callable[[socket.socket], NoReturn],
-    alive: set[int],
-    own: tuple[int, int],
-    serving: bool,
-) -> int:
+def _obey(ctl: socket.socket, spares: Spares, alive: set[int], serving: bool) -> int:
     """Do what the parent's next message says: fork a child for a request, kill
     one, or fork no more (``_RETIRED``); ``_END`` at its end of stream."""
     try:
@@ -328,19 +333,15 @@ def _obey(
         _tell(ctl, ("failed", token, "no descriptor came with the request"))
         return after
     end = socket.socket(fileno=fds[0])
-    try:
-        pid = os.fork()
-    except OSError as exc:  # EAGAIN, ENOMEM
-        end.close()
-        _tell(ctl, ("failed", token, str(exc)))
-        return after
-    if pid == 0:
-        ctl.close()
-        for fd in own:
-            os.close(fd)
-        serve(end)  # never returns
+    pid = spares.take(end)  # a child forked ahead, if one waits
+    if pid < 0:
+        try:
+            pid = spares.fork(end, False)
+        except OSError as exc:  # EAGAIN, ENOMEM
+            end.close()
+            _tell(ctl, ("failed", token, str(exc)))
+            return after
     end.close()
-    alive.add(pid)
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:  # EMFILE: the parent will have this process kill it
@@ -353,7 +354,7 @@ def _obey(
     return after
 
 
-def _reap(ctl: socket.socket, alive: set[int]) -> None:
+def _reap(ctl: socket.socket, alive: set[int], spares: Spares) -> None:
     while alive:
         try:
             pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -363,7 +364,110 @@ def _reap(ctl: socket.socket, alive: set[int]) -> None:
         if not pid:
             return
         alive.discard(pid)
+        spares.exited(pid)
         _tell(ctl, ("exited", pid, status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss))
+
+
+class Spares:
+    """Children forked ahead of demand (FORK_AHEAD), each waiting for a request.
+
+    A spare is forked with a ``SOCK_SEQPACKET`` channel of its own; it sets
+    itself up (signals, the collector, a fresh event loop) and waits. A
+    request's socketpair end goes to the oldest spare over its channel, and
+    another is forked to take its place once the zygote has had nothing to do
+    for ``SPARE_IDLE`` (a fork costs a core about a millisecond: at once, it
+    would compete with the request's child, on a busy or a single core);
+    a spare never gets a second request (its channel closes once it has one). Retired (the
+    zygote retires), the channels close and the spares exit unused. A spare
+    that exits before it had a request stops the forking ahead for a second
+    (an app whose import breaks in a fresh process would make a fork loop).
+    Every child the zygote forks closes the other spares' channels: a copy
+    of one held elsewhere would keep a retired spare waiting.
+    """
+
+    def __init__(self, target: int, serve: Serve, ctl: socket.socket, own: tuple[int, ...],
+                 alive: set[int]) -> None:  # fmt: skip
+        self.target = target
+        self._serve = serve
+        self._ctl = ctl
+        self._own = own
+        self._alive = alive
+        self._waiting: deque[tuple[int, socket.socket]] = deque()
+        self._paused_until = 0.0
+        #: No spare is forked before then: the zygote forked or handed one out.
+        self._busy_until = 0.0
+
+    def fork(self, sock: socket.socket, ahead: bool, ours: socket.socket | None = None) -> int:
+        """Fork a child that serves ``sock`` (``ahead``: a spare's channel, whose other
+        end is ``ours``); OSError as fork()."""
+        self._busy_until = time.monotonic() + SPARE_IDLE
+        pid = os.fork()
+        if pid == 0:
+            self._ctl.close()
+            for fd in self._own:
+                os.close(fd)
+            for _, channel in self._waiting:
+                channel.close()
+            if ours is not None:
+                ours.close()
+            self._serve(sock, ahead)  # never returns
+        self._alive.add(pid)
+        return pid
+
+    def fill(self, serving: bool) -> None:
+        """Fork spares up to the target (not when retired, nor paused after a failure)."""
+        if not serving or len(self._waiting) >= self.target:
+            return
+        now = time.monotonic()
+        if now < self._busy_until or (self._paused_until and now < self._paused_until):
+            return
+        while len(self._waiting) < self.target:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                pid = self.fork(theirs, True, ours)
+            except OSError:
+                ours.close()
+                self._paused_until = time.monotonic() + 1.0
+                return
+            finally:
+                theirs.close()
+            self._waiting.append((pid, ours))
+
+    def wait(self) -> int | None:
+        """poll()'s timeout in ms: none, unless spares are due."""
+        if len(self._waiting) >= self.target:
+            return None
+        due = max(self._busy_until, self._paused_until)
+        return max(0, int((due - time.monotonic()) * 1000) + 1)
+
+    def take(self, end: socket.socket) -> int:
+        """Hand ``end`` to the oldest spare; its pid, or -1 if none took it."""
+        while self._waiting:
+            pid, channel = self._waiting.popleft()
+            self._busy_until = time.monotonic() + SPARE_IDLE
+            try:
+                socket.send_fds(channel, [b"r"], [end.fileno()])
+            except OSError:  # it died waiting (its exit is reaped and told)
+                continue
+            finally:
+                channel.close()
+            return pid
+        return -1
+
+    def exited(self, pid: int) -> None:
+        """A child was reaped: a spare still waiting failed (stop forking ahead a while)."""
+        for i, (spare, channel) in enumerate(self._waiting):
+            if spare == pid:
+                del self._waiting[i]
+                channel.close()
+                self._paused_until = time.monotonic() + 1.0
+                return
+
+    def retire(self) -> None:
+        """Fork no more; the waiting spares' channels close: they exit unused."""
+        self.target = 0
+        while self._waiting:
+            self._waiting.popleft()[1].close()
 
 
 def _tell(ctl: socket.socket, message: tuple[Any, ...], fd: int = -1) -> None:

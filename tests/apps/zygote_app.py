@@ -3,6 +3,8 @@ import asyncio
 import json
 import os
 
+COUNT = 0
+
 
 async def _reply(send, body: bytes, status: int = 200) -> None:
     await send({"type": "http.response.start", "status": status,
@@ -45,6 +47,10 @@ async def app(scope, receive, send):
 
         names = sorted(name for name in sys.modules if name.startswith("qactuar.admin"))
         await _reply(send, " ".join(names).encode())
+    elif path == "/count":  # module state a request changes (never seen by the next)
+        global COUNT
+        COUNT += 1
+        await _reply(send, f"{COUNT} {os.getpid()}".encode())
     elif path == "/pids":
         await _reply(send, f"{os.getpid()} {os.getppid()}".encode())
     elif path == "/sleep":
