@@ -20,6 +20,12 @@ Each round then measures the fork model on every core: ``WORKERS=1`` against
 machine, so on a 2-core machine wrk takes a share of the cores the second
 parent would use. ``--no-parents`` skips it.
 
+Each round also measures latency at low load: a request every 50 ms on a
+new connection (``--sparse`` of them), to the fork model with FORK_AHEAD 0
+and 2 and to the async model, pinned as above; and the fork model's
+throughput with FORK_AHEAD 2 beside its own (the saturated case, where a
+child forked ahead can only cost). ``--no-ahead`` skips both.
+
 ``--idle N`` first opens N keep-alive connections that then sit idle on the
 server during the measurement: what a fork costs when the parent holds many
 clients (each child inherits all their sockets).
@@ -29,11 +35,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import time
 
-from common import HERE, SERVER_CPUS, Series, free_port, measure, print_table, qactuar_command
+from common import (
+    HERE,
+    SERVER_CPUS,
+    Series,
+    free_port,
+    measure,
+    print_table,
+    qactuar_command,
+    start_server,
+    stop_server,
+)
 
 
 def qactuar(model: str, port: int) -> list[str]:
@@ -49,6 +67,25 @@ ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
 def parents(count: int, port: int) -> list[str]:
     """The fork model as ``count`` parents under the prefork master."""
     return [*qactuar("fork", port), "--workers", str(count), "--reuse-port"]
+
+
+def sparse_latency(cmd: list[str], port: int, count: int) -> tuple[float, float]:
+    """(p50, p90) ms of ``count`` requests, each on a new connection, 50 ms apart."""
+    proc = start_server(cmd, port)
+    times = []
+    try:
+        for _ in range(count + 5):  # (the first five: warm-up)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                began = time.perf_counter()
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                while sock.recv(4096):
+                    pass
+                times.append((time.perf_counter() - began) * 1000)
+            time.sleep(0.05)
+    finally:
+        stop_server(proc)
+    times = sorted(times[5:])
+    return statistics.median(times), times[int(len(times) * 0.9)]
 
 
 def fork_ceiling(seconds: int, *extra: str) -> float:
@@ -70,12 +107,19 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--no-parents", action="store_true",
                         help="skip the 1 against 2 parents runs")  # fmt: skip
+    parser.add_argument("--no-ahead", action="store_true", help="skip the FORK_AHEAD runs")
+    parser.add_argument("--sparse", type=int, default=100)
     args = parser.parse_args()
+    sparse: dict[str, list[tuple[float, float]]] = {}
+    lows = {"fork": ("fork",), "fork, FORK_AHEAD 2": ("fork", "--fork-ahead", "2"),
+            "async": ("async",)}  # fmt: skip
     pooled = {n: Series(f"qactuar fork, {n} parent{'s' if n > 1 else ''}") for n in (1, 2)}
     ceilings: list[float] = []
     floors: list[float] = []
     leans: list[float] = []
     series = {"qactuar fork": Series("qactuar fork"), "qactuar async": Series("qactuar async")}
+    if not args.no_ahead:
+        series["qactuar fork, FORK_AHEAD 2"] = Series("qactuar fork, FORK_AHEAD 2")
     for round_no in range(args.rounds):
         ceilings.append(fork_ceiling(args.seconds))
         print(f"round {round_no + 1} fork ceiling: {ceilings[-1]:,.0f} forks/s", file=sys.stderr)
@@ -83,11 +127,22 @@ def main() -> None:
         print(f"round {round_no + 1} event-loop floor: {floors[-1]:,.0f} forks/s", file=sys.stderr)
         leans.append(fork_ceiling(args.seconds, "--lean"))
         print(f"round {round_no + 1} lean fork floor: {leans[-1]:,.0f} forks/s", file=sys.stderr)
-        for name, model in (("qactuar fork", "fork"), ("qactuar async", "async")):
+        for name in series:
             port = free_port()
-            result = measure(qactuar(model, port), port, args.seconds, args.connections, args.idle)
+            cmd = qactuar("fork" if "fork" in name else "async", port)
+            if "AHEAD" in name:
+                cmd += ["--fork-ahead", "2"]
+            result = measure(cmd, port, args.seconds, args.connections, args.idle)
             series[name].results.append(result)
             print(f"round {round_no + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
+        if not args.no_ahead:
+            for label, how in lows.items():
+                port = free_port()
+                cmd = qactuar_command("apps:hello", port, how[0], *how[1:])
+                sparse.setdefault(label, []).append(sparse_latency(cmd, port, args.sparse))
+                p50, p90 = sparse[label][-1]
+                print(f"round {round_no + 1} sparse {label}: p50 {p50:.2f} ms, p90 {p90:.2f} ms",
+                      file=sys.stderr)  # fmt: skip
         if args.no_parents:
             continue
         for count in (1, 2) if round_no % 2 == 0 else (2, 1):
@@ -116,6 +171,15 @@ def main() -> None:
     print(f"fork model / event-loop floor: {fork / floor:.2f}")
     print(f"fork model / lean fork floor: {fork / lean:.2f}  (goal >= 0.8)")
     print(f"fork model / async model: {fork / series['qactuar async'].rps:.3f}")
+    if not args.no_ahead:
+        print(f"\nlatency at low load: a request every 50 ms on a new connection, "
+              f"{args.sparse} per round, median of {args.rounds} rounds")  # fmt: skip
+        print("| server | p50 ms | p90 ms |")
+        print("|---|---:|---:|")
+        for label, got in sparse.items():
+            p50 = statistics.median(a for a, _ in got)
+            p90 = statistics.median(b for _, b in got)
+            print(f"| qactuar {label} | {p50:.2f} | {p90:.2f} |")
     if not args.no_parents:
         print_table(
             f"the fork model on every core: WORKERS 1 against 2, unpinned (servers and wrk "
