@@ -35,6 +35,14 @@ def check_config(config: Config) -> None:
     # the certificate files are loaded now, so that a bad file is one line,
     # not a traceback in every worker
     server_tls(config)
+    if config.MODEL == "fork" and config.FORK_AHEAD > config.MAX_PROCESSES:
+        raise ConfigError(
+            "FORK_AHEAD",
+            config.FORK_AHEAD,
+            config.source_of("FORK_AHEAD"),
+            f"must be at most MAX_PROCESSES ({config.MAX_PROCESSES}): more children waiting "
+            "than may ever run at once",
+        )
     # (fork only: in async and prefork a WebSocket holds no process of its own)
     if config.MODEL == "fork" and config.MAX_WEBSOCKETS >= config.MAX_PROCESSES:
         raise ConfigError(

@@ -155,7 +155,7 @@ class Config:
     FORK_AHEAD: int = _setting(
         0,
         "fork model: children forked ahead of demand, each set up and waiting for one "
-        "request (0 = off).",
+        "request (0 = off; per parent, with WORKERS; at most MAX_PROCESSES).",
         at_least(0),
     )
     WORKERS: int = _setting(

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import time
 from typing import Any
 
 import httpx
 import pytest
 from support import alive, children_of, wait_until
 from support.admin import ADMIN, TOKEN, Admin, admin_port
+
+from qactuar.models import zygote as zygote_module
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 
@@ -28,9 +32,15 @@ def zygote_of(parent: int) -> int:
     return zygote
 
 
-def spares(zygote: int, count: int) -> list[int]:
-    return wait_until(lambda: children_of(zygote) if len(children_of(zygote)) == count else None,
-                      10, what=f"{count} children of the zygote waiting")
+def spares(zygote: int, count: int, served: Any = ()) -> list[int]:
+    """The zygote's children once they are ``count`` spares: none of them a child
+    that ``served`` (a child lives on a moment after its response)."""
+
+    def waiting() -> list[int] | None:
+        found = children_of(zygote)
+        return found if len(found) == count and not set(found) & set(served) else None
+
+    return wait_until(waiting, 10, what=f"{count} children of the zygote waiting")
 
 
 def test_a_request_is_answered_by_a_child_forked_ahead_and_it_is_replaced(
@@ -47,8 +57,7 @@ def test_a_request_is_answered_by_a_child_forked_ahead_and_it_is_replaced(
         served.append(int(pid))
     assert served[0] in waiting  # the first request went to a child already waiting
     assert len(set(served)) == 6  # never one child for two requests
-    again = spares(zygote, 2)  # replaced once the zygote is idle
-    assert not set(again) & set(served)
+    spares(zygote, 2, served)  # replaced once the zygote is idle
 
 
 def test_a_spare_killed_while_it_waits_costs_no_request(spawn_qactuar: Any) -> None:
@@ -85,3 +94,52 @@ def test_a_killed_parent_takes_the_spares_along(spawn_qactuar: Any) -> None:
     os.kill(proc.proc.pid, signal.SIGKILL)
     wait_until(lambda: not any(alive(p) for p in [zygote, *waiting]), 5,
                what="the zygote and its spares gone")
+
+
+# out of descriptors (found by a cold review: each failed before its fix) -------------
+
+
+def test_a_spare_channel_that_cannot_be_made_pauses_forking_ahead(monkeypatch: Any) -> None:
+    ctl, other = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    waiting = zygote_module.Spares(2, lambda sock, ahead: os._exit(0), ctl, (), set())
+
+    def emfile(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(zygote_module.socket, "socketpair", emfile)
+    try:
+        waiting.fill(True)  # (it raised, and the zygote died with every child's request)
+        due = waiting.wait()
+        assert due is not None and due > 0  # it tries again a second later
+    finally:
+        ctl.close()
+        other.close()
+
+
+def test_fork_ahead_beyond_the_descriptor_limit_still_serves(spawn_qactuar: Any) -> None:
+    # the zygote runs out of descriptors making channels: it serves with the
+    # spares it could make, or none, and does not die
+    proc = spawn_qactuar(APP, "--model", "fork", "--fork-ahead", "80", "--no-access-log",
+                         launcher="low_fds", env={"NOFILE": "64"})
+    for _ in range(3):
+        assert httpx.get(proc.url + "/", timeout=10).text == "ok"
+    time.sleep(1.5)
+    out = proc.output()
+    assert "failed" not in out and "died" not in out, out[-3000:]
+
+
+def test_a_spare_channel_failing_once_costs_no_request_in_flight(spawn_qactuar: Any) -> None:
+    # SEQPACKET socketpairs: 1 the control socket, 2-3 the spares' channels, 4 the
+    # replacement made while a spare serves /sleep: it fails (ENFILE) once
+    proc = spawn_qactuar(APP, "--model", "fork", "--fork-ahead", "2", "--no-access-log",
+                         launcher="failing_seqpacket", env={"FAIL_SEQPACKET": "4"})
+    spares(zygote_of(proc.proc.pid), 2)
+    response = httpx.get(proc.url + "/sleep?1", timeout=10)
+    assert response.text == "slept", (response.status_code, proc.output()[-2000:])
+
+
+def test_fork_ahead_over_max_processes_is_refused_at_start(spawn_qactuar: Any) -> None:
+    proc = spawn_qactuar(APP, "--model", "fork", "--fork-ahead", "5", "--max-processes", "4",
+                         wait=False)
+    assert proc.wait(20) == 2
+    assert "FORK_AHEAD=5" in proc.output() and "MAX_PROCESSES (4)" in proc.output()

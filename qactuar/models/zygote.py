@@ -403,38 +403,46 @@ class Spares:
         self._busy_until = time.monotonic() + SPARE_IDLE
         pid = os.fork()
         if pid == 0:
-            self._ctl.close()
-            for fd in self._own:
-                os.close(fd)
-            for _, channel in self._waiting:
-                channel.close()
-            if ours is not None:
-                ours.close()
-            self._serve(sock, ahead)  # never returns
+            try:
+                self._ctl.close()
+                for fd in self._own:
+                    os.close(fd)
+                for _, channel in self._waiting:
+                    channel.close()
+                if ours is not None:
+                    ours.close()
+                self._serve(sock, ahead)  # never returns
+            finally:
+                os._exit(1)  # (never the zygote's loop in a child, whatever failed)
         self._alive.add(pid)
         return pid
 
     def fill(self, serving: bool) -> None:
-        """Fork spares up to the target (not when retired, nor paused after a failure)."""
+        """Fork one spare if some are missing (not when retired, nor paused after a
+        failure): one a pass, so that a message waits for one fork at most."""
         if not serving or len(self._waiting) >= self.target:
             return
         now = time.monotonic()
         if now < self._busy_until or (self._paused_until and now < self._paused_until):
             return
-        while len(self._waiting) < self.target:
+        try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                pid = self.fork(theirs, True, ours)
-            except OSError:
-                ours.close()
-                self._paused_until = time.monotonic() + 1.0
-                return
-            finally:
-                theirs.close()
-            self._waiting.append((pid, ours))
+        except OSError:  # out of descriptors or memory: no spare, a request still forks
+            self._paused_until = time.monotonic() + 1.0
+            return
+        try:
+            pid = self.fork(theirs, True, ours)
+        except OSError:
+            ours.close()
+            self._paused_until = time.monotonic() + 1.0
+            return
+        finally:
+            theirs.close()
+        self._waiting.append((pid, ours))
 
     def wait(self) -> int | None:
-        """poll()'s timeout in ms: none, unless spares are due."""
+        """poll()'s timeout in ms: none, unless spares are due (the next one
+        ``SPARE_IDLE`` after the last fork or request)."""
         if len(self._waiting) >= self.target:
             return None
         due = max(self._busy_until, self._paused_until)
