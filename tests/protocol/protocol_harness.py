@@ -21,7 +21,7 @@ import asyncio
 import selectors
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from qactuar import Config
 from qactuar.asgi.types import ASGIApp
@@ -29,6 +29,7 @@ from qactuar.server.protocol import HTTPProtocol
 from qactuar.server.server import ServerState
 
 CLIENT = ("127.0.0.1", 50000)
+T = TypeVar("T", bound="FakeTransport")
 SERVER = ("127.0.0.1", 8000)
 
 
@@ -165,11 +166,14 @@ class Harness:
         self.state.monotonic = clock
         self.state.tick()
 
-    def connect(self, state: ServerState | None = None) -> tuple[HTTPProtocol, FakeTransport]:
+    def connect(self, state: ServerState | None = None,
+                transport: Callable[[HTTPProtocol], T] = FakeTransport,  # type: ignore[assignment]
+                ) -> tuple[HTTPProtocol, T]:  # fmt: skip
+        """A new connection; ``transport``: a FakeTransport subclass to record it."""
         conn = HTTPProtocol(state or self.state)
-        transport = FakeTransport(conn)
-        conn.connection_made(transport)
-        return conn, transport
+        made = transport(conn)
+        conn.connection_made(made)
+        return conn, made
 
     def sweep(self) -> None:
         """What the server's periodic sweep does: read the clock, time connections out."""

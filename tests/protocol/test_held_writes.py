@@ -22,13 +22,6 @@ class StrictTransport(FakeTransport):
         super().write(data)
 
 
-def connect(h: Harness) -> tuple[Any, StrictTransport]:
-    conn, _ = h.connect()
-    transport = StrictTransport(conn)
-    conn.connection_made(transport)
-    return conn, transport
-
-
 async def streamed_with_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
     # a Content-Length response sent in pieces, ended by an empty last piece
     # (Starlette's FileResponse when the file is a multiple of its chunk size)
@@ -41,7 +34,7 @@ async def streamed_with_length(scope: dict[str, Any], receive: Any, send: Any) -
 
 def test_response_before_a_pipelined_bad_request_is_not_replaced_by_its_400() -> None:
     async def scenario(clock: Clock) -> None:
-        conn, transport = connect(Harness(streamed_with_length, clock))
+        conn, transport = Harness(streamed_with_length, clock).connect(transport=StrictTransport)
         conn.data_received(GET + b"BAD\x01 / HTTP/1.1\r\n\r\n")
         await settle()
         data = bytes(transport.written)
@@ -54,7 +47,7 @@ def test_response_before_a_pipelined_bad_request_is_not_replaced_by_its_400() ->
 
 def test_response_to_an_unread_upload_is_not_lost_to_the_lingering_close() -> None:
     async def scenario(clock: Clock) -> None:
-        conn, transport = connect(Harness(streamed_with_length, clock))
+        conn, transport = Harness(streamed_with_length, clock).connect(transport=StrictTransport)
         # the app answers without reading a body still on its way
         conn.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
         loop = asyncio.get_running_loop()
@@ -75,7 +68,7 @@ def test_head_of_a_streamed_response_before_the_400() -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def scenario(clock: Clock) -> None:
-        conn, transport = connect(Harness(app, clock))
+        conn, transport = Harness(app, clock).connect(transport=StrictTransport)
         conn.data_received(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + b"BAD\x01 / HTTP/1.1\r\n\r\n")
         await settle()
         data = bytes(transport.written)

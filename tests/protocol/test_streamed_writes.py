@@ -27,13 +27,6 @@ class Counting(FakeTransport):
         super().write(data)
 
 
-def connect(h: Harness) -> tuple[Any, Counting]:
-    conn, _ = h.connect()
-    transport = Counting(conn)
-    conn.connection_made(transport)
-    return conn, transport
-
-
 def unchunk(body: bytes) -> list[bytes]:
     pieces = []
     while True:
@@ -53,7 +46,7 @@ def test_pieces_sent_in_a_row_are_written_together() -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def scenario(clock: Clock) -> None:
-        conn, transport = connect(Harness(app, clock))
+        conn, transport = Harness(app, clock).connect(transport=Counting)
         conn.data_received(GET)
         await settle()
         data = bytes(transport.written)
@@ -78,7 +71,7 @@ def test_a_piece_is_written_before_the_app_waits() -> None:
         await asyncio.sleep(3600)  # (cancelled by the test's end)
 
     async def scenario(clock: Clock) -> None:
-        conn, transport = connect(Harness(app, clock))
+        conn, transport = Harness(app, clock).connect(transport=Counting)
         conn.data_received(GET)
         await sent.wait()
         await settle(2)
@@ -98,7 +91,7 @@ def test_held_pieces_are_written_at_once_past_held_max() -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def scenario(clock: Clock) -> None:
-        conn, transport = connect(Harness(app, clock))
+        conn, transport = Harness(app, clock).connect(transport=Counting)
         conn.data_received(GET)
         await settle()
         assert max(transport.writes) <= HELD_MAX + 2 * len(piece)  # none held past the bound
