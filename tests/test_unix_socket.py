@@ -111,8 +111,11 @@ def test_a_prefork_worker_leaving_keeps_the_masters_socket_file(spawn_qactuar, t
     inode = os.stat(path).st_ino
     for served in range(1, 4):
         assert get_unix(path).text == "Hello, world!"
-        # the worker that served it goes, another replaces it
+        # the worker that served it goes, another replaces it (the old one
+        # gone first: a retiring worker serves on until its replacement does,
+        # and a request it took would start no other)
         server.wait_for_log("Started worker", count=served + 1)
+        server.wait_for_log("stopped after", count=served)
     assert os.stat(path).st_ino == inode
     assert get_unix(path).text == "Hello, world!"
 
