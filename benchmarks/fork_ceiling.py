@@ -31,8 +31,9 @@ LEAN = "--lean" in sys.argv
 if LEAN:
     import httptools  # noqa: F401  (what the lean process holds: no qactuar)
     import uvloop
-    from apps import hello as APP
+    from apps import hello
 
+    APP: Any = hello
     new_loop: Any = uvloop.new_event_loop
 else:
     import qactuar.models.fork  # noqa: F401  (what the fork model's parent imports)

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 from common import LOAD_CPUS, Result, Series, free_port, rss_kib, start_server, stop_server
 
@@ -61,10 +63,11 @@ class _EchoConnection(asyncio.Protocol):
         self._inflate = zlib.decompressobj(wbits=-15)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
         key = base64.b64encode(os.urandom(16))
         offer = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-        self.transport.write(
+        transport.write(
             b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n"
             + (offer if self.offer else b"") + b"\r\n"
@@ -285,14 +288,15 @@ def main() -> None:
     args = parser.parse_args()
     compression = not args.no_compression
     if args.client:
+        run: Callable[..., Any] = asyncio.run
         try:
             import uvloop
 
             run = uvloop.run
         except ImportError:
-            run = asyncio.run
-        result = run(_client(args.port, args.seconds, args.connections, args.size, compression))
-        print(json.dumps(result))
+            pass
+        measured = run(_client(args.port, args.seconds, args.connections, args.size, compression))
+        print(json.dumps(measured))
         return
     series: dict[str, Series] = {}
     shares: dict[str, list[tuple[float, float]]] = {}
