@@ -28,6 +28,7 @@ from support import (
     admin_port,
     children_of,
     encode_request,
+    fd_targets,
     free_port,
     refuses,
     run_qactuar,
@@ -81,15 +82,7 @@ def tcp_inodes(local_port: int, remote_port: int | None = None) -> list[int]:
 
 def socket_inodes(pid: int) -> set[int]:
     """The inodes of every socket process ``pid`` holds a descriptor to."""
-    held = set()
-    for entry in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{entry}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            held.add(int(target[8:-1]))
-    return held
+    return {int(t[8:-1]) for t in fd_targets(pid) if t.startswith("socket:[")}
 
 
 @contextmanager

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import pytest
-from support import RawClient, fork_children, wait_until
+from support import RawClient, fd_targets, fork_children, wait_until
 from tlscerts import Certs, tls_socket
 from wsraw import RawWebSocket, handshake_request
 
@@ -39,15 +39,7 @@ def post(path: str, length: int, *, expect: bool = False, body: bytes = b"") -> 
 
 def spooled_files(pid: int) -> list[str]:
     """The unlinked temporary files ``pid`` holds open."""
-    found = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if target.endswith("(deleted)"):
-            found.append(target)
-    return found
+    return [target for target in fd_targets(pid) if target.endswith("(deleted)")]
 
 
 def assert_no_app_heard_a_disconnect(server: Any, tls: Certs | None = None) -> None:

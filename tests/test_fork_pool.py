@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Load, alive, children_of, fork_children, wait_until
+from support import Load, alive, children_of, fd_targets, fork_children, wait_until
 from support.admin import ADMIN, TOKEN, Admin, admin_port
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
@@ -232,15 +232,7 @@ def test_each_fork_parent_serves_tls_and_answers_a_crash_with_502(
 
 def _shared_kinds(pid: int) -> set[str]:
     """The sockets and pipes ``pid`` holds (their inodes)."""
-    found = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if target.startswith(("socket:", "pipe:")):
-            found.add(target)
-    return found
+    return {target for target in fd_targets(pid) if target.startswith(("socket:", "pipe:"))}
 
 
 def test_a_child_holds_none_of_the_masters_sockets_or_pipes(spawn_qactuar: Any) -> None:

@@ -71,7 +71,10 @@ class WorkerSpec:
     #: Run first thing in the worker: closes the descriptors of what the
     #: master serves beside supervising (the admin socket: ``Companion.in_child``).
     in_child: Callable[[], None] | None = None
-    #: The master's event loop, which the worker was forked inside.
+    #: The master's event loop, which the worker was forked inside (asyncio's
+    #: running loop is per process: None in the worker). Held here for the
+    #: worker's life: never closed, run or freed in it (closing it would take
+    #: the master's descriptors out of the epoll instance both share).
     master_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -295,15 +298,7 @@ def _serve(spec: WorkerSpec, sockets: list[socket.socket]) -> int:
         return runner.run(server.run(sockets))
 
 
-#: The master's event loop, which a worker forked from inside it keeps
-#: referenced for ever: never closed, run or freed here (closing it would
-#: take the master's descriptors out of the epoll instance both share).
-_masters_loop: asyncio.AbstractEventLoop | None = None
-
-
 def _leave_masters_loop(spec: WorkerSpec) -> None:
-    global _masters_loop
-    _masters_loop = spec.master_loop  # (asyncio's running loop is per process: None here)
     asyncio.events._set_running_loop(None)  # the worker's Runner makes its own
     if spec.in_child is not None:
         spec.in_child()

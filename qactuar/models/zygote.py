@@ -6,8 +6,9 @@ whenever the apps or the config change, or the zygote dies) it forks a
 closes the parent's listeners and clients, runs no event loop, and then
 only waits on a control socket. For each request the parent sends it one
 end of a socketpair (``SCM_RIGHTS``); the zygote forks a child that runs
-the application over that socketpair (``relay.serve_in_child``) and says
-so, then reports the child's exit.
+the application over that socketpair (``relay.serve_in_child``), or hands
+it to a child forked ahead (FORK_AHEAD: ``Spares``), says so, then reports
+the child's exit.
 
 Why: a process that forks shares its pages with the child, so every page it
 writes while a child lives is copied (a page fault and 4 KiB), and a child

@@ -407,6 +407,17 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
+def fd_targets(pid: int) -> list[str]:
+    """What each descriptor ``pid`` holds names ("socket:[123]", "pipe:[4]", a path)."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:  # closed meanwhile
+            continue
+    return found
+
+
 def children_of(pid: int) -> list[int]:
     """The pids of ``pid``'s live children (empty once it is gone)."""
     try:
